@@ -1,0 +1,69 @@
+use crate::bindings::wshost::websocket::connection as host;
+use crate::{ConnectionId, Frame, Opcode, Response, Result};
+
+/// The connection of the request this handler was called for: upgrade it to a
+/// WebSocket, or answer it with a plain HTTP [`Response`].
+///
+/// Every method blocks this handler until the host has done the work; other
+/// connections run on meanwhile.
+#[derive(Debug)]
+pub struct Connection {
+    _private: (),
+}
+
+impl Connection {
+    pub(crate) fn current() -> Self {
+        Connection { _private: () }
+    }
+
+    /// This connection's id, as other handlers see it in [`crate::hub::connections`].
+    pub fn id(&self) -> ConnectionId {
+        host::id()
+    }
+
+    /// Send `101 Switching Protocols`. Fails with [`crate::Error::Protocol`] when
+    /// the request is no WebSocket handshake; the host has then answered it.
+    pub fn upgrade(&self) -> Result<()> {
+        host::upgrade()
+    }
+
+    /// Wait for the next message, at most `timeout` (`None`: forever).
+    ///
+    /// `Ok(Some(frame))` is a message or the peer's Close frame
+    /// ([`Frame::is_close`]); `Ok(None)` means the connection is closed.
+    pub fn recv(&self, timeout: Option<std::time::Duration>) -> Result<Option<Frame>> {
+        let ms = timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+        host::recv(ms)
+    }
+
+    /// Send a frame; `fin = false` starts or continues a fragmented message
+    /// (continue with [`Opcode::Continuation`]).
+    pub fn push(&self, data: &[u8], opcode: Opcode, fin: bool) -> Result<()> {
+        host::push(data, opcode, fin)
+    }
+
+    /// Send a whole text message.
+    pub fn push_text(&self, text: &str) -> Result<()> {
+        host::push(text.as_bytes(), Opcode::Text, true)
+    }
+
+    /// Send a whole binary message.
+    pub fn push_binary(&self, data: &[u8]) -> Result<()> {
+        host::push(data, Opcode::Binary, true)
+    }
+
+    /// Send a Close frame: the polite way to end, before [`Connection::close`].
+    pub fn push_close(&self, code: u16, reason: &str) -> Result<()> {
+        host::push_close(code, reason)
+    }
+
+    /// Drop the TCP connection without a Close frame.
+    pub fn close(&self) {
+        host::close()
+    }
+
+    /// Answer with a plain HTTP response instead of upgrading.
+    pub fn respond(&self, response: Response) -> Result<()> {
+        host::respond(response.status, &response.headers, &response.body)
+    }
+}

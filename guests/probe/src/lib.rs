@@ -1,0 +1,77 @@
+//! A test guest: the query string picks one behaviour the host's tests check.
+//!
+//! - `timeout=MS`: upgrade, `recv` with that timeout, push the outcome's name.
+//! - `fragments`: upgrade, push `Hel` + `lo, ` + `world` as one fragmented text.
+//! - `binary`: upgrade, push the bytes 0, 1, 2, 255 as a binary message.
+//! - `upgrade-then-return`: upgrade and return (the host closes with 1000).
+//! - `fail-before-upgrade` / `fail-after-upgrade`: return an error.
+//! - `no-answer`: return without upgrading or responding.
+//! - `push-close`: upgrade, push a Close frame 4000 "bye", then close.
+//! - `id`: upgrade, push this connection's id and the hub's connection count.
+//! - `log`: print a line to stdout and one to stderr, then answer 204.
+
+use std::time::Duration;
+use wshost_guest::{Connection, Error, Opcode, Request, hub};
+
+fn probe(req: Request, ws: Connection) -> Result<(), String> {
+    let query = req.query.clone();
+    let (mode, arg) = query.split_once('=').unwrap_or((query.as_str(), ""));
+    match mode {
+        "timeout" => {
+            ws.upgrade().map_err(str)?;
+            let ms = arg.parse().map_err(|_| format!("bad timeout {arg:?}"))?;
+            let outcome = match ws.recv(Some(Duration::from_millis(ms))) {
+                Err(Error::Timeout) => "timeout".to_string(),
+                Ok(Some(frame)) => format!("frame {}", frame.text_lossy()),
+                Ok(None) => "closed".to_string(),
+                Err(e) => format!("error {e}"),
+            };
+            ws.push_text(&outcome).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "fragments" => {
+            ws.upgrade().map_err(str)?;
+            ws.push(b"Hel", Opcode::Text, false).map_err(str)?;
+            ws.push(b"lo, ", Opcode::Continuation, false).map_err(str)?;
+            ws.push(b"world", Opcode::Continuation, true).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "binary" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_binary(&[0, 1, 2, 255]).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "upgrade-then-return" => ws.upgrade().map_err(str)?,
+        "fail-before-upgrade" => return Err("failing on purpose".into()),
+        "fail-after-upgrade" => {
+            ws.upgrade().map_err(str)?;
+            return Err("failing on purpose".into());
+        }
+        "no-answer" => {}
+        "push-close" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_close(4000, "bye").map_err(str)?;
+            ws.close();
+        }
+        "id" => {
+            ws.upgrade().map_err(str)?;
+            let live = hub::connections();
+            ws.push_text(&format!("{} {}", ws.id(), live.len()))
+                .map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "log" => {
+            println!("hello from the guest's stdout");
+            eprintln!("hello from the guest's stderr");
+            ws.respond(wshost_guest::Response::new(204)).map_err(str)?;
+        }
+        other => return Err(format!("unknown probe {other:?}")),
+    }
+    Ok(())
+}
+
+fn str(e: Error) -> String {
+    e.to_string()
+}
+
+wshost_guest::export_handler!(probe);

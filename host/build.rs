@@ -1,0 +1,57 @@
+//! Builds every guest under `guests/` for `wasm32-wasip2` (they are components
+//! as built) and tells the crate where they are: the demo embeds two of them,
+//! the tests load the rest.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let host = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = host.parent().unwrap().to_path_buf();
+    for watched in ["guests", "guest-sdk", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    // A target dir of its own, so this nested build never waits on the lock
+    // of the build that runs this script.
+    let target_dir = root.join("target").join("guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--workspace",
+            "--exclude",
+            "wshost",
+            "--profile",
+            "guest",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // What the outer build set for the host must not leak into the guests' build.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("running cargo to build the guests");
+    if !out.status.success() {
+        panic!(
+            "building the guests failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let guests = target_dir.join("wasm32-wasip2").join("guest");
+    println!("cargo:rustc-env=WSHOST_GUEST_DIR={}", guests.display());
+}

@@ -1,0 +1,90 @@
+//! Loading handler components: compiled and linked once at start-up, then
+//! instantiated per request from the resulting `HandlerPre`.
+
+use crate::bindings::{Handler, HandlerPre};
+use crate::config::ComponentSource;
+use crate::conn::Conn;
+use crate::state::HostState;
+use anyhow::{Context, Result, bail};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+/// The export every handler component must have (world `wshost:websocket/handler`).
+pub const HANDLER_EXPORT: &str = "handle";
+
+pub fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    anyhow(Engine::new(&config)).context("configuring the wasm engine")
+}
+
+/// The imports a handler may use: WASI p2 and the `handler` world's interfaces.
+pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+    anyhow(Handler::add_to_linker::<_, HasSelf<Conn>>(
+        &mut linker,
+        |state: &mut HostState| &mut state.conn,
+    ))?;
+    Ok(linker)
+}
+
+/// Compile `source` and check it is a handler this host can run; every
+/// error names the component and the problem.
+pub fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    source: &ComponentSource,
+) -> Result<HandlerPre<HostState>> {
+    let component = match source {
+        ComponentSource::File(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read component file", path.display()))?;
+            compile(engine, &bytes).with_context(|| format!("{}", path.display()))?
+        }
+        ComponentSource::Builtin { bytes, .. } => {
+            compile(engine, bytes).with_context(|| source.to_string())?
+        }
+    };
+    check_exports(engine, &component).with_context(|| source.to_string())?;
+    let pre = anyhow(linker.instantiate_pre(&component))
+        .with_context(|| format!("{source}: imports something wshost does not provide"))?;
+    anyhow(HandlerPre::new(pre)).with_context(|| {
+        format!("{source}: export `{HANDLER_EXPORT}` has the wrong type (built against another version of wit/?)")
+    })
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    if !bytes.starts_with(b"\0asm") {
+        bail!("not a WebAssembly file (no \\0asm header)");
+    }
+    // Byte 4..8 is the version/layer: core modules have layer 0, components 1.
+    if bytes.get(6..8) == Some(&[0, 0]) {
+        bail!(
+            "a core WebAssembly module, not a component: build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+        );
+    }
+    anyhow(Component::new(engine, bytes)).context("not a valid WebAssembly component")
+}
+
+fn check_exports(engine: &Engine, component: &Component) -> Result<()> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    if !exports.contains(&HANDLER_EXPORT) {
+        let found = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
+        bail!(
+            "not a wshost handler: it does not export `{HANDLER_EXPORT}` (world wshost:websocket/handler); it exports {found}"
+        );
+    }
+    Ok(())
+}
+
+/// `wasmtime::Error` converts into `anyhow::Error` but is not one, so
+/// `anyhow::Context` needs the conversion first.
+fn anyhow<T>(result: wasmtime::Result<T>) -> Result<T> {
+    result.map_err(anyhow::Error::from)
+}

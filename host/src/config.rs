@@ -1,0 +1,115 @@
+//! What `wshost serve` is told: routes and limits.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+use tungstenite::protocol::WebSocketConfig;
+
+/// One `--route PATH=FILE.wasm`: requests for exactly `PATH` go to the component in `FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub path: String,
+    pub source: ComponentSource,
+}
+
+/// Where a route's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    File(PathBuf),
+    /// Built into the binary (the demo served with no `--route`).
+    Builtin {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+impl std::fmt::Display for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentSource::File(path) => write!(f, "{}", path.display()),
+            ComponentSource::Builtin { name, .. } => write!(f, "built-in {name}"),
+        }
+    }
+}
+
+impl FromStr for RouteSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (path, file) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected PATH=FILE.wasm, got {s:?}"))?;
+        if !path.starts_with('/') {
+            return Err(format!("route path {path:?} must start with '/'"));
+        }
+        if path.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "route path {path:?} must be a bare path (no query, fragment or spaces)"
+            ));
+        }
+        if file.is_empty() {
+            return Err(format!("route {path:?} names no component file"));
+        }
+        Ok(RouteSpec {
+            path: path.to_string(),
+            source: ComponentSource::File(file.into()),
+        })
+    }
+}
+
+/// Per-connection limits; every one is a `serve` flag.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest whole message, received or pushed.
+    pub max_message_size: usize,
+    /// Largest single frame received.
+    pub max_frame_size: usize,
+    /// Largest HTTP request head.
+    pub max_head_size: usize,
+    /// How long a client may take to send its request head.
+    pub head_timeout: Duration,
+    /// How long the host waits for the peer's Close reply when it ends a connection.
+    pub close_timeout: Duration,
+    /// Hub messages that may wait for one connection before further ones are refused.
+    pub mailbox_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_head_size: 16 << 10,
+            head_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(3),
+            mailbox_capacity: 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_frame_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_route() {
+        let r: RouteSpec = "/websocket=echo.wasm".parse().unwrap();
+        assert_eq!(r.path, "/websocket");
+        assert_eq!(r.source, ComponentSource::File("echo.wasm".into()));
+    }
+
+    #[test]
+    fn rejects_malformed_routes() {
+        for bad in ["echo.wasm", "websocket=echo.wasm", "/ws=", "/ws?x=1=a.wasm"] {
+            assert!(bad.parse::<RouteSpec>().is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! A guest's stdout and stderr, line by line into the host's `tracing` log,
+//! tagged with the route and connection id.
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// A line longer than this is logged in pieces, so a guest cannot make the
+/// host buffer without bound.
+const MAX_LINE: usize = 4096;
+
+/// Which of the guest's output streams this is.
+#[derive(Clone, Copy, Debug)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Line-buffering sink; clones share the buffer. The last partial line is
+/// logged when the last clone is dropped (when the instance goes away).
+#[derive(Clone)]
+pub struct GuestLog(Arc<Mutex<LineBuffer>>);
+
+struct LineBuffer {
+    route: Arc<str>,
+    conn: u64,
+    stream: Stream,
+    pending: Vec<u8>,
+}
+
+impl GuestLog {
+    pub fn new(route: Arc<str>, conn: u64, stream: Stream) -> Self {
+        GuestLog(Arc::new(Mutex::new(LineBuffer {
+            route,
+            conn,
+            stream,
+            pending: Vec::new(),
+        })))
+    }
+
+    fn append(&self, mut bytes: &[u8]) {
+        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            buf.pending.extend_from_slice(&bytes[..nl]);
+            buf.emit();
+            bytes = &bytes[nl + 1..];
+        }
+        buf.pending.extend_from_slice(bytes);
+        while buf.pending.len() >= MAX_LINE {
+            let rest = buf.pending.split_off(MAX_LINE);
+            buf.emit();
+            buf.pending = rest;
+        }
+    }
+}
+
+impl LineBuffer {
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.pending);
+        let line = line.trim_end_matches('\r');
+        match self.stream {
+            Stream::Stdout => {
+                tracing::info!(target: "guest", route = %self.route, conn = self.conn, "{line}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(target: "guest", route = %self.route, conn = self.conn, "{line}")
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+impl IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestLog {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestLog {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestLog {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for GuestLog {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

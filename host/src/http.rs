@@ -1,0 +1,320 @@
+//! The HTTP/1.1 side of a connection: reading the request head, checking a
+//! WebSocket handshake, writing plain responses.
+//!
+//! wshost answers one request per TCP connection (`connection: close`); a
+//! request body is never read.
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Most header lines accepted in a request head.
+const MAX_HEADERS: usize = 64;
+
+/// A request head as received, before any handler has seen it.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Lower-case names, in the order sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first value of header `name` (give it lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when header `name` holds `token` in its comma-separated list.
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Why no request head could be read; each maps to the status sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("the client sent no complete request head within {0:?}")]
+    Timeout(Duration),
+    #[error("the client closed the connection before a complete request head")]
+    Eof,
+    #[error("request head larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("reading the request: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl HeadError {
+    /// The response status for this error, when the client is still there to get one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HeadError::Timeout(_) => Some(408),
+            HeadError::TooLarge(_) => Some(431),
+            HeadError::Malformed(_) => Some(400),
+            HeadError::Eof | HeadError::Io(_) => None,
+        }
+    }
+}
+
+/// Read one request head. Returns it with any bytes the client sent after it
+/// (the start of its first WebSocket frames, should it not wait for the 101).
+pub async fn read_head(
+    stream: &mut TcpStream,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            if let Some(parsed) = parse_head(&buf)? {
+                return Ok(parsed);
+            }
+            if buf.len() >= max_size {
+                return Err(HeadError::TooLarge(max_size));
+            }
+            let mut chunk = [0u8; 2048];
+            let want = chunk.len().min(max_size - buf.len());
+            let n = stream.read(&mut chunk[..want]).await?;
+            if n == 0 {
+                return Err(HeadError::Eof);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let (head, consumed) = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| HeadError::Timeout(timeout))??;
+    buf.drain(..consumed);
+    Ok((head, buf))
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?;
+            Ok((h.name.to_ascii_lowercase(), value.trim().to_string()))
+        })
+        .collect::<Result<_, HeadError>>()?;
+    let head = RequestHead {
+        method: req.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+    };
+    Ok(Some((head, consumed)))
+}
+
+/// Why a request is not a WebSocket handshake this server accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HandshakeError {
+    #[error("a WebSocket handshake must use GET, not {0}")]
+    Method(String),
+    #[error("missing `Upgrade: websocket` header")]
+    NoUpgradeHeader,
+    #[error("missing `Connection: Upgrade` header")]
+    NoConnectionUpgrade,
+    #[error("unsupported Sec-WebSocket-Version {0:?}; this server speaks 13")]
+    Version(String),
+    #[error("missing or malformed Sec-WebSocket-Key header")]
+    Key,
+}
+
+impl HandshakeError {
+    /// The response sent for this error: 426 names the supported version.
+    pub fn response(&self) -> Vec<u8> {
+        let reason = format!("{self}\n");
+        match self {
+            HandshakeError::Version(_) => response(
+                426,
+                &[("sec-websocket-version".into(), "13".into())],
+                reason.as_bytes(),
+                false,
+            ),
+            _ => response(400, &[], reason.as_bytes(), false),
+        }
+    }
+}
+
+/// Check `head` is a valid RFC 6455 handshake; returns the `Sec-WebSocket-Accept` value.
+pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
+    if head.method != "GET" {
+        return Err(HandshakeError::Method(head.method.clone()));
+    }
+    if !head.has_token("upgrade", "websocket") {
+        return Err(HandshakeError::NoUpgradeHeader);
+    }
+    if !head.has_token("connection", "upgrade") {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    match head.header("sec-websocket-version") {
+        Some("13") => {}
+        other => return Err(HandshakeError::Version(other.unwrap_or("").to_string())),
+    }
+    let key = head
+        .header("sec-websocket-key")
+        .ok_or(HandshakeError::Key)?;
+    // The key is 16 random bytes in base64: 24 characters ending in `==`.
+    if key.len() != 24 || !key.ends_with("==") {
+        return Err(HandshakeError::Key);
+    }
+    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// The `101 Switching Protocols` response for an accepted handshake.
+pub fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A complete `connection: close` response. `content-length` is computed; the
+/// body is left out when `head_only` (a HEAD request).
+pub fn response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let reason = tungstenite::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        && !body.is_empty()
+    {
+        out.push_str("content-type: text/plain; charset=utf-8\r\n");
+    }
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Check a handler's response before it is written; returns why it cannot be sent.
+pub fn check_response(status: u16, headers: &[(String, String)]) -> Result<(), String> {
+    if !(200..=599).contains(&status) {
+        return Err(format!(
+            "status {status} is not a final response status (200-599)"
+        ));
+    }
+    for (name, value) in headers {
+        tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        tungstenite::http::HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header {name}"))?;
+        if ["content-length", "connection", "transfer-encoding"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            return Err(format!("header {name} is set by the host"));
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` and shut the write side, best effort: the client may be gone.
+pub async fn send_and_finish(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> RequestHead {
+        parse_head(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    const HANDSHAKE: &str = "GET /ws?room=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+    #[test]
+    fn parses_path_query_and_lowercases_headers() {
+        let h = head(HANDSHAKE);
+        assert_eq!((h.path.as_str(), h.query.as_str()), ("/ws", "room=1"));
+        assert_eq!(h.header("sec-websocket-version"), Some("13"));
+    }
+
+    #[test]
+    fn partial_head_needs_more() {
+        assert!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            parse_head(b"\x00\x01 nonsense\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(&head(HANDSHAKE)).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn handshake_errors() {
+        let plain = head("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(accept_key(&plain), Err(HandshakeError::NoUpgradeHeader));
+        let v8 = head(&HANDSHAKE.replace("Version: 13", "Version: 8"));
+        assert_eq!(accept_key(&v8), Err(HandshakeError::Version("8".into())));
+        assert!(
+            String::from_utf8(HandshakeError::Version("8".into()).response())
+                .unwrap()
+                .starts_with("HTTP/1.1 426")
+        );
+        let nokey = head(&HANDSHAKE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""));
+        assert_eq!(accept_key(&nokey), Err(HandshakeError::Key));
+    }
+
+    #[test]
+    fn response_rejects_header_injection() {
+        assert!(check_response(200, &[("x".into(), "a\r\nb: c".into())]).is_err());
+        assert!(check_response(101, &[]).is_err());
+        assert!(check_response(200, &[("content-type".into(), "text/html".into())]).is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! Accepting connections, routing requests, and running one handler instance
+//! per request.
+//!
+//! Routing is by exact path: `--route /chat=...` serves `/chat` (any query
+//! string) but not `/chat/` or `/chat/room`; there is no prefix matching. An
+//! unknown path is answered `404` without instantiating anything.
+
+use crate::bindings::{ConnectionId, HandlerPre, Request};
+use crate::component;
+use crate::config::{Limits, RouteSpec};
+use crate::conn::{Conn, Outcome};
+use crate::http::{self, RequestHead};
+use crate::hub::Hub;
+use crate::state::HostState;
+use anyhow::{Result, bail};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+use wasmtime::{Engine, Store};
+
+/// A route's compiled handler and the hub of its live connections.
+pub struct Route {
+    pub path: Arc<str>,
+    pre: HandlerPre<HostState>,
+    pub hub: Arc<Hub>,
+}
+
+pub struct Server {
+    engine: Engine,
+    routes: HashMap<String, Arc<Route>>,
+    limits: Arc<Limits>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    /// Compile and link every route's component; fails naming the first bad one.
+    pub fn new(specs: &[RouteSpec], limits: Limits) -> Result<Self> {
+        let engine = component::engine()?;
+        let linker = component::linker(&engine)?;
+        let mut routes = HashMap::new();
+        for spec in specs {
+            if routes.contains_key(&spec.path) {
+                bail!("route {} is given twice", spec.path);
+            }
+            let pre = component::load(&engine, &linker, &spec.source)?;
+            let route = Route {
+                path: spec.path.as_str().into(),
+                pre,
+                hub: Hub::new(limits.mailbox_capacity),
+            };
+            routes.insert(spec.path.clone(), Arc::new(route));
+        }
+        Ok(Server {
+            engine,
+            routes,
+            limits: Arc::new(limits),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.get(path)
+    }
+
+    /// Accept connections until the task is dropped; each runs in its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, remote)) => {
+                    let server = self.clone();
+                    tokio::spawn(async move { server.handle_connection(stream, remote).await });
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let (head, early) = match http::read_head(
+            &mut stream,
+            self.limits.max_head_size,
+            self.limits.head_timeout,
+        )
+        .await
+        {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(%remote, "bad request: {e}");
+                if let Some(status) = e.status() {
+                    let body = format!("{e}\n");
+                    let _ = http::send_and_finish(
+                        &mut stream,
+                        &http::response(status, &[], body.as_bytes(), false),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        let Some(route) = self.route(&head.path).cloned() else {
+            tracing::debug!(%remote, path = head.path, "no route");
+            let body = format!("no route for {}\n", head.path);
+            let _ = http::send_and_finish(
+                &mut stream,
+                &http::response(404, &[], body.as_bytes(), false),
+            )
+            .await;
+            return;
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("conn", route = %route.path, id);
+        self.run_handler(route, id, stream, remote, head, early)
+            .instrument(span)
+            .await;
+    }
+
+    async fn run_handler(
+        &self,
+        route: Arc<Route>,
+        id: ConnectionId,
+        stream: TcpStream,
+        remote: SocketAddr,
+        head: RequestHead,
+        early: Vec<u8>,
+    ) {
+        let request = Request {
+            method: head.method.clone(),
+            path: head.path.clone(),
+            query: head.query.clone(),
+            headers: head.headers.clone(),
+            remote_addr: remote.to_string(),
+        };
+        let conn = Conn::new(
+            id,
+            self.limits.clone(),
+            route.hub.clone(),
+            stream,
+            head,
+            early,
+        );
+        let mut store = Store::new(&self.engine, HostState::new(route.path.clone(), conn));
+        let outcome = match route.pre.instantiate_async(&mut store).await {
+            Ok(handler) => match handler.call_handle(&mut store, &request).await {
+                Ok(Ok(())) => Outcome::Returned,
+                Ok(Err(why)) => {
+                    tracing::warn!("handler returned an error: {why}");
+                    Outcome::Failed(why)
+                }
+                Err(trap) => {
+                    tracing::error!("handler trapped: {trap:?}");
+                    Outcome::Failed("handler trapped".into())
+                }
+            },
+            Err(e) => {
+                tracing::error!("cannot instantiate the handler: {e:?}");
+                Outcome::Failed("handler could not start".into())
+            }
+        };
+        // Free the instance before lingering over the closing handshake.
+        let conn = store.into_data().conn;
+        conn.finish(outcome).await;
+        tracing::debug!("connection {id} ended");
+    }
+}

@@ -1,0 +1,39 @@
+//! What one handler instance's `Store` holds: its WASI context and its connection.
+
+use crate::conn::Conn;
+use crate::guest_log::{GuestLog, Stream};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub conn: Conn,
+}
+
+impl HostState {
+    /// A guest gets no environment, arguments, files or sockets; its stdout and
+    /// stderr go to the host's log, tagged with `route` and the connection id.
+    pub fn new(route: Arc<str>, conn: Conn) -> Self {
+        let id = conn.id();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestLog::new(route.clone(), id, Stream::Stdout))
+            .stderr(GuestLog::new(route, id, Stream::Stderr))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            conn,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

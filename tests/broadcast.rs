@@ -1,0 +1,39 @@
+//! The seed's second example: every message reaches every connection of the route.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn a_message_reaches_all_three_clients() {
+    let server = Server::start(&[("/websocket", "broadcast")]);
+    let mut a = server.connect("/websocket").await;
+    let mut b = server.connect("/websocket").await;
+    let mut c = server.connect("/websocket").await;
+    send_text(&mut a, "x").await;
+    for ws in [&mut a, &mut b, &mut c] {
+        assert_eq!(next_text(ws).await, "Сервер：x");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_is_no_longer_pushed_to() {
+    let server = Server::start(&[("/websocket", "broadcast")]);
+    let mut a = server.connect("/websocket").await;
+    let mut b = server.connect("/websocket").await;
+    let mut c = server.connect("/websocket").await;
+    send_text(&mut c, "from c").await;
+    for ws in [&mut a, &mut b, &mut c] {
+        assert_eq!(next_text(ws).await, "Сервер：from c");
+    }
+    drop(c); // TCP closed without a Close frame
+    server.wait_for_log("connection 3 ended").await;
+    for (sender, word) in [(0, "y"), (1, "z")] {
+        let ws = if sender == 0 { &mut a } else { &mut b };
+        send_text(ws, word).await;
+        assert_eq!(next_text(&mut a).await, format!("Сервер：{word}"));
+        assert_eq!(next_text(&mut b).await, format!("Сервер：{word}"));
+    }
+    // A push to a departed member would have been refused and logged.
+    assert!(!server.log().contains("not queued"), "{}", server.log());
+}

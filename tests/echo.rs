@@ -1,0 +1,82 @@
+//! The seed's first example, end to end: the `echo` guest over real sockets.
+
+mod support;
+
+use futures_util::SinkExt;
+use support::*;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+#[tokio::test]
+async fn greets_every_message_twice() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    let mut ws = server.connect("/websocket").await;
+    for word in ["hello", "мир"] {
+        send_text(&mut ws, word).await;
+        assert_eq!(next_text(&mut ws).await, format!("Привет, {word}!"));
+        assert_eq!(next_text(&mut ws).await, format!("Как ты там, {word}?"));
+    }
+}
+
+#[tokio::test]
+async fn text_close_drops_tcp_without_close_frame() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    let mut ws = server.connect("/websocket").await;
+    send_text(&mut ws, "close").await;
+    // The seed's close(): TCP goes away and no Close frame is ever sent.
+    match next(&mut ws).await {
+        Some(Err(Error::Protocol(_))) | Some(Err(Error::Io(_))) | None => {}
+        other => panic!("expected the TCP connection to drop, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn client_close_frame_ends_the_connection_politely() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    let mut ws = server.connect("/websocket").await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    })))
+    .await
+    .unwrap();
+    // The host answers the Close frame (completing the handshake), then the guest closes.
+    assert_eq!(close_code(&mut ws).await, Some(1000));
+}
+
+#[tokio::test]
+async fn binary_messages_are_greeted_too() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    let mut ws = server.connect("/websocket").await;
+    ws.send(Message::binary(b"bin".to_vec())).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "Привет, bin!");
+}
+
+#[tokio::test]
+async fn two_hundred_clients_are_answered_while_another_guest_waits_in_recv() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    // This guest sits in recv() for the whole test.
+    let mut idle = server.connect("/websocket").await;
+    let clients = (0..200).map(|i| {
+        let url = server.url("/websocket");
+        tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
+            send_text(&mut ws, &format!("c{i}")).await;
+            assert_eq!(next_text(&mut ws).await, format!("Привет, c{i}!"));
+            assert_eq!(next_text(&mut ws).await, format!("Как ты там, c{i}?"));
+        })
+    });
+    let started = std::time::Instant::now();
+    for client in clients.collect::<Vec<_>>() {
+        client.await.expect("client task");
+    }
+    eprintln!(
+        "200 concurrent echo clients answered in {:?}",
+        started.elapsed()
+    );
+    send_text(&mut idle, "still here").await;
+    assert_eq!(next_text(&mut idle).await, "Привет, still here!");
+}

@@ -1,0 +1,95 @@
+//! `wshost serve` start-up: the built-in demo, and errors that name the file
+//! and the problem.
+
+mod support;
+
+use std::time::Instant;
+use support::*;
+
+/// Run `wshost serve ARGS` expecting it to refuse to start; returns stderr.
+fn refused(args: &[&str], code: i32) -> String {
+    let out = wshost()
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("wshost-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("notes.wasm");
+    std::fs::write(&file, "hello, I am text").unwrap();
+    let stderr = refused(&["--route", &format!("/ws={}", file.display())], 1);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("not a WebAssembly file"), "{stderr}");
+}
+
+#[test]
+fn a_core_module_is_refused_as_not_a_component() {
+    let dir = std::env::temp_dir().join(format!("wshost-core-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("core.wasm");
+    std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
+    let stderr = refused(&["--route", &format!("/ws={}", file.display())], 1);
+    assert!(
+        stderr.contains("core WebAssembly module, not a component"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_naming_the_missing_export() {
+    let file = guest("not-a-handler");
+    let stderr = refused(&["--route", &format!("/ws={}", file.display())], 1);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("does not export `handle`"), "{stderr}");
+    assert!(stderr.contains("wasi:cli/run"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_is_refused_by_name() {
+    let stderr = refused(&["--route", "/ws=/no/such/echo.wasm"], 1);
+    assert!(
+        stderr.contains("/no/such/echo.wasm: cannot read component file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_route_is_a_usage_error() {
+    let stderr = refused(&["--route", "websocket"], 2);
+    assert!(stderr.contains("expected PATH=FILE.wasm"), "{stderr}");
+    let stderr = refused(&["--route", "ws=echo.wasm"], 2);
+    assert!(stderr.contains("must start with '/'"), "{stderr}");
+}
+
+#[test]
+fn the_same_route_twice_is_refused() {
+    let echo = format!("/ws={}", guest("echo").display());
+    let stderr = refused(&["--route", &echo, "--route", &echo], 1);
+    assert!(stderr.contains("route /ws is given twice"), "{stderr}");
+}
+
+#[tokio::test]
+async fn with_no_routes_the_built_in_demo_is_served() {
+    let started = Instant::now();
+    let server = Server::start_with(&[]);
+    let listening = started.elapsed();
+    let mut ws = server.connect("/websocket").await;
+    let accepted = started.elapsed();
+    eprintln!("demo: listening after {listening:?}, first connection upgraded after {accepted:?}");
+    send_text(&mut ws, "hello").await;
+    assert_eq!(next_text(&mut ws).await, "Привет, hello!");
+    assert!(
+        server
+            .get("/")
+            .await
+            .contains("<h1>Сервер WebSocket Swoole</h1>")
+    );
+}

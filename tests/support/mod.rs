@@ -1,0 +1,193 @@
+//! Shared by the end-to-end tests: start the real `wshost` binary on a free
+//! port, connect real WebSocket clients, speak raw HTTP.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long any single wait in a test may take before it counts as a hang.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A guest component built by host/build.rs.
+pub fn guest(name: &str) -> PathBuf {
+    PathBuf::from(env!("WSHOST_GUEST_DIR")).join(format!("{name}.wasm"))
+}
+
+pub fn wshost() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wshost"))
+}
+
+/// A running `wshost serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Serve `routes` (path, guest name) on a free port.
+    pub fn start(routes: &[(&str, &str)]) -> Server {
+        let mut args: Vec<String> = Vec::new();
+        for (path, name) in routes {
+            args.push("--route".into());
+            args.push(format!("{path}={}", guest(name).display()));
+        }
+        Server::start_with(&args)
+    }
+
+    /// `wshost serve --listen 127.0.0.1:0 ARGS...`, once it says it listens.
+    pub fn start_with(args: &[String]) -> Server {
+        let mut child = wshost()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info,wshost=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wshost");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout
+            .read_line(&mut first)
+            .expect("reading wshost's stdout");
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "wshost did not say where it listens: {first:?}; log:\n{}",
+                    log.lock().unwrap()
+                )
+            });
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        Server { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Open a WebSocket to `path`.
+    pub async fn connect(&self, path: &str) -> Client {
+        let (ws, response) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.url(path)))
+                .await
+                .expect("handshake timed out")
+                .unwrap_or_else(|e| panic!("connecting to {path}: {e}"));
+        assert_eq!(response.status(), 101);
+        ws
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.log().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send `request` as raw bytes; return the whole response the server sends
+    /// before closing.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        let mut tcp = TcpStream::connect(self.addr).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut response))
+            .await
+            .expect("response timed out")
+            .unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// `GET path` over plain HTTP/1.1.
+    pub async fn get(&self, path: &str) -> String {
+        self.raw(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr).as_bytes())
+            .await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next message, skipping nothing; panics on a hang.
+pub async fn next(
+    ws: &mut Client,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("no message within the wait")
+}
+
+/// The next message, which must be text.
+pub async fn next_text(ws: &mut Client) -> String {
+    match next(ws).await {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+pub async fn send_text(ws: &mut Client, text: &str) {
+    ws.send(Message::text(text)).await.expect("sending");
+}
+
+/// Read until the connection ends; returns the Close frame's code if one came.
+pub async fn close_code(ws: &mut Client) -> Option<u16> {
+    let mut code = None;
+    loop {
+        match next(ws).await {
+            Some(Ok(Message::Close(frame))) => code = frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return code,
+        }
+    }
+}
+
+/// Read a whole file's bytes, for fixtures.
+pub fn read(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
