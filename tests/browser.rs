@@ -1,64 +1,50 @@
-//! A real headless Chromium loads the seed's page, whose script talks to the
-//! echo guest: the greeting must appear in the page.
+//! A real headless Chromium, driven through chromedriver, loads the seed's
+//! page, whose script talks to the echo guest: the greeting must appear in
+//! the page itself.
 
 mod support;
 
-use std::process::Command;
+use std::time::Duration;
+use support::webdriver::Browser;
 use support::*;
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|bin| {
-            Command::new(bin)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_page_shows_the_greeting_in_a_real_browser() {
-    let Some(browser) = chromium() else {
-        if std::env::var_os("WSHOST_SKIP_BROWSER").is_some() {
-            eprintln!("SKIPPED: no chromium (WSHOST_SKIP_BROWSER is set)");
-            return;
-        }
-        panic!("no chromium on PATH: `apt-get install -y chromium` (or set WSHOST_SKIP_BROWSER=1)");
-    };
     let server = Server::start(&[("/", "page"), ("/websocket", "echo")]);
-    let profile = std::env::temp_dir().join(format!("wshost-chromium-{}", std::process::id()));
     let url = format!("http://{}/", server.addr);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
-            .output()
-            .expect("running chromium")
+    let (heading, log) = tokio::task::spawn_blocking(move || {
+        let Some(browser) = Browser::start() else {
+            if std::env::var_os("WSHOST_SKIP_BROWSER").is_some() {
+                eprintln!("SKIPPED: no chromium/chromedriver (WSHOST_SKIP_BROWSER is set)");
+                return None;
+            }
+            panic!("no chromium or chromedriver on PATH: `apt-get install -y chromium chromium-driver` (or set WSHOST_SKIP_BROWSER=1)");
+        };
+        browser.open(&url);
+        let heading = browser.eval("return document.querySelector('h1').textContent");
+        let log = browser.wait_for(
+            "return document.getElementById('log').innerText",
+            "Как ты там, hello?",
+            Duration::from_secs(10),
+        );
+        Some((heading, log))
     })
     .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    .unwrap()
+    .unzip();
+    let Some(log) = log else { return };
+    assert_eq!(heading.unwrap(), "Сервер WebSocket Swoole");
     assert!(
-        dom.contains("<h1>Сервер WebSocket Swoole</h1>"),
-        "page not rendered:\n{dom}"
+        log.contains("Подключен к серверу WebSocket."),
+        "page log:\n{log}"
     );
     assert!(
-        dom.contains("Получена информация от сервера: Привет, hello!"),
-        "greeting missing from the page:\n{dom}\nchromium stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        log.contains("Получена информация от сервера: Привет, hello!"),
+        "page log:\n{log}\nserver log:\n{}",
+        server.log()
     );
-    assert!(dom.contains("Как ты там, hello?"), "{dom}");
+    assert!(
+        log.contains("Получена информация от сервера: Как ты там, hello?"),
+        "page log:\n{log}"
+    );
 }

@@ -70,9 +70,9 @@ macro_rules! export_handler {
                     req: $crate::Request,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__run(req, $handler)
-        }
+                }
             }
-            $crate::bindings::__export_handler_world!(Handler with_types_in $crate::bindings);
+    $crate::bindings::__export_handler_world!(Handler with_types_in $crate::bindings);
         };
     };
 }

@@ -2,6 +2,8 @@
 //! port, connect real WebSocket clients, speak raw HTTP.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
