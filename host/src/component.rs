@@ -15,6 +15,7 @@ pub const HANDLER_EXPORT: &str = "handle";
 pub fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    config.epoch_interruption(true);
     anyhow(Engine::new(&config)).context("configuring the wasm engine")
 }
 
@@ -24,7 +25,11 @@ pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
     anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
     anyhow(Handler::add_to_linker::<_, HasSelf<Conn>>(
         &mut linker,
-        |state: &mut HostState| &mut state.conn,
+        |state: &mut HostState| {
+            // Every call into `connection` or `hub` restarts the CPU budget.
+            state.limiter.host_called();
+            &mut state.conn
+        },
     ))?;
     Ok(linker)
 }

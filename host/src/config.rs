@@ -72,6 +72,12 @@ pub struct Limits {
     pub close_timeout: Duration,
     /// Hub messages that may wait for one connection before further ones are refused.
     pub mailbox_capacity: usize,
+    /// How long a guest may run without calling `connection` or `hub`.
+    pub guest_cpu: Duration,
+    /// Linear memory of one guest instance, all its memories together.
+    pub guest_memory: usize,
+    /// Elements of any one table of a guest instance.
+    pub guest_table_elements: usize,
 }
 
 impl Default for Limits {
@@ -83,6 +89,9 @@ impl Default for Limits {
             head_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),
             mailbox_capacity: 1024,
+            guest_cpu: Duration::from_secs(1),
+            guest_memory: 128 << 20,
+            guest_table_elements: 100_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
 use crate::http::{self, RequestHead};
 use crate::hub::Hub;
+use crate::sandbox::{self, GuestLimiter};
 use crate::state::HostState;
 use anyhow::{Result, bail};
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ impl Server {
     /// Compile and link every route's component; fails naming the first bad one.
     pub fn new(specs: &[RouteSpec], limits: Limits) -> Result<Self> {
         let engine = component::engine()?;
+        sandbox::start_epoch_ticker(&engine);
         let linker = component::linker(&engine)?;
         let mut routes = HashMap::new();
         for spec in specs {
@@ -147,7 +149,17 @@ impl Server {
             head,
             early,
         );
-        let mut store = Store::new(&self.engine, HostState::new(route.path.clone(), conn));
+        let limits = &self.limits;
+        let limiter = GuestLimiter::new(
+            limits.guest_memory,
+            limits.guest_table_elements,
+            limits.guest_cpu,
+        );
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(route.path.clone(), conn, limiter),
+        );
+        sandbox::sandbox(&mut store);
         let outcome = match route.pre.instantiate_async(&mut store).await {
             Ok(handler) => match handler.call_handle(&mut store, &request).await {
                 Ok(Ok(())) => Outcome::Returned,
@@ -155,10 +167,7 @@ impl Server {
                     tracing::warn!("handler returned an error: {why}");
                     Outcome::Failed(why)
                 }
-                Err(trap) => {
-                    tracing::error!("handler trapped: {trap:?}");
-                    Outcome::Failed("handler trapped".into())
-                }
+                Err(err) => Outcome::Failed(failure(&err)),
             },
             Err(e) => {
                 tracing::error!("cannot instantiate the handler: {e:?}");
@@ -169,5 +178,18 @@ impl Server {
         let conn = store.into_data().conn;
         conn.finish(outcome).await;
         tracing::debug!("connection {id} ended");
+    }
+}
+
+/// Log why a guest's call failed; returns the short reason its peer is given.
+fn failure(err: &wasmtime::Error) -> String {
+    if let Some(limit) = sandbox::limit_hit(err) {
+        tracing::warn!("handler stopped: {limit}");
+        return format!("handler stopped: {limit}");
+    }
+    tracing::error!("handler trapped: {err:?}");
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("handler trapped: {trap}"),
+        None => "handler trapped".to_string(),
     }
 }

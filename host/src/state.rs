@@ -2,6 +2,7 @@
 
 use crate::conn::Conn;
 use crate::guest_log::{GuestLog, Stream};
+use crate::sandbox::{GuestLimiter, Sandboxed};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -10,12 +11,13 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub conn: Conn,
+    pub limiter: GuestLimiter,
 }
 
 impl HostState {
     /// A guest gets no environment, arguments, files or sockets; its stdout and
     /// stderr go to the host's log, tagged with `route` and the connection id.
-    pub fn new(route: Arc<str>, conn: Conn) -> Self {
+    pub fn new(route: Arc<str>, conn: Conn, limiter: GuestLimiter) -> Self {
         let id = conn.id();
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestLog::new(route.clone(), id, Stream::Stdout))
@@ -25,6 +27,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             conn,
+            limiter,
         }
     }
 }
@@ -35,5 +38,11 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl Sandboxed for HostState {
+    fn limiter(&mut self) -> &mut GuestLimiter {
+        &mut self.limiter
     }
 }

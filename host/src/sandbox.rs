@@ -1,0 +1,154 @@
+//! What keeps one guest from costing more than its own connection: a cap on
+//! the linear memory and tables of its instance, and a bound on how long it
+//! may run without calling the host (epoch interruption).
+//!
+//! A background thread advances the engine's epoch every [`TICK`]. A running
+//! guest reaches its deadline at each tick, yields to tokio (so a busy guest
+//! cannot starve other connections on the same worker thread) and is
+//! interrupted once it has run for its CPU budget since its last call into
+//! `connection` or `hub`.
+
+use std::time::Duration;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+
+/// How often running guests are preempted.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// A limit a guest ran into; the handler's call fails with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitExceeded {
+    #[error("ran for over {0:?} without calling the host")]
+    Cpu(Duration),
+    #[error("memory would exceed the {0}-byte cap")]
+    Memory(usize),
+    #[error("tables would exceed the {0}-element cap")]
+    Table(usize),
+}
+
+/// Advance `engine`'s epoch every [`TICK`] for as long as the engine lives.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wshost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// Per-instance caps on linear memory (all memories together) and table elements.
+pub struct GuestLimiter {
+    max_memory: usize,
+    max_table_elements: usize,
+    memory: usize,
+    /// Ticks the guest has been running since it last called the host.
+    ticks_running: u32,
+    max_ticks: u32,
+}
+
+impl GuestLimiter {
+    pub fn new(max_memory: usize, max_table_elements: usize, cpu: Duration) -> Self {
+        let max_ticks = (cpu.as_micros() / TICK.as_micros()).max(1);
+        GuestLimiter {
+            max_memory,
+            max_table_elements,
+            memory: 0,
+            ticks_running: 0,
+            max_ticks: max_ticks.try_into().unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The guest called the host: its CPU budget starts again.
+    pub fn host_called(&mut self) {
+        self.ticks_running = 0;
+    }
+
+    fn cpu_limit(&self) -> Duration {
+        TICK * self.max_ticks
+    }
+
+    /// One epoch tick passed while the guest ran: yield, or stop it.
+    fn tick(&mut self) -> Result<UpdateDeadline, LimitExceeded> {
+        self.ticks_running += 1;
+        if self.ticks_running > self.max_ticks {
+            return Err(LimitExceeded::Cpu(self.cpu_limit()));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory - current.min(self.memory) + desired;
+        if total > self.max_memory {
+            return Err(LimitExceeded::Memory(self.max_memory).into());
+        }
+        self.memory = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            return Err(LimitExceeded::Table(self.max_table_elements).into());
+        }
+        Ok(true)
+    }
+}
+
+/// Anything whose store can be sandboxed: it hands out its limiter.
+pub trait Sandboxed: Send + 'static {
+    fn limiter(&mut self) -> &mut GuestLimiter;
+}
+
+/// Apply the memory caps and the CPU budget to a fresh store.
+pub fn sandbox<T: Sandboxed>(store: &mut Store<T>) {
+    store.limiter(|state| state.limiter());
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().limiter().tick()?));
+    store.set_epoch_deadline(1);
+}
+
+/// The limit behind a failed guest call, if one was hit.
+pub fn limit_hit(err: &wasmtime::Error) -> Option<&LimitExceeded> {
+    err.downcast_ref::<LimitExceeded>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_cap_counts_every_memory_of_the_instance() {
+        let mut l = GuestLimiter::new(100, 10, Duration::from_secs(1));
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        assert!(l.memory_growing(0, 40, None).unwrap());
+        let err = l.memory_growing(40, 41, None).unwrap_err();
+        assert_eq!(limit_hit(&err), Some(&LimitExceeded::Memory(100)));
+    }
+
+    #[test]
+    fn cpu_budget_restarts_on_host_calls() {
+        let mut l = GuestLimiter::new(100, 10, TICK * 3);
+        for _ in 0..3 {
+            assert!(l.tick().is_ok());
+        }
+        l.host_called();
+        for _ in 0..3 {
+            assert!(l.tick().is_ok());
+        }
+        assert_eq!(l.tick().err(), Some(LimitExceeded::Cpu(TICK * 3)));
+    }
+}
