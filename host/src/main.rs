@@ -36,9 +36,33 @@ struct ServeArgs {
     max_message_size: usize,
 
     /// Seconds a client may take to send its request head.
-    #[arg(long, default_value_t = Limits::default().head_timeout.as_secs_f64())]
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().head_timeout.as_secs_f64())]
     handshake_timeout: f64,
+
+    /// Seconds the host waits for the peer's Close reply when it ends a connection.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().close_timeout.as_secs_f64())]
+    close_timeout: f64,
+
+    /// Hub messages that may wait for one connection; a connection whose
+    /// queue overflows is closed with 1008.
+    #[arg(long, value_name = "MESSAGES", default_value_t = Limits::default().mailbox_capacity)]
+    hub_queue: usize,
+
+    /// Seconds a guest may compute without calling the host before it is stopped.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().guest_cpu.as_secs_f64())]
+    guest_cpu_timeout: f64,
+
+    /// Bytes of linear memory one guest instance may use.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().guest_memory)]
+    guest_memory: usize,
+
+    /// Elements any one table of a guest instance may hold.
+    #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
+    guest_table_elements: usize,
 }
+
+/// Task polls between two checks for I/O readiness (tokio's default is 61).
+const EVENT_INTERVAL: u32 = 8;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -70,12 +94,23 @@ fn serve(args: ServeArgs) -> Result<()> {
     let limits = Limits {
         max_message_size: args.max_message_size,
         max_frame_size: args.max_message_size,
-        head_timeout: Duration::try_from_secs_f64(args.handshake_timeout)
-            .context("--handshake-timeout must be a non-negative number of seconds")?,
+        head_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
+        close_timeout: seconds("--close-timeout", args.close_timeout)?,
+        mailbox_capacity: positive("--hub-queue", args.hub_queue)?,
+        guest_cpu: seconds("--guest-cpu-timeout", args.guest_cpu_timeout)?,
+        guest_memory: args.guest_memory,
+        guest_table_elements: args.guest_table_elements,
         ..Limits::default()
     };
     let server = Arc::new(Server::new(&routes, limits)?);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // A guest that computes runs an epoch tick (10 ms) per poll. Check
+        // for I/O every few polls, not every 61, so sockets stay responsive
+        // while guests compute.
+        .event_interval(EVENT_INTERVAL)
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -90,4 +125,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         server.serve(listener).await;
         Ok(())
     })
+}
+
+fn seconds(flag: &str, secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .with_context(|| format!("{flag} must be a non-negative number of seconds, not {secs}"))
+}
+
+fn positive(flag: &str, n: usize) -> Result<usize> {
+    anyhow::ensure!(n > 0, "{flag} must be at least 1");
+    Ok(n)
 }

@@ -40,7 +40,12 @@ pub struct Server {
 impl Server {
     /// Serve `routes` (path, guest name) on a free port.
     pub fn start(routes: &[(&str, &str)]) -> Server {
-        let mut args: Vec<String> = Vec::new();
+        Server::start_flagged(&[], routes)
+    }
+
+    /// Serve `routes` with extra `serve` flags, e.g. `["--max-connections", "2"]`.
+    pub fn start_flagged(flags: &[&str], routes: &[(&str, &str)]) -> Server {
+        let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         for (path, name) in routes {
             args.push("--route".into());
             args.push(format!("{path}={}", guest(name).display()));
@@ -89,6 +94,10 @@ impl Server {
             let _ = std::io::copy(&mut stdout, &mut std::io::sink());
         });
         Server { child, addr, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -174,14 +183,53 @@ pub async fn send_text(ws: &mut Client, text: &str) {
 
 /// Read until the connection ends; returns the Close frame's code if one came.
 pub async fn close_code(ws: &mut Client) -> Option<u16> {
-    let mut code = None;
+    close_frame(ws).await.map(|(code, _)| code)
+}
+
+/// Read until the connection ends; returns the Close frame's code and reason if one came.
+pub async fn close_frame(ws: &mut Client) -> Option<(u16, String)> {
+    let mut close = None;
     loop {
         match next(ws).await {
-            Some(Ok(Message::Close(frame))) => code = frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Close(frame))) => {
+                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+            }
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return code,
+            Some(Err(_)) | None => return close,
         }
     }
+}
+
+/// A connection to the `echo` guest that has been greeted once.
+pub async fn healthy_echo(server: &Server, path: &str) -> Client {
+    let mut ws = server.connect(path).await;
+    assert_still_answers(&mut ws).await;
+    ws
+}
+
+/// The echo guest behind `ws` still greets a message promptly.
+pub async fn assert_still_answers(ws: &mut Client) {
+    send_text(ws, "still here").await;
+    assert_eq!(next_text(ws).await, "Привет, still here!");
+    assert_eq!(next_text(ws).await, "Как ты там, still here?");
+}
+
+/// Resident set size of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// Open file descriptors of process `pid`.
+pub fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Read a whole file's bytes, for fixtures.
