@@ -78,6 +78,10 @@ pub struct Limits {
     pub guest_memory: usize,
     /// Elements of any one table of a guest instance.
     pub guest_table_elements: usize,
+    /// Connections served at once; more are answered 503.
+    pub max_connections: usize,
+    /// How long, after SIGINT/SIGTERM, handlers get to return before the process exits.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -92,6 +96,8 @@ impl Default for Limits {
             guest_cpu: Duration::from_secs(1),
             guest_memory: 128 << 20,
             guest_table_elements: 100_000,
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::{CloseFrame, Role};
@@ -24,11 +24,16 @@ use tungstenite::{Message, Utf8Bytes};
 /// The longest reason a Close frame can carry (125-byte payload less the code).
 const MAX_CLOSE_REASON: usize = 123;
 
+/// The reason of the 1001 Close frame sent when the server shuts down.
+const GOING_AWAY: &str = "server shutting down";
+
 pub struct Conn {
     id: ConnectionId,
     limits: Arc<Limits>,
     hub: Arc<Hub>,
     phase: Phase,
+    /// Turns true when the server shuts down.
+    shutdown: watch::Receiver<bool>,
 }
 
 enum Phase {
@@ -54,6 +59,8 @@ struct Upgraded {
     fragmenting: bool,
     /// Reads have ended: the peer closed or the socket failed.
     peer_gone: bool,
+    /// The host has sent 1001 because the server shuts down.
+    going_away: bool,
 }
 
 /// How a handler's run ended, which decides what the host still owes the peer.
@@ -71,6 +78,7 @@ impl Conn {
         stream: TcpStream,
         head: RequestHead,
         early: Vec<u8>,
+        shutdown: watch::Receiver<bool>,
     ) -> Self {
         Conn {
             id,
@@ -81,6 +89,7 @@ impl Conn {
                 head,
                 early,
             },
+            shutdown,
         }
     }
 
@@ -184,16 +193,19 @@ impl Conn {
             _membership: membership,
             fragmenting: false,
             peer_gone: false,
+            going_away: false,
         }));
         Ok(())
     }
 
     async fn do_recv(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>, Error> {
         let close_timeout = self.limits.close_timeout;
-        let up = match self.upgraded() {
-            Err(Error::PeerClosed) => return Ok(None),
-            other => other?,
+        let up = match &mut self.phase {
+            Phase::Upgraded(up) => up,
+            Phase::Closed => return Ok(None),
+            Phase::Pending { .. } | Phase::Responded => return Err(Error::NotUpgraded),
         };
+        let shutdown = &mut self.shutdown;
         if up.peer_gone {
             return Ok(None);
         }
@@ -213,6 +225,9 @@ impl Conn {
                     }
                 },
                 Some(queued) = up.mailbox.recv(), if !up.fragmenting => up.ws.send(queued).await.map_err(|e| up.write_failed(e))?,
+                _ = stopping(shutdown), if !up.going_away => {
+                    return Ok(Some(up.go_away(close_timeout).await));
+                }
                 _ = sleep_until(deadline) => return Err(Error::Timeout),
             }
         }
@@ -304,6 +319,27 @@ impl Upgraded {
             fin: true,
             close,
         })
+    }
+
+    /// The server shuts down: send the peer 1001 and hand the guest the same
+    /// Close frame, so it ends as if the peer had closed. The peer's reply
+    /// reaches the guest's next `recv`.
+    async fn go_away(&mut self, close_timeout: Duration) -> Frame {
+        self.going_away = true;
+        let frame = CloseFrame {
+            code: CloseCode::Away,
+            reason: GOING_AWAY.into(),
+        };
+        let _ = tokio::time::timeout(close_timeout, self.ws.close(Some(frame))).await;
+        Frame {
+            opcode: Opcode::Close,
+            data: Vec::new(),
+            fin: true,
+            close: Some(CloseInfo {
+                code: CloseCode::Away.into(),
+                reason: GOING_AWAY.into(),
+            }),
+        }
     }
 
     /// The peer broke the protocol or the socket failed: tell the peer why
@@ -436,6 +472,13 @@ fn is_disconnect(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
     )
+}
+
+/// Resolves once the server shuts down.
+pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the server is gone, a shutdown too. The guard `wait_for`
+    // returns is not `Send`, so it is dropped here, before any other await.
+    let _ = shutdown.wait_for(|&stopping| stopping).await.map(drop);
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

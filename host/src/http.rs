@@ -248,6 +248,23 @@ pub fn check_response(status: u16, headers: &[(String, String)]) -> Result<(), S
 }
 
 /// Write `bytes` and shut the write side, best effort: the client may be gone.
+/// Send `bytes`, end our side, and read (and drop) what the client still
+/// sends for up to `linger`, so that closing never resets the connection
+/// before the client has read the response.
+pub async fn send_and_linger(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    linger: Duration,
+) -> std::io::Result<()> {
+    send_and_finish(stream, bytes).await?;
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok(())
+    };
+    tokio::time::timeout(linger, drain).await.unwrap_or(Ok(()))
+}
+
 pub async fn send_and_finish(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.shutdown().await

@@ -56,6 +56,14 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().guest_memory)]
     guest_memory: usize,
 
+    /// Connections served at once; past the cap new ones are answered 503.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+
+    /// Seconds handlers get to return after SIGINT/SIGTERM before wshost exits.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_timeout.as_secs_f64())]
+    shutdown_timeout: f64,
+
     /// Elements any one table of a guest instance may hold.
     #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
     guest_table_elements: usize,
@@ -100,6 +108,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         guest_cpu: seconds("--guest-cpu-timeout", args.guest_cpu_timeout)?,
         guest_memory: args.guest_memory,
         guest_table_elements: args.guest_table_elements,
+        max_connections: positive("--max-connections", args.max_connections)?,
+        shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
         ..Limits::default()
     };
     let server = Arc::new(Server::new(&routes, limits)?);
@@ -116,15 +126,19 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let stop = shutdown_signal()?;
         for route in &routes {
             tracing::info!("route {} -> {}", route.path, route.source);
         }
         // Tests and scripts wait for this line to learn the port.
         println!("wshost listening on http://{addr}");
         std::io::stdout().flush()?;
-        server.serve(listener).await;
-        Ok(())
-    })
+        server.serve(listener, stop).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Handlers still running past --shutdown-timeout are abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
 }
 
 fn seconds(flag: &str, secs: f64) -> Result<Duration> {
@@ -135,4 +149,17 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration> {
 fn positive(flag: &str, n: usize) -> Result<usize> {
     anyhow::ensure!(n > 0, "{flag} must be at least 1");
     Ok(n)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    })
 }

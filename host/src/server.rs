@@ -5,11 +5,11 @@
 //! string) but not `/chat/` or `/chat/room`; there is no prefix matching. An
 //! unknown path is answered `404` without instantiating anything.
 
-use crate::bindings::{ConnectionId, HandlerPre, Request};
+use crate::bindings::{HandlerPre, Request};
 use crate::component;
 use crate::config::{Limits, RouteSpec};
-use crate::conn::{Conn, Outcome};
-use crate::http::{self, RequestHead};
+use crate::conn::{self, Conn, Outcome};
+use crate::http;
 use crate::hub::Hub;
 use crate::sandbox::{self, GuestLimiter};
 use crate::state::HostState;
@@ -20,8 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 use wasmtime::{Engine, Store};
+
+/// How long a refused connection is given to take its 503 before TCP is dropped.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// A route's compiled handler and the hub of its live connections.
 pub struct Route {
@@ -35,6 +39,10 @@ pub struct Server {
     routes: HashMap<String, Arc<Route>>,
     limits: Arc<Limits>,
     next_id: AtomicU64,
+    /// One permit per open connection (`--max-connections`).
+    slots: Arc<Semaphore>,
+    /// Turns true when the server shuts down; every connection task holds a receiver.
+    shutdown: watch::Sender<bool>,
 }
 
 impl Server {
@@ -59,6 +67,8 @@ impl Server {
         Ok(Server {
             engine,
             routes,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            shutdown: watch::channel(false).0,
             limits: Arc::new(limits),
             next_id: AtomicU64::new(1),
         })
@@ -68,14 +78,18 @@ impl Server {
         self.routes.get(path)
     }
 
-    /// Accept connections until the task is dropped; each runs in its own task.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Accept connections until `stop` resolves, then shut down gracefully:
+    /// stop accepting, tell every open connection the server is going away
+    /// (1001), and wait up to the shutdown timeout for their handlers.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
         loop {
-            match listener.accept().await {
-                Ok((stream, remote)) => {
-                    let server = self.clone();
-                    tokio::spawn(async move { server.handle_connection(stream, remote).await });
-                }
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => break,
+            };
+            match accepted {
+                Ok((stream, remote)) => self.clone().admit(stream, remote),
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -83,17 +97,61 @@ impl Server {
                 }
             }
         }
+        drop(listener);
+        let open = self.limits.max_connections - self.slots.available_permits();
+        tracing::info!("shutting down: {open} connections open");
+        self.shutdown.send_replace(true);
+        // Every connection task holds a receiver: all gone means all ended.
+        let timeout = self.limits.shutdown_timeout;
+        if tokio::time::timeout(timeout, self.shutdown.closed())
+            .await
+            .is_err()
+        {
+            let open = self.shutdown.receiver_count();
+            tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
+        }
     }
 
-    async fn handle_connection(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
+    /// Serve a new connection in its own task, or refuse it with 503 when
+    /// `--max-connections` are open already.
+    fn admit(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
+            let body = format!(
+                "the server is at its limit of {} connections\n",
+                self.limits.max_connections
+            );
+            tokio::spawn(async move {
+                let response = http::response(503, &[], body.as_bytes(), false);
+                let _ = http::send_and_linger(&mut stream, &response, LINGER).await;
+            });
+            return;
+        };
+        let shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            self.handle_connection(stream, remote, shutdown).await;
+            drop(slot);
+        });
+    }
+
+    async fn handle_connection(
+        &self,
+        mut stream: TcpStream,
+        remote: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let _ = stream.set_nodelay(true);
-        let (head, early) = match http::read_head(
+        let head = http::read_head(
             &mut stream,
             self.limits.max_head_size,
             self.limits.head_timeout,
-        )
-        .await
-        {
+        );
+        let head = tokio::select! {
+            head = head => head,
+            // A request still arriving at shutdown is not worth waiting for.
+            _ = conn::stopping(&mut shutdown) => return,
+        };
+        let (head, early) = match head {
             Ok(read) => read,
             Err(e) => {
                 tracing::debug!(%remote, "bad request: {e}");
@@ -120,20 +178,6 @@ impl Server {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", route = %route.path, id);
-        self.run_handler(route, id, stream, remote, head, early)
-            .instrument(span)
-            .await;
-    }
-
-    async fn run_handler(
-        &self,
-        route: Arc<Route>,
-        id: ConnectionId,
-        stream: TcpStream,
-        remote: SocketAddr,
-        head: RequestHead,
-        early: Vec<u8>,
-    ) {
         let request = Request {
             method: head.method.clone(),
             path: head.path.clone(),
@@ -148,7 +192,16 @@ impl Server {
             stream,
             head,
             early,
+            shutdown,
         );
+        self.run_handler(&route, request, conn)
+            .instrument(span)
+            .await;
+    }
+
+    /// Instantiate `route`'s handler for one request and run it to the end.
+    async fn run_handler(&self, route: &Route, request: Request, conn: Conn) {
+        let id = conn.id();
         let limits = &self.limits;
         let limiter = GuestLimiter::new(
             limits.guest_memory,

@@ -1,0 +1,78 @@
+//! The server's own life: graceful shutdown on SIGINT/SIGTERM and the cap on
+//! open connections.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+
+#[tokio::test]
+async fn sigterm_sends_1001_to_every_connection_then_exits_0() {
+    let mut server = Server::start(&[("/echo", "echo"), ("/mirror", "mirror")]);
+    let mut clients = Vec::new();
+    for path in ["/echo", "/echo", "/mirror"] {
+        clients.push(server.connect(path).await);
+    }
+    assert_still_answers(&mut clients[0]).await;
+    server.signal("TERM");
+    for ws in &mut clients {
+        match close_frame(ws).await {
+            Some((1001, reason)) => assert_eq!(reason, "server shutting down"),
+            other => panic!("expected Close 1001, got {other:?}"),
+        }
+    }
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    assert!(
+        server.log().contains("shutting down: 3 connections open"),
+        "{}",
+        server.log()
+    );
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn sigint_exits_after_the_shutdown_timeout_even_when_a_handler_is_stuck() {
+    let mut server = Server::start_flagged(
+        &["--shutdown-timeout", "1"],
+        &[("/echo", "echo"), ("/flood", "flood")],
+    );
+    let mut echo = server.connect("/echo").await;
+    // This client never reads: the flood guest stays blocked in push.
+    let _stuck = server.connect("/flood").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    server.signal("INT");
+    assert_eq!(close_code(&mut echo).await, Some(1001));
+    let status = server.wait_exit(Duration::from_secs(5));
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "exited {took:?} after SIGINT with --shutdown-timeout 1"
+    );
+    assert!(
+        server.log().contains("1 connections still open"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn past_max_connections_new_ones_get_503_until_one_leaves() {
+    let server = Server::start_flagged(&["--max-connections", "2"], &[("/echo", "echo")]);
+    let mut a = healthy_echo(&server, "/echo").await;
+    let b = healthy_echo(&server, "/echo").await;
+    let refused = server.get("/echo").await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{refused}"
+    );
+    assert!(refused.contains("limit of 2 connections"), "{refused}");
+    drop(b);
+    server.wait_for_log("connection 2 ended").await;
+    let mut c = healthy_echo(&server, "/echo").await;
+    assert_still_answers(&mut a).await;
+    assert_still_answers(&mut c).await;
+}
