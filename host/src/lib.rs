@@ -16,6 +16,7 @@ pub mod hub;
 pub mod sandbox;
 pub mod server;
 pub mod state;
+pub mod websocket;
 
 pub use config::{ComponentSource, Limits, RouteSpec};
 pub use server::Server;

@@ -8,11 +8,12 @@
 use crate::bindings::{HandlerPre, Request};
 use crate::component;
 use crate::config::{Limits, RouteSpec};
-use crate::conn::{self, Conn, Outcome};
+use crate::conn::{Conn, Outcome};
 use crate::http;
 use crate::hub::Hub;
 use crate::sandbox::{self, GuestLimiter};
 use crate::state::HostState;
+use crate::websocket;
 use anyhow::{Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -149,7 +150,7 @@ impl Server {
         let head = tokio::select! {
             head = head => head,
             // A request still arriving at shutdown is not worth waiting for.
-            _ = conn::stopping(&mut shutdown) => return,
+            _ = websocket::turned_true(&mut shutdown) => return,
         };
         let (head, early) = match head {
             Ok(read) => read,

@@ -1,0 +1,121 @@
+//! Peers that do not read: a guest's push waits for its own socket, and a
+//! slow hub subscriber is evicted instead of stalling the others or growing
+//! the server's memory.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket client whose socket has a tiny receive buffer and that never
+/// reads, so the server's writes to it stall quickly.
+async fn non_reader(server: &Server, path: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let (ws, response) = tokio_tungstenite::client_async(
+        server.url(path),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_a_client_that_does_not_read_waits_for_it_in_bounded_memory() {
+    let server = Server::start(&[("/echo", "echo"), ("/flood", "flood")]);
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let before = rss_of(server.pid());
+    let flooded = non_reader(&server, "/flood").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = rss_of(server.pid());
+    assert_still_answers(&mut echo).await;
+    drop(flooded);
+    server.wait_for_log("flood ended after").await;
+    let log = server.log();
+    let sent: u64 = log
+        .split("flood ended after ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the flood guest's count");
+    eprintln!(
+        "flood: {sent} pushes of 64 KiB went out before the client left; server RSS {} -> {} KiB",
+        before / 1024,
+        during / 1024
+    );
+    // Only what the kernel's socket buffers hold went out: push waited.
+    assert!(
+        sent < 256,
+        "{sent} pushes of 64 KiB to a client that never read"
+    );
+    assert!(
+        during < before + (32 << 20),
+        "server RSS grew from {before} to {during} bytes"
+    );
+    assert_still_answers(&mut echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_hub_subscriber_is_evicted_with_1008_and_stalls_nobody() {
+    const MESSAGES: usize = 300;
+    let server = Server::start_flagged(&["--hub-queue", "16"], &[("/chat", "broadcast")]);
+    let (mut sender_tx, mut sender_rx) = server.connect("/chat").await.split();
+    let mut reader = server.connect("/chat").await;
+    let mut slow = non_reader(&server, "/chat").await;
+    let payload = "x".repeat(64 << 10);
+    let sending = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            sender_tx
+                .send(Message::text(format!("{i}:{payload}")))
+                .await
+                .unwrap();
+        }
+        sender_tx
+    });
+    // Both healthy members get every message, in order, while `slow` stalls.
+    let own = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let text = next_text_of(&mut sender_rx).await;
+            assert!(text.starts_with(&format!("Сервер：{i}:")), "{i}");
+        }
+    });
+    for i in 0..MESSAGES {
+        let text = next_text(&mut reader).await;
+        assert!(text.starts_with(&format!("Сервер：{i}:")), "{i}");
+    }
+    own.await.unwrap();
+    let _sender = sending.await.unwrap();
+    server.wait_for_log("evicted from the hub").await;
+    // The slow client gets what was in flight, then the connection ends.
+    let mut got = 0;
+    let end = loop {
+        match next(&mut slow).await {
+            Some(Ok(Message::Text(_))) => got += 1,
+            Some(Ok(Message::Close(frame))) => break format!("Close {frame:?}"),
+            other => break format!("{other:?}"),
+        }
+    };
+    eprintln!("slow subscriber: {got} of {MESSAGES} messages, then {end}");
+    assert!(got < MESSAGES, "the slow subscriber was never cut off");
+    assert!(
+        end.contains("Policy") || end.contains("None") || end.contains("Err"),
+        "{end}"
+    );
+    // The server did not buffer the slow member's backlog.
+    assert!(rss_of(server.pid()) < 200 << 20);
+}
+
+async fn next_text_of(stream: &mut futures_util::stream::SplitStream<Client>) -> String {
+    match tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("no message within the wait")
+    {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
