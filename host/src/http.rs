@@ -49,6 +49,8 @@ pub enum HeadError {
     Eof,
     #[error("request head larger than {0} bytes")]
     TooLarge(usize),
+    #[error("more than {MAX_HEADERS} header lines")]
+    TooManyHeaders,
     #[error("malformed request: {0}")]
     Malformed(String),
     #[error("reading the request: {0}")]
@@ -60,7 +62,7 @@ impl HeadError {
     pub fn status(&self) -> Option<u16> {
         match self {
             HeadError::Timeout(_) => Some(408),
-            HeadError::TooLarge(_) => Some(431),
+            HeadError::TooLarge(_) | HeadError::TooManyHeaders => Some(431),
             HeadError::Malformed(_) => Some(400),
             HeadError::Eof | HeadError::Io(_) => None,
         }
@@ -105,6 +107,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let consumed = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
     let target = req.path.unwrap_or("/");

@@ -1,0 +1,204 @@
+//! Clients that misbehave get a clear answer (an HTTP status or a close
+//! code), never a crash, a hang or unbounded memory, and never cost another
+//! connection anything.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::raw::*;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A binary frame header claiming `len` payload bytes, masked, with no payload.
+fn header_claiming(len: u64, fin: bool) -> Vec<u8> {
+    let mut header = vec![u8::from(fin) << 7 | BINARY, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    header
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_from_its_header_before_its_payload() {
+    let server = Server::start_flagged(
+        &["--max-message-size", "1048576"],
+        &[("/mirror", "mirror"), ("/echo", "echo")],
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let mut ws = RawWs::connect(&server, "/mirror").await;
+    // 512 MiB announced, 10 bytes sent: the server must not wait for (or
+    // allocate) the rest.
+    ws.send_bytes(&header_claiming(512 << 20, true)).await;
+    ws.send_bytes(&[0; 10]).await;
+    assert_eq!(ws.close_code().await, Some(1009));
+    assert_still_answers(&mut echo).await;
+}
+
+#[tokio::test]
+async fn a_fragmented_message_over_the_limit_is_refused_before_it_ends() {
+    let server =
+        Server::start_flagged(&["--max-message-size", "1048576"], &[("/mirror", "mirror")]);
+    let mut ws = RawWs::connect(&server, "/mirror").await;
+    let piece = vec![7u8; 600 << 10];
+    ws.send(&RawFrame::new(BINARY, piece.clone()).fin(false))
+        .await;
+    ws.send(&RawFrame::new(CONTINUATION, piece).fin(false))
+        .await;
+    // No final fragment is ever sent.
+    assert_eq!(ws.close_code().await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_handshake_without_a_key_is_400_naming_it() {
+    let server = Server::start(&[("/echo", "echo")]);
+    let response = server
+        .raw(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("Sec-WebSocket-Key"), "{response}");
+}
+
+#[tokio::test]
+async fn garbage_bytes_instead_of_a_request_are_400() {
+    let server = Server::start(&[("/echo", "echo")]);
+    let response = server
+        .raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n")
+        .await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_431() {
+    let server = Server::start(&[("/echo", "echo")]);
+    // Too many bytes in a few headers, and too many headers.
+    for (count, size) in [(20, 1024), (100, 8)] {
+        let mut request = b"GET /echo HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..count {
+            request.extend_from_slice(format!("x-filler-{i}: {}\r\n", "y".repeat(size)).as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+        let response = server.raw(&request).await;
+        assert!(
+            response.starts_with("HTTP/1.1 431 "),
+            "{count} headers: {response}"
+        );
+    }
+}
+
+/// Read what the server sends until it closes; panics if that takes longer than `within`.
+async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> String {
+    let mut response = Vec::new();
+    tokio::time::timeout(within, tcp.read_to_end(&mut response))
+        .await
+        .expect("the server kept a slow client open")
+        .ok();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_clients_are_dropped_after_the_handshake_timeout() {
+    let server = Server::start_flagged(&["--handshake-timeout", "1"], &[("/echo", "echo")]);
+    let started = Instant::now();
+    // One client says nothing at all; one sends its head a byte at a time.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut dribbler = TcpStream::connect(server.addr).await.unwrap();
+    let dribble = tokio::spawn(async move {
+        for byte in b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n".iter() {
+            if dribbler.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        read_until_closed(&mut dribbler, Duration::from_secs(5)).await
+    });
+    // Meanwhile a well-behaved client is served at once.
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let silent_response = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    let dribbler_response = dribble.await.unwrap();
+    let took = started.elapsed();
+    for response in [silent_response, dribbler_response] {
+        assert!(response.starts_with("HTTP/1.1 408 "), "{response:?}");
+    }
+    assert!(
+        took < Duration::from_secs(3),
+        "slow clients held for {took:?}"
+    );
+    assert_still_answers(&mut echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_come_and_go_leaving_fds_and_rss_at_baseline() {
+    const CYCLES: usize = 10_000;
+    const PARALLEL: usize = 32;
+    let server = Server::start(&[("/echo", "echo")]);
+    let pid = server.pid();
+    let url = server.url("/echo");
+    let churn = |cycles: usize| {
+        let url = url.clone();
+        async move {
+            let workers = (0..PARALLEL).map(|w| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    for i in (w..cycles).step_by(PARALLEL) {
+                        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+                        if i % 2 == 0 {
+                            // Polite: a Close frame, answered by the host.
+                            ws.close(None).await.unwrap();
+                            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+                        }
+                        // Otherwise just drop the TCP connection.
+                    }
+                })
+            });
+            for worker in workers.collect::<Vec<_>>() {
+                worker.await.unwrap();
+            }
+        }
+    };
+    // Warm up with a whole round: the allocator's arenas grow to the peak
+    // concurrency they see and keep that size (measured here: ~87 MB after
+    // the first round, then flat over four more), so the baseline is the
+    // warmed-up server and any growth after it is a leak.
+    churn(CYCLES).await;
+    let fds_before = settled_fds(pid, None).await;
+    let rss_before = rss_of(pid);
+    let started = Instant::now();
+    churn(CYCLES).await;
+    let took = started.elapsed();
+    let fds_after = settled_fds(pid, Some(fds_before)).await;
+    let rss_after = rss_of(pid);
+    eprintln!(
+        "churn: {CYCLES} cycles in {took:?}; fds {fds_before} -> {fds_after}; RSS {} -> {} KiB",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert_eq!(fds_after, fds_before, "file descriptors leaked");
+    assert!(
+        rss_after < rss_before + (8 << 20),
+        "RSS grew from {rss_before} to {rss_after} bytes over {CYCLES} cycles"
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    assert_still_answers(&mut echo).await;
+}
+
+/// The server's fd count once its connections have wound down: the first
+/// count that holds for 200 ms, or `target` once reached (connections may
+/// linger up to the close timeout, longer on a loaded machine).
+async fn settled_fds(pid: u32, target: Option<usize>) -> usize {
+    let deadline = Instant::now() + 3 * WAIT;
+    let mut last = fds_of(pid);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = fds_of(pid);
+        if Some(now) == target || (target.is_none() && now == last) || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
