@@ -140,6 +140,15 @@ mod tests {
     }
 
     #[test]
+    fn table_cap_is_per_table() {
+        let mut l = GuestLimiter::new(100, 10, Duration::from_secs(1));
+        assert!(l.table_growing(0, 10, None).unwrap());
+        assert!(l.table_growing(0, 10, None).unwrap());
+        let err = l.table_growing(10, 11, None).unwrap_err();
+        assert_eq!(limit_hit(&err), Some(&LimitExceeded::Table(10)));
+    }
+
+    #[test]
     fn cpu_budget_restarts_on_host_calls() {
         let mut l = GuestLimiter::new(100, 10, TICK * 3);
         for _ in 0..3 {
