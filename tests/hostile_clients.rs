@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::raw::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A binary frame header claiming `len` payload bytes, masked, with no payload.
@@ -89,16 +89,6 @@ async fn an_oversized_request_head_is_431() {
             "{count} headers: {response}"
         );
     }
-}
-
-/// Read what the server sends until it closes; panics if that takes longer than `within`.
-async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> String {
-    let mut response = Vec::new();
-    tokio::time::timeout(within, tcp.read_to_end(&mut response))
-        .await
-        .expect("the server kept a slow client open")
-        .ok();
-    String::from_utf8_lossy(&response).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

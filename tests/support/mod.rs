@@ -165,12 +165,7 @@ impl Server {
     pub async fn raw(&self, request: &[u8]) -> String {
         let mut tcp = TcpStream::connect(self.addr).await.unwrap();
         tcp.write_all(request).await.unwrap();
-        let mut response = Vec::new();
-        tokio::time::timeout(WAIT, tcp.read_to_end(&mut response))
-            .await
-            .expect("response timed out")
-            .unwrap();
-        String::from_utf8_lossy(&response).into_owned()
+        read_until_closed(&mut tcp, WAIT).await
     }
 
     /// `GET path` over plain HTTP/1.1.
@@ -185,6 +180,17 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What the server sends until it closes (or resets) the connection; panics
+/// if that takes longer than `within`.
+pub async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> String {
+    let mut response = Vec::new();
+    // On a reset, what arrived before it is kept in `response`.
+    let _ = tokio::time::timeout(within, tcp.read_to_end(&mut response))
+        .await
+        .expect("the server kept the connection open");
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// The next message, skipping nothing; panics on a hang.
