@@ -22,6 +22,8 @@ fn main() {
             "--workspace",
             "--exclude",
             "wshost",
+            "--exclude",
+            "wshost-bench",
             "--profile",
             "guest",
             "--target",

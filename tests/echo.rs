@@ -80,3 +80,16 @@ async fn two_hundred_clients_are_answered_while_another_guest_waits_in_recv() {
     send_text(&mut idle, "still here").await;
     assert_eq!(next_text(&mut idle).await, "Привет, still here!");
 }
+
+#[tokio::test]
+async fn a_client_that_vanishes_without_a_close_frame_is_gone_not_an_error() {
+    let server = Server::start(&[("/websocket", "echo")]);
+    let mut ws = server.connect("/websocket").await;
+    send_text(&mut ws, "hi").await;
+    assert_eq!(next_text(&mut ws).await, "Привет, hi!");
+    drop(ws); // TCP closed without a Close frame
+    server.wait_for_log("connection 1 ended").await;
+    // The guest's recv returned `none` (the seed's `''`), not an error.
+    let log = server.log();
+    assert!(!log.contains("errorCode"), "{log}");
+}

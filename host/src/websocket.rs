@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::{Message, Utf8Bytes};
@@ -255,7 +256,11 @@ impl Upgraded {
         use tungstenite::Error as E;
         self.peer_gone = true;
         let (code, err) = match e {
-            E::ConnectionClosed | E::AlreadyClosed => return Ok(None),
+            // The peer vanished without a Close frame: it has gone, as in
+            // the seed's `''`, and there is no one left to tell anything.
+            E::ConnectionClosed
+            | E::AlreadyClosed
+            | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Ok(None),
             E::Io(io) if is_disconnect(&io) => return Ok(None),
             E::Io(io) => return Err(Error::Io(io.to_string())),
             E::Capacity(c) => {
@@ -286,7 +291,7 @@ impl Upgraded {
         match e {
             E::ConnectionClosed
             | E::AlreadyClosed
-            | E::Protocol(tungstenite::error::ProtocolError::SendAfterClosing) => Error::PeerClosed,
+            | E::Protocol(ProtocolError::SendAfterClosing) => Error::PeerClosed,
             E::Io(io) if is_disconnect(&io) => {
                 self.peer_gone = true;
                 Error::PeerClosed

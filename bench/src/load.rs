@@ -1,0 +1,182 @@
+//! The loads: closed-loop echo, idle connections, connection set-up, and
+//! broadcast fan-out. Every load is bounded in count and time and speaks
+//! only to 127.0.0.1.
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{Barrier, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connections opened at once while setting up a load.
+const CONNECT_PARALLEL: usize = 64;
+
+/// How long any single wait may take before the load counts as failed.
+const WAIT: Duration = Duration::from_secs(30);
+
+pub async fn connect(addr: SocketAddr, path: &str) -> Result<Client> {
+    // Small client buffers: 10,000 idle clients must fit beside the server.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let url = format!("ws://{addr}{path}");
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )?;
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+    )
+    .await
+    .context("handshake timed out")?
+    .with_context(|| format!("connecting to {url}"))?;
+    Ok(ws)
+}
+
+/// Open `n` connections to `path`, `CONNECT_PARALLEL` at a time.
+pub async fn connect_many(addr: SocketAddr, path: &'static str, n: usize) -> Result<Vec<Client>> {
+    let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                connect(addr, path).await
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(n);
+    for task in tasks {
+        clients.push(task.await??);
+    }
+    Ok(clients)
+}
+
+/// Throughput and latency of a closed-loop echo load.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo {
+    pub msgs_per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// `conns` connections each send a `size`-byte text message and wait for it
+/// to come back, over and over, for `duration`.
+pub async fn echo(addr: SocketAddr, conns: usize, size: usize, duration: Duration) -> Result<Echo> {
+    let clients = connect_many(addr, "/mirror", conns).await?;
+    let start = Arc::new(Barrier::new(conns + 1));
+    let payload: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            let start = start.clone();
+            let msg = Message::text(payload.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                start.wait().await;
+                let began = Instant::now();
+                while began.elapsed() < duration {
+                    let sent = Instant::now();
+                    ws.send(msg.clone()).await?;
+                    match tokio::time::timeout(WAIT, ws.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.len() == size => {}
+                        other => bail!("echo broke: {other:?}"),
+                    }
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                }
+                let _ = ws.close(None).await;
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    start.wait().await;
+    let began = Instant::now();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let elapsed = began.elapsed();
+    all.sort_unstable();
+    let at = |q: f64| Duration::from_micros(all[((all.len() - 1) as f64 * q) as usize].into());
+    Ok(Echo {
+        msgs_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    })
+}
+
+/// Connections set up (TCP + handshake, and the server's per-connection
+/// work) per second, `parallel` at a time; each is closed at once.
+pub async fn setup_rate(addr: SocketAddr, count: usize, parallel: usize) -> Result<f64> {
+    let began = Instant::now();
+    let workers: Vec<_> = (0..parallel)
+        .map(|w| {
+            tokio::spawn(async move {
+                for _ in (w..count).step_by(parallel) {
+                    let mut ws = connect(addr, "/mirror").await?;
+                    // One round trip proves the server-side handler is running.
+                    ws.send(Message::text("up")).await?;
+                    ws.next().await.context("no echo")??;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(count as f64 / began.elapsed().as_secs_f64())
+}
+
+/// Messages delivered per second when one client's messages fan out to
+/// `clients` connections of `/broadcast` (the sender included).
+pub async fn broadcast(addr: SocketAddr, clients: usize, messages: usize) -> Result<f64> {
+    let mut members = connect_many(addr, "/broadcast", clients).await?;
+    // Servers may register a connection just after its handshake: give them
+    // a moment, then check that everyone gets a warm-up message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sender = members.last_mut().expect("at least one client");
+    sender.send(Message::text("warm-up")).await?;
+    let mut members = read_texts_all(members, 1).await?;
+    let mut sender = members.pop().unwrap();
+    let began = Instant::now();
+    let readers = tokio::spawn(read_texts_all(members, messages));
+    for i in 0..messages {
+        sender.send(Message::text(format!("message {i}"))).await?;
+    }
+    read_texts(sender, messages).await?;
+    readers.await??;
+    Ok((clients * messages) as f64 / began.elapsed().as_secs_f64())
+}
+
+/// Read `n` text messages on each client, all at once; hands the clients back.
+async fn read_texts_all(clients: Vec<Client>, n: usize) -> Result<Vec<Client>> {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|ws| tokio::spawn(read_texts(ws, n)))
+        .collect();
+    let mut back = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        back.push(task.await??);
+    }
+    Ok(back)
+}
+
+async fn read_texts(mut ws: Client, n: usize) -> Result<Client> {
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => got += 1,
+            Ok(Some(Ok(_))) => {}
+            other => bail!("broadcast broke after {got} of {n}: {other:?}"),
+        }
+    }
+    Ok(ws)
+}

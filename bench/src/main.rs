@@ -1,0 +1,180 @@
+//! `wshost-bench`: the same loads against a native tokio-tungstenite server
+//! (the ceiling), wshost with the `mirror` and `broadcast` guests, and the
+//! peers present on this machine (Bun, Node `ws`); one table of medians over
+//! interleaved rounds, with ratios to native.
+
+mod load;
+mod native;
+mod report;
+mod servers;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use report::{Better, Report};
+use servers::{Kind, Server};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "wshost-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Interleaved rounds; each figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
+    /// Seconds each echo load runs.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+
+    /// Idle connections held open for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+
+    /// A fast, small run to check the benchmark itself works.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the native tokio-tungstenite baseline (used by the benchmark itself).
+    NativeServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
+        None => {
+            raise_fd_limit();
+            runtime.block_on(run(cli))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut kinds = Vec::new();
+    for kind in [Kind::Native, Kind::Wshost, Kind::Bun, Kind::Node] {
+        match kind.available() {
+            Ok(()) => kinds.push(kind),
+            Err(why) => println!("skipping {}: {why}", kind.name()),
+        }
+    }
+    anyhow::ensure!(
+        kinds.starts_with(&[Kind::Native, Kind::Wshost]),
+        "native and wshost must both run"
+    );
+    let (rounds, seconds, idle, conns, fanout) = if cli.quick {
+        (1, 0.3, 200, vec![1, 16], 50)
+    } else {
+        (cli.rounds, cli.seconds, cli.idle, vec![1, 64, 1000], 1000)
+    };
+    let duration = Duration::from_secs_f64(seconds);
+    let mut report = Report::new(&kinds);
+
+    let mut servers = Vec::new();
+    for &kind in &kinds {
+        servers.push(Server::start(kind).await?);
+    }
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}: echo");
+        for size in [32, 4096] {
+            for &n in &conns {
+                for server in &servers {
+                    let echo = load::echo(server.addr, n, size, duration).await?;
+                    let figure = format!("echo {size} B, {n} conn");
+                    report.add(
+                        &format!("{figure}: msg/s"),
+                        Better::Higher,
+                        server.kind,
+                        echo.msgs_per_sec,
+                    );
+                    report.add(
+                        &format!("{figure}: p50 µs"),
+                        Better::Lower,
+                        server.kind,
+                        micros(echo.p50),
+                    );
+                    report.add(
+                        &format!("{figure}: p99 µs"),
+                        Better::Lower,
+                        server.kind,
+                        micros(echo.p99),
+                    );
+                }
+            }
+        }
+        eprintln!("round {round} of {rounds}: set-up and broadcast");
+        for server in &servers {
+            let rate =
+                load::setup_rate(server.addr, if cli.quick { 100 } else { 2000 }, 16).await?;
+            report.add(
+                "connection set-up: conn/s",
+                Better::Higher,
+                server.kind,
+                rate,
+            );
+            let rate = load::broadcast(server.addr, fanout, 20).await?;
+            report.add(
+                &format!("broadcast to {fanout}: deliveries/s"),
+                Better::Higher,
+                server.kind,
+                rate,
+            );
+        }
+        eprintln!("round {round} of {rounds}: idle memory");
+        for &kind in &kinds {
+            let per_conn = idle_memory(kind, idle).await?;
+            report.add(
+                &format!("idle RSS at {idle} conn: KiB/conn"),
+                Better::Lower,
+                kind,
+                per_conn / 1024.0,
+            );
+        }
+    }
+    drop(servers);
+    report.print();
+    Ok(())
+}
+
+/// RSS growth per open idle connection, on a fresh server.
+async fn idle_memory(kind: Kind, conns: usize) -> Result<f64> {
+    let server = Server::start(kind).await?;
+    // One connection first, so one-time costs are not counted per connection.
+    let _first = load::connect(server.addr, "/mirror").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss()?;
+    let clients = load::connect_many(server.addr, "/mirror", conns).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(clients);
+    Ok(after.saturating_sub(before) as f64 / conns as f64)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Thousands of connections need thousands of descriptors, here and in the
+/// servers (which inherit the limit): raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

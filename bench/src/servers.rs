@@ -1,0 +1,158 @@
+//! The servers under load, each a child process serving `/mirror` and
+//! `/broadcast` on a free port of 127.0.0.1.
+
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where the workspace is, for the wshost binary, the guests and the peers.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The ceiling: tokio-tungstenite, built into this binary.
+    Native,
+    Wshost,
+    Bun,
+    Node,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Native => "native",
+            Kind::Wshost => "wshost",
+            Kind::Bun => "bun",
+            Kind::Node => "node ws",
+        }
+    }
+
+    /// The command that starts this server, or why it cannot run here.
+    fn command(self) -> Result<Command, String> {
+        let root = Path::new(ROOT);
+        let peers = root.join("bench/peers");
+        let cmd = match self {
+            Kind::Native => {
+                let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+                cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
+                cmd
+            }
+            Kind::Wshost => {
+                let wshost = sibling_binary("wshost")?;
+                let guests = root.join("target/guests/wasm32-wasip2/guest");
+                let mut cmd = Command::new(wshost);
+                cmd.args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--max-connections",
+                    "100000",
+                ])
+                .arg("--route")
+                .arg(format!("/mirror={}", guests.join("mirror.wasm").display()))
+                .arg("--route")
+                .arg(format!(
+                    "/broadcast={}",
+                    guests.join("broadcast.wasm").display()
+                ))
+                .env("RUST_LOG", "warn");
+                cmd
+            }
+            Kind::Bun => {
+                let bun = peers.join("node_modules/.bin/bun");
+                if !bun.exists() {
+                    return Err(format!(
+                        "no {} (run `npm install --prefix bench/peers`)",
+                        bun.display()
+                    ));
+                }
+                let mut cmd = Command::new(bun);
+                cmd.arg(peers.join("bun-server.js"));
+                cmd
+            }
+            Kind::Node => {
+                if !peers.join("node_modules/ws").exists() {
+                    return Err("no ws package (run `npm install --prefix bench/peers`)".into());
+                }
+                let mut cmd = Command::new("node");
+                cmd.arg(peers.join("node-server.js"));
+                cmd
+            }
+        };
+        Ok(cmd)
+    }
+
+    /// Whether this server can run here; a reason when it cannot.
+    pub fn available(self) -> Result<(), String> {
+        self.command().map(drop)?;
+        if self == Kind::Node
+            && std::process::Command::new("node")
+                .arg("--version")
+                .output()
+                .is_err()
+        {
+            return Err("no node on PATH".into());
+        }
+        Ok(())
+    }
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start(kind: Kind) -> Result<Server> {
+        let mut cmd = kind.command().map_err(anyhow::Error::msg)?;
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", kind.name()))?;
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .with_context(|| format!("{} did not start within 60 s", kind.name()))??
+            .with_context(|| format!("{} exited before listening", kind.name()))?;
+        let Some(addr) = first.rsplit("http://").next().and_then(|a| a.parse().ok()) else {
+            bail!("{} said {first:?} instead of where it listens", kind.name());
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { kind, addr, child })
+    }
+
+    /// The server's resident set size, in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        let pid = self.child.id().context("the server has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS")?;
+        Ok(kib * 1024)
+    }
+}
+
+/// A binary built beside this one (`target/release/NAME`).
+fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no {} (build it: `cargo build --release -p wshost`)",
+            path.display()
+        ))
+    }
+}
