@@ -93,3 +93,27 @@ async fn with_no_routes_the_built_in_demo_is_served() {
             .contains("<h1>Сервер WebSocket Swoole</h1>")
     );
 }
+
+#[test]
+fn check_reports_a_handler_and_refuses_what_is_not_one() {
+    let out = wshost().arg("check").arg(guest("mirror")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("mirror.wasm: a wshost handler;"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("instantiates in"), "{stdout}");
+    let out = wshost()
+        .arg("check")
+        .arg(guest("not-a-handler"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not export `handle`"), "{stderr}");
+}

@@ -129,6 +129,8 @@ async fn run(cli: Cli) -> Result<()> {
                 rate,
             );
         }
+        let micros = servers::wshost_instantiate_micros().await?;
+        report.add("instantiate alone: µs", Better::Lower, Kind::Wshost, micros);
         eprintln!("round {round} of {rounds}: idle memory");
         for &kind in &kinds {
             let per_conn = idle_memory(kind, idle).await?;

@@ -62,6 +62,9 @@ impl Report {
                 .iter()
                 .enumerate()
                 .map(|(i, &m)| {
+                    if figure.samples[i].is_empty() {
+                        return "–".to_string();
+                    }
                     let value = format_value(m);
                     if i == 0 || native == 0.0 || m == 0.0 {
                         value

@@ -100,6 +100,25 @@ impl Kind {
     }
 }
 
+/// wshost's own measure of one instantiation of the mirror guest, in µs
+/// (`wshost check`).
+pub async fn wshost_instantiate_micros() -> Result<f64> {
+    let wshost = sibling_binary("wshost").map_err(anyhow::Error::msg)?;
+    let mirror = Path::new(ROOT).join("target/guests/wasm32-wasip2/guest/mirror.wasm");
+    let out = Command::new(wshost)
+        .arg("check")
+        .arg(&mirror)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .split("instantiates in ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("wshost check said {stdout:?}"))
+}
+
 /// A running server, killed on drop.
 pub struct Server {
     pub kind: Kind,

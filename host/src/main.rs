@@ -2,8 +2,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use wshost::{Limits, RouteSpec, Server};
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -18,6 +20,12 @@ struct Cli {
 enum Command {
     /// Serve HTTP and WebSocket requests with wasm handler components.
     Serve(ServeArgs),
+    /// Check that components are wshost handlers; report their size, compile
+    /// time and per-connection instantiate time.
+    Check {
+        #[arg(required = true, value_name = "FILE.wasm")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Parser)]
@@ -83,6 +91,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Check { files } => files.iter().try_for_each(|file| check(file)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -138,6 +147,32 @@ fn serve(args: ServeArgs) -> Result<()> {
     })?;
     // Handlers still running past --shutdown-timeout are abandoned.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Instances timed per component by `check`.
+const CHECK_ROUNDS: usize = 1000;
+
+fn check(file: &Path) -> Result<()> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("{}: cannot read component file", file.display()))?
+        .len();
+    let route = RouteSpec {
+        path: "/".into(),
+        source: wshost::ComponentSource::File(file.into()),
+    };
+    let started = Instant::now();
+    let server = Server::new(&[route], Limits::default())?;
+    let compiled = started.elapsed();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
+    println!(
+        "{}: a wshost handler; {} KiB; compiled in {} ms; instantiates in {:.1} µs (median of {CHECK_ROUNDS})",
+        file.display(),
+        size / 1024,
+        compiled.as_millis(),
+        instantiate.as_secs_f64() * 1e6
+    );
     Ok(())
 }
 

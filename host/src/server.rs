@@ -14,12 +14,12 @@ use crate::hub::Hub;
 use crate::sandbox::{self, GuestLimiter};
 use crate::state::HostState;
 use crate::websocket;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
@@ -200,9 +200,8 @@ impl Server {
             .await;
     }
 
-    /// Instantiate `route`'s handler for one request and run it to the end.
-    async fn run_handler(&self, route: &Route, request: Request, conn: Conn) {
-        let id = conn.id();
+    /// A fresh, sandboxed store for one connection of `route`.
+    fn store(&self, route: &Route, conn: Conn) -> Store<HostState> {
         let limits = &self.limits;
         let limiter = GuestLimiter::new(
             limits.guest_memory,
@@ -214,6 +213,49 @@ impl Server {
             HostState::new(route.path.clone(), conn, limiter),
         );
         sandbox::sandbox(&mut store);
+        store
+    }
+
+    /// Median time to create the store and instantiate `path`'s handler, over
+    /// `rounds` instances (what `wshost check` reports). Each gets a real
+    /// loopback socket, made outside the timing.
+    pub async fn instantiate_time(&self, path: &str, rounds: usize) -> Result<Duration> {
+        let route = self.route(path).context("no such route")?.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut times = Vec::with_capacity(rounds);
+        for id in 0..rounds as u64 {
+            let _client = TcpStream::connect(listener.local_addr()?).await?;
+            let (stream, _) = listener.accept().await?;
+            let head = http::RequestHead {
+                method: "GET".into(),
+                path: path.into(),
+                query: String::new(),
+                headers: Vec::new(),
+            };
+            let (_, shutdown) = watch::channel(false);
+            let conn = Conn::new(
+                id,
+                self.limits.clone(),
+                route.hub.clone(),
+                stream,
+                head,
+                Vec::new(),
+                shutdown,
+            );
+            let started = Instant::now();
+            let mut store = self.store(&route, conn);
+            let instance = route.pre.instantiate_async(&mut store).await;
+            times.push(started.elapsed());
+            instance.map_err(anyhow::Error::from)?;
+        }
+        times.sort_unstable();
+        Ok(times[times.len() / 2])
+    }
+
+    /// Instantiate `route`'s handler for one request and run it to the end.
+    async fn run_handler(&self, route: &Route, request: Request, conn: Conn) {
+        let id = conn.id();
+        let mut store = self.store(route, conn);
         let outcome = match route.pre.instantiate_async(&mut store).await {
             Ok(handler) => match handler.call_handle(&mut store, &request).await {
                 Ok(Ok(())) => Outcome::Returned,
