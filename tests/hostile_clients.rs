@@ -9,6 +9,7 @@ use support::raw::*;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 
 /// A binary frame header claiming `len` payload bytes, masked, with no payload.
 fn header_claiming(len: u64, fin: bool) -> Vec<u8> {
@@ -140,9 +141,15 @@ async fn ten_thousand_connections_come_and_go_leaving_fds_and_rss_at_baseline() 
                         if i % 2 == 0 {
                             // Polite: a Close frame, answered by the host.
                             ws.close(None).await.unwrap();
-                            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+                        } else if let MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+                            // Abrupt: TCP closed with no Close frame (our
+                            // half only, so we still see the server's end).
+                            tcp.shutdown().await.unwrap();
                         }
-                        // Otherwise just drop the TCP connection.
+                        // Wait for the server to end its side: it never has
+                        // more than PARALLEL connections open, so its memory
+                        // peak is the same in every round.
+                        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
                     }
                 })
             });
@@ -152,8 +159,7 @@ async fn ten_thousand_connections_come_and_go_leaving_fds_and_rss_at_baseline() 
         }
     };
     // Warm up with a whole round: the allocator's arenas grow to the peak
-    // concurrency they see and keep that size (measured here: ~87 MB after
-    // the first round, then flat over four more), so the baseline is the
+    // concurrency they see and keep that size, so the baseline is the
     // warmed-up server and any growth after it is a leak.
     churn(CYCLES).await;
     let fds_before = settled_fds(pid, None).await;
