@@ -36,6 +36,20 @@ struct Cli {
     /// A fast, small run to check the benchmark itself works.
     #[arg(long)]
     quick: bool,
+
+    /// Loads to run: echo, setup, broadcast, idle (default: all).
+    #[arg(long, value_delimiter = ',')]
+    loads: Vec<String>,
+
+    /// Skip the peers (Bun, Node); native and wshost always run.
+    #[arg(long)]
+    no_peers: bool,
+}
+
+impl Cli {
+    fn runs(&self, load: &str) -> bool {
+        self.loads.is_empty() || self.loads.iter().any(|l| l == load)
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,7 +75,12 @@ fn main() -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     let mut kinds = Vec::new();
-    for kind in [Kind::Native, Kind::Wshost, Kind::Bun, Kind::Node] {
+    let peers: &[Kind] = if cli.no_peers {
+        &[]
+    } else {
+        &[Kind::Bun, Kind::Node]
+    };
+    for &kind in [Kind::Native, Kind::Wshost].iter().chain(peers) {
         match kind.available() {
             Ok(()) => kinds.push(kind),
             Err(why) => println!("skipping {}: {why}", kind.name()),
@@ -84,8 +103,8 @@ async fn run(cli: Cli) -> Result<()> {
         servers.push(Server::start(kind).await?);
     }
     for round in 1..=rounds {
-        eprintln!("round {round} of {rounds}: echo");
-        for size in [32, 4096] {
+        eprintln!("round {round} of {rounds}");
+        for size in [32, 4096].into_iter().filter(|_| cli.runs("echo")) {
             for &n in &conns {
                 for server in &servers {
                     let echo = load::echo(server.addr, n, size, duration).await?;
