@@ -68,6 +68,7 @@ fn main() -> Result<()> {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
         None => {
             raise_fd_limit();
+            raise_map_count(cli.idle);
             runtime.block_on(run(cli))
         }
     }
@@ -182,6 +183,26 @@ async fn idle_memory(kind: Kind, conns: usize) -> Result<f64> {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// wshost's instance pool costs two memory mappings per `--max-connections`
+/// slot (an async stack and its guard page) and about four per open
+/// connection; the kernel's default cap of 65,530 mappings is too low for
+/// 10,000 idle connections on a 20,000-slot pool. Raise it when we may.
+fn raise_map_count(idle: usize) {
+    const PATH: &str = "/proc/sys/vm/max_map_count";
+    let needed = 2 * 20_000 + 5 * idle + 10_000;
+    let current: usize = std::fs::read_to_string(PATH)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if current < needed && std::fs::write(PATH, needed.to_string()).is_err() {
+        println!(
+            "notice: vm.max_map_count is {current}; wshost may refuse connections past ~{} idle \
+             (run `sysctl -w vm.max_map_count={needed}` as root)",
+            current.saturating_sub(40_000) / 4
+        );
+    }
 }
 
 /// Thousands of connections need thousands of descriptors, here and in the

@@ -49,7 +49,7 @@ impl Kind {
                     "--listen",
                     "127.0.0.1:0",
                     "--max-connections",
-                    "100000",
+                    "20000",
                 ])
                 .arg("--route")
                 .arg(format!("/mirror={}", guests.join("mirror.wasm").display()))

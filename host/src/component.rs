@@ -2,21 +2,59 @@
 //! instantiated per request from the resulting `HandlerPre`.
 
 use crate::bindings::{Handler, HandlerPre};
-use crate::config::ComponentSource;
+use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The export every handler component must have (world `wshost:websocket/handler`).
 pub const HANDLER_EXPORT: &str = "handle";
 
-pub fn engine() -> Result<Engine> {
+/// Core wasm instances, memories and tables one component may hold: a Rust
+/// guest has 3, 1 and 2; componentize-py and -js components a few more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Wasm stack a guest may use (wasmtime's default is 512 KiB), and the fiber
+/// stack that holds it and the host calls below it. Only touched pages cost
+/// memory, but a smaller reservation keeps the pool's footprint small.
+const MAX_WASM_STACK: usize = 256 << 10;
+const ASYNC_STACK: usize = 512 << 10;
+
+/// The engine every route's components run on: component model, epoch
+/// interruption (see `sandbox`), and a pooling instance allocator sized for
+/// `limits.max_connections` instances: instantiating takes a pre-reserved
+/// slot, with copy-on-write memory images, instead of fresh mappings (which
+/// also run into the kernel's map count limit near 10,000 connections).
+pub fn engine(limits: &Limits) -> Result<Engine> {
+    let slots = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    // Each slot reserves address space for the largest memory a guest may have.
+    let memory = limits.guest_memory.next_multiple_of(64 << 10);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
+        .max_memory_size(memory)
+        .table_elements(limits.guest_table_elements);
     let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    anyhow(Engine::new(&config)).context("configuring the wasm engine")
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK)
+        .memory_reservation(memory as u64)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    anyhow(Engine::new(&config)).with_context(|| {
+        format!(
+            "reserving room for --max-connections {slots} instances (each async stack is \
+             two memory mappings: past ~30,000 raise vm.max_map_count)"
+        )
+    })
 }
 
 /// The imports a handler may use: WASI p2 and the `handler` world's interfaces.

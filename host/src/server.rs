@@ -49,7 +49,7 @@ pub struct Server {
 impl Server {
     /// Compile and link every route's component; fails naming the first bad one.
     pub fn new(specs: &[RouteSpec], limits: Limits) -> Result<Self> {
-        let engine = component::engine()?;
+        let engine = component::engine(&limits)?;
         sandbox::start_epoch_ticker(&engine);
         let linker = component::linker(&engine)?;
         let mut routes = HashMap::new();
