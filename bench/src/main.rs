@@ -41,6 +41,14 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     loads: Vec<String>,
 
+    /// Echo connection counts (default: 1, 64, 1000).
+    #[arg(long, value_delimiter = ',')]
+    conns: Vec<usize>,
+
+    /// Echo message sizes in bytes (default: 32, 4096).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+
     /// Skip the peers (Bun, Node); native and wshost always run.
     #[arg(long)]
     no_peers: bool,
@@ -91,10 +99,18 @@ async fn run(cli: Cli) -> Result<()> {
         kinds.starts_with(&[Kind::Native, Kind::Wshost]),
         "native and wshost must both run"
     );
-    let (rounds, seconds, idle, conns, fanout) = if cli.quick {
+    let (rounds, seconds, idle, mut conns, fanout) = if cli.quick {
         (1, 0.3, 200, vec![1, 16], 50)
     } else {
         (cli.rounds, cli.seconds, cli.idle, vec![1, 64, 1000], 1000)
+    };
+    if !cli.conns.is_empty() {
+        conns = cli.conns.clone();
+    }
+    let sizes = if cli.sizes.is_empty() {
+        vec![32, 4096]
+    } else {
+        cli.sizes.clone()
     };
     let duration = Duration::from_secs_f64(seconds);
     let mut report = Report::new(&kinds);
@@ -105,7 +121,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
-        for size in [32, 4096].into_iter().filter(|_| cli.runs("echo")) {
+        for &size in sizes.iter().filter(|_| cli.runs("echo")) {
             for &n in &conns {
                 for server in &servers {
                     let echo = load::echo(server.addr, n, size, duration).await?;
@@ -131,35 +147,29 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        eprintln!("round {round} of {rounds}: set-up and broadcast");
-        for server in &servers {
-            let rate =
-                load::setup_rate(server.addr, if cli.quick { 100 } else { 2000 }, 16).await?;
+        for server in servers.iter().filter(|_| cli.runs("setup")) {
+            let count = if cli.quick { 100 } else { 2000 };
+            let rate = load::setup_rate(server.addr, count, 16).await?;
             report.add(
                 "connection set-up: conn/s",
                 Better::Higher,
                 server.kind,
                 rate,
             );
-            let rate = load::broadcast(server.addr, fanout, 20).await?;
-            report.add(
-                &format!("broadcast to {fanout}: deliveries/s"),
-                Better::Higher,
-                server.kind,
-                rate,
-            );
         }
-        let micros = servers::wshost_instantiate_micros().await?;
-        report.add("instantiate alone: µs", Better::Lower, Kind::Wshost, micros);
-        eprintln!("round {round} of {rounds}: idle memory");
-        for &kind in &kinds {
+        if cli.runs("setup") {
+            let micros = servers::wshost_instantiate_micros().await?;
+            report.add("instantiate alone: µs", Better::Lower, Kind::Wshost, micros);
+        }
+        for server in servers.iter().filter(|_| cli.runs("broadcast")) {
+            let rate = load::broadcast(server.addr, fanout, 20).await?;
+            let figure = format!("broadcast to {fanout}: deliveries/s");
+            report.add(&figure, Better::Higher, server.kind, rate);
+        }
+        for &kind in kinds.iter().filter(|_| cli.runs("idle")) {
             let per_conn = idle_memory(kind, idle).await?;
-            report.add(
-                &format!("idle RSS at {idle} conn: KiB/conn"),
-                Better::Lower,
-                kind,
-                per_conn / 1024.0,
-            );
+            let figure = format!("idle RSS at {idle} conn: KiB/conn");
+            report.add(&figure, Better::Lower, kind, per_conn / 1024.0);
         }
     }
     drop(servers);

@@ -77,9 +77,6 @@ struct ServeArgs {
     guest_table_elements: usize,
 }
 
-/// Task polls between two checks for I/O readiness (tokio's default is 61).
-const EVENT_INTERVAL: u32 = 8;
-
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -122,14 +119,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         ..Limits::default()
     };
     let server = Arc::new(Server::new(&routes, limits)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // A guest that computes runs an epoch tick (10 ms) per poll. Check
-        // for I/O every few polls, not every 61, so sockets stay responsive
-        // while guests compute.
-        .event_interval(EVENT_INTERVAL)
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
