@@ -80,11 +80,21 @@ impl Upgraded {
             if self.evicted() && !self.host_closed {
                 return Ok(Some(self.host_close(CloseCode::Policy, TOO_SLOW).await));
             }
+            if *shutdown.borrow() && !self.host_closed {
+                return Ok(Some(self.host_close(CloseCode::Away, GOING_AWAY).await));
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Err(Error::Timeout);
+            }
             // What is queued goes out before more is read: a connection whose
             // own messages fill its mailbox (a broadcaster) slows its reading
             // down to its writing instead of overflowing.
             self.drain_mailbox(true).await?;
+            // Biased: when a message is already there, the other branches'
+            // futures are never polled, so the hot path registers no wakers.
+            // The flags they watch are also checked above, so none starves.
             tokio::select! {
+                biased;
                 incoming = self.ws.next() => match incoming {
                     Some(Ok(msg)) => {
                         if let Some(frame) = self.deliver(msg).await {
@@ -191,6 +201,9 @@ impl Upgraded {
         };
         let armed = !self.host_closed;
         let written = tokio::select! {
+            // Biased: a write that completes at once never polls the
+            // eviction future (no waker registered on the hot path).
+            biased;
             written = io => written,
             _ = turned_true(&mut self.mailbox.evicted), if armed => {
                 self.broken = true;
