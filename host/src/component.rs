@@ -18,6 +18,13 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
 
+/// A freed slot's first 64 KiB of memory and table are zeroed with memset
+/// and stay resident, and the rest is decommitted 32 slots at a time: each
+/// madvise in a multi-threaded process costs TLB-shootdown IPIs. Connection
+/// set-up went from ~8.4k to ~10.4k per second (native: ~16.5k).
+const KEEP_RESIDENT: usize = 64 << 10;
+const DECOMMIT_BATCH: usize = 32;
+
 /// Wasm stack a guest may use (wasmtime's default is 512 KiB), and the fiber
 /// stack that holds it and the host calls below it. Only touched pages cost
 /// memory, but a smaller reservation keeps the pool's footprint small.
@@ -40,7 +47,10 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
         .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
         .total_stacks(slots)
         .max_memory_size(memory)
-        .table_elements(limits.guest_table_elements);
+        .table_elements(limits.guest_table_elements)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .decommit_batch_size(DECOMMIT_BATCH);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
