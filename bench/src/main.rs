@@ -167,9 +167,11 @@ async fn run(cli: Cli) -> Result<()> {
             report.add(&figure, Better::Higher, server.kind, rate);
         }
         for &kind in kinds.iter().filter(|_| cli.runs("idle")) {
-            let per_conn = idle_memory(kind, idle).await?;
+            let (per_conn, total) = idle_memory(kind, idle).await?;
             let figure = format!("idle RSS at {idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, kind, per_conn / 1024.0);
+            let figure = format!("RSS with {idle} idle conn: MiB");
+            report.add(&figure, Better::Lower, kind, total / (1 << 20) as f64);
         }
     }
     drop(servers);
@@ -177,8 +179,9 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// RSS growth per open idle connection, on a fresh server.
-async fn idle_memory(kind: Kind, conns: usize) -> Result<f64> {
+/// RSS growth per open idle connection, and the whole RSS with them open,
+/// on a fresh server.
+async fn idle_memory(kind: Kind, conns: usize) -> Result<(f64, f64)> {
     let server = Server::start(kind).await?;
     // One connection first, so one-time costs are not counted per connection.
     let _first = load::connect(server.addr, "/mirror").await?;
@@ -188,7 +191,10 @@ async fn idle_memory(kind: Kind, conns: usize) -> Result<f64> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss()?;
     drop(clients);
-    Ok(after.saturating_sub(before) as f64 / conns as f64)
+    Ok((
+        after.saturating_sub(before) as f64 / conns as f64,
+        after as f64,
+    ))
 }
 
 fn micros(d: Duration) -> f64 {
