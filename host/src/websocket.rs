@@ -110,10 +110,9 @@ impl Upgraded {
                 Some(queued) = self.mailbox.messages.recv(), if !self.fragmenting => {
                     self.write(Some(queued), true).await?;
                 }
+                // Either flag turning true is acted on at the top of the loop.
                 _ = turned_true(&mut self.mailbox.evicted), if !self.host_closed => {}
-                _ = turned_true(shutdown), if !self.host_closed => {
-                    return Ok(Some(self.host_close(CloseCode::Away, GOING_AWAY).await));
-                }
+                _ = turned_true(shutdown), if !self.host_closed => {}
                 _ = sleep_until(deadline) => return Err(Error::Timeout),
             }
         }
