@@ -57,12 +57,12 @@ impl FromStr for RouteSpec {
     }
 }
 
-/// Bytes a connection reads from its socket at a time. tungstenite zeroes
-/// this much before every read and allocates it for every connection, so its
-/// default of 128 KiB cost a quarter of the CPU time of a 4 KiB echo (a
-/// profile's top entry was memset) and 128 KiB of RSS per idle connection.
-/// Larger messages just take more reads.
-const READ_CHUNK: usize = 8 << 10;
+/// tungstenite's own read buffer. It zeroes this much before every read and
+/// holds it for the life of the connection: its default of 128 KiB cost a
+/// quarter of the CPU time of a 4 KiB echo (memset) and 128 KiB of RSS per
+/// idle connection. Socket reads go through [`crate::read_ahead`], which holds
+/// a larger chunk only while bytes arrive; this buffer takes from it.
+const READ_CHUNK: usize = 1 << 10;
 
 /// Per-connection limits; every one is a `serve` flag.
 #[derive(Debug, Clone)]

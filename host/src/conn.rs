@@ -7,6 +7,7 @@ use crate::bindings::{ConnectionId, Error, Frame, Opcode};
 use crate::config::Limits;
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
+use crate::read_ahead::ReadAhead;
 use crate::websocket::{self, MAX_CLOSE_REASON, Upgraded, truncate};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,7 +152,7 @@ impl Conn {
             return Err(Error::Io(e.to_string()));
         }
         let ws = WebSocketStream::from_partially_read(
-            stream,
+            ReadAhead::new(stream),
             early,
             Role::Server,
             Some(self.limits.websocket_config()),

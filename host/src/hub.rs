@@ -8,9 +8,10 @@
 //! the others.
 
 use crate::bindings::ConnectionId;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use tokio::sync::{mpsc, watch};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
 use tungstenite::Message;
 
 /// Why a message could not be queued to a connection.
@@ -26,22 +27,74 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct Hub {
     mailbox_capacity: usize,
-    members: RwLock<HashMap<ConnectionId, Member>>,
+    members: RwLock<HashMap<ConnectionId, Arc<Slot>>>,
 }
 
-/// The hub's side of a member.
-#[derive(Debug)]
-struct Member {
-    messages: mpsc::Sender<Message>,
-    evict: watch::Sender<bool>,
+/// What the hub and one member share. An empty queue holds no allocation,
+/// so a member that is never sent anything costs a few words (a channel
+/// would allocate its first block of slots at once, ~1.5 KiB).
+#[derive(Debug, Default)]
+struct Slot {
+    queue: Mutex<VecDeque<Message>>,
+    arrived: Notify,
+    evicted: AtomicBool,
+    eviction: Notify,
+}
+
+impl Slot {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `msg` unless `capacity` messages already wait.
+    fn offer(&self, msg: Message, capacity: usize) -> Result<(), Message> {
+        let mut queue = self.queue();
+        if queue.len() >= capacity {
+            return Err(msg);
+        }
+        queue.push_back(msg);
+        drop(queue);
+        // One waiter at most (the member's own task); a notification sent
+        // while it is not waiting is kept for its next wait.
+        self.arrived.notify_one();
+        Ok(())
+    }
 }
 
 /// A member's side: the messages queued to it, and whether it was evicted.
 #[derive(Debug)]
 pub struct Mailbox {
-    pub messages: mpsc::Receiver<Message>,
-    /// Turns true when the hub evicts this member for not keeping up.
-    pub evicted: watch::Receiver<bool>,
+    slot: Arc<Slot>,
+}
+
+impl Mailbox {
+    /// The oldest queued message, if any.
+    pub fn try_take(&self) -> Option<Message> {
+        self.slot.queue().pop_front()
+    }
+
+    /// Wait for a message. Cancel-safe: a message is only taken when this
+    /// returns it.
+    pub async fn take(&self) -> Message {
+        loop {
+            if let Some(msg) = self.try_take() {
+                return msg;
+            }
+            self.slot.arrived.notified().await;
+        }
+    }
+
+    /// The hub evicted this member for not keeping up.
+    pub fn is_evicted(&self) -> bool {
+        self.slot.evicted.load(Ordering::Acquire)
+    }
+
+    /// Wait until the hub evicts this member.
+    pub async fn evicted(&self) {
+        while !self.is_evicted() {
+            self.slot.eviction.notified().await;
+        }
+    }
 }
 
 /// A connection's place in a hub: it leaves when this is dropped.
@@ -67,18 +120,13 @@ impl Hub {
 
     /// Add connection `id`; returns its membership and the mailbox it must drain.
     pub fn join(self: &Arc<Self>, id: ConnectionId) -> (Membership, Mailbox) {
-        let (messages_tx, messages) = mpsc::channel(self.mailbox_capacity);
-        let (evict, evicted) = watch::channel(false);
-        let member = Member {
-            messages: messages_tx,
-            evict,
-        };
-        self.write().insert(id, member);
+        let slot = Arc::new(Slot::default());
+        self.write().insert(id, slot.clone());
         let membership = Membership {
             hub: self.clone(),
             id,
         };
-        (membership, Mailbox { messages, evicted })
+        (membership, Mailbox { slot })
     }
 
     /// Ids of the current members, in ascending order.
@@ -99,29 +147,23 @@ impl Hub {
     /// Queue `msg` to member `id` without waiting.
     pub fn send_to(&self, id: ConnectionId, msg: Message) -> Result<(), SendError> {
         let queued = match self.read().get(&id) {
-            Some(member) => member.messages.try_send(msg),
+            Some(slot) => slot.offer(msg, self.mailbox_capacity),
             None => return Err(SendError::UnknownConnection(id)),
         };
-        match queued {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.evict(id);
-                Err(SendError::QueueFull(id))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownConnection(id)),
-        }
+        queued.map_err(|_| {
+            self.evict(id);
+            SendError::QueueFull(id)
+        })
     }
 
     /// Queue `msg` to every member; returns how many took it.
     pub fn broadcast(&self, msg: &Message) -> u32 {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
-        for (&id, member) in self.read().iter() {
-            match member.messages.try_send(msg.clone()) {
+        for (&id, slot) in self.read().iter() {
+            match slot.offer(msg.clone(), self.mailbox_capacity) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
-                // The member is leaving; its membership removes it.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(_) => overflowed.push(id),
             }
         }
         for id in overflowed {
@@ -132,21 +174,22 @@ impl Hub {
 
     /// Drop member `id` for not keeping up and tell its connection.
     fn evict(&self, id: ConnectionId) {
-        if let Some(member) = self.write().remove(&id) {
+        if let Some(slot) = self.write().remove(&id) {
             tracing::warn!(
                 conn = id,
                 "evicted from the hub: {} messages queued and not taken",
                 self.mailbox_capacity
             );
-            member.evict.send_replace(true);
+            slot.evicted.store(true, Ordering::Release);
+            slot.eviction.notify_one();
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnectionId, Member>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnectionId, Arc<Slot>>> {
         self.members.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnectionId, Member>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnectionId, Arc<Slot>>> {
         self.members.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -172,21 +215,21 @@ mod tests {
     #[test]
     fn a_member_whose_mailbox_overflows_is_evicted() {
         let hub = Hub::new(2);
-        let (_m, mut mailbox) = hub.join(7);
+        let (_m, mailbox) = hub.join(7);
         let (_n, _other) = hub.join(8);
         assert_eq!(hub.broadcast(&Message::text("1")), 2);
         assert_eq!(hub.send_to(7, Message::text("2")), Ok(()));
-        assert!(!*mailbox.evicted.borrow());
+        assert!(!mailbox.is_evicted());
         // 7's mailbox is full: it misses "3" and is evicted; 8 still gets it.
         assert_eq!(hub.broadcast(&Message::text("3")), 1);
-        assert!(*mailbox.evicted.borrow());
+        assert!(mailbox.is_evicted());
         assert_eq!(hub.ids(), vec![8]);
         assert_eq!(
             hub.send_to(7, Message::text("4")),
             Err(SendError::UnknownConnection(7))
         );
-        assert_eq!(mailbox.messages.try_recv().unwrap(), Message::text("1"));
-        assert_eq!(mailbox.messages.try_recv().unwrap(), Message::text("2"));
+        assert_eq!(mailbox.try_take().unwrap(), Message::text("1"));
+        assert_eq!(mailbox.try_take().unwrap(), Message::text("2"));
     }
 
     #[test]
@@ -198,7 +241,7 @@ mod tests {
             hub.send_to(3, Message::text("b")),
             Err(SendError::QueueFull(3))
         );
-        assert!(*mailbox.evicted.borrow());
+        assert!(mailbox.is_evicted());
         assert!(hub.is_empty());
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod guest_log;
 pub mod http;
 pub mod hub;
+pub mod read_ahead;
 pub mod sandbox;
 pub mod server;
 pub mod state;

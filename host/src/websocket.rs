@@ -7,6 +7,7 @@
 
 use crate::bindings::{CloseInfo, Error, Frame, Opcode};
 use crate::hub::{Mailbox, Membership};
+use crate::read_ahead::ReadAhead;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -29,7 +30,7 @@ const GOING_AWAY: &str = "server shutting down";
 const TOO_SLOW: &str = "too slow: hub messages were not taken";
 
 pub struct Upgraded {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<ReadAhead<TcpStream>>,
     mailbox: Mailbox,
     membership: Option<Membership>,
     close_timeout: Duration,
@@ -46,7 +47,7 @@ pub struct Upgraded {
 
 impl Upgraded {
     pub fn new(
-        ws: WebSocketStream<TcpStream>,
+        ws: WebSocketStream<ReadAhead<TcpStream>>,
         mailbox: Mailbox,
         membership: Membership,
         close_timeout: Duration,
@@ -64,7 +65,7 @@ impl Upgraded {
     }
 
     fn evicted(&self) -> bool {
-        *self.mailbox.evicted.borrow()
+        self.mailbox.is_evicted()
     }
 
     /// The next message for the guest; see `connection.recv` in the WIT.
@@ -107,11 +108,11 @@ impl Upgraded {
                         return Ok(None);
                     }
                 },
-                Some(queued) = self.mailbox.messages.recv(), if !self.fragmenting => {
+                queued = self.mailbox.take(), if !self.fragmenting => {
                     self.write(Some(queued), true).await?;
                 }
                 // Either flag turning true is acted on at the top of the loop.
-                _ = turned_true(&mut self.mailbox.evicted), if !self.host_closed => {}
+                _ = self.mailbox.evicted(), if !self.host_closed => {}
                 _ = turned_true(shutdown), if !self.host_closed => {}
                 _ = sleep_until(deadline) => return Err(Error::Timeout),
             }
@@ -140,7 +141,7 @@ impl Upgraded {
             return Ok(());
         }
         let mut wrote = false;
-        while let Ok(queued) = self.mailbox.messages.try_recv() {
+        while let Some(queued) = self.mailbox.try_take() {
             self.write(Some(queued), false).await?;
             wrote = true;
         }
@@ -204,7 +205,7 @@ impl Upgraded {
             // eviction future (no waker registered on the hot path).
             biased;
             written = io => written,
-            _ = turned_true(&mut self.mailbox.evicted), if armed => {
+            _ = self.mailbox.evicted(), if armed => {
                 self.broken = true;
                 return Err(Error::PeerClosed);
             }
