@@ -1,12 +1,17 @@
-//! The seed's second example: every message reaches every connection of the route.
+//! The seed's second example: every message reaches every connection of the
+//! route; the same tests for the guest in every language.
 
 mod support;
 
 use support::*;
 
-#[tokio::test]
-async fn a_message_reaches_all_three_clients() {
-    let server = Server::start(&[("/websocket", "broadcast")]);
+in_every_language!(
+    a_message_reaches_all_three_clients,
+    a_client_that_leaves_is_no_longer_pushed_to,
+);
+
+async fn a_message_reaches_all_three_clients(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "broadcast");
     let mut a = server.connect("/websocket").await;
     let mut b = server.connect("/websocket").await;
     let mut c = server.connect("/websocket").await;
@@ -16,9 +21,8 @@ async fn a_message_reaches_all_three_clients() {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_leaves_is_no_longer_pushed_to() {
-    let server = Server::start(&[("/websocket", "broadcast")]);
+async fn a_client_that_leaves_is_no_longer_pushed_to(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "broadcast");
     let mut a = server.connect("/websocket").await;
     let mut b = server.connect("/websocket").await;
     let mut c = server.connect("/websocket").await;

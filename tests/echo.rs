@@ -1,4 +1,5 @@
-//! The seed's first example, end to end: the `echo` guest over real sockets.
+//! The seed's first example, end to end: the `echo` guest over real sockets,
+//! the same tests for the guest in every language (`rust::`, `js::`, `python::`).
 
 mod support;
 
@@ -8,9 +9,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
-#[tokio::test]
-async fn greets_every_message_twice() {
-    let server = Server::start(&[("/websocket", "echo")]);
+in_every_language!(
+    greets_every_message_twice,
+    text_close_drops_tcp_without_close_frame,
+    client_close_frame_ends_the_connection_politely,
+    binary_messages_are_greeted_too,
+    two_hundred_clients_are_answered_while_another_guest_waits_in_recv,
+    a_client_that_vanishes_without_a_close_frame_is_gone_not_an_error,
+);
+
+async fn greets_every_message_twice(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     let mut ws = server.connect("/websocket").await;
     for word in ["hello", "мир"] {
         send_text(&mut ws, word).await;
@@ -19,9 +28,8 @@ async fn greets_every_message_twice() {
     }
 }
 
-#[tokio::test]
-async fn text_close_drops_tcp_without_close_frame() {
-    let server = Server::start(&[("/websocket", "echo")]);
+async fn text_close_drops_tcp_without_close_frame(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     let mut ws = server.connect("/websocket").await;
     send_text(&mut ws, "close").await;
     // The seed's close(): TCP goes away and no Close frame is ever sent.
@@ -31,9 +39,8 @@ async fn text_close_drops_tcp_without_close_frame() {
     }
 }
 
-#[tokio::test]
-async fn client_close_frame_ends_the_connection_politely() {
-    let server = Server::start(&[("/websocket", "echo")]);
+async fn client_close_frame_ends_the_connection_politely(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     let mut ws = server.connect("/websocket").await;
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
@@ -45,17 +52,15 @@ async fn client_close_frame_ends_the_connection_politely() {
     assert_eq!(close_code(&mut ws).await, Some(1000));
 }
 
-#[tokio::test]
-async fn binary_messages_are_greeted_too() {
-    let server = Server::start(&[("/websocket", "echo")]);
+async fn binary_messages_are_greeted_too(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     let mut ws = server.connect("/websocket").await;
     ws.send(Message::binary(b"bin".to_vec())).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Привет, bin!");
 }
 
-#[tokio::test]
-async fn two_hundred_clients_are_answered_while_another_guest_waits_in_recv() {
-    let server = Server::start(&[("/websocket", "echo")]);
+async fn two_hundred_clients_are_answered_while_another_guest_waits_in_recv(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     // This guest sits in recv() for the whole test.
     let mut idle = server.connect("/websocket").await;
     let clients = (0..200).map(|i| {
@@ -74,16 +79,15 @@ async fn two_hundred_clients_are_answered_while_another_guest_waits_in_recv() {
         client.await.expect("client task");
     }
     eprintln!(
-        "200 concurrent echo clients answered in {:?}",
+        "200 concurrent {lang:?} echo clients answered in {:?}",
         started.elapsed()
     );
     send_text(&mut idle, "still here").await;
     assert_eq!(next_text(&mut idle).await, "Привет, still here!");
 }
 
-#[tokio::test]
-async fn a_client_that_vanishes_without_a_close_frame_is_gone_not_an_error() {
-    let server = Server::start(&[("/websocket", "echo")]);
+async fn a_client_that_vanishes_without_a_close_frame_is_gone_not_an_error(lang: Lang) {
+    let server = Server::start_in(lang, "/websocket", "echo");
     let mut ws = server.connect("/websocket").await;
     send_text(&mut ws, "hi").await;
     assert_eq!(next_text(&mut ws).await, "Привет, hi!");

@@ -6,8 +6,11 @@ use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
+use std::path::Path;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// The export every handler component must have (world `wshost:websocket/handler`).
 pub const HANDLER_EXPORT: &str = "handle";
@@ -36,7 +39,11 @@ const ASYNC_STACK: usize = 512 << 10;
 /// `limits.max_connections` instances: instantiating takes a pre-reserved
 /// slot, with copy-on-write memory images, instead of fresh mappings (which
 /// also run into the kernel's map count limit near 10,000 connections).
-pub fn engine(limits: &Limits) -> Result<Engine> {
+///
+/// With a `cache` directory, compiled components are kept there and a
+/// restart loads them instead of compiling again (a Python or JavaScript
+/// guest takes seconds to compile).
+pub fn engine(limits: &Limits, cache: Option<&Path>) -> Result<Engine> {
     let slots = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     // Each slot reserves address space for the largest memory a guest may have.
     let memory = limits.guest_memory.next_multiple_of(64 << 10);
@@ -58,12 +65,28 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
         .async_stack_size(ASYNC_STACK)
         .memory_reservation(memory as u64)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = cache {
+        config.cache(Some(compile_cache(dir)?));
+    }
     anyhow(Engine::new(&config)).with_context(|| {
         format!(
             "reserving room for --max-connections {slots} instances (each async stack is \
              two memory mappings: past ~30,000 raise vm.max_map_count)"
         )
     })
+}
+
+/// wasmtime's on-disk cache of compiled code in `dir`, keyed by the
+/// component's bytes and the engine's settings.
+fn compile_cache(dir: &Path) -> Result<Cache> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the compile cache {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("compile cache {}", dir.display()))?;
+    let mut config = CacheConfig::new();
+    config.with_directory(&dir);
+    anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
 }
 
 /// The imports a handler may use: WASI p2 and the `handler` world's interfaces.

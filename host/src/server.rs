@@ -17,6 +17,7 @@ use crate::websocket;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -47,9 +48,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Compile and link every route's component; fails naming the first bad one.
-    pub fn new(specs: &[RouteSpec], limits: Limits) -> Result<Self> {
-        let engine = component::engine(&limits)?;
+    /// Compile (or load from `cache`) and link every route's component;
+    /// fails naming the first bad one.
+    pub fn new(specs: &[RouteSpec], limits: Limits, cache: Option<&Path>) -> Result<Self> {
+        let engine = component::engine(&limits, cache)?;
         sandbox::start_epoch_ticker(&engine);
         let linker = component::linker(&engine)?;
         let mut routes = HashMap::new();

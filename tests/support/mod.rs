@@ -8,7 +8,7 @@ pub mod webdriver;
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,80 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn guest(name: &str) -> PathBuf {
     PathBuf::from(env!("WSHOST_GUEST_DIR")).join(format!("{name}.wasm"))
 }
+
+/// The languages the example guests (`echo`, `broadcast`) are written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    /// `guests/<name>/`, built by host/build.rs.
+    Rust,
+    /// `guests/js/<name>.js`, built by `guests/js/build.sh`.
+    Js,
+    /// `guests/python/<name>.py`, built by `guests/python/build.sh`.
+    Python,
+}
+
+impl Lang {
+    /// The component of example guest `name` in this language.
+    pub fn guest(self, name: &str) -> PathBuf {
+        match self {
+            Lang::Rust => guest(name),
+            Lang::Js => built_by_script("js", name),
+            Lang::Python => built_by_script("python", name),
+        }
+    }
+}
+
+/// `guests/<dir>/build.sh` run once per test process (it installs its
+/// toolchain when missing and skips what is up to date), then its `name`.
+fn built_by_script(dir: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // Beside the Rust guests: target/guests/<dir>/.
+    let out = Path::new(env!("WSHOST_GUEST_DIR")).join("../..").join(dir);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|d| d == dir) {
+        let script = root.join("guests").join(dir).join("build.sh");
+        let run = Command::new(&script)
+            .arg(&out)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            run.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // Fill the compile cache once, before parallel tests all compile.
+        for wasm in std::fs::read_dir(&out).unwrap().flatten() {
+            let route = format!("/={}", wasm.path().display());
+            drop(Server::start_with(&["--route".into(), route]));
+        }
+        built.push(dir.to_string());
+    }
+    out.join(format!("{name}.wasm"))
+}
+
+/// Define `#[tokio::test] fn <lang>::<test>()` for every language, each
+/// calling the test function `<test>(Lang)` of the same name.
+macro_rules! in_every_language {
+    ($($test:ident),* $(,)?) => {
+        in_every_language!(@one rust, Rust, $($test),*);
+        in_every_language!(@one js, Js, $($test),*);
+        in_every_language!(@one python, Python, $($test),*);
+    };
+    (@one $module:ident, $lang:ident, $($test:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::support::Lang::$lang).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use in_every_language;
 
 pub fn wshost() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wshost"))
@@ -54,10 +128,22 @@ impl Server {
         Server::start_with(&args)
     }
 
+    /// Serve example guest `name` in `lang` at `path`.
+    pub fn start_in(lang: Lang, path: &str, name: &str) -> Server {
+        Server::start_with(&[
+            "--route".into(),
+            format!("{path}={}", lang.guest(name).display()),
+        ])
+    }
+
     /// `wshost serve --listen 127.0.0.1:0 ARGS...`, once it says it listens.
     pub fn start_with(args: &[String]) -> Server {
+        // One compile cache for all tests: a Python or JS guest compiles once.
+        let cache = Path::new(env!("WSHOST_GUEST_DIR")).join("../../compile-cache");
         let mut child = wshost()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--cache-dir")
+            .arg(cache)
             .args(args)
             .env("RUST_LOG", "info,wshost=debug")
             .stdout(Stdio::piped())

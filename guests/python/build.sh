@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build the Python guests (echo.wasm, broadcast.wasm) from ../../wit into
+# OUT_DIR (default: dist/). Installs componentize-py into .venv/ when missing;
+# rebuilds only what changed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$(mkdir -p "${1:-$here/dist}" && cd "${1:-$here/dist}" && pwd)"
+cd "$here"
+# Test binaries may build at the same time: one at a time.
+exec 9>"$here/.build.lock"
+flock 9
+
+if [ ! -x .venv/bin/componentize-py ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check componentize-py==0.25.1
+fi
+
+for app in echo broadcast; do
+    target="$out/$app.wasm"
+    if [ -f "$target" ] && [ -z "$(find "$app.py" ../../wit -newer "$target" -print -quit)" ]; then
+        continue
+    fi
+    .venv/bin/componentize-py -d ../../wit -w handler componentize "$app" -o "$target.tmp" >/dev/null
+    mv "$target.tmp" "$target"
+done
