@@ -3,6 +3,7 @@
 //! peers present on this machine (Bun, Node `ws`); one table of medians over
 //! interleaved rounds, with ratios to native.
 
+mod languages;
 mod load;
 mod native;
 mod report;
@@ -67,6 +68,16 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Compare the echo guest across languages (Rust, JS, Python): size,
+    /// compile and instantiate time, idle RSS per connection; ratios to Rust.
+    Languages {
+        /// Rounds; each figure is the median over them.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle connections held open for the memory figure.
+        #[arg(long, default_value_t = 200)]
+        idle: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -74,6 +85,10 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
+        Some(Command::Languages { rounds, idle }) => {
+            raise_fd_limit();
+            runtime.block_on(languages::run(rounds, idle))
+        }
         None => {
             raise_fd_limit();
             raise_map_count(cli.idle);
@@ -113,7 +128,8 @@ async fn run(cli: Cli) -> Result<()> {
         cli.sizes.clone()
     };
     let duration = Duration::from_secs_f64(seconds);
-    let mut report = Report::new(&kinds);
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let mut report = Report::new(&names);
 
     let mut servers = Vec::new();
     for &kind in &kinds {
@@ -129,19 +145,19 @@ async fn run(cli: Cli) -> Result<()> {
                     report.add(
                         &format!("{figure}: msg/s"),
                         Better::Higher,
-                        server.kind,
+                        server.kind.name(),
                         echo.msgs_per_sec,
                     );
                     report.add(
                         &format!("{figure}: p50 µs"),
                         Better::Lower,
-                        server.kind,
+                        server.kind.name(),
                         micros(echo.p50),
                     );
                     report.add(
                         &format!("{figure}: p99 µs"),
                         Better::Lower,
-                        server.kind,
+                        server.kind.name(),
                         micros(echo.p99),
                     );
                 }
@@ -153,25 +169,25 @@ async fn run(cli: Cli) -> Result<()> {
             report.add(
                 "connection set-up: conn/s",
                 Better::Higher,
-                server.kind,
+                server.kind.name(),
                 rate,
             );
         }
         if cli.runs("setup") {
             let micros = servers::wshost_instantiate_micros().await?;
-            report.add("instantiate alone: µs", Better::Lower, Kind::Wshost, micros);
+            report.add("instantiate alone: µs", Better::Lower, Kind::Wshost.name(), micros);
         }
         for server in servers.iter().filter(|_| cli.runs("broadcast")) {
             let rate = load::broadcast(server.addr, fanout, 20).await?;
             let figure = format!("broadcast to {fanout}: deliveries/s");
-            report.add(&figure, Better::Higher, server.kind, rate);
+            report.add(&figure, Better::Higher, server.kind.name(), rate);
         }
         for &kind in kinds.iter().filter(|_| cli.runs("idle")) {
             let (per_conn, total) = idle_memory(kind, idle).await?;
             let figure = format!("idle RSS at {idle} conn: KiB/conn");
-            report.add(&figure, Better::Lower, kind, per_conn / 1024.0);
+            report.add(&figure, Better::Lower, kind.name(), per_conn / 1024.0);
             let figure = format!("RSS with {idle} idle conn: MiB");
-            report.add(&figure, Better::Lower, kind, total / (1 << 20) as f64);
+            report.add(&figure, Better::Lower, kind.name(), total / (1 << 20) as f64);
         }
     }
     drop(servers);

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Where the workspace is, for the wshost binary, the guests and the peers.
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -100,23 +100,51 @@ impl Kind {
     }
 }
 
-/// wshost's own measure of one instantiation of the mirror guest, in µs
-/// (`wshost check`).
+/// wshost's own measure of one instantiation of the mirror guest, in µs.
 pub async fn wshost_instantiate_micros() -> Result<f64> {
-    let wshost = sibling_binary("wshost").map_err(anyhow::Error::msg)?;
     let mirror = Path::new(ROOT).join("target/guests/wasm32-wasip2/guest/mirror.wasm");
+    Ok(wshost_check(&mirror).await?.instantiate_micros)
+}
+
+/// What `wshost check` measures of one component.
+pub struct Check {
+    /// Compiling it at a first start (and storing it in the compile cache).
+    pub compile_ms: f64,
+    /// Loading it from the compile cache at a restart.
+    pub cached_ms: f64,
+    pub instantiate_micros: f64,
+}
+
+pub async fn wshost_check(component: &Path) -> Result<Check> {
+    let wshost = sibling_binary("wshost").map_err(anyhow::Error::msg)?;
     let out = Command::new(wshost)
         .arg("check")
-        .arg(&mirror)
+        .arg(component)
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .split("instantiates in ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("wshost check said {stdout:?}"))
+    let number_after = |label: &str| -> Result<f64> {
+        stdout
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no {label:?} in what wshost check said: {stdout:?}"))
+    };
+    Ok(Check {
+        compile_ms: number_after("compiled in ")?,
+        cached_ms: number_after("loaded in ")?,
+        instantiate_micros: number_after("instantiates in ")?,
+    })
+}
+
+/// `wshost serve` with `args` after the listen address, as a `Kind::Wshost` server.
+pub async fn wshost_with(args: &[String]) -> Result<Server> {
+    let mut cmd = Command::new(sibling_binary("wshost").map_err(anyhow::Error::msg)?);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    Server::spawn(Kind::Wshost, cmd).await
 }
 
 /// A running server, killed on drop.
@@ -128,7 +156,10 @@ pub struct Server {
 
 impl Server {
     pub async fn start(kind: Kind) -> Result<Server> {
-        let mut cmd = kind.command().map_err(anyhow::Error::msg)?;
+        Server::spawn(kind, kind.command().map_err(anyhow::Error::msg)?).await
+    }
+
+    async fn spawn(kind: Kind, mut cmd: Command) -> Result<Server> {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

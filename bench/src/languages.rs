@@ -1,0 +1,114 @@
+//! `wshost-bench languages`: the seed's echo handler in every guest language
+//! side by side, with ratios to the Rust guest: component size, compile time
+//! at a first start and a restart (from the compile cache), instantiate time,
+//! and RSS per idle connection.
+
+use crate::load;
+use crate::report::{Better, Report};
+use crate::servers::{ROOT, wshost_check, wshost_with};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The echo guest of one language.
+struct Guest {
+    lang: &'static str,
+    component: PathBuf,
+}
+
+/// Rust's echo (built with wshost) and every other language whose build
+/// script succeeds here; a notice for each one that does not.
+fn guests() -> Vec<Guest> {
+    let root = Path::new(ROOT);
+    let built = root.join("target/guests");
+    let mut guests = vec![Guest {
+        lang: "rust",
+        component: built.join("wasm32-wasip2/guest/echo.wasm"),
+    }];
+    for (lang, dir) in [("js", "js"), ("python", "python")] {
+        let out = built.join(dir);
+        let script = root.join("guests").join(dir).join("build.sh");
+        match std::process::Command::new(&script).arg(&out).output() {
+            Ok(run) if run.status.success() => guests.push(Guest {
+                lang,
+                component: out.join("echo.wasm"),
+            }),
+            Ok(run) => println!(
+                "skipping {lang}: {} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&run.stderr).trim()
+            ),
+            Err(e) => println!("skipping {lang}: cannot run {}: {e}", script.display()),
+        }
+    }
+    guests
+}
+
+pub async fn run(rounds: usize, idle: usize) -> Result<()> {
+    let guests = guests();
+    anyhow::ensure!(
+        guests[0].component.exists(),
+        "no {} (build it: `cargo build --release -p wshost`)",
+        guests[0].component.display()
+    );
+    let langs: Vec<&str> = guests.iter().map(|g| g.lang).collect();
+    let mut report = Report::new(&langs);
+    for guest in &guests {
+        let size = std::fs::metadata(&guest.component)?.len();
+        report.add(
+            "component: KiB",
+            Better::Lower,
+            guest.lang,
+            size as f64 / 1024.0,
+        );
+    }
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        for guest in &guests {
+            let check = wshost_check(&guest.component).await?;
+            report.add(
+                "compile, first start: ms",
+                Better::Lower,
+                guest.lang,
+                check.compile_ms,
+            );
+            report.add(
+                "load, restart from the compile cache: ms",
+                Better::Lower,
+                guest.lang,
+                check.cached_ms,
+            );
+            report.add(
+                "instantiate: µs",
+                Better::Lower,
+                guest.lang,
+                check.instantiate_micros,
+            );
+            let per_conn = idle_memory(&guest.component, idle).await?;
+            let figure = format!("idle RSS at {idle} conn: KiB/conn");
+            report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
+        }
+    }
+    report.print();
+    Ok(())
+}
+
+/// RSS growth per idle connection to `component` on a fresh server.
+async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
+    let server = wshost_with(&[
+        "--route".into(),
+        format!("/echo={}", component.display()),
+        "--max-connections".into(),
+        (conns + 16).to_string(),
+    ])
+    .await?;
+    // One connection first, so one-time costs are not counted per connection.
+    let _first = load::connect(server.addr, "/echo").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss()?;
+    let clients = load::connect_many(server.addr, "/echo", conns).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(clients);
+    Ok(after.saturating_sub(before) as f64 / conns as f64)
+}
