@@ -1,5 +1,5 @@
 //! The seed's first example, end to end: the `echo` guest over real sockets,
-//! the same tests for the guest in every language (`rust::`, `js::`, `python::`).
+//! the same tests for the guest in every language (`rust::`, `js::`, `python::`, `c::`).
 
 mod support;
 

@@ -25,7 +25,7 @@ fn guests() -> Vec<Guest> {
         lang: "rust",
         component: built.join("wasm32-wasip2/guest/echo.wasm"),
     }];
-    for (lang, dir) in [("js", "js"), ("python", "python")] {
+    for (lang, dir) in [("js", "js"), ("python", "python"), ("c", "c")] {
         let out = built.join(dir);
         let script = root.join("guests").join(dir).join("build.sh");
         match std::process::Command::new(&script).arg(&out).output() {

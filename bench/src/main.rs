@@ -175,7 +175,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         if cli.runs("setup") {
             let micros = servers::wshost_instantiate_micros().await?;
-            report.add("instantiate alone: µs", Better::Lower, Kind::Wshost.name(), micros);
+            report.add(
+                "instantiate alone: µs",
+                Better::Lower,
+                Kind::Wshost.name(),
+                micros,
+            );
         }
         for server in servers.iter().filter(|_| cli.runs("broadcast")) {
             let rate = load::broadcast(server.addr, fanout, 20).await?;
@@ -187,7 +192,12 @@ async fn run(cli: Cli) -> Result<()> {
             let figure = format!("idle RSS at {idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, kind.name(), per_conn / 1024.0);
             let figure = format!("RSS with {idle} idle conn: MiB");
-            report.add(&figure, Better::Lower, kind.name(), total / (1 << 20) as f64);
+            report.add(
+                &figure,
+                Better::Lower,
+                kind.name(),
+                total / (1 << 20) as f64,
+            );
         }
     }
     drop(servers);

@@ -36,6 +36,8 @@ pub enum Lang {
     Js,
     /// `guests/python/<name>.py`, built by `guests/python/build.sh`.
     Python,
+    /// `guests/c/<name>.c`, built by `guests/c/build.sh`.
+    C,
 }
 
 impl Lang {
@@ -45,6 +47,7 @@ impl Lang {
             Lang::Rust => guest(name),
             Lang::Js => built_by_script("js", name),
             Lang::Python => built_by_script("python", name),
+            Lang::C => built_by_script("c", name),
         }
     }
 }
@@ -87,6 +90,7 @@ macro_rules! in_every_language {
         in_every_language!(@one rust, Rust, $($test),*);
         in_every_language!(@one js, Js, $($test),*);
         in_every_language!(@one python, Python, $($test),*);
+        in_every_language!(@one c, C, $($test),*);
     };
     (@one $module:ident, $lang:ident, $($test:ident),*) => {
         mod $module {
