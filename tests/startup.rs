@@ -117,3 +117,68 @@ fn check_reports_a_handler_and_refuses_what_is_not_one() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not export `handle`"), "{stderr}");
 }
+
+/// Start `wshost serve` on the echo guest with `XDG_CACHE_HOME=xdg` and
+/// `flags`; returns once it listens (killing it) or panics with its stderr.
+fn serve_once(xdg: &std::path::Path, flags: &[&str]) {
+    use std::io::BufRead;
+    let mut child = wshost()
+        .args(["serve", "--listen", "127.0.0.1:0", "--route"])
+        .arg(format!("/ws={}", guest("echo").display()))
+        .args(flags)
+        .env("XDG_CACHE_HOME", xdg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        line.contains("listening"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Bytes of every file under `dir`, recursively (0 when it does not exist).
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+#[test]
+fn compiled_components_are_kept_in_the_cache_dir_unless_told_not_to() {
+    let xdg = std::env::temp_dir().join(format!("wshost-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&xdg);
+    std::fs::create_dir_all(&xdg).unwrap();
+
+    serve_once(&xdg, &["--no-cache"]);
+    assert!(!xdg.join("wshost").exists(), "--no-cache wrote a cache");
+
+    // The default: $XDG_CACHE_HOME/wshost holds the compiled echo guest
+    // (larger than the component itself).
+    serve_once(&xdg, &[]);
+    let cached = bytes_under(&xdg.join("wshost"));
+    let component = std::fs::metadata(guest("echo")).unwrap().len();
+    assert!(cached > component, "{cached} bytes cached");
+
+    // A restart loads it: nothing new is written.
+    serve_once(&xdg, &[]);
+    assert_eq!(bytes_under(&xdg.join("wshost")), cached);
+    let explicit = xdg.join("elsewhere");
+    serve_once(&xdg, &["--cache-dir", explicit.to_str().unwrap()]);
+    assert!(bytes_under(&explicit) > component);
+    let _ = std::fs::remove_dir_all(&xdg);
+}

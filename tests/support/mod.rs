@@ -85,6 +85,7 @@ fn built_by_script(dir: &str, name: &str) -> PathBuf {
 
 /// Define `#[tokio::test] fn <lang>::<test>()` for every language, each
 /// calling the test function `<test>(Lang)` of the same name.
+#[allow(unused_macros)]
 macro_rules! in_every_language {
     ($($test:ident),* $(,)?) => {
         in_every_language!(@one rust, Rust, $($test),*);
@@ -103,6 +104,7 @@ macro_rules! in_every_language {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use in_every_language;
 
 pub fn wshost() -> Command {
