@@ -8,7 +8,6 @@ use crate::report::{Better, Report};
 use crate::servers::{ROOT, wshost_check, wshost_with};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The echo guest of one language.
 struct Guest {
@@ -102,13 +101,5 @@ async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
         (conns + 16).to_string(),
     ])
     .await?;
-    // One connection first, so one-time costs are not counted per connection.
-    let _first = load::connect(server.addr, "/echo").await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.rss()?;
-    let clients = load::connect_many(server.addr, "/echo", conns).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss()?;
-    drop(clients);
-    Ok(after.saturating_sub(before) as f64 / conns as f64)
+    Ok(load::idle_growth(&server, "/echo", conns).await?.0)
 }

@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::servers::Server;
+
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connections opened at once while setting up a load.
@@ -57,6 +59,20 @@ pub async fn connect_many(addr: SocketAddr, path: &'static str, n: usize) -> Res
         clients.push(task.await??);
     }
     Ok(clients)
+}
+
+/// RSS growth per connection while `conns` idle connections to `path` are
+/// open, and the server's whole RSS then (bytes).
+pub async fn idle_growth(server: &Server, path: &'static str, conns: usize) -> Result<(f64, u64)> {
+    // One connection first, so one-time costs are not counted per connection.
+    let _first = connect(server.addr, path).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss()?;
+    let clients = connect_many(server.addr, path, conns).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(clients);
+    Ok((after.saturating_sub(before) as f64 / conns as f64, after))
 }
 
 /// Throughput and latency of a closed-loop echo load.

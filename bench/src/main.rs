@@ -209,18 +209,8 @@ async fn run(cli: Cli) -> Result<()> {
 /// on a fresh server.
 async fn idle_memory(kind: Kind, conns: usize) -> Result<(f64, f64)> {
     let server = Server::start(kind).await?;
-    // One connection first, so one-time costs are not counted per connection.
-    let _first = load::connect(server.addr, "/mirror").await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.rss()?;
-    let clients = load::connect_many(server.addr, "/mirror", conns).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss()?;
-    drop(clients);
-    Ok((
-        after.saturating_sub(before) as f64 / conns as f64,
-        after as f64,
-    ))
+    let (per_conn, after) = load::idle_growth(&server, "/mirror", conns).await?;
+    Ok((per_conn, after as f64))
 }
 
 fn micros(d: Duration) -> f64 {
