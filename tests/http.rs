@@ -45,6 +45,11 @@ async fn plain_get_on_the_websocket_route_is_400_not_a_hang() {
         "{response}"
     );
     assert!(response.contains("Upgrade: websocket"), "{response}");
+    // The client's mistake is not logged as the handler's failure.
+    server.wait_for_log("connection 1 ended").await;
+    let log = server.log();
+    assert!(log.contains("error after a bad handshake"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ pub struct Conn {
     limits: Arc<Limits>,
     hub: Arc<Hub>,
     phase: Phase,
+    /// `upgrade` found no valid handshake and the host answered 400 or 426.
+    refused_handshake: bool,
     /// Turns true when the server shuts down.
     shutdown: watch::Receiver<bool>,
 }
@@ -67,8 +69,16 @@ impl Conn {
                 head,
                 early,
             },
+            refused_handshake: false,
             shutdown,
         }
+    }
+
+    /// The request was not a valid WebSocket handshake and the host has
+    /// answered it so (400/426): a handler error after that is the client's
+    /// mistake passed on, not the handler's.
+    pub fn refused_handshake(&self) -> bool {
+        self.refused_handshake
     }
 
     pub fn id(&self) -> ConnectionId {
@@ -137,6 +147,7 @@ impl Conn {
         let accept = match http::accept_key(&head) {
             Ok(accept) => accept,
             Err(refusal) => {
+                self.refused_handshake = true;
                 let _ = http::send_and_finish(&mut stream, &refusal.response()).await;
                 return Err(Error::Protocol(refusal.to_string()));
             }

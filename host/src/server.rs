@@ -262,7 +262,11 @@ impl Server {
             Ok(handler) => match handler.call_handle(&mut store, &request).await {
                 Ok(Ok(())) => Outcome::Returned,
                 Ok(Err(why)) => {
-                    tracing::warn!("handler returned an error: {why}");
+                    if store.data().conn.refused_handshake() {
+                        tracing::debug!("handler returned an error after a bad handshake: {why}");
+                    } else {
+                        tracing::warn!("handler returned an error: {why}");
+                    }
                     Outcome::Failed(why)
                 }
                 Err(err) => Outcome::Failed(failure(&err)),
