@@ -74,9 +74,12 @@ fn built_by_script(dir: &str, name: &str) -> PathBuf {
             String::from_utf8_lossy(&run.stderr)
         );
         // Fill the compile cache once, before parallel tests all compile.
-        for wasm in std::fs::read_dir(&out).unwrap().flatten() {
-            let route = format!("/={}", wasm.path().display());
-            drop(Server::start_with(&["--route".into(), route]));
+        for entry in std::fs::read_dir(&out).unwrap().flatten() {
+            let wasm = entry.path();
+            if wasm.extension().is_some_and(|e| e == "wasm") {
+                let route = format!("/={}", wasm.display());
+                drop(Server::start_with(&["--route".into(), route]));
+            }
         }
         built.push(dir.to_string());
     }
