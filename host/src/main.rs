@@ -197,10 +197,10 @@ fn check(file: &Path) -> Result<()> {
     // A cache of its own: the first load compiles whatever else is cached,
     // the second is a hit.
     let cache = std::env::temp_dir().join(format!("wshost-check-{}", std::process::id()));
-    let (_, compiled) = timed(Some(&cache))?;
-    let loaded = timed(Some(&cache));
+    let loads = timed(Some(&cache)).and_then(|(_, compiled)| Ok((compiled, timed(Some(&cache))?)));
+    // Gone whatever happened, even when the component was refused.
     let _ = std::fs::remove_dir_all(&cache);
-    let (server, cached) = loaded?;
+    let (compiled, (server, cached)) = loads?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
     println!(
