@@ -68,7 +68,7 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
-    /// Compare the echo guest across languages (Rust, JS, Python): size,
+    /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
     Languages {
         /// Rounds; each figure is the median over them.

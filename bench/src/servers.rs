@@ -41,25 +41,15 @@ impl Kind {
                 cmd
             }
             Kind::Wshost => {
-                let wshost = sibling_binary("wshost")?;
                 let guests = root.join("target/guests/wasm32-wasip2/guest");
-                let mut cmd = Command::new(wshost);
-                cmd.args([
-                    "serve",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--max-connections",
-                    "20000",
-                ])
-                .arg("--route")
-                .arg(format!("/mirror={}", guests.join("mirror.wasm").display()))
-                .arg("--route")
-                .arg(format!(
-                    "/broadcast={}",
-                    guests.join("broadcast.wasm").display()
-                ))
-                .env("RUST_LOG", "warn");
-                cmd
+                wshost_serve(&[
+                    "--max-connections".into(),
+                    "20000".into(),
+                    "--route".into(),
+                    format!("/mirror={}", guests.join("mirror.wasm").display()),
+                    "--route".into(),
+                    format!("/broadcast={}", guests.join("broadcast.wasm").display()),
+                ])?
             }
             Kind::Bun => {
                 let bun = peers.join("node_modules/.bin/bun");
@@ -140,11 +130,17 @@ pub async fn wshost_check(component: &Path) -> Result<Check> {
 
 /// `wshost serve` with `args` after the listen address, as a `Kind::Wshost` server.
 pub async fn wshost_with(args: &[String]) -> Result<Server> {
-    let mut cmd = Command::new(sibling_binary("wshost").map_err(anyhow::Error::msg)?);
+    let cmd = wshost_serve(args).map_err(anyhow::Error::msg)?;
+    Server::spawn(Kind::Wshost, cmd).await
+}
+
+/// The command line of `wshost serve` on a free port of 127.0.0.1, then `args`.
+fn wshost_serve(args: &[String]) -> Result<Command, String> {
+    let mut cmd = Command::new(sibling_binary("wshost")?);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "warn");
-    Server::spawn(Kind::Wshost, cmd).await
+    Ok(cmd)
 }
 
 /// A running server, killed on drop.
