@@ -62,6 +62,17 @@ impl Connection {
         host::close()
     }
 
+    /// Subscribe this connection to `topic` (once upgraded): what is
+    /// published there is written between this handler's own frames.
+    pub fn subscribe(&self, topic: &str) -> Result<bool> {
+        crate::topics::subscribe(host::id(), topic)
+    }
+
+    /// Unsubscribe this connection from `topic`.
+    pub fn unsubscribe(&self, topic: &str) -> Result<bool> {
+        crate::topics::unsubscribe(host::id(), topic)
+    }
+
     /// Answer with a plain HTTP response instead of upgrading.
     pub fn respond(&self, response: Response) -> Result<()> {
         host::respond(response.status, &response.headers, &response.body)

@@ -26,14 +26,19 @@
 //! wshost_guest::export_handler!(echo);
 //! ```
 //!
+//! For routes with many mostly idle sockets, the event style serves them all
+//! from one instance: see [`events`].
+//!
 //! Build with `cargo build --target wasm32-wasip2 --release`: the `.wasm` in
 //! `target/wasm32-wasip2/release/` is a component `wshost serve` can load.
 
 mod connection;
+pub mod events;
 mod frame;
 pub mod hub;
 mod request;
 mod response;
+pub mod topics;
 
 pub use connection::Connection;
 pub use response::Response;

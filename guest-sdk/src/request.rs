@@ -9,3 +9,15 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 }
+
+impl Request {
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
+    pub fn protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+}

@@ -1,4 +1,7 @@
-//! Host-side bindings of the `wshost:websocket/handler` world (`wit/`).
+//! Host-side bindings of the two worlds of `wit/`: `handler` (one instance
+//! per request) and `events` (one instance per route). The interfaces both
+//! worlds import (`types`, `event-types`, `topics`) are generated once, with
+//! the handler world, and shared.
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -7,4 +10,22 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::wshost::websocket::event_types::{Decision, Message, SendStatus, UpgradeOptions};
 pub use self::wshost::websocket::types::{CloseInfo, ConnectionId, Error, Frame, Opcode};
+
+/// The `events` world.
+pub mod events {
+    wasmtime::component::bindgen!({
+        world: "events",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "wshost:websocket/types": crate::bindings::wshost::websocket::types,
+            "wshost:websocket/event-types": crate::bindings::wshost::websocket::event_types,
+            "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
+        },
+    });
+
+    pub use self::wshost::websocket::sockets;
+}

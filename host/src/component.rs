@@ -1,9 +1,13 @@
-//! Loading handler components: compiled and linked once at start-up, then
-//! instantiated per request from the resulting `HandlerPre`.
+//! Loading components: compiled and linked once at start-up, then
+//! instantiated from the resulting `HandlerPre` (per request) or
+//! `EventsPre` (per route, again after a failure). Which world a component
+//! implements is read off its exports.
 
+use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{Handler, HandlerPre};
 use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
+use crate::event_state::{EventHost, EventState};
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -15,6 +19,37 @@ use wasmtime::{
 
 /// The export every handler component must have (world `wshost:websocket/handler`).
 pub const HANDLER_EXPORT: &str = "handle";
+
+/// The exports of the `events` world.
+pub const EVENT_EXPORTS: [&str; 5] = [
+    "on-request",
+    "on-open",
+    "on-message",
+    "on-close",
+    "on-drain",
+];
+
+/// A component, compiled and linked for the world it implements.
+pub enum Loaded {
+    Handler(HandlerPre<HostState>),
+    Events(EventsPre<EventState>),
+}
+
+impl Loaded {
+    /// The world's name, as `wshost check` reports it.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Loaded::Handler(_) => "handler",
+            Loaded::Events(_) => "events",
+        }
+    }
+}
+
+/// One linker per world: their stores hold different state.
+pub struct Linkers {
+    handler: Linker<HostState>,
+    events: Linker<EventState>,
+}
 
 /// Core wasm instances, memories and tables one component may hold: a Rust
 /// guest has 3, 1 and 2; componentize-py and -js components a few more.
@@ -94,28 +129,31 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
 }
 
-/// The imports a handler may use: WASI p2 and the `handler` world's interfaces.
-pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+/// The imports guests may use: WASI p2 and each world's interfaces.
+pub fn linkers(engine: &Engine) -> Result<Linkers> {
+    let mut handler = Linker::new(engine);
+    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut handler))?;
     anyhow(Handler::add_to_linker::<_, HasSelf<Conn>>(
-        &mut linker,
+        &mut handler,
         |state: &mut HostState| {
-            // Every call into `connection` or `hub` restarts the CPU budget.
+            // A handler blocks in its host calls: each restarts its CPU budget.
             state.limiter.host_called();
             &mut state.conn
         },
     ))?;
-    Ok(linker)
+    let mut events = Linker::new(engine);
+    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut events))?;
+    // Event imports never block: the CPU budget is per event, not per call.
+    anyhow(Events::add_to_linker::<_, HasSelf<EventHost>>(
+        &mut events,
+        |state: &mut EventState| &mut state.host,
+    ))?;
+    Ok(Linkers { handler, events })
 }
 
-/// Compile `source` and check it is a handler this host can run; every
-/// error names the component and the problem.
-pub fn load(
-    engine: &Engine,
-    linker: &Linker<HostState>,
-    source: &ComponentSource,
-) -> Result<HandlerPre<HostState>> {
+/// Compile `source` and check it is a component of a world this host runs;
+/// every error names the component and the problem.
+pub fn load(engine: &Engine, linkers: &Linkers, source: &ComponentSource) -> Result<Loaded> {
     let component = match source {
         ComponentSource::File(path) => {
             let bytes = std::fs::read(path)
@@ -126,11 +164,22 @@ pub fn load(
             compile(engine, bytes).with_context(|| source.to_string())?
         }
     };
-    check_exports(engine, &component).with_context(|| source.to_string())?;
-    let pre = anyhow(linker.instantiate_pre(&component))
-        .with_context(|| format!("{source}: imports something wshost does not provide"))?;
-    anyhow(HandlerPre::new(pre)).with_context(|| {
-        format!("{source}: export `{HANDLER_EXPORT}` has the wrong type (built against another version of wit/?)")
+    let world = world_of(engine, &component).with_context(|| source.to_string())?;
+    let wrong_types = || {
+        format!(
+            "{source}: the {world} world's exports have the wrong types (built against another version of wit/?)"
+        )
+    };
+    let imports = || format!("{source}: imports something wshost does not provide");
+    Ok(match world {
+        "handler" => {
+            let pre = anyhow(linkers.handler.instantiate_pre(&component)).with_context(imports)?;
+            Loaded::Handler(anyhow(HandlerPre::new(pre)).with_context(wrong_types)?)
+        }
+        _ => {
+            let pre = anyhow(linkers.events.instantiate_pre(&component)).with_context(imports)?;
+            Loaded::Events(anyhow(EventsPre::new(pre)).with_context(wrong_types)?)
+        }
     })
 }
 
@@ -147,20 +196,29 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
     anyhow(Component::new(engine, bytes)).context("not a valid WebAssembly component")
 }
 
-fn check_exports(engine: &Engine, component: &Component) -> Result<()> {
+/// `handler` or `events`, from what the component exports.
+fn world_of(engine: &Engine, component: &Component) -> Result<&'static str> {
     let ty = component.component_type();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    if !exports.contains(&HANDLER_EXPORT) {
-        let found = if exports.is_empty() {
-            "nothing".to_string()
-        } else {
-            exports.join(", ")
-        };
-        bail!(
-            "not a wshost handler: it does not export `{HANDLER_EXPORT}` (world wshost:websocket/handler); it exports {found}"
-        );
+    let handler = exports.contains(&HANDLER_EXPORT);
+    let events = EVENT_EXPORTS.iter().any(|e| exports.contains(e));
+    match (handler, events) {
+        (true, false) => Ok("handler"),
+        (false, true) => Ok("events"),
+        (true, true) => bail!(
+            "exports both `{HANDLER_EXPORT}` (world handler) and `on-*` events (world events): build it for one world"
+        ),
+        (false, false) => {
+            let found = if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            };
+            bail!(
+                "not a wshost handler: it does not export `{HANDLER_EXPORT}` (world wshost:websocket/handler) nor `on-request`, `on-open`, ... (world wshost:websocket/events); it exports {found}"
+            )
+        }
     }
-    Ok(())
 }
 
 /// `wasmtime::Error` converts into `anyhow::Error` but is not one, so

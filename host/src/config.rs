@@ -1,5 +1,6 @@
 //! What `wshost serve` is told: routes and limits.
 
+use crate::outbox::Outbox;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -77,8 +78,12 @@ pub struct Limits {
     pub head_timeout: Duration,
     /// How long the host waits for the peer's Close reply when it ends a connection.
     pub close_timeout: Duration,
-    /// Hub messages that may wait for one connection before further ones are refused.
+    /// Messages (hub, topic, event sends) that may wait for one connection;
+    /// one more evicts it.
     pub mailbox_capacity: usize,
+    /// Bytes waiting for one connection past which an event guest's send
+    /// reports `backed-up` (and `on-drain` follows).
+    pub backpressure: usize,
     /// How long a guest may run without calling `connection` or `hub`.
     pub guest_cpu: Duration,
     /// Linear memory of one guest instance, all its memories together.
@@ -100,6 +105,7 @@ impl Default for Limits {
             head_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),
             mailbox_capacity: 1024,
+            backpressure: 64 << 10,
             guest_cpu: Duration::from_secs(1),
             guest_memory: 128 << 20,
             guest_table_elements: 100_000,
@@ -110,6 +116,11 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The outbox of a new connection `id`.
+    pub fn outbox(&self, id: crate::bindings::ConnectionId) -> Outbox {
+        Outbox::new(id, self.mailbox_capacity, self.backpressure)
+    }
+
     pub fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .max_message_size(Some(self.max_message_size))

@@ -2,26 +2,27 @@
 //! `connection` and `hub` imports: pending → upgraded or responded → closed.
 //! What happens on the upgraded socket is in [`crate::websocket`].
 
-use crate::bindings::wshost::websocket::{connection, hub as hub_api, types};
-use crate::bindings::{ConnectionId, Error, Frame, Opcode};
+use crate::bindings::wshost::websocket::{connection, event_types, hub as hub_api, topics, types};
+use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
 use crate::config::Limits;
+use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
-use crate::read_ahead::ReadAhead;
-use crate::websocket::{self, MAX_CLOSE_REASON, Upgraded, truncate};
+use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
+use crate::topics::{Subscriptions, Topics};
+use crate::websocket::{self, Upgraded};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role};
 
 pub struct Conn {
     id: ConnectionId,
     limits: Arc<Limits>,
     hub: Arc<Hub>,
+    topics: Arc<Topics>,
     phase: Phase,
     /// `upgrade` found no valid handshake and the host answered 400 or 426.
     refused_handshake: bool,
@@ -54,7 +55,7 @@ impl Conn {
     pub fn new(
         id: ConnectionId,
         limits: Arc<Limits>,
-        hub: Arc<Hub>,
+        (hub, topics): (Arc<Hub>, Arc<Topics>),
         stream: TcpStream,
         head: RequestHead,
         early: Vec<u8>,
@@ -64,6 +65,7 @@ impl Conn {
             id,
             limits,
             hub,
+            topics,
             phase: Phase::Pending {
                 stream,
                 head,
@@ -102,19 +104,13 @@ impl Conn {
                 )
                 .await;
             }
-            Phase::Upgraded(up) => {
-                let frame = match &outcome {
-                    Outcome::Returned => CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "".into(),
-                    },
-                    Outcome::Failed(why) => CloseFrame {
-                        code: CloseCode::Error,
-                        reason: truncate(why, MAX_CLOSE_REASON).into(),
-                    },
-                };
-                up.finish(frame).await;
-            }
+            Phase::Upgraded(up) => match &outcome {
+                Outcome::Returned => up.finish(CloseCode::Normal, "").await,
+                Outcome::Failed(why) => {
+                    up.finish(CloseCode::Error, truncate(why, MAX_CLOSE_REASON))
+                        .await
+                }
+            },
             Phase::Responded | Phase::Closed => {}
         }
     }
@@ -154,22 +150,18 @@ impl Conn {
         };
         // Join before the 101 goes out: once the client sees it, broadcasts
         // from other connections must already reach this one.
-        let (membership, mailbox) = self.hub.join(self.id);
-        if let Err(e) =
-            tokio::io::AsyncWriteExt::write_all(&mut stream, &http::switching_protocols(&accept))
-                .await
-        {
-            self.phase = Phase::Closed;
-            return Err(Error::Io(e.to_string()));
-        }
-        let ws = WebSocketStream::from_partially_read(
-            ReadAhead::new(stream),
-            early,
-            Role::Server,
-            Some(self.limits.websocket_config()),
-        )
-        .await;
-        let up = Upgraded::new(ws, mailbox, membership, self.limits.close_timeout);
+        let outbox = Arc::new(self.limits.outbox(self.id));
+        let membership = self.hub.join(self.id, outbox.clone());
+        let subscriptions = Subscriptions::new(self.topics.clone(), self.id, outbox.clone());
+        let response = http::switching_protocols(&accept, None, &[]);
+        let socket = match Socket::open(stream, &response, early, &self.limits, outbox).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                self.phase = Phase::Closed;
+                return Err(Error::Io(e.to_string()));
+            }
+        };
+        let up = Upgraded::new(socket, membership, subscriptions);
         self.phase = Phase::Upgraded(Box::new(up));
         Ok(())
     }
@@ -197,30 +189,15 @@ impl Conn {
 
     /// A write was abandoned half-way: nothing more can be sent, drop TCP.
     fn drop_if_broken(&mut self) {
-        if matches!(&self.phase, Phase::Upgraded(up) if up.broken) {
+        if matches!(&self.phase, Phase::Upgraded(up) if up.broken()) {
             self.phase = Phase::Closed;
         }
     }
 
     async fn do_push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
         let up = self.upgraded()?;
-        let close_code = CloseCode::from(code);
-        if !close_code.is_allowed() || code < 1000 {
-            return Err(Error::Protocol(format!(
-                "{code} is not a close code an endpoint may send"
-            )));
-        }
-        if reason.len() > MAX_CLOSE_REASON {
-            return Err(Error::Protocol(format!(
-                "close reason is {} bytes; at most {MAX_CLOSE_REASON}",
-                reason.len()
-            )));
-        }
-        let frame = CloseFrame {
-            code: close_code,
-            reason: reason.into(),
-        };
-        up.push_close(frame).await
+        check_close(code, &reason)?;
+        up.push_close(code, &reason).await
     }
 
     async fn do_respond(
@@ -243,16 +220,20 @@ impl Conn {
     }
 }
 
-/// A whole message for the hub: text or binary only.
-fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Message, Error> {
+/// A whole message for the hub, framed: text or binary only.
+fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
     if data.len() > max {
         return Err(Error::TooLarge);
     }
-    match op {
-        Opcode::Text => Ok(Message::Text(websocket::text(data)?)),
-        Opcode::Binary => Ok(Message::Binary(data.into())),
-        _ => Err(Error::Protocol("hub messages are text or binary".into())),
-    }
+    let kind = match op {
+        Opcode::Text => {
+            websocket::check_text(&data)?;
+            Kind::Text
+        }
+        Opcode::Binary => Kind::Binary,
+        _ => return Err(Error::Protocol("hub messages are text or binary".into())),
+    };
+    Ok(frame::encode(kind, true, &data))
 }
 
 impl types::Host for Conn {}
@@ -315,5 +296,41 @@ impl hub_api::Host for Conn {
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
         let msg = hub_message(data, op, self.limits.max_message_size)?;
         Ok(self.hub.broadcast(&msg))
+    }
+}
+
+impl event_types::Host for Conn {}
+
+/// A handler subscribes only its own connection, once upgraded.
+impl topics::Host for Conn {
+    async fn subscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {
+        Ok(self.own_subscriptions(conn)?.subscribe(&topic)?)
+    }
+
+    async fn unsubscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {
+        Ok(self.own_subscriptions(conn)?.unsubscribe(&topic))
+    }
+
+    async fn publish(
+        &mut self,
+        topic: String,
+        msg: Message,
+        exclude: Option<ConnectionId>,
+    ) -> Result<u32, Error> {
+        let max = self.limits.max_message_size;
+        self.topics.publish_message(&topic, &msg, exclude, max)
+    }
+
+    async fn subscribers(&mut self, topic: String) -> u32 {
+        self.topics.subscribers(&topic)
+    }
+}
+
+impl Conn {
+    fn own_subscriptions(&mut self, conn: ConnectionId) -> Result<&mut Subscriptions, Error> {
+        if conn != self.id {
+            return Err(Error::UnknownConnection);
+        }
+        Ok(&mut self.upgraded()?.subscriptions)
     }
 }

@@ -186,12 +186,69 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` response for an accepted handshake.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+/// The `101 Switching Protocols` response for an accepted handshake, with
+/// the subprotocol chosen and extra headers (both checked by the caller).
+pub fn switching_protocols(
+    accept: &str,
+    protocol: Option<&str>,
+    headers: &[(String, String)],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        out.push_str(&format!("sec-websocket-protocol: {protocol}\r\n"));
+    }
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// The subprotocols the client offered (`sec-websocket-protocol`), in order.
+pub fn offered_protocols(head: &RequestHead) -> impl Iterator<Item = &str> {
+    head.headers
+        .iter()
+        .filter(|(n, _)| n == "sec-websocket-protocol")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// Check a guest's choices for the 101 response: a subprotocol the client
+/// offered, headers that are valid and not the handshake's own.
+pub fn check_upgrade(
+    head: &RequestHead,
+    protocol: Option<&str>,
+    headers: &[(String, String)],
+) -> Result<(), String> {
+    if let Some(protocol) = protocol
+        && !offered_protocols(head).any(|p| p == protocol)
+    {
+        return Err(format!(
+            "subprotocol {protocol:?} was not offered by the client"
+        ));
+    }
+    for (name, value) in headers {
+        check_header(name, value)?;
+        if name.to_ascii_lowercase().starts_with("sec-websocket-")
+            || ["upgrade", "connection"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            return Err(format!("header {name} is set by the host"));
+        }
+    }
+    Ok(())
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name {name:?}"))?;
+    tungstenite::http::HeaderValue::from_str(value)
+        .map_err(|_| format!("invalid value for header {name}"))?;
+    Ok(())
 }
 
 /// A complete `connection: close` response. `content-length` is computed; the
@@ -236,10 +293,7 @@ pub fn check_response(status: u16, headers: &[(String, String)]) -> Result<(), S
         ));
     }
     for (name, value) in headers {
-        tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name:?}"))?;
-        tungstenite::http::HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header {name}"))?;
+        check_header(name, value)?;
         if ["content-length", "connection", "transfer-encoding"]
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h))
@@ -329,6 +383,25 @@ mod tests {
         );
         let nokey = head(&HANDSHAKE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""));
         assert_eq!(accept_key(&nokey), Err(HandshakeError::Key));
+    }
+
+    #[test]
+    fn a_subprotocol_must_have_been_offered() {
+        let offered = head(&HANDSHAKE.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Protocol: graphql-ws, chat\r\n\r\n",
+        ));
+        let protocols: Vec<_> = offered_protocols(&offered).collect();
+        assert_eq!(protocols, ["graphql-ws", "chat"]);
+        assert!(check_upgrade(&offered, Some("chat"), &[]).is_ok());
+        assert!(check_upgrade(&offered, Some("mqtt"), &[]).is_err());
+        assert!(check_upgrade(&head(HANDSHAKE), Some("chat"), &[]).is_err());
+        let cookie = [("set-cookie".to_string(), "a=1".to_string())];
+        assert!(check_upgrade(&offered, None, &cookie).is_ok());
+        let own = [("Sec-WebSocket-Accept".to_string(), "x".to_string())];
+        assert!(check_upgrade(&offered, None, &own).is_err());
+        let injected = [("x".to_string(), "a\r\nb: c".to_string())];
+        assert!(check_upgrade(&offered, None, &injected).is_err());
     }
 
     #[test]

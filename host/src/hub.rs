@@ -1,18 +1,17 @@
-//! The live, upgraded connections of one route, and a way to reach them.
+//! The live, upgraded connections of one handler-world route, and a way to
+//! reach them.
 //!
-//! Each member has a bounded mailbox that its own connection task drains into
-//! its socket, so a sender never waits for another peer's socket. A member
-//! whose mailbox overflows is not keeping up: it is evicted (removed from the
-//! hub and told so through [`Mailbox::evicted`]; its connection closes with
-//! 1008), so memory never grows without bound and a slow peer never stalls
-//! the others.
+//! A member is its connection's [`Outbox`]: a sender frames its message once
+//! and queues it there, so it never waits for another peer's socket. A member
+//! whose outbox overflows is evicted (removed from the hub and its
+//! connection closed with 1008), so memory never grows without bound and a
+//! slow peer never stalls the others.
 
 use crate::bindings::ConnectionId;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::Notify;
-use tungstenite::Message;
+use crate::outbox::{Outbox, Refused};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// Why a message could not be queued to a connection.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,77 +23,9 @@ pub enum SendError {
 }
 
 /// The members of one route.
-#[derive(Debug)]
-pub struct Hub {
-    mailbox_capacity: usize,
-    members: RwLock<HashMap<ConnectionId, Arc<Slot>>>,
-}
-
-/// What the hub and one member share. An empty queue holds no allocation,
-/// so a member that is never sent anything costs a few words (a channel
-/// would allocate its first block of slots at once, ~1.5 KiB).
 #[derive(Debug, Default)]
-struct Slot {
-    queue: Mutex<VecDeque<Message>>,
-    arrived: Notify,
-    evicted: AtomicBool,
-    eviction: Notify,
-}
-
-impl Slot {
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queue `msg` unless `capacity` messages already wait.
-    fn offer(&self, msg: Message, capacity: usize) -> Result<(), Message> {
-        let mut queue = self.queue();
-        if queue.len() >= capacity {
-            return Err(msg);
-        }
-        queue.push_back(msg);
-        drop(queue);
-        // One waiter at most (the member's own task); a notification sent
-        // while it is not waiting is kept for its next wait.
-        self.arrived.notify_one();
-        Ok(())
-    }
-}
-
-/// A member's side: the messages queued to it, and whether it was evicted.
-#[derive(Debug)]
-pub struct Mailbox {
-    slot: Arc<Slot>,
-}
-
-impl Mailbox {
-    /// The oldest queued message, if any.
-    pub fn try_take(&self) -> Option<Message> {
-        self.slot.queue().pop_front()
-    }
-
-    /// Wait for a message. Cancel-safe: a message is only taken when this
-    /// returns it.
-    pub async fn take(&self) -> Message {
-        loop {
-            if let Some(msg) = self.try_take() {
-                return msg;
-            }
-            self.slot.arrived.notified().await;
-        }
-    }
-
-    /// The hub evicted this member for not keeping up.
-    pub fn is_evicted(&self) -> bool {
-        self.slot.evicted.load(Ordering::Acquire)
-    }
-
-    /// Wait until the hub evicts this member.
-    pub async fn evicted(&self) {
-        while !self.is_evicted() {
-            self.slot.eviction.notified().await;
-        }
-    }
+pub struct Hub {
+    members: RwLock<HashMap<ConnectionId, Arc<Outbox>>>,
 }
 
 /// A connection's place in a hub: it leaves when this is dropped.
@@ -111,22 +42,17 @@ impl Drop for Membership {
 }
 
 impl Hub {
-    pub fn new(mailbox_capacity: usize) -> Arc<Self> {
-        Arc::new(Hub {
-            mailbox_capacity,
-            members: RwLock::default(),
-        })
+    pub fn new() -> Arc<Self> {
+        Arc::default()
     }
 
-    /// Add connection `id`; returns its membership and the mailbox it must drain.
-    pub fn join(self: &Arc<Self>, id: ConnectionId) -> (Membership, Mailbox) {
-        let slot = Arc::new(Slot::default());
-        self.write().insert(id, slot.clone());
-        let membership = Membership {
+    /// Add connection `id`, whose writer drains `outbox`.
+    pub fn join(self: &Arc<Self>, id: ConnectionId, outbox: Arc<Outbox>) -> Membership {
+        self.write().insert(id, outbox);
+        Membership {
             hub: self.clone(),
             id,
-        };
-        (membership, Mailbox { slot })
+        }
     }
 
     /// Ids of the current members, in ascending order.
@@ -144,52 +70,47 @@ impl Hub {
         self.len() == 0
     }
 
-    /// Queue `msg` to member `id` without waiting.
-    pub fn send_to(&self, id: ConnectionId, msg: Message) -> Result<(), SendError> {
+    /// Queue the framed message `frame` to member `id` without waiting.
+    pub fn send_to(&self, id: ConnectionId, frame: Bytes) -> Result<(), SendError> {
         let queued = match self.read().get(&id) {
-            Some(slot) => slot.offer(msg, self.mailbox_capacity),
+            Some(outbox) => outbox.offer(frame),
             None => return Err(SendError::UnknownConnection(id)),
         };
-        queued.map_err(|_| {
-            self.evict(id);
-            SendError::QueueFull(id)
-        })
+        match queued {
+            Ok(_) => Ok(()),
+            Err(Refused::Overflowed) => {
+                self.write().remove(&id);
+                Err(SendError::QueueFull(id))
+            }
+            Err(Refused::Closed) => Err(SendError::UnknownConnection(id)),
+        }
     }
 
-    /// Queue `msg` to every member; returns how many took it.
-    pub fn broadcast(&self, msg: &Message) -> u32 {
+    /// Queue the framed message `frame` to every member; returns how many took it.
+    pub fn broadcast(&self, frame: &Bytes) -> u32 {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
-        for (&id, slot) in self.read().iter() {
-            match slot.offer(msg.clone(), self.mailbox_capacity) {
-                Ok(()) => delivered += 1,
-                Err(_) => overflowed.push(id),
+        for (&id, outbox) in self.read().iter() {
+            match outbox.offer(frame.clone()) {
+                Ok(_) => delivered += 1,
+                Err(Refused::Overflowed) => overflowed.push(id),
+                Err(Refused::Closed) => {}
             }
         }
-        for id in overflowed {
-            self.evict(id);
+        if !overflowed.is_empty() {
+            let mut members = self.write();
+            for id in overflowed {
+                members.remove(&id);
+            }
         }
         delivered
     }
 
-    /// Drop member `id` for not keeping up and tell its connection.
-    fn evict(&self, id: ConnectionId) {
-        if let Some(slot) = self.write().remove(&id) {
-            tracing::warn!(
-                conn = id,
-                "evicted from the hub: {} messages queued and not taken",
-                self.mailbox_capacity
-            );
-            slot.evicted.store(true, Ordering::Release);
-            slot.eviction.notify_one();
-        }
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnectionId, Arc<Slot>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnectionId, Arc<Outbox>>> {
         self.members.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnectionId, Arc<Slot>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnectionId, Arc<Outbox>>> {
         self.members.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -198,50 +119,61 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn outbox(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox::new(0, capacity, usize::MAX))
+    }
+
+    fn taken(outbox: &Outbox) -> Vec<Bytes> {
+        let mut batch = Vec::new();
+        outbox.take_all(&mut batch);
+        batch
+    }
+
     #[test]
     fn members_leave_when_membership_drops() {
-        let hub = Hub::new(4);
-        let (a, _ra) = hub.join(1);
-        let (_b, _rb) = hub.join(2);
+        let hub = Hub::new();
+        let a = hub.join(1, outbox(4));
+        let _b = hub.join(2, outbox(4));
         assert_eq!(hub.ids(), vec![1, 2]);
         drop(a);
         assert_eq!(hub.ids(), vec![2]);
         assert_eq!(
-            hub.send_to(1, Message::text("x")),
+            hub.send_to(1, Bytes::from("x")),
             Err(SendError::UnknownConnection(1))
         );
     }
 
     #[test]
-    fn a_member_whose_mailbox_overflows_is_evicted() {
-        let hub = Hub::new(2);
-        let (_m, mailbox) = hub.join(7);
-        let (_n, _other) = hub.join(8);
-        assert_eq!(hub.broadcast(&Message::text("1")), 2);
-        assert_eq!(hub.send_to(7, Message::text("2")), Ok(()));
-        assert!(!mailbox.is_evicted());
-        // 7's mailbox is full: it misses "3" and is evicted; 8 still gets it.
-        assert_eq!(hub.broadcast(&Message::text("3")), 1);
-        assert!(mailbox.is_evicted());
+    fn a_member_whose_outbox_overflows_is_evicted() {
+        let hub = Hub::new();
+        let seven = outbox(2);
+        let _m = hub.join(7, seven.clone());
+        let _n = hub.join(8, outbox(2));
+        assert_eq!(hub.broadcast(&Bytes::from("1")), 2);
+        assert_eq!(hub.send_to(7, Bytes::from("2")), Ok(()));
+        assert!(!seven.is_evicted());
+        // 7's outbox is full: it misses "3" and is evicted; 8 still gets it.
+        assert_eq!(hub.broadcast(&Bytes::from("3")), 1);
+        assert!(seven.is_evicted());
         assert_eq!(hub.ids(), vec![8]);
         assert_eq!(
-            hub.send_to(7, Message::text("4")),
+            hub.send_to(7, Bytes::from("4")),
             Err(SendError::UnknownConnection(7))
         );
-        assert_eq!(mailbox.try_take().unwrap(), Message::text("1"));
-        assert_eq!(mailbox.try_take().unwrap(), Message::text("2"));
+        assert_eq!(taken(&seven), vec![Bytes::from("1"), Bytes::from("2")]);
     }
 
     #[test]
-    fn send_to_a_full_mailbox_evicts_and_says_so() {
-        let hub = Hub::new(1);
-        let (_m, mailbox) = hub.join(3);
-        assert_eq!(hub.send_to(3, Message::text("a")), Ok(()));
+    fn send_to_a_full_outbox_evicts_and_says_so() {
+        let hub = Hub::new();
+        let three = outbox(1);
+        let _m = hub.join(3, three.clone());
+        assert_eq!(hub.send_to(3, Bytes::from("a")), Ok(()));
         assert_eq!(
-            hub.send_to(3, Message::text("b")),
+            hub.send_to(3, Bytes::from("b")),
             Err(SendError::QueueFull(3))
         );
-        assert!(mailbox.is_evicted());
+        assert!(three.is_evicted());
         assert!(hub.is_empty());
     }
 }

@@ -1,22 +1,31 @@
 //! wshost: a WebSocket server whose handlers are WebAssembly components.
 //!
-//! Each request is routed by path to a component of the `wshost:websocket/handler`
-//! world (`wit/`); a fresh instance handles it with straight-line blocking calls
-//! (`upgrade`, `recv`, `push`, `close`, ...) that the host runs on wasmtime's async
-//! support, so one connection's wait never blocks another.
+//! Each request is routed by path to a component of one of two worlds
+//! (`wit/`): `handler`, where a fresh instance handles the request with
+//! straight-line blocking calls (`upgrade`, `recv`, `push`, ...) that the host
+//! runs on wasmtime's async support, so one connection's wait never blocks
+//! another; or `events`, where one instance per route serves every socket of
+//! the route, called once per event (`on-open`, `on-message`, `on-close`).
 
 pub mod bindings;
 pub mod component;
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod event_route;
+pub mod event_socket;
+pub mod event_state;
+pub mod frame;
 pub mod guest_log;
 pub mod http;
 pub mod hub;
+pub mod outbox;
 pub mod read_ahead;
 pub mod sandbox;
 pub mod server;
+pub mod socket;
 pub mod state;
+pub mod topics;
 pub mod websocket;
 
 pub use config::{ComponentSource, Limits, RouteSpec};

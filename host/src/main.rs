@@ -20,8 +20,8 @@ struct Cli {
 enum Command {
     /// Serve HTTP and WebSocket requests with wasm handler components.
     Serve(ServeArgs),
-    /// Check that components are wshost handlers; report their size, compile
-    /// time and per-connection instantiate time.
+    /// Check that components are wshost handlers; report their world
+    /// (handler or events), size, compile time and instantiate time.
     Check {
         #[arg(required = true, value_name = "FILE.wasm")]
         files: Vec<PathBuf>,
@@ -85,10 +85,15 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().close_timeout.as_secs_f64())]
     close_timeout: f64,
 
-    /// Hub messages that may wait for one connection; a connection whose
-    /// queue overflows is closed with 1008.
+    /// Messages (hub, topic, event-world sends) that may wait for one
+    /// connection; a connection whose queue overflows is closed with 1008.
     #[arg(long, value_name = "MESSAGES", default_value_t = Limits::default().mailbox_capacity)]
     hub_queue: usize,
+
+    /// Bytes waiting for one event-world socket past which a send reports
+    /// `backed-up` (and `on-drain` follows once they are written).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().backpressure)]
+    backpressure_limit: usize,
 
     /// Seconds a guest may compute without calling the host before it is stopped.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().guest_cpu.as_secs_f64())]
@@ -148,6 +153,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         head_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
         close_timeout: seconds("--close-timeout", args.close_timeout)?,
         mailbox_capacity: positive("--hub-queue", args.hub_queue)?,
+        backpressure: args.backpressure_limit,
         guest_cpu: seconds("--guest-cpu-timeout", args.guest_cpu_timeout)?,
         guest_memory: args.guest_memory,
         guest_table_elements: args.guest_table_elements,
@@ -203,8 +209,9 @@ fn check(file: &Path) -> Result<()> {
     let (compiled, (server, cached)) = loads?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
+    let world = server.route("/").map_or("?", |route| route.world());
     println!(
-        "{}: a wshost handler; {} KiB; compiled in {} ms (first start), loaded in {} ms (restart, from the compile cache); instantiates in {:.1} µs (median of {CHECK_ROUNDS})",
+        "{}: a wshost handler; world {world}; {} KiB; compiled in {} ms (first start), loaded in {} ms (restart, from the compile cache); instantiates in {:.1} µs (median of {CHECK_ROUNDS})",
         file.display(),
         size / 1024,
         compiled.as_millis(),

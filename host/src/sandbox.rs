@@ -131,6 +131,19 @@ pub fn limit_hit(err: &wasmtime::Error) -> Option<&LimitExceeded> {
     err.downcast_ref::<LimitExceeded>()
 }
 
+/// Log why a guest's call failed; returns the short reason its peer is given.
+pub fn failure(err: &wasmtime::Error) -> String {
+    if let Some(limit) = limit_hit(err) {
+        tracing::warn!("handler stopped: {limit}");
+        return format!("handler stopped: {limit}");
+    }
+    tracing::error!("handler trapped: {err:?}");
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("handler trapped: {trap}"),
+        None => "handler trapped".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

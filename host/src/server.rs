@@ -1,19 +1,23 @@
-//! Accepting connections, routing requests, and running one handler instance
-//! per request.
+//! Accepting connections, routing requests, and running them: one handler
+//! instance per request on a handler-world route, the route's one instance
+//! on an event-world route ([`crate::event_route`]).
 //!
 //! Routing is by exact path: `--route /chat=...` serves `/chat` (any query
 //! string) but not `/chat/` or `/chat/room`; there is no prefix matching. An
 //! unknown path is answered `404` without instantiating anything.
 
 use crate::bindings::{HandlerPre, Request};
-use crate::component;
+use crate::component::{self, Loaded};
 use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
+use crate::event_route::EventRoute;
+use crate::event_socket::{self, Accepted};
 use crate::http;
 use crate::hub::Hub;
 use crate::sandbox::{self, GuestLimiter};
+use crate::socket::turned_true;
 use crate::state::HostState;
-use crate::websocket;
+use crate::topics::Topics;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,16 +33,41 @@ use wasmtime::{Engine, Store};
 /// How long a refused connection is given to take its 503 before TCP is dropped.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// A route's compiled handler and the hub of its live connections.
-pub struct Route {
+/// A route's component, as its world runs it.
+pub enum Route {
+    Handler(HandlerRoute),
+    Events(Box<EventRoute>),
+}
+
+/// A handler-world route: its compiled handler and the hub of its live connections.
+pub struct HandlerRoute {
     pub path: Arc<str>,
     pre: HandlerPre<HostState>,
     pub hub: Arc<Hub>,
 }
 
+impl Route {
+    pub fn path(&self) -> &Arc<str> {
+        match self {
+            Route::Handler(route) => &route.path,
+            Route::Events(route) => &route.path,
+        }
+    }
+
+    /// The world the route's component implements.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Route::Handler(_) => "handler",
+            Route::Events(_) => "events",
+        }
+    }
+}
+
 pub struct Server {
     engine: Engine,
     routes: HashMap<String, Arc<Route>>,
+    /// Server-wide topics, shared by the routes of both worlds.
+    topics: Arc<Topics>,
     limits: Arc<Limits>,
     next_id: AtomicU64,
     /// One permit per open connection (`--max-connections`).
@@ -53,26 +82,38 @@ impl Server {
     pub fn new(specs: &[RouteSpec], limits: Limits, cache: Option<&Path>) -> Result<Self> {
         let engine = component::engine(&limits, cache)?;
         sandbox::start_epoch_ticker(&engine);
-        let linker = component::linker(&engine)?;
+        let linkers = component::linkers(&engine)?;
+        let limits = Arc::new(limits);
+        let topics = Topics::new();
         let mut routes = HashMap::new();
         for spec in specs {
             if routes.contains_key(&spec.path) {
                 bail!("route {} is given twice", spec.path);
             }
-            let pre = component::load(&engine, &linker, &spec.source)?;
-            let route = Route {
-                path: spec.path.as_str().into(),
-                pre,
-                hub: Hub::new(limits.mailbox_capacity),
+            let path: Arc<str> = spec.path.as_str().into();
+            let route = match component::load(&engine, &linkers, &spec.source)? {
+                Loaded::Handler(pre) => Route::Handler(HandlerRoute {
+                    path,
+                    pre,
+                    hub: Hub::new(),
+                }),
+                Loaded::Events(pre) => Route::Events(Box::new(EventRoute::new(
+                    path,
+                    &engine,
+                    pre,
+                    limits.clone(),
+                    topics.clone(),
+                ))),
             };
             routes.insert(spec.path.clone(), Arc::new(route));
         }
         Ok(Server {
             engine,
             routes,
+            topics,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             shutdown: watch::channel(false).0,
-            limits: Arc::new(limits),
+            limits,
             next_id: AtomicU64::new(1),
         })
     }
@@ -85,6 +126,11 @@ impl Server {
     /// stop accepting, tell every open connection the server is going away
     /// (1001), and wait up to the shutdown timeout for their handlers.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: impl Future<Output = ()>) {
+        for route in self.routes.values() {
+            if let Route::Events(route) = &**route {
+                route.start();
+            }
+        }
         let mut stop = std::pin::pin!(stop);
         loop {
             let accepted = tokio::select! {
@@ -152,7 +198,7 @@ impl Server {
         let head = tokio::select! {
             head = head => head,
             // A request still arriving at shutdown is not worth waiting for.
-            _ = websocket::turned_true(&mut shutdown) => return,
+            _ = turned_true(&mut shutdown) => return,
         };
         let (head, early) = match head {
             Ok(read) => read,
@@ -180,7 +226,7 @@ impl Server {
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("conn", route = %route.path, id);
+        let span = tracing::info_span!("conn", route = %route.path(), id);
         let request = Request {
             method: head.method.clone(),
             path: head.path.clone(),
@@ -188,22 +234,37 @@ impl Server {
             headers: head.headers.clone(),
             remote_addr: remote.to_string(),
         };
-        let conn = Conn::new(
-            id,
-            self.limits.clone(),
-            route.hub.clone(),
-            stream,
-            head,
-            early,
-            shutdown,
-        );
-        self.run_handler(&route, request, conn)
-            .instrument(span)
-            .await;
+        // Each world's future is boxed: a connection's task then holds only
+        // the state of its own world (an idle event socket stays small).
+        match &*route {
+            Route::Handler(route) => {
+                let conn = Conn::new(
+                    id,
+                    self.limits.clone(),
+                    (route.hub.clone(), self.topics.clone()),
+                    stream,
+                    head,
+                    early,
+                    shutdown,
+                );
+                Box::pin(self.run_handler(route, request, conn).instrument(span)).await
+            }
+            Route::Events(route) => {
+                let accepted = Accepted {
+                    id,
+                    stream,
+                    head,
+                    early,
+                    request,
+                };
+                let served = event_socket::serve(route, &self.limits, accepted, shutdown);
+                Box::pin(served.instrument(span)).await
+            }
+        }
     }
 
     /// A fresh, sandboxed store for one connection of `route`.
-    fn store(&self, route: &Route, conn: Conn) -> Store<HostState> {
+    fn store(&self, route: &HandlerRoute, conn: Conn) -> Store<HostState> {
         let limits = &self.limits;
         let limiter = GuestLimiter::new(
             limits.guest_memory,
@@ -222,7 +283,10 @@ impl Server {
     /// `rounds` instances (what `wshost check` reports). Each gets a real
     /// loopback socket, made outside the timing.
     pub async fn instantiate_time(&self, path: &str, rounds: usize) -> Result<Duration> {
-        let route = self.route(path).context("no such route")?.clone();
+        let route = match &**self.route(path).context("no such route")? {
+            Route::Handler(route) => route,
+            Route::Events(route) => return route.instantiate_time(rounds).await,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let mut times = Vec::with_capacity(rounds);
         for id in 0..rounds as u64 {
@@ -238,14 +302,14 @@ impl Server {
             let conn = Conn::new(
                 id,
                 self.limits.clone(),
-                route.hub.clone(),
+                (route.hub.clone(), self.topics.clone()),
                 stream,
                 head,
                 Vec::new(),
                 shutdown,
             );
             let started = Instant::now();
-            let mut store = self.store(&route, conn);
+            let mut store = self.store(route, conn);
             let instance = route.pre.instantiate_async(&mut store).await;
             times.push(started.elapsed());
             instance.map_err(anyhow::Error::from)?;
@@ -255,7 +319,7 @@ impl Server {
     }
 
     /// Instantiate `route`'s handler for one request and run it to the end.
-    async fn run_handler(&self, route: &Route, request: Request, conn: Conn) {
+    async fn run_handler(&self, route: &HandlerRoute, request: Request, conn: Conn) {
         let id = conn.id();
         let mut store = self.store(route, conn);
         let outcome = match route.pre.instantiate_async(&mut store).await {
@@ -269,7 +333,7 @@ impl Server {
                     }
                     Outcome::Failed(why)
                 }
-                Err(err) => Outcome::Failed(failure(&err)),
+                Err(err) => Outcome::Failed(sandbox::failure(&err)),
             },
             Err(e) => {
                 tracing::error!("cannot instantiate the handler: {e:?}");
@@ -280,18 +344,5 @@ impl Server {
         let conn = store.into_data().conn;
         conn.finish(outcome).await;
         tracing::debug!("connection {id} ended");
-    }
-}
-
-/// Log why a guest's call failed; returns the short reason its peer is given.
-fn failure(err: &wasmtime::Error) -> String {
-    if let Some(limit) = sandbox::limit_hit(err) {
-        tracing::warn!("handler stopped: {limit}");
-        return format!("handler stopped: {limit}");
-    }
-    tracing::error!("handler trapped: {err:?}");
-    match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("handler trapped: {trap}"),
-        None => "handler trapped".to_string(),
     }
 }

@@ -369,3 +369,35 @@ pub fn read(path: &std::path::Path) -> Vec<u8> {
         .unwrap();
     bytes
 }
+
+/// Raise this process's open-file limit to its hard limit (the servers it
+/// starts inherit it): a thousand sockets need more than the usual 1,024.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// A WebSocket client whose socket has a tiny receive buffer and that never
+/// reads, so the server's writes to it stall quickly.
+pub async fn non_reader(server: &Server, path: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let (ws, response) = tokio_tungstenite::client_async(
+        server.url(path),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}

@@ -9,9 +9,12 @@
 //! - `push-close`: upgrade, push a Close frame 4000 "bye", then close.
 //! - `id`: upgrade, push this connection's id and the hub's connection count.
 //! - `log`: print a line to stdout and one to stderr, then answer 204.
+//! - `topic=T`: upgrade, subscribe to topic T, then for each message
+//!   `pub X` publish X to T, `pubx X` publish it to T but this connection,
+//!   `unsub` unsubscribe, `count` push T's subscriber count.
 
 use std::time::Duration;
-use wshost_guest::{Connection, Error, Opcode, Request, hub};
+use wshost_guest::{Connection, Error, Opcode, Request, hub, topics};
 
 fn probe(req: Request, ws: Connection) -> Result<(), String> {
     let query = req.query.clone();
@@ -64,6 +67,23 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             println!("hello from the guest's stdout");
             eprintln!("hello from the guest's stderr");
             ws.respond(wshost_guest::Response::new(204)).map_err(str)?;
+        }
+        "topic" => {
+            ws.upgrade().map_err(str)?;
+            ws.subscribe(arg).map_err(str)?;
+            while let Some(frame) = ws.recv(None).map_err(str)? {
+                let text = frame.text_lossy().into_owned();
+                let (command, rest) = text.split_once(' ').unwrap_or((&text, ""));
+                let id = ws.id();
+                match command {
+                    "pub" => topics::publish(arg, rest).map(drop),
+                    "pubx" => topics::publish_except(arg, rest, id).map(drop),
+                    "unsub" => ws.unsubscribe(arg).map(drop),
+                    "count" => ws.push_text(&topics::subscribers(arg).to_string()),
+                    _ => break,
+                }
+                .map_err(str)?;
+            }
         }
         other => return Err(format!("unknown probe {other:?}")),
     }

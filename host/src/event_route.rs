@@ -1,0 +1,303 @@
+//! An event-world route: one instance serves every socket of the route.
+//!
+//! The instance lives in one task that takes the route's events from a
+//! queue and calls the guest once per event, one at a time; each socket's
+//! events arrive in order because its own task queues them. The sockets
+//! themselves (their outboxes, subscriptions and attachments) are host
+//! state ([`EventHost`]), so when an event traps or runs past its CPU budget
+//! only the instance is lost: a fresh one is made for the next event and
+//! serves the same open sockets. The socket whose event failed is closed
+//! with 1011 (its `on-close` runs on the fresh instance); a request whose
+//! `on-request` failed gets 500.
+
+use crate::bindings::events::{Events, EventsPre};
+use crate::bindings::{ConnectionId, Decision, Message, Request};
+use crate::config::Limits;
+use crate::event_state::{EventHost, EventState};
+use crate::outbox::{Ending, Outbox};
+use crate::sandbox::{self, GuestLimiter};
+use crate::socket::{MAX_CLOSE_REASON, truncate};
+use crate::topics::Topics;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use wasmtime::{Engine, Store};
+
+/// Events waiting for a route's instance, across all its sockets. A socket
+/// that finds the queue full waits before reading more from its peer.
+const QUEUE: usize = 4096;
+
+/// What a socket's task asks of its route's instance.
+pub enum Event {
+    Request {
+        id: ConnectionId,
+        req: Request,
+        reply: oneshot::Sender<Result<Decision, String>>,
+    },
+    Open {
+        id: ConnectionId,
+        outbox: Arc<Outbox>,
+        attachment: Option<Vec<u8>>,
+    },
+    Message {
+        id: ConnectionId,
+        msg: Message,
+    },
+    Drain {
+        id: ConnectionId,
+    },
+    Close {
+        id: ConnectionId,
+        code: u16,
+        reason: String,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A route's handle on its instance's queue.
+pub struct EventRoute {
+    pub path: Arc<str>,
+    queue: mpsc::Sender<Event>,
+    /// The instance's task, until [`EventRoute::start`] spawns it.
+    idle: Mutex<Option<Instance>>,
+}
+
+impl EventRoute {
+    pub fn new(
+        path: Arc<str>,
+        engine: &Engine,
+        pre: EventsPre<EventState>,
+        limits: Arc<Limits>,
+        topics: Arc<Topics>,
+    ) -> Self {
+        let (queue, events) = mpsc::channel(QUEUE);
+        let host = EventHost::new(path.clone(), limits.clone(), topics);
+        let instance = Instance {
+            engine: engine.clone(),
+            pre,
+            store: new_store(engine, &limits, host),
+            events: None,
+            limits,
+            queue: events,
+        };
+        EventRoute {
+            path,
+            queue,
+            idle: Mutex::new(Some(instance)),
+        }
+    }
+
+    /// Spawn the instance's task (once; needs a tokio runtime).
+    pub fn start(&self) {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(instance) = idle {
+            let span = tracing::info_span!("events", route = %self.path);
+            tokio::spawn(instance.run().instrument(span));
+        }
+    }
+
+    async fn send(&self, event: Event) {
+        // The instance's task ends only with the process.
+        let _ = self.queue.send(event).await;
+    }
+
+    /// The guest's decision on a request, or why it could not decide.
+    pub async fn request(&self, id: ConnectionId, req: Request) -> Result<Decision, String> {
+        let (reply, decision) = oneshot::channel();
+        self.send(Event::Request { id, req, reply }).await;
+        decision
+            .await
+            .unwrap_or_else(|_| Err("the route's instance has stopped".into()))
+    }
+
+    pub async fn open(&self, id: ConnectionId, outbox: Arc<Outbox>, attachment: Option<Vec<u8>>) {
+        self.send(Event::Open {
+            id,
+            outbox,
+            attachment,
+        })
+        .await
+    }
+
+    pub async fn message(&self, id: ConnectionId, msg: Message) {
+        self.send(Event::Message { id, msg }).await
+    }
+
+    pub async fn drain(&self, id: ConnectionId) {
+        self.send(Event::Drain { id }).await
+    }
+
+    /// The socket has closed; returns once the guest's `on-close` has run.
+    pub async fn close(&self, id: ConnectionId, code: u16, reason: String) {
+        let (done, ran) = oneshot::channel();
+        let close = Event::Close {
+            id,
+            code,
+            reason,
+            done,
+        };
+        self.send(close).await;
+        let _ = ran.await;
+    }
+
+    /// Median time to make a fresh store and instantiate the route's
+    /// component, over `rounds` (what `wshost check` reports).
+    pub async fn instantiate_time(&self, rounds: usize) -> anyhow::Result<std::time::Duration> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let instance = idle
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("route already started"))?;
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let started = std::time::Instant::now();
+            let host = instance.store.data_mut().host.take();
+            instance.store = new_store(&instance.engine, &instance.limits, host);
+            let made = instance.pre.instantiate_async(&mut instance.store).await;
+            times.push(started.elapsed());
+            made.map_err(anyhow::Error::from)?;
+        }
+        times.sort_unstable();
+        Ok(times[times.len() / 2])
+    }
+}
+
+/// The route's one instance and the queue it serves.
+struct Instance {
+    engine: Engine,
+    pre: EventsPre<EventState>,
+    limits: Arc<Limits>,
+    store: Store<EventState>,
+    /// The instantiated exports; `None` until the first event and after a failure.
+    events: Option<Events>,
+    queue: mpsc::Receiver<Event>,
+}
+
+/// A fresh, sandboxed store holding `host`.
+fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventState> {
+    let limiter = GuestLimiter::new(
+        limits.guest_memory,
+        limits.guest_table_elements,
+        limits.guest_cpu,
+    );
+    let mut store = Store::new(engine, EventState::new(host, limiter));
+    sandbox::sandbox(&mut store);
+    store
+}
+
+impl Instance {
+    async fn run(mut self) {
+        while let Some(event) = self.queue.recv().await {
+            self.handle(event).await;
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Request { id, req, reply } => {
+                let decided = self.call(|events, store| {
+                    Box::pin(async move { events.call_on_request(store, id, &req).await })
+                });
+                let _ = reply.send(decided.await);
+            }
+            Event::Open {
+                id,
+                outbox,
+                attachment,
+            } => {
+                self.store.data_mut().host.opened(id, outbox, attachment);
+                self.socket_event(id, |events, store| {
+                    Box::pin(async move { events.call_on_open(store, id).await })
+                })
+                .await;
+            }
+            Event::Message { id, msg } => {
+                self.socket_event(id, |events, store| {
+                    Box::pin(async move { events.call_on_message(store, id, &msg).await })
+                })
+                .await;
+            }
+            Event::Drain { id } => {
+                self.socket_event(id, |events, store| {
+                    Box::pin(async move { events.call_on_drain(store, id).await })
+                })
+                .await;
+            }
+            Event::Close {
+                id,
+                code,
+                reason,
+                done,
+            } => {
+                self.store.data_mut().host.closed(id);
+                let closed = self.call(|events, store| {
+                    Box::pin(async move { events.call_on_close(store, id, code, &reason).await })
+                });
+                let _ = closed.await;
+                self.store.data_mut().host.forget(id);
+                let _ = done.send(());
+                tracing::debug!("connection {id} ended");
+            }
+        }
+    }
+
+    /// Deliver an event of socket `id`; if the guest fails on it, close
+    /// that socket with 1011.
+    async fn socket_event(&mut self, id: ConnectionId, call: impl CallGuest<()>) {
+        if let Err(why) = self.call(call).await {
+            let reason = truncate(&why, MAX_CLOSE_REASON).to_string();
+            let ending = Ending::Close { code: 1011, reason };
+            self.store.data_mut().host.end(id, ending);
+        }
+    }
+
+    /// Call the guest with a fresh CPU budget, instantiating it first if
+    /// needed. On failure the instance is dropped (the sockets are kept for
+    /// the next one) and the short reason returned.
+    async fn call<R>(&mut self, call: impl CallGuest<R>) -> Result<R, String> {
+        self.store.data_mut().limiter.host_called();
+        if self.events.is_none() {
+            match self.pre.instantiate_async(&mut self.store).await {
+                Ok(events) => self.events = Some(events),
+                Err(e) => {
+                    tracing::error!("cannot instantiate the route's component: {e:?}");
+                    self.discard();
+                    return Err("handler could not start".into());
+                }
+            }
+        }
+        let events = self.events.as_ref().expect("instantiated above");
+        match call(events, &mut self.store).await {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                let why = sandbox::failure(&err);
+                self.discard();
+                Err(why)
+            }
+        }
+    }
+
+    /// Drop the instance after a failure; a fresh store keeps the sockets.
+    fn discard(&mut self) {
+        let host = self.store.data_mut().host.take();
+        self.store = new_store(&self.engine, &self.limits, host);
+        self.events = None;
+    }
+}
+
+/// One call into the guest's exports.
+trait CallGuest<R>:
+    for<'a> FnOnce(
+    &'a Events,
+    &'a mut Store<EventState>,
+) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+{
+}
+
+impl<R, F> CallGuest<R> for F where
+    F: for<'a> FnOnce(
+        &'a Events,
+        &'a mut Store<EventState>,
+    )
+        -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+{
+}

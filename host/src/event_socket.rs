@@ -1,0 +1,212 @@
+//! One connection of an event-world route: the guest decides on the request,
+//! then the socket's own task reads the peer's messages into events and
+//! writes what the outbox holds (the guest's sends, topic messages) until
+//! the socket closes, and reports that exactly once.
+
+use crate::bindings::{ConnectionId, Decision, Message, Request};
+use crate::config::Limits;
+use crate::event_route::EventRoute;
+use crate::http::{self, RequestHead};
+use crate::outbox::Ending;
+use crate::socket::{
+    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, sleep_until, truncate, turned_true,
+};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The Close code `on-close` gets when no Close frame was exchanged.
+const ABNORMAL: u16 = 1006;
+/// The Close code `on-close` gets for a Close frame without one.
+const NO_STATUS: u16 = 1005;
+
+/// What the connection task brings to an event route.
+pub struct Accepted {
+    pub id: ConnectionId,
+    pub stream: TcpStream,
+    pub head: RequestHead,
+    pub early: Vec<u8>,
+    pub request: Request,
+}
+
+/// Serve one request of `route` to its end.
+pub async fn serve(
+    route: &EventRoute,
+    limits: &Limits,
+    incoming: Accepted,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Accepted {
+        id,
+        mut stream,
+        head,
+        early,
+        request,
+    } = incoming;
+    let decision = route.request(id, request).await;
+    let options = match decision {
+        Ok(Decision::Upgrade(options)) => options,
+        Ok(Decision::Respond(response)) => {
+            let bytes = match http::check_response(response.status, &response.headers) {
+                Ok(()) => http::response(
+                    response.status,
+                    &response.headers,
+                    &response.body,
+                    head.method == "HEAD",
+                ),
+                Err(why) => failed(&format!("its response was refused: {why}")),
+            };
+            let _ = http::send_and_finish(&mut stream, &bytes).await;
+            return;
+        }
+        Err(why) => {
+            let _ = http::send_and_finish(&mut stream, &failed(&why)).await;
+            return;
+        }
+    };
+    let accept = match http::accept_key(&head) {
+        Ok(accept) => accept,
+        Err(refusal) => {
+            tracing::debug!("not a WebSocket handshake: {refusal}");
+            let _ = http::send_and_finish(&mut stream, &refusal.response()).await;
+            return;
+        }
+    };
+    let protocol = options.protocol.as_deref();
+    let checked = http::check_upgrade(&head, protocol, &options.headers).and_then(|()| {
+        match &options.attachment {
+            Some(a) if a.len() > crate::event_state::MAX_ATTACHMENT => {
+                Err(format!("its attachment is {} bytes", a.len()))
+            }
+            _ => Ok(()),
+        }
+    });
+    if let Err(why) = checked {
+        tracing::warn!("upgrade refused: {why}");
+        let refused = failed(&format!("its upgrade was refused: {why}"));
+        let _ = http::send_and_finish(&mut stream, &refused).await;
+        return;
+    }
+    let outbox = Arc::new(limits.outbox(id));
+    let response = http::switching_protocols(&accept, protocol, &options.headers);
+    let socket = match Socket::open(stream, &response, early, limits, outbox.clone()).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!("the 101 could not be sent: {e}");
+            return;
+        }
+    };
+    route.open(id, outbox, options.attachment).await;
+    let (code, reason) = run(socket, route, id, &mut shutdown).await;
+    route.close(id, code, reason).await;
+}
+
+/// A 500 naming why the handler could not answer.
+fn failed(why: &str) -> Vec<u8> {
+    let body = format!("the handler failed: {why}\n");
+    http::response(500, &[], body.as_bytes(), false)
+}
+
+/// Pump the socket until it has closed; returns the Close code and reason
+/// `on-close` gets.
+async fn run(
+    mut socket: Socket,
+    route: &EventRoute,
+    id: ConnectionId,
+    shutdown: &mut watch::Receiver<bool>,
+) -> (u16, String) {
+    let outbox = socket.outbox.clone();
+    // The Close frame we sent (or meant to), and until when we wait for the
+    // peer's reply.
+    let mut sent: Option<(u16, String)> = None;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if socket.closing {
+            if outbox.is_abandoned() || socket.broken {
+                return abnormal(sent);
+            }
+        } else {
+            let host_close = if outbox.is_evicted() {
+                Some((CloseCode::Policy, TOO_SLOW))
+            } else if *shutdown.borrow() {
+                Some((CloseCode::Away, GOING_AWAY))
+            } else {
+                None
+            };
+            if let Some((code, reason)) = host_close {
+                sent = Some((code.into(), reason.to_string()));
+                socket.host_close(code, reason).await;
+            } else {
+                match outbox.ending() {
+                    Some(Ending::Terminate) => return abnormal(sent),
+                    Some(Ending::Close { code, reason }) => {
+                        // What was queued before the close goes out first.
+                        let _ = socket.write_queued(None).await;
+                        let _ = socket.send_close(code, &reason).await;
+                        sent = Some((code, reason));
+                    }
+                    None => {
+                        if socket.write_queued(None).await.is_err() && socket.broken {
+                            // A write stuck on a peer that does not read
+                            // was given up: evicted (1008) or terminated.
+                            if outbox.is_evicted() {
+                                sent = Some((CloseCode::Policy.into(), TOO_SLOW.into()));
+                            }
+                            return abnormal(sent);
+                        }
+                        if outbox.take_drain() {
+                            route.drain(id).await;
+                        }
+                    }
+                }
+            }
+            if socket.closing {
+                deadline = Some(Instant::now() + socket.close_timeout());
+            }
+            if socket.broken {
+                return abnormal(sent);
+            }
+        }
+        tokio::select! {
+            biased;
+            read = socket.next() => match socket.incoming(read).await {
+                None => {}
+                // Messages that cross our Close frame are dropped.
+                Some(Incoming::Message(msg)) if sent.is_none() => {
+                    route.message(id, to_guest(msg)).await;
+                }
+                Some(Incoming::Message(_)) => {}
+                Some(Incoming::Close(close)) => {
+                    let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
+                    return sent.unwrap_or(theirs);
+                }
+                Some(Incoming::Gone) => return abnormal(sent),
+                Some(Incoming::Failed { error, code }) => {
+                    tracing::debug!("connection {id} failed: {error}");
+                    let reason = truncate(&error.to_string(), MAX_CLOSE_REASON).to_string();
+                    return sent.unwrap_or((code, reason));
+                }
+            },
+            _ = outbox.ready(), if !socket.closing => {}
+            _ = outbox.abandoned(), if socket.closing => {}
+            _ = turned_true(shutdown), if !socket.closing => {}
+            _ = sleep_until(deadline) => return sent.unwrap_or((ABNORMAL, String::new())),
+        }
+    }
+}
+
+/// The code `on-close` gets when the closing handshake did not complete:
+/// ours if we sent one, else 1006.
+fn abnormal(sent: Option<(u16, String)>) -> (u16, String) {
+    sent.unwrap_or((ABNORMAL, String::new()))
+}
+
+/// A message as the guest's `on-message` takes it.
+fn to_guest(msg: tungstenite::Message) -> Message {
+    match msg {
+        tungstenite::Message::Text(text) => Message::Text(text.as_str().to_owned()),
+        other => Message::Binary(other.into_data().into()),
+    }
+}

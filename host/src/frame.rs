@@ -1,0 +1,95 @@
+//! Server-to-client WebSocket frames, encoded once as bytes.
+//!
+//! Server frames are never masked (RFC 6455 §5.1), so one encoding of a
+//! message serves every connection it goes to: a hub broadcast or a topic
+//! publish frames its message once and queues the same `Bytes` (a reference
+//! count, not a copy) to every recipient, whose writer hands it to the
+//! socket as it is.
+
+use crate::bindings::{Error, Message};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Data opcodes (RFC 6455 §5.2) a server sends outside tungstenite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Continuation = 0x0,
+    Text = 0x1,
+    Binary = 0x2,
+    Ping = 0x9,
+    Pong = 0xA,
+}
+
+/// One frame: FIN bit, opcode, unmasked length and `payload`.
+pub fn encode(kind: Kind, fin: bool, payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    let mut out = BytesMut::with_capacity(header_len(len) + len);
+    out.put_u8(if fin { 0x80 } else { 0 } | kind as u8);
+    match len {
+        0..=125 => out.put_u8(len as u8),
+        126..=0xFFFF => {
+            out.put_u8(126);
+            out.put_u16(len as u16);
+        }
+        _ => {
+            out.put_u8(127);
+            out.put_u64(len as u64);
+        }
+    }
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// A whole event-world or topic message, framed; `too-large` past `max` bytes.
+pub fn message(msg: &Message, max: usize) -> Result<Bytes, Error> {
+    let (kind, payload) = match msg {
+        Message::Text(text) => (Kind::Text, text.as_bytes()),
+        Message::Binary(data) => (Kind::Binary, data.as_slice()),
+    };
+    if payload.len() > max {
+        return Err(Error::TooLarge);
+    }
+    Ok(encode(kind, true, payload))
+}
+
+fn header_len(payload: usize) -> usize {
+    match payload {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::FrameHeader;
+
+    /// tungstenite, which parses every frame wshost receives, reads ours back.
+    fn parse(bytes: &[u8]) -> (FrameHeader, usize) {
+        let mut cursor = std::io::Cursor::new(bytes);
+        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        assert_eq!(cursor.position() as usize + len as usize, bytes.len());
+        (header, len as usize)
+    }
+
+    #[test]
+    fn every_length_encoding_parses_back() {
+        for len in [0, 1, 125, 126, 0xFFFF, 0x10000] {
+            let payload = vec![b'x'; len];
+            let bytes = encode(Kind::Binary, true, &payload);
+            let (header, parsed) = parse(&bytes);
+            assert_eq!(parsed, len);
+            assert!(header.is_final);
+            assert!(header.mask.is_none());
+            assert!(bytes.ends_with(&payload));
+        }
+    }
+
+    #[test]
+    fn fragments_clear_fin() {
+        let (header, _) = parse(&encode(Kind::Text, false, b"he"));
+        assert!(!header.is_final);
+        let (header, _) = parse(&encode(Kind::Continuation, true, b"llo"));
+        assert!(header.is_final);
+    }
+}

@@ -1,0 +1,257 @@
+//! What other parties queue for one connection's writer: framed messages
+//! (hub, topics, an event guest's sends) and, for event sockets, a request
+//! to close.
+//!
+//! Only the connection's own task writes its socket; everyone else offers
+//! frames here and wakes it. The queue is bounded (`capacity` messages): a
+//! connection that does not keep up is evicted (told so through
+//! [`Outbox::evicted`] and closed with 1008) instead of holding an unbounded
+//! backlog or stalling the sender. An empty queue holds no allocation, so
+//! an idle connection's outbox costs a few words.
+
+use crate::bindings::ConnectionId;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the queue overflowed; the connection was evicted")]
+    Overflowed,
+    #[error("the connection was evicted or is closing")]
+    Closed,
+}
+
+/// Where a frame was queued relative to the backpressure limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Below,
+    /// Past the backpressure limit: the writer reports when it has drained.
+    BackedUp,
+}
+
+/// How an event guest asked its socket to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Write what is queued, then a Close frame.
+    Close { code: u16, reason: String },
+    /// Drop TCP at once.
+    Terminate,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    /// The connection's id, for the log.
+    id: ConnectionId,
+    state: Mutex<State>,
+    /// Wakes the writer: a frame, an ending or an eviction.
+    wake: Notify,
+    evicted: AtomicBool,
+    capacity: usize,
+    backpressure: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    /// Bytes in `frames`.
+    bytes: usize,
+    /// A sender saw `BackedUp`: report the next time the queue empties.
+    drain_owed: bool,
+    ending: Option<Ending>,
+}
+
+impl Outbox {
+    /// Connection `id`'s outbox of at most `capacity` frames, backed up
+    /// past `backpressure` bytes.
+    pub fn new(id: ConnectionId, capacity: usize, backpressure: usize) -> Self {
+        Outbox {
+            id,
+            state: Mutex::default(),
+            wake: Notify::new(),
+            evicted: AtomicBool::new(false),
+            capacity,
+            backpressure,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `frame`. Past `capacity` the connection is evicted and the
+    /// frame refused; a closing or evicted connection refuses everything.
+    pub fn offer(&self, frame: Bytes) -> Result<Queued, Refused> {
+        let mut state = self.state();
+        if self.is_evicted() || state.ending.is_some() {
+            return Err(Refused::Closed);
+        }
+        if state.frames.len() >= self.capacity {
+            drop(state);
+            self.evict();
+            return Err(Refused::Overflowed);
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        let queued = if state.bytes > self.backpressure {
+            state.drain_owed = true;
+            Queued::BackedUp
+        } else {
+            Queued::Below
+        };
+        drop(state);
+        // One waiter at most (the writer); a wake-up sent while it is busy
+        // is kept for its next wait.
+        self.wake.notify_one();
+        Ok(queued)
+    }
+
+    /// Move every queued frame into `batch`.
+    pub fn take_all(&self, batch: &mut Vec<Bytes>) {
+        let mut state = self.state();
+        batch.extend(state.frames.drain(..));
+        state.bytes = 0;
+        // Give the memory of a burst back: idle connections hold nothing.
+        state.frames = VecDeque::new();
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    pub fn buffered(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// True once after the queue emptied following a `BackedUp`.
+    pub fn take_drain(&self) -> bool {
+        let mut state = self.state();
+        let owed = state.drain_owed && state.frames.is_empty();
+        if owed {
+            state.drain_owed = false;
+        }
+        owed
+    }
+
+    /// Ask the writer to end the connection; the first request wins.
+    pub fn end(&self, ending: Ending) {
+        let mut state = self.state();
+        if state.ending.is_none() {
+            state.ending = Some(ending);
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn ending(&self) -> Option<Ending> {
+        self.state().ending.clone()
+    }
+
+    /// Nothing waits to be written, no ending, no eviction.
+    pub fn is_quiet(&self) -> bool {
+        let state = self.state();
+        state.frames.is_empty() && state.ending.is_none() && !self.is_evicted()
+    }
+
+    /// Wait until there is something for the writer: a frame, an ending or
+    /// an eviction. Cancel-safe.
+    pub async fn ready(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if !self.is_quiet() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Mark the connection as not keeping up and wake its writer.
+    pub fn evict(&self) {
+        if !self.evicted.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                conn = self.id,
+                "connection evicted: {} messages queued and not taken",
+                self.capacity
+            );
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// A write under way must be given up: evicted, or terminated.
+    pub fn is_abandoned(&self) -> bool {
+        self.is_evicted() || self.state().ending == Some(Ending::Terminate)
+    }
+
+    /// Wait until a write under way must be given up. Cancel-safe.
+    pub async fn abandoned(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_abandoned() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Wait until the connection is evicted. Cancel-safe.
+    pub async fn evicted(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_evicted() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![0u8; n])
+    }
+
+    #[test]
+    fn overflow_evicts_and_refuses_from_then_on() {
+        let outbox = Outbox::new(1, 2, 1 << 20);
+        assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
+        assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
+        assert_eq!(outbox.offer(frame(1)), Err(Refused::Overflowed));
+        assert!(outbox.is_evicted());
+        let mut batch = Vec::new();
+        outbox.take_all(&mut batch);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(outbox.offer(frame(1)), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn backpressure_owes_one_drain_once_empty() {
+        let outbox = Outbox::new(1, 10, 100);
+        assert_eq!(outbox.offer(frame(60)), Ok(Queued::Below));
+        assert_eq!(outbox.offer(frame(60)), Ok(Queued::BackedUp));
+        assert_eq!(outbox.buffered(), 120);
+        assert!(!outbox.take_drain(), "not empty yet");
+        outbox.take_all(&mut Vec::new());
+        assert_eq!(outbox.buffered(), 0);
+        assert!(outbox.take_drain());
+        assert!(!outbox.take_drain(), "owed once");
+    }
+
+    #[test]
+    fn a_closing_socket_refuses_frames() {
+        let outbox = Outbox::new(1, 10, 100);
+        outbox.end(Ending::Terminate);
+        outbox.end(Ending::Close {
+            code: 1000,
+            reason: String::new(),
+        });
+        assert_eq!(outbox.ending(), Some(Ending::Terminate));
+        assert_eq!(outbox.offer(frame(1)), Err(Refused::Closed));
+    }
+}

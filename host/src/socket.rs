@@ -1,0 +1,384 @@
+//! An upgraded WebSocket as both worlds drive it: reading the peer's
+//! messages, writing what the connection's [`Outbox`] holds, and the Close
+//! frames the host owes the peer.
+//!
+//! tungstenite parses what the peer sends and answers its pings and Close
+//! frames. Data frames go out past it, already framed ([`crate::frame`]): a
+//! burst of queued frames is one vectored write, and a frame published to
+//! many connections is the same bytes for all. tungstenite's own pending
+//! bytes (a pong, a Close reply) are flushed before such a write, and no read
+//! is polled while one is under way, so frames never interleave.
+
+use crate::bindings::{CloseInfo, Error};
+use crate::config::Limits;
+use crate::outbox::Outbox;
+use crate::read_ahead::ReadAhead;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::error::ProtocolError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role};
+
+/// The longest reason a Close frame can carry (125-byte payload less the code).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// The reason of the 1001 Close frame sent when the server shuts down.
+pub const GOING_AWAY: &str = "server shutting down";
+
+/// The reason of the 1008 Close frame sent to a connection that was evicted.
+pub const TOO_SLOW: &str = "too slow: queued messages were not taken";
+
+pub type Ws = WebSocketStream<ReadAhead<TcpStream>>;
+
+/// What one read from the peer came to.
+pub enum Incoming {
+    /// A whole text or binary message.
+    Message(Message),
+    /// The peer's Close frame (code and reason, if it carried them); the
+    /// reply has been sent.
+    Close(Option<CloseInfo>),
+    /// The peer went away without a Close frame.
+    Gone,
+    /// The peer broke the protocol or the socket failed; the peer has been
+    /// sent the Close code in `code` when it could still hear it.
+    Failed { error: Error, code: u16 },
+}
+
+pub struct Socket {
+    ws: Ws,
+    pub outbox: Arc<Outbox>,
+    close_timeout: Duration,
+    /// Reads have ended: the peer closed or the socket failed.
+    pub peer_gone: bool,
+    /// The host has sent a Close frame of its own: no data frame may follow.
+    pub closing: bool,
+    /// A write was abandoned half-way: the stream can carry nothing more and
+    /// the TCP connection must be dropped.
+    pub broken: bool,
+}
+
+impl Socket {
+    /// Send the 101 `response` and take the connection over as a WebSocket;
+    /// `early` holds what the client sent after its request head.
+    pub async fn open(
+        mut stream: TcpStream,
+        response: &[u8],
+        early: Vec<u8>,
+        limits: &Limits,
+        outbox: Arc<Outbox>,
+    ) -> std::io::Result<Self> {
+        stream.write_all(response).await?;
+        let ws = WebSocketStream::from_partially_read(
+            ReadAhead::new(stream),
+            early,
+            Role::Server,
+            Some(limits.websocket_config()),
+        )
+        .await;
+        Ok(Socket {
+            ws,
+            outbox,
+            close_timeout: limits.close_timeout,
+            peer_gone: false,
+            closing: false,
+            broken: false,
+        })
+    }
+
+    pub fn close_timeout(&self) -> std::time::Duration {
+        self.close_timeout
+    }
+
+    /// The next message from the peer, raw. Cancel-safe: give what it
+    /// returns to [`Socket::incoming`], which is not.
+    pub async fn next(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        self.ws.next().await
+    }
+
+    /// Turn what [`Socket::next`] returned into what the guest sees; `None`
+    /// for control frames the host handles itself (tungstenite has queued
+    /// the pong).
+    pub async fn incoming(
+        &mut self,
+        read: Option<Result<Message, tungstenite::Error>>,
+    ) -> Option<Incoming> {
+        match read {
+            Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => Some(Incoming::Message(msg)),
+            Some(Ok(Message::Close(frame))) => {
+                // Our reply is queued; send it now, whatever the guest does
+                // next. No data frame may follow it.
+                self.closing = true;
+                let _ = self.ws.flush().await;
+                Some(Incoming::Close(frame.map(|f| CloseInfo {
+                    code: f.code.into(),
+                    reason: f.reason.to_string(),
+                })))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Err(e)) => Some(self.read_failed(e).await),
+            None => {
+                self.peer_gone = true;
+                Some(Incoming::Gone)
+            }
+        }
+    }
+
+    /// Write every frame the outbox holds, then `last` if given, in one
+    /// vectored write.
+    pub async fn write_queued(&mut self, last: Option<Bytes>) -> Result<(), Error> {
+        let mut batch = Vec::new();
+        self.outbox.take_all(&mut batch);
+        batch.extend(last);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_frames(&batch).await
+    }
+
+    /// Write `frames` as they are. A connection evicted (or terminated)
+    /// while the write waits for a peer that does not read is abandoned
+    /// mid-write.
+    pub async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
+        if self.broken || self.peer_gone || self.closing {
+            return Err(Error::PeerClosed);
+        }
+        let outbox = self.outbox.clone();
+        let ws = &mut self.ws;
+        let io = async move {
+            // tungstenite's pending bytes (a pong) go first.
+            ws.flush().await?;
+            write_all_vectored(ws.get_mut(), frames).await?;
+            Ok::<_, tungstenite::Error>(())
+        };
+        let written = tokio::select! {
+            // Biased: a write that completes at once never polls the
+            // abandon future (no waker registered on the hot path).
+            biased;
+            written = io => written,
+            _ = outbox.abandoned() => {
+                self.broken = true;
+                return Err(Error::PeerClosed);
+            }
+        };
+        written.map_err(|e| self.write_failed(e))
+    }
+
+    /// Send a Close frame (the guest's or the host's own).
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::PeerClosed);
+        }
+        self.closing = true;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_string().into(),
+        };
+        self.ws
+            .close(Some(frame))
+            .await
+            .map_err(|e| self.write_failed(e))
+    }
+
+    /// The host ends the connection itself (1001 at shutdown, 1008 when
+    /// evicted): send the peer `code`, giving up on a peer that does not
+    /// take it within the close timeout.
+    pub async fn host_close(&mut self, code: CloseCode, reason: &str) {
+        let sent = tokio::time::timeout(self.close_timeout, self.send_close(code.into(), reason));
+        if sent.await.is_err() {
+            self.broken = true;
+        }
+    }
+
+    /// End the connection: send our Close (`code`, or 1008 to an evicted
+    /// connection; a no-op if one was sent already), then wait a little for
+    /// the peer's so the closing handshake completes.
+    pub async fn finish(mut self, code: CloseCode, reason: &str) {
+        if self.broken {
+            return;
+        }
+        let (code, reason) = if self.outbox.is_evicted() {
+            (CloseCode::Policy, TOO_SLOW)
+        } else {
+            (code, reason)
+        };
+        let timeout = self.close_timeout;
+        let handshake = async {
+            let _ = self.send_close(code.into(), reason).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        };
+        let _ = tokio::time::timeout(timeout, handshake).await;
+    }
+
+    /// Wait up to the close timeout for the peer to end its side after the
+    /// closing handshake, reading (and dropping) whatever it still sends.
+    pub async fn linger(&mut self) {
+        let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
+        let _ = tokio::time::timeout(self.close_timeout, drain).await;
+    }
+
+    /// The peer broke the protocol or the socket failed: tell the peer why
+    /// with the RFC 6455 close code when it can still hear it.
+    async fn read_failed(&mut self, e: tungstenite::Error) -> Incoming {
+        use tungstenite::Error as E;
+        self.peer_gone = true;
+        let (code, error) = match e {
+            // The peer vanished without a Close frame: it has gone, as in
+            // the seed's `''`, and there is no one left to tell anything.
+            E::ConnectionClosed
+            | E::AlreadyClosed
+            | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Incoming::Gone,
+            E::Io(io) if is_disconnect(&io) => return Incoming::Gone,
+            E::Io(io) => {
+                return Incoming::Failed {
+                    error: Error::Io(io.to_string()),
+                    code: CloseCode::Abnormal.into(),
+                };
+            }
+            E::Capacity(c) => {
+                tracing::debug!("peer's message refused: {c}");
+                (CloseCode::Size, Error::TooLarge)
+            }
+            E::Utf8(_) => (
+                CloseCode::Invalid,
+                Error::Protocol("text message is not valid UTF-8".into()),
+            ),
+            E::Protocol(p) => (CloseCode::Protocol, Error::Protocol(p.to_string())),
+            other => (CloseCode::Protocol, Error::Protocol(other.to_string())),
+        };
+        let reason = match &error {
+            Error::Protocol(why) => truncate(why, MAX_CLOSE_REASON).to_string(),
+            _ => "message too big".to_string(),
+        };
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        self.closing = true;
+        let _ = tokio::time::timeout(self.close_timeout, self.ws.close(Some(frame))).await;
+        Incoming::Failed {
+            error,
+            code: code.into(),
+        }
+    }
+
+    fn write_failed(&mut self, e: tungstenite::Error) -> Error {
+        use tungstenite::Error as E;
+        match e {
+            E::ConnectionClosed
+            | E::AlreadyClosed
+            | E::Protocol(ProtocolError::SendAfterClosing) => Error::PeerClosed,
+            E::Io(io) if is_disconnect(&io) => {
+                self.peer_gone = true;
+                Error::PeerClosed
+            }
+            E::Capacity(_) => Error::TooLarge,
+            other => Error::Io(other.to_string()),
+        }
+    }
+}
+
+/// Check a Close frame a guest asks for: a code an endpoint may send and a
+/// reason that fits.
+pub fn check_close(code: u16, reason: &str) -> Result<(), Error> {
+    if !CloseCode::from(code).is_allowed() || code < 1000 {
+        return Err(Error::Protocol(format!(
+            "{code} is not a close code an endpoint may send"
+        )));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(Error::Protocol(format!(
+            "close reason is {} bytes; at most {MAX_CLOSE_REASON}",
+            reason.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Write every byte of `frames`, as few syscalls as the socket allows.
+async fn write_all_vectored(
+    io: &mut ReadAhead<TcpStream>,
+    frames: &[Bytes],
+) -> std::io::Result<()> {
+    /// Slices per `writev`; Linux takes up to 1024.
+    const MAX_SLICES: usize = 64;
+    let (mut first, mut offset) = (0, 0);
+    while first < frames.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (i, frame) in frames[first..].iter().take(MAX_SLICES).enumerate() {
+            let skip = if i == 0 { offset } else { 0 };
+            slices[count] = IoSlice::new(&frame[skip..]);
+            count += 1;
+        }
+        let mut written = io.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let left = frames[first].len() - offset;
+            if written >= left {
+                written -= left;
+                first += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves once `flag` is true; never, if its sender goes first.
+pub async fn turned_true(flag: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it before awaiting again.
+    let sender_gone = flag.wait_for(|&set| set).await.is_err();
+    if sender_gone {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+pub async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
+    )
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_keeps_char_boundaries() {
+        assert_eq!(truncate("привет", 3), "п");
+        assert_eq!(truncate("ok", 10), "ok");
+    }
+}

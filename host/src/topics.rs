@@ -1,0 +1,235 @@
+//! Topics (publish/subscribe), server-wide: every route of either world
+//! subscribes its connections here and publishes to them.
+//!
+//! A subscriber is its connection's [`Outbox`]: a publish frames its message
+//! once and queues the same bytes to every subscriber without waiting for
+//! any socket. A subscriber that overflows its outbox is evicted by it
+//! (closed with 1008) and skipped from then on; its subscriptions end with
+//! its connection ([`Subscriptions`] is dropped).
+
+use crate::bindings::{ConnectionId, Error, Message};
+use crate::frame;
+use crate::outbox::Outbox;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The longest topic name, in bytes.
+pub const MAX_TOPIC: usize = 256;
+/// Most topics one connection may be subscribed to.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TopicError {
+    #[error("topic names are 1 to {MAX_TOPIC} bytes, not {0}")]
+    Name(usize),
+    #[error("a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions")]
+    TooMany,
+}
+
+impl From<TopicError> for Error {
+    fn from(e: TopicError) -> Self {
+        Error::Protocol(e.to_string())
+    }
+}
+
+type Subscribers = HashMap<ConnectionId, Arc<Outbox>>;
+
+#[derive(Debug, Default)]
+pub struct Topics {
+    topics: RwLock<HashMap<Arc<str>, Subscribers>>,
+}
+
+impl Topics {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Queue the framed message `frame` to every subscriber of `topic` but
+    /// `exclude`; returns how many took it.
+    pub fn publish(&self, topic: &str, frame: &Bytes, exclude: Option<ConnectionId>) -> u32 {
+        let topics = self.read();
+        let Some(subscribers) = topics.get(topic) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (&id, outbox) in subscribers {
+            if Some(id) != exclude && outbox.offer(frame.clone()).is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// `topics.publish` as a guest calls it: frame `msg` (refused past
+    /// `max` bytes) and publish it.
+    pub fn publish_message(
+        &self,
+        topic: &str,
+        msg: &Message,
+        exclude: Option<ConnectionId>,
+        max: usize,
+    ) -> Result<u32, Error> {
+        let frame = frame::message(msg, max)?;
+        Ok(self.publish(topic, &frame, exclude))
+    }
+
+    /// How many connections are subscribed to `topic`.
+    pub fn subscribers(&self, topic: &str) -> u32 {
+        self.read().get(topic).map_or(0, |s| s.len() as u32)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Subscribers>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Subscribers>> {
+        self.topics.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remove(&self, topic: &str, id: ConnectionId) {
+        let mut topics = self.write();
+        if let Some(subscribers) = topics.get_mut(topic) {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                topics.remove(topic);
+            }
+        }
+    }
+}
+
+/// One connection's subscriptions; they all end when this is dropped.
+#[derive(Debug)]
+pub struct Subscriptions {
+    topics: Arc<Topics>,
+    id: ConnectionId,
+    outbox: Arc<Outbox>,
+    /// Empty (no allocation) until the first subscribe.
+    names: Vec<Arc<str>>,
+}
+
+impl Subscriptions {
+    pub fn new(topics: Arc<Topics>, id: ConnectionId, outbox: Arc<Outbox>) -> Self {
+        Subscriptions {
+            topics,
+            id,
+            outbox,
+            names: Vec::new(),
+        }
+    }
+
+    /// Subscribe to `topic`; true if not subscribed yet.
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, TopicError> {
+        if topic.is_empty() || topic.len() > MAX_TOPIC {
+            return Err(TopicError::Name(topic.len()));
+        }
+        if self.names.iter().any(|n| &**n == topic) {
+            return Ok(false);
+        }
+        if self.names.len() >= MAX_SUBSCRIPTIONS {
+            return Err(TopicError::TooMany);
+        }
+        let mut topics = self.topics.write();
+        let name = match topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        topics
+            .entry(name.clone())
+            .or_default()
+            .insert(self.id, self.outbox.clone());
+        self.names.push(name);
+        Ok(true)
+    }
+
+    /// Unsubscribe from `topic`; true if subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let Some(at) = self.names.iter().position(|n| &**n == topic) else {
+            return false;
+        };
+        self.names.swap_remove(at);
+        self.topics.remove(topic, self.id);
+        true
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for name in std::mem::take(&mut self.names) {
+            self.topics.remove(&name, self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(topics: &Arc<Topics>, id: ConnectionId) -> (Subscriptions, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(id, 2, usize::MAX));
+        (
+            Subscriptions::new(topics.clone(), id, outbox.clone()),
+            outbox,
+        )
+    }
+
+    fn count(outbox: &Outbox) -> usize {
+        let mut batch = Vec::new();
+        outbox.take_all(&mut batch);
+        batch.len()
+    }
+
+    #[test]
+    fn publish_reaches_subscribers_but_the_excluded() {
+        let topics = Topics::new();
+        let (mut a, a_out) = member(&topics, 1);
+        let (mut b, b_out) = member(&topics, 2);
+        assert_eq!(a.subscribe("room"), Ok(true));
+        assert_eq!(a.subscribe("room"), Ok(false));
+        assert_eq!(b.subscribe("room"), Ok(true));
+        assert_eq!(topics.subscribers("room"), 2);
+        assert_eq!(topics.publish("room", &Bytes::from("x"), None), 2);
+        assert_eq!(topics.publish("room", &Bytes::from("y"), Some(1)), 1);
+        assert_eq!((count(&a_out), count(&b_out)), (1, 2));
+        assert!(b.unsubscribe("room"));
+        assert!(!b.unsubscribe("room"));
+        assert_eq!(topics.publish("room", &Bytes::from("z"), None), 1);
+    }
+
+    #[test]
+    fn subscriptions_end_with_their_connection() {
+        let topics = Topics::new();
+        let (mut a, _) = member(&topics, 1);
+        a.subscribe("one").unwrap();
+        a.subscribe("two").unwrap();
+        drop(a);
+        assert_eq!(topics.subscribers("one"), 0);
+        assert!(topics.read().is_empty(), "empty topics are forgotten");
+    }
+
+    #[test]
+    fn a_subscriber_that_overflows_is_skipped() {
+        let topics = Topics::new();
+        let (mut a, a_out) = member(&topics, 1);
+        let (mut b, _) = member(&topics, 2);
+        a.subscribe("t").unwrap();
+        b.subscribe("t").unwrap();
+        for _ in 0..2 {
+            assert_eq!(topics.publish("t", &Bytes::from("m"), Some(2)), 1);
+        }
+        assert_eq!(topics.publish("t", &Bytes::from("m"), Some(2)), 0);
+        assert!(a_out.is_evicted());
+    }
+
+    #[test]
+    fn names_and_counts_are_bounded() {
+        let topics = Topics::new();
+        let (mut a, _) = member(&topics, 1);
+        assert_eq!(a.subscribe(""), Err(TopicError::Name(0)));
+        assert_eq!(a.subscribe(&"x".repeat(257)), Err(TopicError::Name(257)));
+        for i in 0..MAX_SUBSCRIPTIONS {
+            a.subscribe(&i.to_string()).unwrap();
+        }
+        assert_eq!(a.subscribe("one more"), Err(TopicError::TooMany));
+    }
+}
