@@ -1,5 +1,7 @@
 //! The seed's second example: every message reaches every connection of the
-//! route; the same tests for the guest in every language.
+//! route; the same tests for the guest in every language, in both worlds:
+//! `broadcast` (a handler per connection, the hub) and `chat` (one event
+//! instance, a topic).
 
 mod support;
 
@@ -8,10 +10,20 @@ use support::*;
 in_every_language!(
     a_message_reaches_all_three_clients,
     a_client_that_leaves_is_no_longer_pushed_to,
+    the_text_close_drops_tcp_in_both_worlds,
 );
 
+/// The seed's broadcast in the handler world, and `chat` in the event world.
+const BOTH_WORLDS: [&str; 2] = ["broadcast", "chat"];
+
 async fn a_message_reaches_all_three_clients(lang: Lang) {
-    let server = Server::start_in(lang, "/websocket", "broadcast");
+    for name in BOTH_WORLDS {
+        reaches_all_three_clients(lang, name).await;
+    }
+}
+
+async fn reaches_all_three_clients(lang: Lang, name: &str) {
+    let server = Server::start_in(lang, "/websocket", name);
     let mut a = server.connect("/websocket").await;
     let mut b = server.connect("/websocket").await;
     let mut c = server.connect("/websocket").await;
@@ -22,7 +34,13 @@ async fn a_message_reaches_all_three_clients(lang: Lang) {
 }
 
 async fn a_client_that_leaves_is_no_longer_pushed_to(lang: Lang) {
-    let server = Server::start_in(lang, "/websocket", "broadcast");
+    for name in BOTH_WORLDS {
+        leaver_is_no_longer_pushed_to(lang, name).await;
+    }
+}
+
+async fn leaver_is_no_longer_pushed_to(lang: Lang, name: &str) {
+    let server = Server::start_in(lang, "/websocket", name);
     let mut a = server.connect("/websocket").await;
     let mut b = server.connect("/websocket").await;
     let mut c = server.connect("/websocket").await;
@@ -39,5 +57,18 @@ async fn a_client_that_leaves_is_no_longer_pushed_to(lang: Lang) {
         assert_eq!(next_text(&mut b).await, format!("Сервер：{word}"));
     }
     // A push to a departed member would have been refused and logged.
-    assert!(!server.log().contains("not queued"), "{}", server.log());
+    assert!(!server.log().contains("errorCode"), "{}", server.log());
+}
+
+async fn the_text_close_drops_tcp_in_both_worlds(lang: Lang) {
+    for name in BOTH_WORLDS {
+        let server = Server::start_in(lang, "/websocket", name);
+        let mut a = server.connect("/websocket").await;
+        let mut b = server.connect("/websocket").await;
+        send_text(&mut a, "close").await;
+        // The seed's close(): TCP goes away, no Close frame.
+        assert_eq!(close_code(&mut a).await, None, "{name}");
+        send_text(&mut b, "after").await;
+        assert_eq!(next_text(&mut b).await, "Сервер：after", "{name}");
+    }
 }

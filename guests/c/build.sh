@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the C guests (echo.wasm, broadcast.wasm) from ../../wit into OUT_DIR
+# Build the C guests (echo.wasm and broadcast.wasm of the handler world,
+# chat.wasm of the event world) from ../../wit into OUT_DIR
 # (default: dist/). Needs clang with wasi-libc (Debian: clang lld wasi-libc
 # libclang-rt-14-dev-wasm32). Installs wit-bindgen into .tools/ when missing;
 # links with wasm-component-ld (Rust's wasm32-wasip2 target ships it), which
@@ -31,20 +32,22 @@ if [ -z "$linker" ]; then
     linker="$here/.tools/bin/wasm-component-ld"
 fi
 
-for app in echo broadcast; do
+for app in echo broadcast chat; do
+    world=handler
+    [ "$app" = chat ] && world=events
     target="$out/$app.wasm"
-    if [ -f "$target" ] && [ -z "$(find "$app.c" common.h ../../wit -newer "$target" -print -quit)" ]; then
+    if [ -f "$target" ] && [ -z "$(find "$app.c" common.h errors.h ../../wit -newer "$target" -print -quit)" ]; then
         continue
     fi
-    # Bindings for the `handler` world: gen/handler.{h,c} and the component
-    # type (an object file that tells the linker what the component imports
-    # and exports).
-    if ! log="$(wit-bindgen c ../../wit --world handler --out-dir gen 2>&1)"; then
+    # Bindings for the world: gen/$world.{h,c} and the component type (an
+    # object file that tells the linker what the component imports and
+    # exports).
+    if ! log="$(wit-bindgen c ../../wit --world "$world" --out-dir gen 2>&1)"; then
         echo "$log" >&2
         exit 1
     fi
     clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
         -Igen -fuse-ld="$linker" \
-        "$app.c" gen/handler.c gen/handler_component_type.o -o "$target.tmp"
+        "$app.c" "gen/$world.c" "gen/${world}_component_type.o" -o "$target.tmp"
     mv "$target.tmp" "$target"
 done

@@ -9,28 +9,12 @@
 #include <string.h>
 
 #include "handler.h"
+#include "errors.h"
 
-typedef wshost_websocket_types_error_t ws_error_t;
 typedef wshost_websocket_types_frame_t ws_frame_t;
 
 #define OPCODE_TEXT WSHOST_WEBSOCKET_TYPES_OPCODE_TEXT
 #define OPCODE_CLOSE WSHOST_WEBSOCKET_TYPES_OPCODE_CLOSE
-
-// The error's name as the WIT spells it, for the log.
-static inline const char *error_name(const ws_error_t *e) {
-  static const char *names[] = {
-      "timeout",  "peer-closed", "not-upgraded",       "already-answered",
-      "too-large", "protocol",   "io",                 "unknown-connection",
-      "queue-full",
-  };
-  return e->tag < sizeof names / sizeof names[0] ? names[e->tag] : "unknown";
-}
-
-// Log a failed call the seed's way and free the error.
-static inline void log_error(ws_error_t *e) {
-  fprintf(stderr, "errorCode: %s\n", error_name(e));
-  wshost_websocket_types_error_free(e);
-}
 
 // The next message; false when the connection is over (the peer left, it
 // sent a Close frame or the text `close`, or recv failed: logged).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the JavaScript guests (echo.wasm, broadcast.wasm) from ../../wit into
-# OUT_DIR (default: dist/). Installs componentize-js into node_modules/ when
-# missing; rebuilds only what changed.
+# Build the JavaScript guests (echo.wasm and broadcast.wasm of the handler
+# world, chat.wasm of the event world) from ../../wit into OUT_DIR
+# (default: dist/). Installs componentize-js into node_modules/ when missing;
+# rebuilds only what changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$(mkdir -p "${1:-$here/dist}" && cd "${1:-$here/dist}" && pwd)"
@@ -14,14 +15,16 @@ if [ ! -x node_modules/.bin/componentize-js ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
 
-for app in echo broadcast; do
+for app in echo broadcast chat; do
+    world=handler
+    [ "$app" = chat ] && world=events
     target="$out/$app.wasm"
     if [ -f "$target" ] && [ -z "$(find "$app.js" ../../wit -newer "$target" -print -quit)" ]; then
         continue
     fi
     # `-d http fetch-event`: without it the component imports wasi:http,
     # which wshost does not provide.
-    node_modules/.bin/componentize-js --wit ../../wit --world-name handler \
+    node_modules/.bin/componentize-js --wit ../../wit --world-name "$world" \
         -d http fetch-event --out "$target.tmp" "$app.js" >/dev/null
     mv "$target.tmp" "$target"
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the Python guests (echo.wasm, broadcast.wasm) from ../../wit into
-# OUT_DIR (default: dist/). Installs componentize-py into .venv/ when missing;
+# Build the Python guests (echo.wasm and broadcast.wasm of the handler
+# world, chat.wasm of the event world) from ../../wit into OUT_DIR
+# (default: dist/). Installs componentize-py into .venv/ when missing;
 # rebuilds only what changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,11 +16,13 @@ if [ ! -x .venv/bin/componentize-py ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi
 
-for app in echo broadcast; do
+for app in echo broadcast chat; do
+    world=handler
+    [ "$app" = chat ] && world=events
     target="$out/$app.wasm"
     if [ -f "$target" ] && [ -z "$(find "$app.py" ../../wit -newer "$target" -print -quit)" ]; then
         continue
     fi
-    .venv/bin/componentize-py -d ../../wit -w handler componentize "$app" -o "$target.tmp" >/dev/null
+    .venv/bin/componentize-py -d ../../wit -w "$world" componentize "$app" -o "$target.tmp" >/dev/null
     mv "$target.tmp" "$target"
 done
