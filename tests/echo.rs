@@ -97,3 +97,20 @@ async fn a_client_that_vanishes_without_a_close_frame_is_gone_not_an_error(lang:
     let log = server.log();
     assert!(!log.contains("errorCode"), "{log}");
 }
+
+/// A component built against the contract as released (`echo` built at
+/// commit bd29134, before topics and the event world were added to `wit/`)
+/// runs unchanged.
+#[tokio::test]
+async fn a_component_built_before_the_event_world_still_works() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/echo-0.1.0.wasm");
+    let server = Server::start_with(&[
+        "--route".into(),
+        format!("/websocket={}", fixture.display()),
+    ]);
+    let mut ws = server.connect("/websocket").await;
+    send_text(&mut ws, "old").await;
+    assert_eq!(next_text(&mut ws).await, "Привет, old!");
+    assert_eq!(next_text(&mut ws).await, "Как ты там, old?");
+}

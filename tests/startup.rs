@@ -96,7 +96,12 @@ async fn with_no_routes_the_built_in_demo_is_served() {
 
 #[test]
 fn check_reports_a_handler_and_refuses_what_is_not_one() {
-    let out = wshost().arg("check").arg(guest("mirror")).output().unwrap();
+    let out = wshost()
+        .arg("check")
+        .arg(guest("mirror"))
+        .arg(guest("chat"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -104,10 +109,14 @@ fn check_reports_a_handler_and_refuses_what_is_not_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("mirror.wasm: a wshost handler;"),
+        stdout.contains("mirror.wasm: a wshost handler; world handler;"),
         "{stdout}"
     );
-    assert!(stdout.contains("instantiates in"), "{stdout}");
+    assert!(
+        stdout.contains("chat.wasm: a wshost handler; world events;"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("instantiates in").count(), 2, "{stdout}");
     let out = wshost()
         .arg("check")
         .arg(guest("not-a-handler"))

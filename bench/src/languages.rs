@@ -1,7 +1,9 @@
 //! `wshost-bench languages`: the seed's echo handler in every guest language
 //! side by side, with ratios to the Rust guest: component size, compile time
 //! at a first start and a restart (from the compile cache), instantiate time,
-//! and RSS per idle connection.
+//! and RSS per idle connection; then the event world's `chat` in every
+//! language: RSS per idle socket (one instance serves them all) and events
+//! per second through that one instance.
 
 use crate::load;
 use crate::report::{Better, Report};
@@ -9,10 +11,11 @@ use crate::servers::{ROOT, wshost_check, wshost_with};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-/// The echo guest of one language.
+/// The echo guest of one language, and its event-world `chat`.
 struct Guest {
     lang: &'static str,
     component: PathBuf,
+    chat: PathBuf,
 }
 
 /// Rust's echo (built with wshost) and every other language whose build
@@ -20,9 +23,11 @@ struct Guest {
 fn guests() -> Vec<Guest> {
     let root = Path::new(ROOT);
     let built = root.join("target/guests");
+    let rust = built.join("wasm32-wasip2/guest");
     let mut guests = vec![Guest {
         lang: "rust",
-        component: built.join("wasm32-wasip2/guest/echo.wasm"),
+        component: rust.join("echo.wasm"),
+        chat: rust.join("chat.wasm"),
     }];
     for (lang, dir) in [("js", "js"), ("python", "python"), ("c", "c")] {
         let out = built.join(dir);
@@ -31,6 +36,7 @@ fn guests() -> Vec<Guest> {
             Ok(run) if run.status.success() => guests.push(Guest {
                 lang,
                 component: out.join("echo.wasm"),
+                chat: out.join("chat.wasm"),
             }),
             Ok(run) => println!(
                 "skipping {lang}: {} failed: {}",
@@ -43,7 +49,10 @@ fn guests() -> Vec<Guest> {
     guests
 }
 
-pub async fn run(rounds: usize, idle: usize) -> Result<()> {
+/// Messages one client pipelines through a `chat` instance for the events/s figure.
+const PIPELINED: usize = 20_000;
+
+pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
     let guests = guests();
     anyhow::ensure!(
         guests[0].component.exists(),
@@ -87,6 +96,17 @@ pub async fn run(rounds: usize, idle: usize) -> Result<()> {
             let figure = format!("idle RSS at {idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
         }
+        for guest in &guests {
+            let server = chat_server(&guest.chat, event_idle).await?;
+            let rate = load::pipelined(server.addr, "/chat", PIPELINED).await?;
+            let figure = "event world, chat: events/s through one instance";
+            report.add(figure, Better::Higher, guest.lang, rate);
+            drop(server);
+            let server = chat_server(&guest.chat, event_idle).await?;
+            let (per_conn, _) = load::idle_growth(&server, "/chat", event_idle).await?;
+            let figure = format!("event world, chat: idle RSS at {event_idle} conn: KiB/conn");
+            report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
+        }
     }
     report.print();
     Ok(())
@@ -102,4 +122,15 @@ async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
     ])
     .await?;
     Ok(load::idle_growth(&server, "/echo", conns).await?.0)
+}
+
+/// A fresh server with `chat` (event world) at `/chat`, room for `conns`.
+async fn chat_server(chat: &Path, conns: usize) -> Result<crate::servers::Server> {
+    wshost_with(&[
+        "--route".into(),
+        format!("/chat={}", chat.display()),
+        "--max-connections".into(),
+        (conns + 16).to_string(),
+    ])
+    .await
 }

@@ -151,6 +151,33 @@ pub async fn setup_rate(addr: SocketAddr, count: usize, parallel: usize) -> Resu
     Ok(count as f64 / began.elapsed().as_secs_f64())
 }
 
+/// Messages per second one client gets back when it sends `count` text
+/// messages to `path` without waiting and reads one answer for each (the
+/// `chat` guest publishes each to its one subscriber, the sender).
+pub async fn pipelined(addr: SocketAddr, path: &str, count: usize) -> Result<f64> {
+    let ws = connect(addr, path).await?;
+    // Let the server subscribe the socket before the first message.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut tx, mut rx) = ws.split();
+    let began = Instant::now();
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            tx.feed(Message::text(format!("m{i}"))).await?;
+        }
+        tx.flush().await?;
+        Ok::<_, anyhow::Error>(tx)
+    });
+    for got in 0..count {
+        match tokio::time::timeout(WAIT, rx.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => {}
+            other => bail!("pipelined messages broke after {got} of {count}: {other:?}"),
+        }
+    }
+    let elapsed = began.elapsed();
+    drop(sender.await??);
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
 /// Messages delivered per second when one client's messages fan out to
 /// `clients` connections of `/broadcast` (the sender included).
 pub async fn broadcast(addr: SocketAddr, clients: usize, messages: usize) -> Result<f64> {

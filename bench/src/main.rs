@@ -1,6 +1,7 @@
 //! `wshost-bench`: the same loads against a native tokio-tungstenite server
-//! (the ceiling), wshost with the `mirror` and `broadcast` guests, and the
-//! peers present on this machine (Bun, Node `ws`); one table of medians over
+//! (the ceiling), wshost with the `mirror` and `broadcast` guests (handler
+//! world) and with `event_mirror` and `chat` (event world), and the peers
+//! present on this machine (Bun, Node `ws`); one table of medians over
 //! interleaved rounds, with ratios to native.
 
 mod languages;
@@ -46,6 +47,10 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     conns: Vec<usize>,
 
+    /// Broadcast fan-outs: connections each message reaches (default: 1000, 10000).
+    #[arg(long, value_delimiter = ',')]
+    fanout: Vec<usize>,
+
     /// Echo message sizes in bytes (default: 32, 4096).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
@@ -77,6 +82,9 @@ enum Command {
         /// Idle connections held open for the memory figure.
         #[arg(long, default_value_t = 200)]
         idle: usize,
+        /// Idle sockets held open on each language's `chat` (event world).
+        #[arg(long, default_value_t = 10_000)]
+        event_idle: usize,
     },
 }
 
@@ -85,9 +93,13 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
-        Some(Command::Languages { rounds, idle }) => {
+        Some(Command::Languages {
+            rounds,
+            idle,
+            event_idle,
+        }) => {
             raise_fd_limit();
-            runtime.block_on(languages::run(rounds, idle))
+            runtime.block_on(languages::run(rounds, idle, event_idle))
         }
         None => {
             raise_fd_limit();
@@ -104,21 +116,33 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         &[Kind::Bun, Kind::Node]
     };
-    for &kind in [Kind::Native, Kind::Wshost].iter().chain(peers) {
+    for &kind in [Kind::Native, Kind::Wshost, Kind::WshostEvents]
+        .iter()
+        .chain(peers)
+    {
         match kind.available() {
             Ok(()) => kinds.push(kind),
             Err(why) => println!("skipping {}: {why}", kind.name()),
         }
     }
     anyhow::ensure!(
-        kinds.starts_with(&[Kind::Native, Kind::Wshost]),
-        "native and wshost must both run"
+        kinds.starts_with(&[Kind::Native, Kind::Wshost, Kind::WshostEvents]),
+        "native and wshost must run"
     );
-    let (rounds, seconds, idle, mut conns, fanout) = if cli.quick {
-        (1, 0.3, 200, vec![1, 16], 50)
+    let (rounds, seconds, idle, mut conns, mut fanouts) = if cli.quick {
+        (1, 0.3, 200, vec![1, 16], vec![50])
     } else {
-        (cli.rounds, cli.seconds, cli.idle, vec![1, 64, 1000], 1000)
+        (
+            cli.rounds,
+            cli.seconds,
+            cli.idle,
+            vec![1, 64, 1000],
+            vec![1000, 10_000],
+        )
     };
+    if !cli.fanout.is_empty() {
+        fanouts = cli.fanout.clone();
+    }
     if !cli.conns.is_empty() {
         conns = cli.conns.clone();
     }
@@ -182,10 +206,12 @@ async fn run(cli: Cli) -> Result<()> {
                 micros,
             );
         }
-        for server in servers.iter().filter(|_| cli.runs("broadcast")) {
-            let rate = load::broadcast(server.addr, fanout, 20).await?;
-            let figure = format!("broadcast to {fanout}: deliveries/s");
-            report.add(&figure, Better::Higher, server.kind.name(), rate);
+        for &fanout in fanouts.iter().filter(|_| cli.runs("broadcast")) {
+            for server in &servers {
+                let rate = load::broadcast(server.addr, fanout, 20).await?;
+                let figure = format!("broadcast to {fanout}: deliveries/s");
+                report.add(&figure, Better::Higher, server.kind.name(), rate);
+            }
         }
         for &kind in kinds.iter().filter(|_| cli.runs("idle")) {
             let (per_conn, total) = idle_memory(kind, idle).await?;

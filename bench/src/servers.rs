@@ -1,5 +1,6 @@
 //! The servers under load, each a child process serving `/mirror` and
-//! `/broadcast` on a free port of 127.0.0.1.
+//! `/broadcast` on a free port of 127.0.0.1. wshost runs twice: with the
+//! handler-world guests and with their event-world twins.
 
 use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
@@ -15,7 +16,10 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 pub enum Kind {
     /// The ceiling: tokio-tungstenite, built into this binary.
     Native,
+    /// The handler world: `mirror` and `broadcast`, an instance per connection.
     Wshost,
+    /// The event world: `event_mirror` and `chat`, one instance per route.
+    WshostEvents,
     Bun,
     Node,
 }
@@ -25,6 +29,7 @@ impl Kind {
         match self {
             Kind::Native => "native",
             Kind::Wshost => "wshost",
+            Kind::WshostEvents => "wshost events",
             Kind::Bun => "bun",
             Kind::Node => "node ws",
         }
@@ -40,15 +45,26 @@ impl Kind {
                 cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
                 cmd
             }
-            Kind::Wshost => {
+            Kind::Wshost | Kind::WshostEvents => {
                 let guests = root.join("target/guests/wasm32-wasip2/guest");
+                let (mirror, broadcast) = if self == Kind::Wshost {
+                    ("mirror", "broadcast")
+                } else {
+                    ("event_mirror", "chat")
+                };
                 wshost_serve(&[
                     "--max-connections".into(),
                     "20000".into(),
                     "--route".into(),
-                    format!("/mirror={}", guests.join("mirror.wasm").display()),
+                    format!(
+                        "/mirror={}",
+                        guests.join(format!("{mirror}.wasm")).display()
+                    ),
                     "--route".into(),
-                    format!("/broadcast={}", guests.join("broadcast.wasm").display()),
+                    format!(
+                        "/broadcast={}",
+                        guests.join(format!("{broadcast}.wasm")).display()
+                    ),
                 ])?
             }
             Kind::Bun => {

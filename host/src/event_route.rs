@@ -143,10 +143,8 @@ impl EventRoute {
     /// Median time to make a fresh store and instantiate the route's
     /// component, over `rounds` (what `wshost check` reports).
     pub async fn instantiate_time(&self, rounds: usize) -> anyhow::Result<std::time::Duration> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let instance = idle
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("route already started"))?;
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut instance = taken.ok_or_else(|| anyhow::anyhow!("route already started"))?;
         let mut times = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             let started = std::time::Instant::now();
@@ -156,6 +154,11 @@ impl EventRoute {
             times.push(started.elapsed());
             made.map_err(anyhow::Error::from)?;
         }
+        instance.store = {
+            let host = instance.store.data_mut().host.take();
+            new_store(&instance.engine, &instance.limits, host)
+        };
+        *self.idle.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
         times.sort_unstable();
         Ok(times[times.len() / 2])
     }
