@@ -2,8 +2,8 @@
 //! handler subscribes its own connection ([`crate::Connection::subscribe`]),
 //! an event handler any of its sockets ([`crate::events::Socket::subscribe`]).
 
+use crate::bindings::wshost::websocket::event_types::Message;
 use crate::bindings::wshost::websocket::topics as host;
-use crate::events::Message;
 use crate::{ConnectionId, Result};
 
 /// Queue `msg` to every subscriber of `topic` (Bun's `server.publish`);

@@ -258,6 +258,9 @@ impl Instance {
     /// the next one) and the short reason returned.
     async fn call<R>(&mut self, call: impl CallGuest<R>) -> Result<R, String> {
         self.store.data_mut().limiter.host_called();
+        // The epoch moved on while the instance waited for this event: a
+        // deadline from before would preempt the event at its first step.
+        self.store.set_epoch_deadline(1);
         if self.events.is_none() {
             match self.pre.instantiate_async(&mut self.store).await {
                 Ok(events) => self.events = Some(events),

@@ -91,6 +91,8 @@ pub async fn serve(
     }
     let outbox = Arc::new(limits.outbox(id));
     let response = http::switching_protocols(&accept, protocol, &options.headers);
+    // The request head is not needed past here: an idle socket keeps none.
+    drop(head);
     let socket = match Socket::open(stream, &response, early, limits, outbox.clone()).await {
         Ok(socket) => socket,
         Err(e) => {
