@@ -143,13 +143,29 @@ async fn a_handler_world_guest_and_an_event_guest_share_a_topic() {
         "published Ok(1)"
     );
     assert_eq!(next_text(&mut straight).await, "from events");
-    // The handler's subscription ends with its connection.
+    // The handler unsubscribes, and subscribes again.
+    send_text(&mut straight, "unsub").await;
+    wait_for_subscribers(&mut event, "news", "1").await;
     drop(straight);
+    let mut again = server.connect("/straight?topic=news").await;
+    send_text(&mut again, "count").await;
+    assert_eq!(next_text(&mut again).await, "2");
+    // A handler's subscription ends with its connection.
+    drop(again);
+    wait_for_subscribers(&mut event, "news", "1").await;
+}
+
+/// Ask the probe behind `ws` for `topic`'s subscriber count until it is `count`.
+async fn wait_for_subscribers(ws: &mut Client, topic: &str, count: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while ask(&mut event, "count news").await != "1" {
+    loop {
+        let now = ask(ws, &format!("count {topic}")).await;
+        if now == count {
+            return;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the subscription outlived its connection"
+            "{topic} has {now} subscribers"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
