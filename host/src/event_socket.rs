@@ -93,15 +93,17 @@ pub async fn serve(
     let response = http::switching_protocols(&accept, protocol, &options.headers);
     // The request head is not needed past here: an idle socket keeps none.
     drop(head);
-    let socket = match Socket::open(stream, &response, early, limits, outbox.clone()).await {
-        Ok(socket) => socket,
+    // Opened before the 101 goes out: once the client sees it, a message it
+    // (or anyone) sends is queued after this socket's `on-open`, so what
+    // `on-open` subscribes to already reaches it.
+    route.open(id, outbox.clone(), options.attachment).await;
+    let (code, reason) = match Socket::open(stream, &response, early, limits, outbox).await {
+        Ok(socket) => run(socket, route, id, &mut shutdown).await,
         Err(e) => {
             tracing::debug!("the 101 could not be sent: {e}");
-            return;
+            (ABNORMAL, String::new())
         }
     };
-    route.open(id, outbox, options.attachment).await;
-    let (code, reason) = run(socket, route, id, &mut shutdown).await;
     route.close(id, code, reason).await;
 }
 
