@@ -24,6 +24,16 @@ const CONNECT_PARALLEL: usize = 64;
 const WAIT: Duration = Duration::from_secs(30);
 
 pub async fn connect(addr: SocketAddr, path: &str) -> Result<Client> {
+    connect_from(addr, path, 0).await
+}
+
+/// Connections opened from one source address: the kernel's ephemeral
+/// ports (32768-60999) bound how many one address can open to one server
+/// port, so past this many the load moves to the next loopback address.
+const PER_SOURCE: usize = 20_000;
+
+/// Connect as the `n`th connection of a load (which picks its source address).
+async fn connect_from(addr: SocketAddr, path: &str, n: usize) -> Result<Client> {
     // Small client buffers: 10,000 idle clients must fit beside the server.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -32,25 +42,35 @@ pub async fn connect(addr: SocketAddr, path: &str) -> Result<Client> {
     let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         url.as_str(),
     )?;
-    let (ws, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true),
-    )
-    .await
-    .context("handshake timed out")?
-    .with_context(|| format!("connecting to {url}"))?;
-    Ok(ws)
+    let connecting = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if addr.ip().is_loopback() {
+            // All of 127.0.0.0/8 is loopback: 127.0.0.1, .2, ...
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 1 + (n / PER_SOURCE) as u8);
+            socket.bind((source, 0).into())?;
+        }
+        let tcp = socket.connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = MaybeTlsStream::Plain(tcp);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        anyhow::Ok(ws)
+    };
+    tokio::time::timeout(WAIT, connecting)
+        .await
+        .context("handshake timed out")?
+        .with_context(|| format!("connecting to {url}"))
 }
 
 /// Open `n` connections to `path`, `CONNECT_PARALLEL` at a time.
 pub async fn connect_many(addr: SocketAddr, path: &'static str, n: usize) -> Result<Vec<Client>> {
     let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let tasks: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
             let gate = gate.clone();
             tokio::spawn(async move {
                 let _permit = gate.acquire().await;
-                connect(addr, path).await
+                connect_from(addr, path, i).await
             })
         })
         .collect();

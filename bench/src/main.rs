@@ -58,6 +58,11 @@ struct Cli {
     /// Skip the peers (Bun, Node); native and wshost always run.
     #[arg(long)]
     no_peers: bool,
+
+    /// Only these servers (by the table's column names, e.g. "wshost events");
+    /// the first is the baseline.
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
 }
 
 impl Cli {
@@ -125,10 +130,15 @@ async fn run(cli: Cli) -> Result<()> {
             Err(why) => println!("skipping {}: {why}", kind.name()),
         }
     }
-    anyhow::ensure!(
-        kinds.starts_with(&[Kind::Native, Kind::Wshost, Kind::WshostEvents]),
-        "native and wshost must run"
-    );
+    if cli.servers.is_empty() {
+        anyhow::ensure!(
+            kinds.starts_with(&[Kind::Native, Kind::Wshost, Kind::WshostEvents]),
+            "native and wshost must run"
+        );
+    } else {
+        kinds.retain(|k| cli.servers.iter().any(|s| s == k.name()));
+        anyhow::ensure!(!kinds.is_empty(), "no server named in --servers runs here");
+    }
     let (rounds, seconds, idle, mut conns, mut fanouts) = if cli.quick {
         (1, 0.3, 200, vec![1, 16], vec![50])
     } else {
@@ -234,7 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
 /// RSS growth per open idle connection, and the whole RSS with them open,
 /// on a fresh server.
 async fn idle_memory(kind: Kind, conns: usize) -> Result<(f64, f64)> {
-    let server = Server::start(kind).await?;
+    let server = Server::start_sized(kind, conns + 100).await?;
     let (per_conn, after) = load::idle_growth(&server, "/mirror", conns).await?;
     Ok((per_conn, after as f64))
 }
@@ -249,7 +259,7 @@ fn micros(d: Duration) -> f64 {
 /// 10,000 idle connections on a 20,000-slot pool. Raise it when we may.
 fn raise_map_count(idle: usize) {
     const PATH: &str = "/proc/sys/vm/max_map_count";
-    let needed = 2 * 20_000 + 5 * idle + 10_000;
+    let needed = 2 * 20_000.max(idle) + 5 * idle + 10_000;
     let current: usize = std::fs::read_to_string(PATH)
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -37,6 +37,12 @@ impl Kind {
 
     /// The command that starts this server, or why it cannot run here.
     fn command(self) -> Result<Command, String> {
+        self.command_for(20_000)
+    }
+
+    /// The command that starts this server with room for `conns`
+    /// connections (wshost's `--max-connections`; the others have no cap).
+    fn command_for(self, conns: usize) -> Result<Command, String> {
         let root = Path::new(ROOT);
         let peers = root.join("bench/peers");
         let cmd = match self {
@@ -54,7 +60,7 @@ impl Kind {
                 };
                 wshost_serve(&[
                     "--max-connections".into(),
-                    "20000".into(),
+                    conns.to_string(),
                     "--route".into(),
                     format!(
                         "/mirror={}",
@@ -169,6 +175,12 @@ pub struct Server {
 impl Server {
     pub async fn start(kind: Kind) -> Result<Server> {
         Server::spawn(kind, kind.command().map_err(anyhow::Error::msg)?).await
+    }
+
+    /// Start `kind` with room for `conns` connections (at least the usual 20,000).
+    pub async fn start_sized(kind: Kind, conns: usize) -> Result<Server> {
+        let command = kind.command_for(conns.max(20_000));
+        Server::spawn(kind, command.map_err(anyhow::Error::msg)?).await
     }
 
     async fn spawn(kind: Kind, mut cmd: Command) -> Result<Server> {

@@ -197,7 +197,7 @@ impl Instance {
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Request { id, req, reply } => {
-                let decided = self.call(|events, store| {
+                let decided = self.call(id, |events, store| {
                     Box::pin(async move { events.call_on_request(store, id, &req).await })
                 });
                 let _ = reply.send(decided.await);
@@ -232,7 +232,7 @@ impl Instance {
                 done,
             } => {
                 self.store.data_mut().host.closed(id);
-                let closed = self.call(|events, store| {
+                let closed = self.call(id, |events, store| {
                     Box::pin(async move { events.call_on_close(store, id, code, &reason).await })
                 });
                 let _ = closed.await;
@@ -246,7 +246,7 @@ impl Instance {
     /// Deliver an event of socket `id`; if the guest fails on it, close
     /// that socket with 1011.
     async fn socket_event(&mut self, id: ConnectionId, call: impl CallGuest<()>) {
-        if let Err(why) = self.call(call).await {
+        if let Err(why) = self.call(id, call).await {
             let reason = truncate(&why, MAX_CLOSE_REASON).to_string();
             let ending = Ending::Close { code: 1011, reason };
             self.store.data_mut().host.end(id, ending);
@@ -256,8 +256,10 @@ impl Instance {
     /// Call the guest with a fresh CPU budget, instantiating it first if
     /// needed. On failure the instance is dropped (the sockets are kept for
     /// the next one) and the short reason returned.
-    async fn call<R>(&mut self, call: impl CallGuest<R>) -> Result<R, String> {
-        self.store.data_mut().limiter.host_called();
+    async fn call<R>(&mut self, id: ConnectionId, call: impl CallGuest<R>) -> Result<R, String> {
+        let state = self.store.data_mut();
+        state.limiter.host_called();
+        state.event_for(id);
         // The epoch moved on while the instance waited for this event: a
         // deadline from before would preempt the event at its first step.
         self.store.set_epoch_deadline(1);

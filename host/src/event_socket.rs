@@ -3,9 +3,10 @@
 //! writes what the outbox holds (the guest's sends, topic messages) until
 //! the socket closes, and reports that exactly once.
 
-use crate::bindings::{ConnectionId, Decision, Message, Request};
+use crate::bindings::{ConnectionId, Decision, Message, Request, UpgradeOptions};
 use crate::config::Limits;
 use crate::event_route::EventRoute;
+use crate::event_state::MAX_ATTACHMENT;
 use crate::http::{self, RequestHead};
 use crate::outbox::Ending;
 use crate::socket::{
@@ -74,15 +75,20 @@ pub async fn serve(
             return;
         }
     };
-    let protocol = options.protocol.as_deref();
-    let checked = http::check_upgrade(&head, protocol, &options.headers).and_then(|()| {
-        match &options.attachment {
-            Some(a) if a.len() > crate::event_state::MAX_ATTACHMENT => {
-                Err(format!("its attachment is {} bytes", a.len()))
-            }
-            _ => Ok(()),
-        }
-    });
+    let UpgradeOptions {
+        protocol,
+        headers,
+        attachment,
+    } = options;
+    let checked =
+        http::check_upgrade(&head, protocol.as_deref(), &headers).and_then(
+            |()| match &attachment {
+                Some(a) if a.len() > MAX_ATTACHMENT => {
+                    Err(format!("its attachment is {} bytes", a.len()))
+                }
+                _ => Ok(()),
+            },
+        );
     if let Err(why) = checked {
         tracing::warn!("upgrade refused: {why}");
         let refused = failed(&format!("its upgrade was refused: {why}"));
@@ -90,14 +96,16 @@ pub async fn serve(
         return;
     }
     let outbox = Arc::new(limits.outbox(id));
-    let response = http::switching_protocols(&accept, protocol, &options.headers);
-    // The request head is not needed past here: an idle socket keeps none.
-    drop(head);
+    let response = http::switching_protocols(&accept, protocol.as_deref(), &headers);
+    // None of the request is needed past here: an idle socket keeps none.
+    drop((head, protocol, headers));
     // Opened before the 101 goes out: once the client sees it, a message it
     // (or anyone) sends is queued after this socket's `on-open`, so what
     // `on-open` subscribes to already reaches it.
-    route.open(id, outbox.clone(), options.attachment).await;
-    let (code, reason) = match Socket::open(stream, &response, early, limits, outbox).await {
+    route.open(id, outbox.clone(), attachment).await;
+    let opened = Socket::open(stream, &response, early, limits, outbox).await;
+    drop(response);
+    let (code, reason) = match opened {
         Ok(socket) => run(socket, route, id, &mut shutdown).await,
         Err(e) => {
             tracing::debug!("the 101 could not be sent: {e}");
@@ -196,7 +204,7 @@ async fn run(
             _ = outbox.ready(), if !socket.closing => {}
             _ = outbox.abandoned(), if socket.closing => {}
             _ = turned_true(shutdown), if !socket.closing => {}
-            _ = sleep_until(deadline) => return sent.unwrap_or((ABNORMAL, String::new())),
+            _ = sleep_until(deadline) => return abnormal(sent),
         }
     }
 }

@@ -26,6 +26,8 @@ pub const MAX_ATTACHMENT: usize = 16 << 10;
 pub struct EventState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// The guest's stdout and stderr, tagged with the current event's socket.
+    logs: [GuestLog; 2],
     pub limiter: GuestLimiter,
     pub host: EventHost,
 }
@@ -35,15 +37,29 @@ impl EventState {
     /// and stderr go to the host's log, tagged with the route.
     pub fn new(host: EventHost, limiter: GuestLimiter) -> Self {
         let route = host.route.clone();
+        let logs = [
+            GuestLog::new(route.clone(), 0, Stream::Stdout),
+            GuestLog::new(route, 0, Stream::Stderr),
+        ];
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(route.clone(), 0, Stream::Stdout))
-            .stderr(GuestLog::new(route, 0, Stream::Stderr))
+            .stdout(logs[0].clone())
+            .stderr(logs[1].clone())
             .build();
         EventState {
             wasi,
             table: ResourceTable::new(),
+            logs,
             limiter,
             host,
+        }
+    }
+}
+
+impl EventState {
+    /// What the guest prints from now on is about socket `conn`.
+    pub fn event_for(&mut self, conn: ConnectionId) {
+        for log in &self.logs {
+            log.set_conn(conn);
         }
     }
 }

@@ -42,6 +42,12 @@ impl GuestLog {
         })))
     }
 
+    /// Tag the lines from now on with connection `conn` (an event instance
+    /// serves many; it tags each event's lines with that event's socket).
+    pub fn set_conn(&self, conn: u64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).conn = conn;
+    }
+
     fn append(&self, mut bytes: &[u8]) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {

@@ -11,6 +11,9 @@ use tokio::net::TcpStream;
 /// Most header lines accepted in a request head.
 const MAX_HEADERS: usize = 64;
 
+/// Bytes read from the socket at once while the head arrives.
+const READ_CHUNK: usize = 2048;
+
 /// A request head as received, before any handler has seen it.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
@@ -85,13 +88,14 @@ pub async fn read_head(
             if buf.len() >= max_size {
                 return Err(HeadError::TooLarge(max_size));
             }
-            let mut chunk = [0u8; 2048];
-            let want = chunk.len().min(max_size - buf.len());
-            let n = stream.read(&mut chunk[..want]).await?;
+            // Straight into `buf`'s spare room: a buffer on the stack would
+            // live in every connection task's state for the task's life.
+            let want = READ_CHUNK.min(max_size - buf.len());
+            buf.reserve(want);
+            let n = (&mut *stream).take(want as u64).read_buf(&mut buf).await?;
             if n == 0 {
                 return Err(HeadError::Eof);
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     };
     let (head, consumed) = tokio::time::timeout(timeout, read)

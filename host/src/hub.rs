@@ -124,9 +124,7 @@ mod tests {
     }
 
     fn taken(outbox: &Outbox) -> Vec<Bytes> {
-        let mut batch = Vec::new();
-        outbox.take_all(&mut batch);
-        batch
+        outbox.take_all().into()
     }
 
     #[test]

@@ -102,20 +102,24 @@ impl Outbox {
         } else {
             Queued::Below
         };
+        let first = state.frames.len() == 1;
         drop(state);
-        // One waiter at most (the writer); a wake-up sent while it is busy
-        // is kept for its next wait.
-        self.wake.notify_one();
+        // The writer needs waking when the queue stops being empty; until it
+        // has taken the queue, further frames find it woken already. One
+        // waiter at most (the writer); a wake-up sent while it is busy is
+        // kept for its next wait.
+        if first {
+            self.wake.notify_one();
+        }
         Ok(queued)
     }
 
-    /// Move every queued frame into `batch`.
-    pub fn take_all(&self, batch: &mut Vec<Bytes>) {
+    /// Take every queued frame (the queue's own memory goes with them:
+    /// idle connections hold none).
+    pub fn take_all(&self) -> VecDeque<Bytes> {
         let mut state = self.state();
-        batch.extend(state.frames.drain(..));
         state.bytes = 0;
-        // Give the memory of a burst back: idle connections hold nothing.
-        state.frames = VecDeque::new();
+        std::mem::take(&mut state.frames)
     }
 
     /// Bytes queued and not yet taken by the writer.
@@ -224,9 +228,7 @@ mod tests {
         assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
         assert_eq!(outbox.offer(frame(1)), Err(Refused::Overflowed));
         assert!(outbox.is_evicted());
-        let mut batch = Vec::new();
-        outbox.take_all(&mut batch);
-        assert_eq!(batch.len(), 2);
+        assert_eq!(outbox.take_all().len(), 2);
         assert_eq!(outbox.offer(frame(1)), Err(Refused::Closed));
     }
 
@@ -237,7 +239,7 @@ mod tests {
         assert_eq!(outbox.offer(frame(60)), Ok(Queued::BackedUp));
         assert_eq!(outbox.buffered(), 120);
         assert!(!outbox.take_drain(), "not empty yet");
-        outbox.take_all(&mut Vec::new());
+        outbox.take_all();
         assert_eq!(outbox.buffered(), 0);
         assert!(outbox.take_drain());
         assert!(!outbox.take_drain(), "owed once");

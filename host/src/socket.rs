@@ -64,6 +64,9 @@ pub struct Socket {
     /// A write was abandoned half-way: the stream can carry nothing more and
     /// the TCP connection must be dropped.
     pub broken: bool,
+    /// tungstenite may hold bytes of its own (a pong, a Close frame) that
+    /// must go out before ours.
+    pending: bool,
 }
 
 impl Socket {
@@ -91,6 +94,7 @@ impl Socket {
             peer_gone: false,
             closing: false,
             broken: false,
+            pending: false,
         })
     }
 
@@ -117,13 +121,19 @@ impl Socket {
                 // Our reply is queued; send it now, whatever the guest does
                 // next. No data frame may follow it.
                 self.closing = true;
+                self.pending = true;
                 let _ = self.ws.flush().await;
                 Some(Incoming::Close(frame.map(|f| CloseInfo {
                     code: f.code.into(),
                     reason: f.reason.to_string(),
                 })))
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Ping(_))) => {
+                // tungstenite has queued the pong.
+                self.pending = true;
+                None
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => None,
             Some(Err(e)) => Some(self.read_failed(e).await),
             None => {
                 self.peer_gone = true;
@@ -135,13 +145,12 @@ impl Socket {
     /// Write every frame the outbox holds, then `last` if given, in one
     /// vectored write.
     pub async fn write_queued(&mut self, last: Option<Bytes>) -> Result<(), Error> {
-        let mut batch = Vec::new();
-        self.outbox.take_all(&mut batch);
+        let mut batch = self.outbox.take_all();
         batch.extend(last);
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_frames(&batch).await
+        self.write_frames(batch.make_contiguous()).await
     }
 
     /// Write `frames` as they are. A connection evicted (or terminated)
@@ -153,9 +162,13 @@ impl Socket {
         }
         let outbox = self.outbox.clone();
         let ws = &mut self.ws;
+        let pending = &mut self.pending;
         let io = async move {
             // tungstenite's pending bytes (a pong) go first.
-            ws.flush().await?;
+            if *pending {
+                ws.flush().await?;
+                *pending = false;
+            }
             write_all_vectored(ws.get_mut(), frames).await?;
             Ok::<_, tungstenite::Error>(())
         };
@@ -178,6 +191,7 @@ impl Socket {
             return Err(Error::PeerClosed);
         }
         self.closing = true;
+        self.pending = true;
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),

@@ -174,9 +174,7 @@ mod tests {
     }
 
     fn count(outbox: &Outbox) -> usize {
-        let mut batch = Vec::new();
-        outbox.take_all(&mut batch);
-        batch.len()
+        outbox.take_all().len()
     }
 
     #[test]
