@@ -44,9 +44,12 @@ async fn connect_from(addr: SocketAddr, path: &str, n: usize) -> Result<Client> 
     )?;
     let connecting = async {
         let socket = tokio::net::TcpSocket::new_v4()?;
-        if addr.ip().is_loopback() {
-            // All of 127.0.0.0/8 is loopback: 127.0.0.1, .2, ...
+        if n >= PER_SOURCE && addr.ip().is_loopback() {
+            // All of 127.0.0.0/8 is loopback: 127.0.0.2, .3, ... (binding
+            // the first range too would take ports the way bind does, without
+            // the destination, and run out of them sooner).
             let source = std::net::Ipv4Addr::new(127, 0, 0, 1 + (n / PER_SOURCE) as u8);
+            socket.set_reuseaddr(true)?;
             socket.bind((source, 0).into())?;
         }
         let tcp = socket.connect(addr).await?;

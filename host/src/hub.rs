@@ -124,7 +124,7 @@ mod tests {
     }
 
     fn taken(outbox: &Outbox) -> Vec<Bytes> {
-        outbox.take_all().into()
+        outbox.take_all().into_vec()
     }
 
     #[test]

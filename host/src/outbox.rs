@@ -11,7 +11,7 @@
 
 use crate::bindings::ConnectionId;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
@@ -54,9 +54,13 @@ pub struct Outbox {
     backpressure: usize,
 }
 
+/// Frames taken by the writer at once. Most bursts to one connection are a
+/// frame or two: they need no allocation.
+pub type Batch = SmallVec<[Bytes; 2]>;
+
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: Batch,
     /// Bytes in `frames`.
     bytes: usize,
     /// A sender saw `BackedUp`: report the next time the queue empties.
@@ -95,7 +99,7 @@ impl Outbox {
             return Err(Refused::Overflowed);
         }
         state.bytes += frame.len();
-        state.frames.push_back(frame);
+        state.frames.push(frame);
         let queued = if state.bytes > self.backpressure {
             state.drain_owed = true;
             Queued::BackedUp
@@ -116,7 +120,7 @@ impl Outbox {
 
     /// Take every queued frame (the queue's own memory goes with them:
     /// idle connections hold none).
-    pub fn take_all(&self) -> VecDeque<Bytes> {
+    pub fn take_all(&self) -> Batch {
         let mut state = self.state();
         state.bytes = 0;
         std::mem::take(&mut state.frames)

@@ -58,13 +58,35 @@ impl<S> ReadAhead<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
+/// A socket that can tell whether a read would find bytes, without reading.
+pub trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl ReadReady for tokio::io::DuplexStream {
+    fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + ReadReady + Unpin> AsyncRead for ReadAhead<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // A quiet socket is found out before a chunk is allocated for it:
+        // idle connections are polled often (every time they are written to).
+        if this.chunk.is_none() {
+            std::task::ready!(this.inner.poll_read_ready(cx))?;
+        }
         let chunk = this.chunk.get_or_insert_with(Chunk::new);
         if chunk.start == chunk.end {
             let mut fill = ReadBuf::uninit(&mut chunk.bytes);

@@ -150,7 +150,7 @@ impl Socket {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_frames(batch.make_contiguous()).await
+        self.write_frames(&batch).await
     }
 
     /// Write `frames` as they are. A connection evicted (or terminated)
