@@ -217,8 +217,11 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         for &fanout in fanouts.iter().filter(|_| cli.runs("broadcast")) {
+            // 200,000 deliveries (at least 20 messages) per server and round:
+            // long enough to measure, short of any queue's limit.
+            let messages = (200_000 / fanout).max(20);
             for server in &servers {
-                let rate = load::broadcast(server.addr, fanout, 20).await?;
+                let rate = load::broadcast(server.addr, fanout, messages).await?;
                 let figure = format!("broadcast to {fanout}: deliveries/s");
                 report.add(&figure, Better::Higher, server.kind.name(), rate);
             }

@@ -8,6 +8,7 @@ use crate::config::Limits;
 use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
+use crate::outbox::Cork;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
 use crate::websocket::{self, Upgraded};
@@ -318,7 +319,10 @@ impl topics::Host for Conn {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        self.topics.publish_message(&topic, &msg, exclude, max)
+        // A handler publishes one message at a time: wake at once.
+        let mut cork = Cork::default();
+        self.topics
+            .publish_message(&topic, &msg, exclude, max, &mut cork)
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {

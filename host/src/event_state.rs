@@ -11,7 +11,7 @@ use crate::bindings::{ConnectionId, Error, Message, SendStatus};
 use crate::config::Limits;
 use crate::frame;
 use crate::guest_log::{GuestLog, Stream};
-use crate::outbox::{Ending, Outbox, Queued, Refused};
+use crate::outbox::{Cork, Ending, Outbox, Queued, Refused};
 use crate::sandbox::{GuestLimiter, Sandboxed};
 use crate::socket::check_close;
 use crate::topics::{Subscriptions, Topics};
@@ -85,6 +85,9 @@ pub struct EventHost {
     limits: Arc<Limits>,
     topics: Arc<Topics>,
     sockets: HashMap<ConnectionId, Entry>,
+    /// The writers what the current batch of events queued for; the route's
+    /// instance uncorks after each batch.
+    pub cork: Cork,
 }
 
 struct Entry {
@@ -101,12 +104,14 @@ impl EventHost {
             limits,
             topics,
             sockets: HashMap::new(),
+            cork: Cork::default(),
         }
     }
 
     /// Everything this holds, for the next instance of the route; this one
-    /// is left empty.
+    /// is left empty (and what it queued, written).
     pub fn take(&mut self) -> EventHost {
+        self.cork.uncork();
         EventHost {
             sockets: std::mem::take(&mut self.sockets),
             ..EventHost::new(self.route.clone(), self.limits.clone(), self.topics.clone())
@@ -143,22 +148,22 @@ impl EventHost {
         }
     }
 
-    /// The open socket `id`: `unknown-connection` if there is none on this
-    /// route, `peer-closed` if it has closed.
-    fn open(&mut self, id: ConnectionId) -> Result<&mut Entry, Error> {
-        match self.sockets.get_mut(&id) {
-            None => Err(Error::UnknownConnection),
-            Some(entry) if entry.subscriptions.is_none() => Err(Error::PeerClosed),
-            Some(entry) => Ok(entry),
-        }
-    }
-
     fn subscriptions(&mut self, id: ConnectionId) -> Result<&mut Subscriptions, Error> {
-        let entry = self.open(id)?;
+        let entry = open(&mut self.sockets, id)?;
         Ok(entry
             .subscriptions
             .as_mut()
             .expect("open sockets have subscriptions"))
+    }
+}
+
+/// The open socket `id`: `unknown-connection` if there is none on this
+/// route, `peer-closed` if it has closed.
+fn open(sockets: &mut HashMap<ConnectionId, Entry>, id: ConnectionId) -> Result<&mut Entry, Error> {
+    match sockets.get_mut(&id) {
+        None => Err(Error::UnknownConnection),
+        Some(entry) if entry.subscriptions.is_none() => Err(Error::PeerClosed),
+        Some(entry) => Ok(entry),
     }
 }
 
@@ -168,7 +173,8 @@ impl event_types::Host for EventHost {}
 impl sockets::Host for EventHost {
     async fn send(&mut self, conn: ConnectionId, msg: Message) -> Result<SendStatus, Error> {
         let frame = frame::message(&msg, self.limits.max_message_size)?;
-        match self.open(conn)?.outbox.offer(frame) {
+        let entry = open(&mut self.sockets, conn)?;
+        match entry.outbox.offer_corked(frame, &mut self.cork) {
             Ok(Queued::Below) => Ok(SendStatus::Queued),
             Ok(Queued::BackedUp) => Ok(SendStatus::BackedUp),
             Err(Refused::Overflowed) => Err(Error::QueueFull),
@@ -178,7 +184,9 @@ impl sockets::Host for EventHost {
 
     async fn close(&mut self, conn: ConnectionId, code: u16, reason: String) -> Result<(), Error> {
         check_close(code, &reason)?;
-        self.open(conn)?.outbox.end(Ending::Close { code, reason });
+        open(&mut self.sockets, conn)?
+            .outbox
+            .end(Ending::Close { code, reason });
         Ok(())
     }
 
@@ -236,7 +244,9 @@ impl topics::Host for EventHost {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        self.topics.publish_message(&topic, &msg, exclude, max)
+        let cork = &mut self.cork;
+        self.topics
+            .publish_message(&topic, &msg, exclude, max, cork)
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {

@@ -12,8 +12,8 @@
 use crate::bindings::ConnectionId;
 use bytes::Bytes;
 use smallvec::SmallVec;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Why a frame was not queued.
@@ -31,6 +31,30 @@ pub enum Queued {
     Below,
     /// Past the backpressure limit: the writer reports when it has drained.
     BackedUp,
+}
+
+/// Writers to wake later: an event instance queues what one batch of events
+/// sends and publishes, then wakes each writer once, so a writer takes all
+/// that the batch queued for it in one write (as uWS corks its sockets for
+/// one turn of its loop). Uncorks on drop.
+#[derive(Debug, Default)]
+pub struct Cork(Vec<Arc<Outbox>>);
+
+impl Cork {
+    /// Wake every writer queued to since the last uncork.
+    pub fn uncork(&mut self) {
+        for outbox in self.0.drain(..) {
+            // One waiter at most (the writer); a wake-up sent while it is
+            // busy is kept for its next wait.
+            outbox.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        self.uncork();
+    }
 }
 
 /// How an event guest asked its socket to end.
@@ -86,9 +110,34 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue `frame`. Past `capacity` the connection is evicted and the
-    /// frame refused; a closing or evicted connection refuses everything.
+    /// Queue `frame` and wake the writer. Past `capacity` the connection is
+    /// evicted and the frame refused; a closing or evicted connection
+    /// refuses everything.
     pub fn offer(&self, frame: Bytes) -> Result<Queued, Refused> {
+        let (queued, wake) = self.queue(frame)?;
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(queued)
+    }
+
+    /// Queue `frame`; the writer is woken when `cork` is uncorked.
+    pub fn offer_corked(
+        self: &Arc<Self>,
+        frame: Bytes,
+        cork: &mut Cork,
+    ) -> Result<Queued, Refused> {
+        let (queued, wake) = self.queue(frame)?;
+        if wake {
+            cork.0.push(self.clone());
+        }
+        Ok(queued)
+    }
+
+    /// Queue `frame`; true if the writer needs waking: the queue stopped
+    /// being empty (until the writer has taken it, further frames find it
+    /// woken already).
+    fn queue(&self, frame: Bytes) -> Result<(Queued, bool), Refused> {
         let mut state = self.state();
         if self.is_evicted() || state.ending.is_some() {
             return Err(Refused::Closed);
@@ -106,16 +155,7 @@ impl Outbox {
         } else {
             Queued::Below
         };
-        let first = state.frames.len() == 1;
-        drop(state);
-        // The writer needs waking when the queue stops being empty; until it
-        // has taken the queue, further frames find it woken already. One
-        // waiter at most (the writer); a wake-up sent while it is busy is
-        // kept for its next wait.
-        if first {
-            self.wake.notify_one();
-        }
-        Ok(queued)
+        Ok((queued, state.frames.len() == 1))
     }
 
     /// Take every queued frame (the queue's own memory goes with them:
@@ -247,6 +287,23 @@ mod tests {
         assert_eq!(outbox.buffered(), 0);
         assert!(outbox.take_drain());
         assert!(!outbox.take_drain(), "owed once");
+    }
+
+    #[tokio::test]
+    async fn a_corked_writer_is_woken_once_at_uncork() {
+        let outbox = Arc::new(Outbox::new(1, 10, 100));
+        let mut cork = Cork::default();
+        for _ in 0..3 {
+            outbox.offer_corked(frame(1), &mut cork).unwrap();
+        }
+        assert_eq!(cork.0.len(), 1, "one wake-up owed per writer");
+        // Frames are there, so the writer finds them even before the wake.
+        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready())
+            .await
+            .expect("ready with frames queued");
+        cork.uncork();
+        assert!(cork.0.is_empty());
+        assert_eq!(outbox.take_all().len(), 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::bindings::{ConnectionId, Error, Message};
 use crate::frame;
-use crate::outbox::Outbox;
+use crate::outbox::{Cork, Outbox};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -46,15 +46,26 @@ impl Topics {
     }
 
     /// Queue the framed message `frame` to every subscriber of `topic` but
-    /// `exclude`; returns how many took it.
+    /// `exclude`, waking them now; returns how many took it.
     pub fn publish(&self, topic: &str, frame: &Bytes, exclude: Option<ConnectionId>) -> u32 {
+        self.publish_corked(topic, frame, exclude, &mut Cork::default())
+    }
+
+    /// [`Topics::publish`], the subscribers woken when `cork` is uncorked.
+    pub fn publish_corked(
+        &self,
+        topic: &str,
+        frame: &Bytes,
+        exclude: Option<ConnectionId>,
+        cork: &mut Cork,
+    ) -> u32 {
         let topics = self.read();
         let Some(subscribers) = topics.get(topic) else {
             return 0;
         };
         let mut delivered = 0;
         for (&id, outbox) in subscribers {
-            if Some(id) != exclude && outbox.offer(frame.clone()).is_ok() {
+            if Some(id) != exclude && outbox.offer_corked(frame.clone(), cork).is_ok() {
                 delivered += 1;
             }
         }
@@ -62,16 +73,18 @@ impl Topics {
     }
 
     /// `topics.publish` as a guest calls it: frame `msg` (refused past
-    /// `max` bytes) and publish it.
+    /// `max` bytes) and publish it, the subscribers woken when `cork` is
+    /// uncorked.
     pub fn publish_message(
         &self,
         topic: &str,
         msg: &Message,
         exclude: Option<ConnectionId>,
         max: usize,
+        cork: &mut Cork,
     ) -> Result<u32, Error> {
         let frame = frame::message(msg, max)?;
-        Ok(self.publish(topic, &frame, exclude))
+        Ok(self.publish_corked(topic, &frame, exclude, cork))
     }
 
     /// How many connections are subscribed to `topic`.
