@@ -274,6 +274,19 @@ async fn an_event_past_its_cpu_budget_is_stopped() {
 }
 
 #[tokio::test]
+async fn memory_past_the_cap_ends_the_instance_not_the_route() {
+    let cap = (16 << 20).to_string();
+    let server = Server::start_flagged(&["--guest-memory", &cap], &[("/probe", "event_probe")]);
+    let mut other = server.connect("/probe?name=other").await;
+    let mut bomber = server.connect("/probe").await;
+    send_text(&mut bomber, "bomb").await;
+    let (code, reason) = close_frame(&mut bomber).await.unwrap();
+    assert_eq!(code, 1011);
+    assert!(reason.contains("memory would exceed"), "{reason}");
+    assert_eq!(ask(&mut other, "whoami").await, "other");
+}
+
+#[tokio::test]
 async fn a_backed_up_socket_drains_and_says_so() {
     let server = Server::start_flagged(
         &["--backpressure-limit", "100000"],

@@ -175,29 +175,36 @@ pub async fn setup_rate(addr: SocketAddr, count: usize, parallel: usize) -> Resu
 }
 
 /// Messages per second one client gets back when it sends `count` text
-/// messages to `path` without waiting and reads one answer for each (the
-/// `chat` guest publishes each to its one subscriber, the sender).
+/// messages to `path`, up to `WINDOW` ahead of the answers, and reads one
+/// answer for each (the `chat` guest publishes each to its one subscriber,
+/// the sender). The window keeps the server's queue for the client (1,024
+/// messages) from overflowing.
 pub async fn pipelined(addr: SocketAddr, path: &str, count: usize) -> Result<f64> {
+    const WINDOW: usize = 256;
     let ws = connect(addr, path).await?;
     // Let the server subscribe the socket before the first message.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (mut tx, mut rx) = ws.split();
+    let window = Arc::new(Semaphore::new(WINDOW));
     let began = Instant::now();
-    let sender = tokio::spawn(async move {
-        for i in 0..count {
-            tx.feed(Message::text(format!("m{i}"))).await?;
+    let sender = tokio::spawn({
+        let window = window.clone();
+        async move {
+            for i in 0..count {
+                window.acquire().await?.forget();
+                tx.send(Message::text(format!("m{i}"))).await?;
+            }
+            Ok::<_, anyhow::Error>(())
         }
-        tx.flush().await?;
-        Ok::<_, anyhow::Error>(tx)
     });
     for got in 0..count {
         match tokio::time::timeout(WAIT, rx.next()).await {
-            Ok(Some(Ok(Message::Text(_)))) => {}
+            Ok(Some(Ok(Message::Text(_)))) => window.add_permits(1),
             other => bail!("pipelined messages broke after {got} of {count}: {other:?}"),
         }
     }
     let elapsed = began.elapsed();
-    drop(sender.await??);
+    sender.await??;
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 

@@ -277,7 +277,8 @@ fn raise_map_count(idle: usize) {
 }
 
 /// Thousands of connections need thousands of descriptors, here and in the
-/// servers (which inherit the limit): raise the soft limit to the hard one.
+/// servers (which inherit the limit): raise the soft limit to the hard one,
+/// and both to 262,144 when allowed (as root).
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
@@ -286,8 +287,16 @@ fn raise_fd_limit() {
             rlim_max: 0,
         };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            // As root the hard limit itself may rise: 50,000 idle sockets
+            // need that many descriptors here and in the server.
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max.max(1 << 18),
+                rlim_max: limit.rlim_max.max(1 << 18),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
         }
     }
 }

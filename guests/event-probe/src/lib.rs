@@ -8,7 +8,7 @@
 //! attachment N), `trap` (panic in the request hook).
 //!
 //! Messages: `whoami`, `set N`, `sub T`, `unsub T`, `pub T M`, `pubx T M`,
-//! `count T`, `open`, `close CODE REASON`, `terminate`, `panic`, `spin`,
+//! `count T`, `open`, `close CODE REASON`, `terminate`, `panic`, `spin`, `bomb`,
 //! `flood N` (N sends of 64 KiB; `drained` follows on drain), `buffered`.
 
 use wshost_guest::events::{Decision, Handler, Message, SendStatus, Socket, UpgradeOptions};
@@ -67,6 +67,14 @@ impl Handler for Probe {
             "spin" => loop {
                 std::hint::spin_loop();
             },
+            "bomb" => {
+                // Grow memory until the host's cap stops the instance.
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
             "flood" => {
                 let chunk = vec![0x5A; 64 << 10];
                 let mut backed_up = 0;
