@@ -153,7 +153,10 @@ fn serve_once(xdg: &std::path::Path, flags: &[&str]) {
     );
 }
 
-/// Bytes of every file under `dir`, recursively (0 when it does not exist).
+/// Bytes of the compiled code under `dir`, recursively (0 when it does not
+/// exist). Not the `.stats` files: wasmtime's cache worker updates those
+/// (usage counts) in the background, also after a hit, so their size says
+/// nothing about compiling.
 fn bytes_under(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -162,6 +165,7 @@ fn bytes_under(dir: &std::path::Path) -> u64 {
         .flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ if e.path().extension().is_some_and(|x| x == "stats") => 0,
             _ => e.metadata().map(|m| m.len()).unwrap_or(0),
         })
         .sum()
@@ -190,4 +194,30 @@ fn compiled_components_are_kept_in_the_cache_dir_unless_told_not_to() {
     serve_once(&xdg, &["--cache-dir", explicit.to_str().unwrap()]);
     assert!(bytes_under(&explicit) > component);
     let _ = std::fs::remove_dir_all(&xdg);
+}
+
+/// An event-world socket holds no instance: a server of event routes only
+/// reserves instance slots per route, not per connection, so a connection
+/// limit no handler-world pool could reserve (a million slots of 128 MiB is
+/// more address space than x86-64 has) starts at once and serves.
+#[tokio::test]
+async fn an_event_only_server_reserves_no_instance_per_connection() {
+    let server = Server::start_flagged(&["--max-connections", "1000000"], &[("/chat", "chat")]);
+    let mut ws = server.connect("/chat").await;
+    send_text(&mut ws, "x").await;
+    assert_eq!(next_text(&mut ws).await, "Сервер：x");
+    // The same limit with a handler-world route needs a slot per connection.
+    let stderr = refused(
+        &[
+            "--max-connections",
+            "1000000",
+            "--route",
+            &format!("/echo={}", guest("echo").display()),
+        ],
+        1,
+    );
+    assert!(
+        stderr.contains("reserving room for 1000000 instances"),
+        "{stderr}"
+    );
 }

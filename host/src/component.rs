@@ -10,6 +10,7 @@ use crate::conn::Conn;
 use crate::event_state::{EventHost, EventState};
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
+use std::borrow::Cow;
 use std::path::Path;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -33,16 +34,6 @@ pub const EVENT_EXPORTS: [&str; 5] = [
 pub enum Loaded {
     Handler(HandlerPre<HostState>),
     Events(EventsPre<EventState>),
-}
-
-impl Loaded {
-    /// The world's name, as `wshost check` reports it.
-    pub fn world(&self) -> &'static str {
-        match self {
-            Loaded::Handler(_) => "handler",
-            Loaded::Events(_) => "events",
-        }
-    }
 }
 
 /// One linker per world: their stores hold different state.
@@ -75,15 +66,16 @@ const ASYNC_STACK: usize = 512 << 10;
 
 /// The engine every route's components run on: component model, epoch
 /// interruption (see `sandbox`), and a pooling instance allocator sized for
-/// `limits.max_connections` instances: instantiating takes a pre-reserved
-/// slot, with copy-on-write memory images, instead of fresh mappings (which
-/// also run into the kernel's map count limit near 10,000 connections).
+/// `instances` (see [`instances_needed`]): instantiating takes a
+/// pre-reserved slot, with copy-on-write memory images, instead of fresh
+/// mappings (which also run into the kernel's map count limit near 10,000
+/// connections).
 ///
 /// With a `cache` directory, compiled components are kept there and a
 /// restart loads them instead of compiling again (a Python or JavaScript
 /// guest takes seconds to compile).
-pub fn engine(limits: &Limits, cache: Option<&Path>) -> Result<Engine> {
-    let slots = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+pub fn engine(limits: &Limits, cache: Option<&Path>, instances: usize) -> Result<Engine> {
+    let slots = u32::try_from(instances).unwrap_or(u32::MAX);
     // Each slot reserves address space for the largest memory a guest may have.
     let memory = limits.guest_memory.next_multiple_of(64 << 10);
     let mut pool = PoolingAllocationConfig::default();
@@ -110,8 +102,9 @@ pub fn engine(limits: &Limits, cache: Option<&Path>) -> Result<Engine> {
     }
     anyhow(Engine::new(&config)).with_context(|| {
         format!(
-            "reserving room for --max-connections {slots} instances (each async stack is \
-             two memory mappings: past ~30,000 raise vm.max_map_count)"
+            "reserving room for {slots} instances (--max-connections for handler-world \
+             routes; each async stack is two memory mappings: past ~30,000 raise \
+             vm.max_map_count)"
         )
     })
 }
@@ -151,39 +144,94 @@ pub fn linkers(engine: &Engine) -> Result<Linkers> {
     Ok(Linkers { handler, events })
 }
 
-/// Compile `source` and check it is a component of a world this host runs;
-/// every error names the component and the problem.
-pub fn load(engine: &Engine, linkers: &Linkers, source: &ComponentSource) -> Result<Loaded> {
-    let component = match source {
-        ComponentSource::File(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("{}: cannot read component file", path.display()))?;
-            compile(engine, &bytes).with_context(|| format!("{}", path.display()))?
+/// Instance slots a server needs: one per connection (`max_connections`)
+/// when it has a handler-world route, plus one per event-world route. An
+/// event-world socket holds no instance, so a server of event routes only
+/// reserves almost nothing, whatever its connection limit.
+pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections: usize) -> usize {
+    let (mut handlers, mut events) = (false, 0);
+    for world in worlds {
+        match world {
+            World::Handler => handlers = true,
+            World::Events => events += 1,
         }
-        ComponentSource::Builtin { bytes, .. } => {
-            compile(engine, bytes).with_context(|| source.to_string())?
+    }
+    if handlers {
+        max_connections + events
+    } else {
+        events
+    }
+}
+
+/// The world a component implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    Handler,
+    Events,
+}
+
+impl World {
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Handler => "handler",
+            World::Events => "events",
         }
+    }
+}
+
+/// A component's bytes, checked to be a component, and its world.
+pub struct Inspected<'a> {
+    bytes: Cow<'a, [u8]>,
+    pub world: World,
+}
+
+/// Read `source` and find its world from its exports, before any engine
+/// exists (the instance pool is sized by the worlds served); every error
+/// names the component and the problem.
+pub fn inspect(source: &ComponentSource) -> Result<Inspected<'_>> {
+    let bytes = match source {
+        ComponentSource::File(path) => Cow::Owned(
+            std::fs::read(path)
+                .with_context(|| format!("{}: cannot read component file", path.display()))?,
+        ),
+        ComponentSource::Builtin { bytes, .. } => Cow::Borrowed(*bytes),
     };
-    let world = world_of(engine, &component).with_context(|| source.to_string())?;
+    let world = world_of(&bytes).with_context(|| source.to_string())?;
+    Ok(Inspected { bytes, world })
+}
+
+/// Compile an inspected component and link it for its world.
+pub fn load(
+    engine: &Engine,
+    linkers: &Linkers,
+    source: &ComponentSource,
+    inspected: &Inspected,
+) -> Result<Loaded> {
+    let component = anyhow(Component::new(engine, &inspected.bytes))
+        .context("not a valid WebAssembly component")
+        .with_context(|| source.to_string())?;
+    let world = inspected.world.name();
     let wrong_types = || {
         format!(
             "{source}: the {world} world's exports have the wrong types (built against another version of wit/?)"
         )
     };
     let imports = || format!("{source}: imports something wshost does not provide");
-    Ok(match world {
-        "handler" => {
+    Ok(match inspected.world {
+        World::Handler => {
             let pre = anyhow(linkers.handler.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Handler(anyhow(HandlerPre::new(pre)).with_context(wrong_types)?)
         }
-        _ => {
+        World::Events => {
             let pre = anyhow(linkers.events.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Events(anyhow(EventsPre::new(pre)).with_context(wrong_types)?)
         }
     })
 }
 
-fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+/// The world of a component, from the names of its top-level exports
+/// (the types are checked when it is linked).
+fn world_of(bytes: &[u8]) -> Result<World> {
     if !bytes.starts_with(b"\0asm") {
         bail!("not a WebAssembly file (no \\0asm header)");
     }
@@ -193,18 +241,13 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
             "a core WebAssembly module, not a component: build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
         );
     }
-    anyhow(Component::new(engine, bytes)).context("not a valid WebAssembly component")
-}
-
-/// `handler` or `events`, from what the component exports.
-fn world_of(engine: &Engine, component: &Component) -> Result<&'static str> {
-    let ty = component.component_type();
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let handler = exports.contains(&HANDLER_EXPORT);
-    let events = EVENT_EXPORTS.iter().any(|e| exports.contains(e));
+    let exports = top_level_exports(bytes).context("not a valid WebAssembly component")?;
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    let handler = has(HANDLER_EXPORT);
+    let events = EVENT_EXPORTS.iter().any(|e| has(e));
     match (handler, events) {
-        (true, false) => Ok("handler"),
-        (false, true) => Ok("events"),
+        (true, false) => Ok(World::Handler),
+        (false, true) => Ok(World::Events),
         (true, true) => bail!(
             "exports both `{HANDLER_EXPORT}` (world handler) and `on-*` events (world events): build it for one world"
         ),
@@ -219,6 +262,27 @@ fn world_of(engine: &Engine, component: &Component) -> Result<&'static str> {
             )
         }
     }
+}
+
+/// The names a component exports at its top level (not those of the
+/// components and modules nested in it).
+fn top_level_exports(bytes: &[u8]) -> Result<Vec<String>> {
+    use wasmparser::{Parser, Payload};
+    let mut exports = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(exports)
 }
 
 /// `wasmtime::Error` converts into `anyhow::Error` but is not one, so

@@ -80,18 +80,24 @@ impl Server {
     /// Compile (or load from `cache`) and link every route's component;
     /// fails naming the first bad one.
     pub fn new(specs: &[RouteSpec], limits: Limits, cache: Option<&Path>) -> Result<Self> {
-        let engine = component::engine(&limits, cache)?;
+        let mut inspected = Vec::with_capacity(specs.len());
+        for spec in specs {
+            if specs.iter().filter(|s| s.path == spec.path).count() > 1 {
+                bail!("route {} is given twice", spec.path);
+            }
+            inspected.push(component::inspect(&spec.source)?);
+        }
+        let worlds = inspected.iter().map(|i| i.world);
+        let instances = component::instances_needed(worlds, limits.max_connections);
+        let engine = component::engine(&limits, cache, instances)?;
         sandbox::start_epoch_ticker(&engine);
         let linkers = component::linkers(&engine)?;
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();
-        for spec in specs {
-            if routes.contains_key(&spec.path) {
-                bail!("route {} is given twice", spec.path);
-            }
+        for (spec, inspected) in specs.iter().zip(&inspected) {
             let path: Arc<str> = spec.path.as_str().into();
-            let route = match component::load(&engine, &linkers, &spec.source)? {
+            let route = match component::load(&engine, &linkers, &spec.source, inspected)? {
                 Loaded::Handler(pre) => Route::Handler(HandlerRoute {
                     path,
                     pre,
