@@ -1,7 +1,7 @@
-//! RFC 6455 conformance against the `mirror` guest, case by case in the
-//! manner of the Autobahn TestSuite (its section numbers are in the case
-//! names): framing, pings and pongs, reserved bits, opcodes, fragmentation,
-//! UTF-8, close handling, large messages. Frames are written by hand, so a
+//! RFC 6455 conformance against the `mirror` guest and its event-world twin
+//! `event_mirror`, case by case in the manner of the Autobahn TestSuite (its
+//! section numbers are in the case names): framing, pings and pongs, reserved
+//! bits, opcodes, fragmentation, UTF-8, close handling, large messages. Frames are written by hand, so a
 //! case can send exactly what a broken or hostile client would.
 
 mod support;
@@ -557,7 +557,17 @@ fn describe(got: &Option<(u8, Vec<u8>)>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_guest_conforms_to_rfc_6455() {
-    let server = Server::start(&[("/mirror", "mirror")]);
+    conforms("mirror").await;
+}
+
+/// The same cases through the event world: one instance, a socket task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_mirror_guest_conforms_to_rfc_6455() {
+    conforms("event_mirror").await;
+}
+
+async fn conforms(guest: &str) {
+    let server = Server::start(&[("/mirror", guest)]);
     let cases: Vec<Case> = [
         framing(),
         pings(),
@@ -578,7 +588,7 @@ async fn the_mirror_guest_conforms_to_rfc_6455() {
         }
     }
     eprintln!(
-        "conformance: {} of {} cases passed",
+        "conformance of {guest}: {} of {} cases passed",
         cases.len() - failures.len(),
         cases.len()
     );
@@ -592,8 +602,10 @@ async fn the_mirror_guest_conforms_to_rfc_6455() {
 
 #[tokio::test]
 async fn an_unmasked_client_frame_is_a_protocol_error() {
-    let server = Server::start(&[("/mirror", "mirror")]);
-    let mut ws = RawWs::connect(&server, "/mirror").await;
-    ws.send_bytes(&text(b"naked".to_vec()).encode(None)).await;
-    assert_eq!(ws.close_code().await, Some(1002));
+    for guest in ["mirror", "event_mirror"] {
+        let server = Server::start(&[("/mirror", guest)]);
+        let mut ws = RawWs::connect(&server, "/mirror").await;
+        ws.send_bytes(&text(b"naked".to_vec()).encode(None)).await;
+        assert_eq!(ws.close_code().await, Some(1002), "{guest}");
+    }
 }

@@ -19,13 +19,18 @@ use crate::sandbox::{self, GuestLimiter};
 use crate::socket::{MAX_CLOSE_REASON, truncate};
 use crate::topics::Topics;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 use wasmtime::{Engine, Store};
 
 /// Events waiting for a route's instance, across all its sockets. A socket
 /// that finds the queue full waits before reading more from its peer.
 const QUEUE: usize = 4096;
+
+/// Bytes of messages waiting for a route's instance (at least one whole
+/// message of `--max-message-size`): without it 4,096 queued messages of
+/// 16 MiB would be 64 GiB. A socket waits for room before queuing.
+const QUEUE_BYTES: usize = 64 << 20;
 
 /// Most events served before the writers they sent to are woken: bounds
 /// the latency a batch adds to its first send.
@@ -46,6 +51,8 @@ pub enum Event {
     Message {
         id: ConnectionId,
         msg: Message,
+        /// The message's bytes of the queue's budget, given back once handled.
+        _room: OwnedSemaphorePermit,
     },
     Drain {
         id: ConnectionId,
@@ -62,6 +69,8 @@ pub enum Event {
 pub struct EventRoute {
     pub path: Arc<str>,
     queue: mpsc::Sender<Event>,
+    /// The queue's budget of message bytes ([`QUEUE_BYTES`]).
+    room: Arc<Semaphore>,
     /// The instance's task, until [`EventRoute::start`] spawns it.
     idle: Mutex<Option<Instance>>,
 }
@@ -75,6 +84,10 @@ impl EventRoute {
         topics: Arc<Topics>,
     ) -> Self {
         let (queue, events) = mpsc::channel(QUEUE);
+        let room = QUEUE_BYTES
+            .max(limits.max_message_size)
+            .min(Semaphore::MAX_PERMITS);
+        let room = Arc::new(Semaphore::new(room));
         let host = EventHost::new(path.clone(), limits.clone(), topics);
         let instance = Instance {
             engine: engine.clone(),
@@ -87,6 +100,7 @@ impl EventRoute {
         EventRoute {
             path,
             queue,
+            room,
             idle: Mutex::new(Some(instance)),
         }
     }
@@ -123,8 +137,18 @@ impl EventRoute {
         .await
     }
 
+    /// Queue a message, once the queue has room for its bytes.
     pub async fn message(&self, id: ConnectionId, msg: Message) {
-        self.send(Event::Message { id, msg }).await
+        let len = match &msg {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+        };
+        let bytes = u32::try_from(len).unwrap_or(u32::MAX);
+        // The semaphore is never closed.
+        let Ok(_room) = self.room.clone().acquire_many_owned(bytes).await else {
+            return;
+        };
+        self.send(Event::Message { id, msg, _room }).await
     }
 
     pub async fn drain(&self, id: ConnectionId) {
@@ -227,7 +251,7 @@ impl Instance {
                 })
                 .await;
             }
-            Event::Message { id, msg } => {
+            Event::Message { id, msg, _room } => {
                 self.socket_event(id, |events, store| {
                     Box::pin(async move { events.call_on_message(store, id, &msg).await })
                 })
