@@ -204,13 +204,7 @@ impl Outbox {
     /// Wait until there is something for the writer: a frame, an ending or
     /// an eviction. Cancel-safe.
     pub async fn ready(&self) {
-        loop {
-            let woken = self.wake.notified();
-            if !self.is_quiet() {
-                return;
-            }
-            woken.await;
-        }
+        self.wait_until(|outbox| !outbox.is_quiet()).await
     }
 
     /// Mark the connection as not keeping up and wake its writer.
@@ -236,20 +230,22 @@ impl Outbox {
 
     /// Wait until a write under way must be given up. Cancel-safe.
     pub async fn abandoned(&self) {
-        loop {
-            let woken = self.wake.notified();
-            if self.is_abandoned() {
-                return;
-            }
-            woken.await;
-        }
+        self.wait_until(Outbox::is_abandoned).await
     }
 
     /// Wait until the connection is evicted. Cancel-safe.
     pub async fn evicted(&self) {
+        self.wait_until(Outbox::is_evicted).await
+    }
+
+    /// Wait until `holds` is true of this outbox, checking it again at every
+    /// wake-up (the writer's one `Notify` serves frames, endings and
+    /// evictions alike).
+    async fn wait_until(&self, holds: impl Fn(&Outbox) -> bool) {
         loop {
+            // Listening before checking: a wake-up between the two is kept.
             let woken = self.wake.notified();
-            if self.is_evicted() {
+            if holds(self) {
                 return;
             }
             woken.await;
