@@ -14,8 +14,9 @@ use crate::socket::{
 };
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// The Close code `on-close` gets when no Close frame was exchanged.
@@ -32,13 +33,39 @@ pub struct Accepted {
     pub request: Request,
 }
 
-/// Serve one request of `route` to its end.
+/// Serve one request of `route`: ask the guest, answer it or open the
+/// socket. An open socket is handed to a task of its own, which pumps it
+/// until it closes and holds `slot` (its `--max-connections` permit) as long:
+/// a task holds its future's largest state for its whole life, so the
+/// socket's should be no larger than what it idles in.
 pub async fn serve(
+    route: Arc<EventRoute>,
+    limits: Arc<Limits>,
+    incoming: Accepted,
+    shutdown: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) {
+    let id = incoming.id;
+    match open(&route, &limits, incoming).await {
+        None => {}
+        Some(Ok(socket)) => {
+            let pump = pump(socket, route, id, shutdown, slot);
+            tokio::spawn(pump.instrument(tracing::Span::current()));
+        }
+        Some(Err(e)) => {
+            tracing::debug!("the 101 could not be sent: {e}");
+            route.close(id, ABNORMAL, String::new()).await;
+        }
+    }
+}
+
+/// Ask the guest, then answer the request or open the socket (`on-open`
+/// is queued first); `None` when there is no socket (answered over HTTP).
+async fn open(
     route: &EventRoute,
     limits: &Limits,
     incoming: Accepted,
-    mut shutdown: watch::Receiver<bool>,
-) {
+) -> Option<std::io::Result<Socket>> {
     let Accepted {
         id,
         mut stream,
@@ -60,11 +87,11 @@ pub async fn serve(
                 Err(why) => failed(&format!("its response was refused: {why}")),
             };
             let _ = http::send_and_finish(&mut stream, &bytes).await;
-            return;
+            return None;
         }
         Err(why) => {
             let _ = http::send_and_finish(&mut stream, &failed(&why)).await;
-            return;
+            return None;
         }
     };
     let accept = match http::accept_key(&head) {
@@ -72,7 +99,7 @@ pub async fn serve(
         Err(refusal) => {
             tracing::debug!("not a WebSocket handshake: {refusal}");
             let _ = http::send_and_finish(&mut stream, &refusal.response()).await;
-            return;
+            return None;
         }
     };
     let UpgradeOptions {
@@ -93,26 +120,15 @@ pub async fn serve(
         tracing::warn!("upgrade refused: {why}");
         let refused = failed(&format!("its upgrade was refused: {why}"));
         let _ = http::send_and_finish(&mut stream, &refused).await;
-        return;
+        return None;
     }
     let outbox = Arc::new(limits.outbox(id));
     let response = http::switching_protocols(&accept, protocol.as_deref(), &headers);
-    // None of the request is needed past here: an idle socket keeps none.
-    drop((head, protocol, headers));
     // Opened before the 101 goes out: once the client sees it, a message it
     // (or anyone) sends is queued after this socket's `on-open`, so what
     // `on-open` subscribes to already reaches it.
     route.open(id, outbox.clone(), attachment).await;
-    let opened = Socket::open(stream, &response, early, limits, outbox).await;
-    drop(response);
-    let (code, reason) = match opened {
-        Ok(socket) => run(socket, route, id, &mut shutdown).await,
-        Err(e) => {
-            tracing::debug!("the 101 could not be sent: {e}");
-            (ABNORMAL, String::new())
-        }
-    };
-    route.close(id, code, reason).await;
+    Some(Socket::open(stream, &response, early, limits, outbox).await)
 }
 
 /// A 500 naming why the handler could not answer.
@@ -121,10 +137,27 @@ fn failed(why: &str) -> Vec<u8> {
     http::response(500, &[], body.as_bytes(), false)
 }
 
+/// Pump the socket until it has closed, then report the close to the guest
+/// (`on-close` runs before the socket's permit is given back).
+async fn pump(
+    mut socket: Socket,
+    route: Arc<EventRoute>,
+    id: ConnectionId,
+    mut shutdown: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) {
+    // By reference: moved, the socket would take room twice in this task.
+    let (code, reason) = run(&mut socket, &route, id, &mut shutdown).await;
+    // Dropped (TCP closed) before the guest hears of it.
+    drop(socket);
+    route.close(id, code, reason).await;
+    drop(slot);
+}
+
 /// Pump the socket until it has closed; returns the Close code and reason
 /// `on-close` gets.
 async fn run(
-    mut socket: Socket,
+    socket: &mut Socket,
     route: &EventRoute,
     id: ConnectionId,
     shutdown: &mut watch::Receiver<bool>,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use wasmtime::{Engine, Store};
 
@@ -35,8 +35,8 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// A route's component, as its world runs it.
 pub enum Route {
-    Handler(HandlerRoute),
-    Events(Box<EventRoute>),
+    Handler(Arc<HandlerRoute>),
+    Events(Arc<EventRoute>),
 }
 
 /// A handler-world route: its compiled handler and the hub of its live connections.
@@ -98,12 +98,12 @@ impl Server {
         for (spec, inspected) in specs.iter().zip(&inspected) {
             let path: Arc<str> = spec.path.as_str().into();
             let route = match component::load(&engine, &linkers, &spec.source, inspected)? {
-                Loaded::Handler(pre) => Route::Handler(HandlerRoute {
+                Loaded::Handler(pre) => Route::Handler(Arc::new(HandlerRoute {
                     path,
                     pre,
                     hub: Hub::new(),
-                }),
-                Loaded::Events(pre) => Route::Events(Box::new(EventRoute::new(
+                })),
+                Loaded::Events(pre) => Route::Events(Arc::new(EventRoute::new(
                     path,
                     &engine,
                     pre,
@@ -184,17 +184,18 @@ impl Server {
         };
         let shutdown = self.shutdown.subscribe();
         tokio::spawn(async move {
-            self.handle_connection(stream, remote, shutdown).await;
-            drop(slot);
+            self.handle_connection(stream, remote, shutdown, slot).await;
         });
     }
 
-    async fn handle_connection(
+    /// Read the request head and find its route; answers what it cannot
+    /// serve (a bad head, no route) itself and returns `None`.
+    async fn read_request(
         &self,
         mut stream: TcpStream,
         remote: SocketAddr,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(TcpStream, http::RequestHead, Vec<u8>, Arc<Route>)> {
         let _ = stream.set_nodelay(true);
         let head = http::read_head(
             &mut stream,
@@ -204,7 +205,7 @@ impl Server {
         let head = tokio::select! {
             head = head => head,
             // A request still arriving at shutdown is not worth waiting for.
-            _ = turned_true(&mut shutdown) => return,
+            _ = turned_true(shutdown) => return None,
         };
         let (head, early) = match head {
             Ok(read) => read,
@@ -218,7 +219,7 @@ impl Server {
                     )
                     .await;
                 }
-                return;
+                return None;
             }
         };
         let Some(route) = self.route(&head.path).cloned() else {
@@ -229,6 +230,27 @@ impl Server {
                 &http::response(404, &[], body.as_bytes(), false),
             )
             .await;
+            return None;
+        };
+        Some((stream, head, early, route))
+    }
+
+    /// Serve one connection; `slot` (its `--max-connections` permit) is
+    /// held until it ends.
+    async fn handle_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        remote: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        // Every one-time step before the connection settles is boxed, in a
+        // statement of its own (a temporary would keep its room across the
+        // await): a task holds its future's largest state for its whole
+        // life, and an idle socket should hold only what it idles in.
+        let read = Box::pin(self.read_request(stream, remote, &mut shutdown));
+        let read = read.await;
+        let Some((stream, head, early, route)) = read else {
             return;
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -240,8 +262,8 @@ impl Server {
             headers: head.headers.clone(),
             remote_addr: remote.to_string(),
         };
-        // Each world's future is boxed: a connection's task then holds only
-        // the state of its own world (an idle event socket stays small).
+        // Each world goes on in a task of its own, sized for what it waits
+        // in, and this one ends (see `event_socket::serve` for the events).
         match &*route {
             Route::Handler(route) => {
                 let conn = Conn::new(
@@ -253,7 +275,8 @@ impl Server {
                     early,
                     shutdown,
                 );
-                Box::pin(self.run_handler(route, request, conn).instrument(span)).await
+                let run = self.clone().run_handler(route.clone(), request, conn, slot);
+                tokio::spawn(run.instrument(span));
             }
             Route::Events(route) => {
                 let accepted = Accepted {
@@ -263,8 +286,10 @@ impl Server {
                     early,
                     request,
                 };
-                let served = event_socket::serve(route, &self.limits, accepted, shutdown);
-                Box::pin(served.instrument(span)).await
+                let limits = self.limits.clone();
+                let served = event_socket::serve(route.clone(), limits, accepted, shutdown, slot);
+                let served = Box::pin(served.instrument(span));
+                served.await
             }
         }
     }
@@ -324,10 +349,17 @@ impl Server {
         Ok(times[times.len() / 2])
     }
 
-    /// Instantiate `route`'s handler for one request and run it to the end.
-    async fn run_handler(&self, route: &HandlerRoute, request: Request, conn: Conn) {
+    /// Instantiate `route`'s handler for one request and run it to the end;
+    /// `slot` is the connection's `--max-connections` permit.
+    async fn run_handler(
+        self: Arc<Self>,
+        route: Arc<HandlerRoute>,
+        request: Request,
+        conn: Conn,
+        slot: OwnedSemaphorePermit,
+    ) {
         let id = conn.id();
-        let mut store = self.store(route, conn);
+        let mut store = self.store(&route, conn);
         let outcome = match route.pre.instantiate_async(&mut store).await {
             Ok(handler) => match handler.call_handle(&mut store, &request).await {
                 Ok(Ok(())) => Outcome::Returned,
@@ -350,5 +382,6 @@ impl Server {
         let conn = store.into_data().conn;
         conn.finish(outcome).await;
         tracing::debug!("connection {id} ended");
+        drop(slot);
     }
 }

@@ -16,9 +16,10 @@ use crate::read_ahead::ReadAhead;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -322,18 +323,12 @@ async fn write_all_vectored(
     io: &mut ReadAhead<TcpStream>,
     frames: &[Bytes],
 ) -> std::io::Result<()> {
-    /// Slices per `writev`; Linux takes up to 1024.
-    const MAX_SLICES: usize = 64;
     let (mut first, mut offset) = (0, 0);
     while first < frames.len() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut count = 0;
-        for (i, frame) in frames[first..].iter().take(MAX_SLICES).enumerate() {
-            let skip = if i == 0 { offset } else { 0 };
-            slices[count] = IoSlice::new(&frame[skip..]);
-            count += 1;
-        }
-        let mut written = io.write_vectored(&slices[..count]).await?;
+        let mut written = std::future::poll_fn(|cx| {
+            poll_writev(Pin::new(&mut *io), cx, &frames[first..], offset)
+        })
+        .await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -350,6 +345,27 @@ async fn write_all_vectored(
         }
     }
     Ok(())
+}
+
+/// One `writev` of `frames`, the first from `offset` on. The slices live on
+/// the stack of this poll only: as part of the write's future they would
+/// sit (1 KiB) in every connection task, idle or not.
+fn poll_writev(
+    io: Pin<&mut ReadAhead<TcpStream>>,
+    cx: &mut std::task::Context<'_>,
+    frames: &[Bytes],
+    offset: usize,
+) -> std::task::Poll<std::io::Result<usize>> {
+    /// Slices per `writev`; Linux takes up to 1024.
+    const MAX_SLICES: usize = 64;
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut count = 0;
+    for (i, frame) in frames.iter().take(MAX_SLICES).enumerate() {
+        let skip = if i == 0 { offset } else { 0 };
+        slices[count] = IoSlice::new(&frame[skip..]);
+        count += 1;
+    }
+    io.poll_write_vectored(cx, &slices[..count])
 }
 
 /// Resolves once `flag` is true; never, if its sender goes first.
