@@ -36,6 +36,9 @@ const QUEUE_BYTES: usize = 64 << 20;
 /// the latency a batch adds to its first send.
 const BATCH: usize = 64;
 
+/// Writers an event must have sent to for them to wait for the batch's end.
+const CORK_AT: usize = 64;
+
 /// What a socket's task asks of its route's instance.
 pub enum Event {
     Request {
@@ -217,18 +220,30 @@ fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventSt
 
 impl Instance {
     /// Serve events in batches: what is queued when a batch starts (up to
-    /// [`BATCH`]) runs before the writers it sent to are woken, so each
-    /// writer takes the batch's frames in one write.
+    /// [`BATCH`]) runs before the writers of its large fan-outs (publishes
+    /// to [`CORK_AT`] sockets or more) are woken, so each of them takes the
+    /// batch's frames in one write.
     async fn run(mut self) {
         while let Some(event) = self.queue.recv().await {
             self.handle(event).await;
             for _ in 1..BATCH {
+                self.uncork_small();
                 match self.queue.try_recv() {
                     Ok(event) => self.handle(event).await,
                     Err(_) => break,
                 }
             }
             self.store.data_mut().host.cork.uncork();
+        }
+    }
+
+    /// Wake the writers of a small fan-out at once (an echo, a small room:
+    /// waiting for the batch would only add its latency); a large one waits
+    /// for the batch's end, where each writer takes all its frames at once.
+    fn uncork_small(&mut self) {
+        let cork = &mut self.store.data_mut().host.cork;
+        if cork.len() < CORK_AT {
+            cork.uncork();
         }
     }
 

@@ -41,6 +41,15 @@ pub enum Queued {
 pub struct Cork(Vec<Arc<Outbox>>);
 
 impl Cork {
+    /// Writers waiting to be woken.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Wake every writer queued to since the last uncork.
     pub fn uncork(&mut self) {
         for outbox in self.0.drain(..) {
