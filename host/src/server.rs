@@ -244,12 +244,7 @@ impl Server {
         mut shutdown: watch::Receiver<bool>,
         slot: OwnedSemaphorePermit,
     ) {
-        // Every one-time step before the connection settles is boxed, in a
-        // statement of its own (a temporary would keep its room across the
-        // await): a task holds its future's largest state for its whole
-        // life, and an idle socket should hold only what it idles in.
-        let read = Box::pin(self.read_request(stream, remote, &mut shutdown));
-        let read = read.await;
+        let read = self.read_request(stream, remote, &mut shutdown).await;
         let Some((stream, head, early, route)) = read else {
             return;
         };
@@ -288,8 +283,7 @@ impl Server {
                 };
                 let limits = self.limits.clone();
                 let served = event_socket::serve(route.clone(), limits, accepted, shutdown, slot);
-                let served = Box::pin(served.instrument(span));
-                served.await
+                served.instrument(span).await
             }
         }
     }

@@ -233,13 +233,6 @@ impl Socket {
         let _ = tokio::time::timeout(timeout, handshake).await;
     }
 
-    /// Wait up to the close timeout for the peer to end its side after the
-    /// closing handshake, reading (and dropping) whatever it still sends.
-    pub async fn linger(&mut self) {
-        let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
-        let _ = tokio::time::timeout(self.close_timeout, drain).await;
-    }
-
     /// The peer broke the protocol or the socket failed: tell the peer why
     /// with the RFC 6455 close code when it can still hear it.
     async fn read_failed(&mut self, e: tungstenite::Error) -> Incoming {
