@@ -20,6 +20,7 @@ fn main() {
             println!("cargo:rerun-if-changed={}", dir.display());
         }
     }
+    ensure_wasm_target();
     // A target dir of its own, so this nested build never waits on the lock
     // of the build that runs this script.
     let target_dir = root.join("target").join("guests");
@@ -65,4 +66,31 @@ fn main() {
     }
     let guests = target_dir.join("wasm32-wasip2").join("guest");
     println!("cargo:rustc-env=WSHOST_GUEST_DIR={}", guests.display());
+}
+
+/// Add the `wasm32-wasip2` target through rustup when the toolchain lacks
+/// it: rustup adds the targets of `rust-toolchain.toml` only when it
+/// installs the toolchain itself, so a machine that already had the
+/// toolchain would otherwise stop at E0463. Without rustup, the build below
+/// says what is missing.
+fn ensure_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let Ok(installed) = installed else { return };
+    let has = String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == "wasm32-wasip2");
+    if !installed.status.success() || has {
+        return;
+    }
+    println!("cargo:warning=adding the wasm32-wasip2 target: rustup target add wasm32-wasip2");
+    let added = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
+    if !matches!(added, Ok(status) if status.success()) {
+        println!(
+            "cargo:warning=`rustup target add wasm32-wasip2` failed; the guests will not build"
+        );
+    }
 }

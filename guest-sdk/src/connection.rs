@@ -27,6 +27,15 @@ impl Connection {
         host::upgrade()
     }
 
+    /// Send `101 Switching Protocols` with the subprotocol `protocol` picked
+    /// from the client's offer ([`crate::Request::protocols`]) and extra
+    /// response `headers` (e.g. `set-cookie`). A pick the client did not
+    /// offer, or a header the host sets itself, fails with
+    /// [`crate::Error::Protocol`] and leaves the request unanswered.
+    pub fn upgrade_with(&self, protocol: Option<&str>, headers: &[(String, String)]) -> Result<()> {
+        crate::bindings::wshost::websocket::handshake::upgrade_with(protocol, headers)
+    }
+
     /// Wait for the next message, at most `timeout` (`None`: forever).
     ///
     /// `Ok(Some(frame))` is a message or the peer's Close frame

@@ -4,6 +4,7 @@ use crate::outbox::Outbox;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::time::Instant;
 use tungstenite::protocol::WebSocketConfig;
 
 /// One `--route PATH=FILE.wasm`: requests for exactly `PATH` go to the component in `FILE`.
@@ -65,7 +66,45 @@ impl FromStr for RouteSpec {
 /// a larger chunk only while bytes arrive; this buffer takes from it.
 const READ_CHUNK: usize = 1 << 10;
 
-/// Per-connection limits; every one is a `serve` flag.
+/// How the host keeps a socket alive and finds a peer that vanished
+/// (a phone that lost its network, a NAT that forgot the connection): a
+/// socket the peer has sent nothing on for `ping_interval` is pinged, and
+/// one silent for `idle_timeout` is dropped (its guest sees it end, 1006).
+/// A pong counts as hearing from the peer, so a live peer is never dropped
+/// when `ping_interval` is well under `idle_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub ping_interval: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Keepalive {
+    pub fn enabled(&self) -> bool {
+        self.ping_interval.is_some() || self.idle_timeout.is_some()
+    }
+
+    /// When to look again: the ping due (unless sent) or the idle deadline,
+    /// whichever comes first; far away when neither is set.
+    pub fn next(&self, heard: Instant, pinged: bool) -> Instant {
+        let ping = self.ping_interval.filter(|_| !pinged);
+        [ping, self.idle_timeout]
+            .into_iter()
+            .flatten()
+            .map(|after| heard + after)
+            .min()
+            .unwrap_or_else(|| heard + Duration::from_secs(86_400 * 365))
+    }
+
+    pub fn silent_too_long(&self, heard: Instant, now: Instant) -> bool {
+        self.idle_timeout.is_some_and(|idle| now >= heard + idle)
+    }
+
+    pub fn ping_due(&self, heard: Instant, pinged: bool, now: Instant) -> bool {
+        !pinged && self.ping_interval.is_some_and(|every| now >= heard + every)
+    }
+}
+
+/// Per-connection limits and policy; every one is a `serve` flag.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest whole message, received or pushed.
@@ -94,6 +133,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long, after SIGINT/SIGTERM, handlers get to return before the process exits.
     pub shutdown_timeout: Duration,
+    /// How long any one write to a client may wait for it to read.
+    pub write_timeout: Duration,
+    /// Pings to quiet sockets, and when a silent one is dropped.
+    pub keepalive: Keepalive,
+    /// `Origin`s a WebSocket handshake may come from; empty: any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Limits {
@@ -111,6 +156,12 @@ impl Default for Limits {
             guest_table_elements: 100_000,
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            keepalive: Keepalive {
+                ping_interval: Some(Duration::from_secs(25)),
+                idle_timeout: Some(Duration::from_secs(60)),
+            },
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -119,6 +170,23 @@ impl Limits {
     /// The outbox of a new connection `id`.
     pub fn outbox(&self, id: crate::bindings::ConnectionId) -> Outbox {
         Outbox::new(id, self.mailbox_capacity, self.backpressure)
+    }
+
+    /// Whether a WebSocket handshake with `origin` is let through: any
+    /// when no `--allowed-origin` is given; else one of them (ASCII case
+    /// ignored), or none sent (not a browser: cross-site hijacking is a
+    /// browser's attack, and a browser always sends `Origin`).
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(origin) => {
+                self.allowed_origins.is_empty()
+                    || self
+                        .allowed_origins
+                        .iter()
+                        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            }
+        }
     }
 
     pub fn websocket_config(&self) -> WebSocketConfig {
@@ -138,6 +206,20 @@ mod tests {
         let r: RouteSpec = "/websocket=echo.wasm".parse().unwrap();
         assert_eq!(r.path, "/websocket");
         assert_eq!(r.source, ComponentSource::File("echo.wasm".into()));
+    }
+
+    #[test]
+    fn origins_are_matched_whole() {
+        let open = Limits::default();
+        assert!(open.origin_allowed(Some("https://evil.example")));
+        let strict = Limits {
+            allowed_origins: vec!["https://app.example".into()],
+            ..Limits::default()
+        };
+        assert!(strict.origin_allowed(Some("https://APP.example")));
+        assert!(strict.origin_allowed(None));
+        assert!(!strict.origin_allowed(Some("https://app.example.evil")));
+        assert!(!strict.origin_allowed(Some("http://app.example")));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `connection` and `hub` imports: pending → upgraded or responded → closed.
 //! What happens on the upgraded socket is in [`crate::websocket`].
 
-use crate::bindings::wshost::websocket::{connection, event_types, hub as hub_api, topics, types};
+use crate::bindings::wshost::websocket::{
+    connection, event_types, handshake, hub as hub_api, topics, types,
+};
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
 use crate::config::Limits;
 use crate::frame::{self, Kind};
@@ -39,8 +41,9 @@ enum Phase {
         early: Vec<u8>,
     },
     Upgraded(Box<Upgraded>),
-    /// Answered over HTTP (by the handler, or by the host refusing a handshake).
-    Responded,
+    /// Answered over HTTP (by the handler, or by the host refusing a
+    /// handshake); what the client still sends is drained at the end.
+    Responded(Option<TcpStream>),
     /// TCP dropped by `close`, or the socket failed.
     Closed,
 }
@@ -99,11 +102,8 @@ impl Conn {
                     }
                     Outcome::Failed(why) => format!("the handler failed: {why}\n"),
                 };
-                let _ = http::send_and_finish(
-                    &mut stream,
-                    &http::response(500, &[], body.as_bytes(), false),
-                )
-                .await;
+                let response = http::response(500, &[], body.as_bytes(), false);
+                http::refuse(&mut stream, &response, self.limits.write_timeout).await;
             }
             Phase::Upgraded(up) => match &outcome {
                 Outcome::Returned => up.finish(CloseCode::Normal, "").await,
@@ -112,7 +112,8 @@ impl Conn {
                         .await
                 }
             },
-            Phase::Responded | Phase::Closed => {}
+            Phase::Responded(Some(mut stream)) => http::linger(&mut stream).await,
+            Phase::Responded(None) | Phase::Closed => {}
         }
     }
 
@@ -120,32 +121,46 @@ impl Conn {
         match &mut self.phase {
             Phase::Upgraded(up) => Ok(up),
             Phase::Closed => Err(Error::PeerClosed),
-            Phase::Pending { .. } | Phase::Responded => Err(Error::NotUpgraded),
+            Phase::Pending { .. } | Phase::Responded(_) => Err(Error::NotUpgraded),
         }
     }
 
-    async fn do_upgrade(&mut self) -> Result<(), Error> {
-        let (mut stream, head, early) = match std::mem::replace(&mut self.phase, Phase::Responded) {
-            Phase::Pending {
-                stream,
-                head,
-                early,
-            } => (stream, head, early),
-            other => {
-                let closed = matches!(other, Phase::Closed);
-                self.phase = other;
-                return Err(if closed {
-                    Error::PeerClosed
-                } else {
-                    Error::AlreadyAnswered
-                });
-            }
-        };
+    /// Upgrade with the guest's subprotocol and 101 headers, both checked
+    /// before the request is taken: a refused choice leaves it pending.
+    async fn do_upgrade(
+        &mut self,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), Error> {
+        if let Phase::Pending { head, .. } = &self.phase {
+            http::check_upgrade(head, protocol.as_deref(), &headers).map_err(Error::Protocol)?;
+        }
+        let (mut stream, head, early) =
+            match std::mem::replace(&mut self.phase, Phase::Responded(None)) {
+                Phase::Pending {
+                    stream,
+                    head,
+                    early,
+                } => (stream, head, early),
+                other => {
+                    let closed = matches!(other, Phase::Closed);
+                    self.phase = other;
+                    return Err(if closed {
+                        Error::PeerClosed
+                    } else {
+                        Error::AlreadyAnswered
+                    });
+                }
+            };
         let accept = match http::accept_key(&head) {
             Ok(accept) => accept,
             Err(refusal) => {
                 self.refused_handshake = true;
-                let _ = http::send_and_finish(&mut stream, &refusal.response()).await;
+                let response = refusal.response();
+                let sent = http::send_and_finish(&mut stream, &response, self.limits.write_timeout);
+                if sent.await.is_ok() {
+                    self.phase = Phase::Responded(Some(stream));
+                }
                 return Err(Error::Protocol(refusal.to_string()));
             }
         };
@@ -154,7 +169,7 @@ impl Conn {
         let outbox = Arc::new(self.limits.outbox(self.id));
         let membership = self.hub.join(self.id, outbox.clone());
         let subscriptions = Subscriptions::new(self.topics.clone(), self.id, outbox.clone());
-        let response = http::switching_protocols(&accept, None, &[]);
+        let response = http::switching_protocols(&accept, protocol.as_deref(), &headers);
         let socket = match Socket::open(stream, &response, early, &self.limits, outbox).await {
             Ok(socket) => socket,
             Err(e) => {
@@ -172,7 +187,7 @@ impl Conn {
         let up = match &mut self.phase {
             Phase::Upgraded(up) => up,
             Phase::Closed => return Ok(None),
-            Phase::Pending { .. } | Phase::Responded => return Err(Error::NotUpgraded),
+            Phase::Pending { .. } | Phase::Responded(_) => return Err(Error::NotUpgraded),
         };
         let received = up.recv(deadline, &mut self.shutdown).await;
         self.drop_if_broken();
@@ -207,7 +222,7 @@ impl Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let Phase::Pending { stream, head, .. } = &mut self.phase else {
+        let Phase::Pending { head, .. } = &self.phase else {
             return Err(match self.phase {
                 Phase::Closed => Error::PeerClosed,
                 _ => Error::AlreadyAnswered,
@@ -215,8 +230,15 @@ impl Conn {
         };
         http::check_response(status, &headers).map_err(Error::Protocol)?;
         let bytes = http::response(status, &headers, &body, head.method == "HEAD");
-        let sent = http::send_and_finish(stream, &bytes).await;
-        self.phase = Phase::Responded;
+        let Phase::Pending { mut stream, .. } =
+            std::mem::replace(&mut self.phase, Phase::Responded(None))
+        else {
+            unreachable!("checked above");
+        };
+        let sent = http::send_and_finish(&mut stream, &bytes, self.limits.write_timeout).await;
+        if sent.is_ok() {
+            self.phase = Phase::Responded(Some(stream));
+        }
         sent.map_err(|e| Error::Io(e.to_string()))
     }
 }
@@ -245,7 +267,7 @@ impl connection::Host for Conn {
     }
 
     async fn upgrade(&mut self) -> Result<(), Error> {
-        self.do_upgrade().await
+        self.do_upgrade(None, Vec::new()).await
     }
 
     async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Frame>, Error> {
@@ -273,6 +295,16 @@ impl connection::Host for Conn {
         body: Vec<u8>,
     ) -> Result<(), Error> {
         self.do_respond(status, headers, body).await
+    }
+}
+
+impl handshake::Host for Conn {
+    async fn upgrade_with(
+        &mut self,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), Error> {
+        self.do_upgrade(protocol, headers).await
     }
 }
 

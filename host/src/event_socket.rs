@@ -86,11 +86,11 @@ async fn open(
                 ),
                 Err(why) => failed(&format!("its response was refused: {why}")),
             };
-            let _ = http::send_and_finish(&mut stream, &bytes).await;
+            http::refuse(&mut stream, &bytes, limits.write_timeout).await;
             return None;
         }
         Err(why) => {
-            let _ = http::send_and_finish(&mut stream, &failed(&why)).await;
+            http::refuse(&mut stream, &failed(&why), limits.write_timeout).await;
             return None;
         }
     };
@@ -98,7 +98,7 @@ async fn open(
         Ok(accept) => accept,
         Err(refusal) => {
             tracing::debug!("not a WebSocket handshake: {refusal}");
-            let _ = http::send_and_finish(&mut stream, &refusal.response()).await;
+            http::refuse(&mut stream, &refusal.response(), limits.write_timeout).await;
             return None;
         }
     };
@@ -119,7 +119,7 @@ async fn open(
     if let Err(why) = checked {
         tracing::warn!("upgrade refused: {why}");
         let refused = failed(&format!("its upgrade was refused: {why}"));
-        let _ = http::send_and_finish(&mut stream, &refused).await;
+        http::refuse(&mut stream, &refused, limits.write_timeout).await;
         return None;
     }
     let outbox = Arc::new(limits.outbox(id));

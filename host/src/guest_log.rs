@@ -1,10 +1,16 @@
 //! A guest's stdout and stderr, line by line into the host's `tracing` log,
 //! tagged with the route and connection id.
+//!
+//! A guest is not trusted with the log: control characters are escaped (a
+//! `\r` or an ANSI sequence cannot forge or hide a line), and each stream
+//! logs at most [`BURST`] lines at once and [`LINES_PER_SEC`] a second on
+//! average; what is over is counted and reported, not logged.
 
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -12,6 +18,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// A line longer than this is logged in pieces, so a guest cannot make the
 /// host buffer without bound.
 const MAX_LINE: usize = 4096;
+
+/// Lines a stream may log at once, then [`LINES_PER_SEC`] a second.
+const BURST: f64 = 200.0;
+const LINES_PER_SEC: f64 = 100.0;
 
 /// Which of the guest's output streams this is.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +40,11 @@ struct LineBuffer {
     conn: u64,
     stream: Stream,
     pending: Vec<u8>,
+    /// Lines that may be logged now (a token bucket).
+    allowance: f64,
+    refilled: Instant,
+    /// Lines dropped since the last one logged.
+    dropped: u64,
 }
 
 impl GuestLog {
@@ -39,6 +54,9 @@ impl GuestLog {
             conn,
             stream,
             pending: Vec::new(),
+            allowance: BURST,
+            refilled: Instant::now(),
+            dropped: 0,
         })))
     }
 
@@ -66,8 +84,22 @@ impl GuestLog {
 
 impl LineBuffer {
     fn emit(&mut self) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * LINES_PER_SEC;
+        self.allowance = (self.allowance + refill).min(BURST);
+        self.refilled = now;
+        if self.allowance < 1.0 {
+            self.dropped += 1;
+            self.pending.clear();
+            return;
+        }
+        self.allowance -= 1.0;
+        if self.dropped > 0 {
+            let dropped = std::mem::take(&mut self.dropped);
+            tracing::warn!(target: "guest", route = %self.route, conn = self.conn, "{dropped} lines of guest output dropped (over {LINES_PER_SEC} a second)");
+        }
         let line = String::from_utf8_lossy(&self.pending);
-        let line = line.trim_end_matches('\r');
+        let line = escape_controls(line.trim_end_matches('\r'));
         match self.stream {
             Stream::Stdout => {
                 tracing::info!(target: "guest", route = %self.route, conn = self.conn, "{line}")
@@ -78,6 +110,21 @@ impl LineBuffer {
         }
         self.pending.clear();
     }
+}
+
+/// `line` with its control characters (but tab) escaped as `\u{..}`.
+fn escape_controls(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return line.into();
+    }
+    line.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 impl Drop for LineBuffer {
@@ -135,5 +182,19 @@ impl AsyncWrite for GuestLog {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_cannot_forge_lines() {
+        assert_eq!(escape_controls("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            escape_controls("ok\rINFO forged\x1b[2K"),
+            "ok\\u{d}INFO forged\\u{1b}[2K"
+        );
     }
 }

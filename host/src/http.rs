@@ -22,6 +22,8 @@ pub struct RequestHead {
     pub query: String,
     /// Lower-case names, in the order sent.
     pub headers: Vec<(String, String)>,
+    /// HTTP/1.`minor`.
+    pub minor_version: u8,
 }
 
 impl RequestHead {
@@ -31,6 +33,16 @@ impl RequestHead {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// How many times header `name` was sent.
+    fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+
+    /// The request asks for a WebSocket (whether or not it is a valid handshake).
+    pub fn wants_websocket(&self) -> bool {
+        self.has_token("upgrade", "websocket")
     }
 
     /// True when header `name` holds `token` in its comma-separated list.
@@ -130,6 +142,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
         path: path.to_string(),
         query: query.to_string(),
         headers,
+        minor_version: req.version.unwrap_or(0),
     };
     Ok(Some((head, consumed)))
 }
@@ -139,13 +152,19 @@ fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
 pub enum HandshakeError {
     #[error("a WebSocket handshake must use GET, not {0}")]
     Method(String),
+    #[error("a WebSocket handshake must use HTTP/1.1")]
+    HttpVersion,
+    #[error("missing `Host` header")]
+    NoHost,
+    #[error("header {0} is sent more than once")]
+    Duplicate(&'static str),
     #[error("missing `Upgrade: websocket` header")]
     NoUpgradeHeader,
     #[error("missing `Connection: Upgrade` header")]
     NoConnectionUpgrade,
     #[error("unsupported Sec-WebSocket-Version {0:?}; this server speaks 13")]
     Version(String),
-    #[error("missing or malformed Sec-WebSocket-Key header")]
+    #[error("missing or malformed Sec-WebSocket-Key header (16 bytes in base64)")]
     Key,
 }
 
@@ -170,6 +189,17 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     if head.method != "GET" {
         return Err(HandshakeError::Method(head.method.clone()));
     }
+    if head.minor_version < 1 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    if head.header("host").is_none() {
+        return Err(HandshakeError::NoHost);
+    }
+    for name in ["sec-websocket-key", "sec-websocket-version"] {
+        if head.count(name) > 1 {
+            return Err(HandshakeError::Duplicate(name));
+        }
+    }
     if !head.has_token("upgrade", "websocket") {
         return Err(HandshakeError::NoUpgradeHeader);
     }
@@ -183,8 +213,9 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     let key = head
         .header("sec-websocket-key")
         .ok_or(HandshakeError::Key)?;
-    // The key is 16 random bytes in base64: 24 characters ending in `==`.
-    if key.len() != 24 || !key.ends_with("==") {
+    // The key is 16 random bytes in base64 (RFC 6455 §4.1).
+    let decoded = data_encoding::BASE64.decode(key.as_bytes());
+    if decoded.map_or(true, |bytes| bytes.len() != 16) {
         return Err(HandshakeError::Key);
     }
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
@@ -308,27 +339,42 @@ pub fn check_response(status: u16, headers: &[(String, String)]) -> Result<(), S
     Ok(())
 }
 
-/// Write `bytes` and shut the write side, best effort: the client may be gone.
-/// Send `bytes`, end our side, and read (and drop) what the client still
-/// sends for up to `linger`, so that closing never resets the connection
-/// before the client has read the response.
-pub async fn send_and_linger(
+/// How long a closed-off connection's unread input is drained (see [`linger`]).
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Write a whole response and end our side, within `write_timeout`: a
+/// client that does not read loses its connection, not the server a slot.
+pub async fn send_and_finish(
     stream: &mut TcpStream,
     bytes: &[u8],
-    linger: Duration,
+    write_timeout: Duration,
 ) -> std::io::Result<()> {
-    send_and_finish(stream, bytes).await?;
-    let drain = async {
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok(())
+    let send = async {
+        stream.write_all(bytes).await?;
+        stream.shutdown().await
     };
-    tokio::time::timeout(linger, drain).await.unwrap_or(Ok(()))
+    tokio::time::timeout(write_timeout, send)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
-pub async fn send_and_finish(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.shutdown().await
+/// Read (and drop) what the client still sends, until it closes or for at
+/// most [`LINGER`]: a socket closed with unread input is reset, and a reset
+/// can destroy the response before the client has read it.
+pub async fn linger(stream: &mut TcpStream) {
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// [`send_and_finish`], then [`linger`]: how the host answers what it
+/// refuses (bad requests, no route, 503, 500).
+pub async fn refuse(stream: &mut TcpStream, bytes: &[u8], write_timeout: Duration) {
+    if send_and_finish(stream, bytes, write_timeout).await.is_ok() {
+        linger(stream).await;
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +433,21 @@ mod tests {
         );
         let nokey = head(&HANDSHAKE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""));
         assert_eq!(accept_key(&nokey), Err(HandshakeError::Key));
+        // 24 characters ending in `==`, but not base64 of 16 bytes.
+        let bad_key =
+            head(&HANDSHAKE.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!!!!!!!!!!!!!!!!!!!!=="));
+        assert_eq!(accept_key(&bad_key), Err(HandshakeError::Key));
+        let short_key = head(&HANDSHAKE.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="));
+        assert_eq!(accept_key(&short_key), Err(HandshakeError::Key));
+        let http10 = head(&HANDSHAKE.replace("HTTP/1.1", "HTTP/1.0"));
+        assert_eq!(accept_key(&http10), Err(HandshakeError::HttpVersion));
+        let no_host = head(&HANDSHAKE.replace("Host: x\r\n", ""));
+        assert_eq!(accept_key(&no_host), Err(HandshakeError::NoHost));
+        let twice = head(&HANDSHAKE.replace("\r\n\r\n", "\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+        assert_eq!(
+            accept_key(&twice),
+            Err(HandshakeError::Duplicate("sec-websocket-version"))
+        );
     }
 
     #[test]

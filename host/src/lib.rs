@@ -26,6 +26,7 @@ pub mod server;
 pub mod socket;
 pub mod state;
 pub mod topics;
+pub mod utf8;
 pub mod websocket;
 
 pub use config::{ComponentSource, Limits, RouteSpec};

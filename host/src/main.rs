@@ -111,6 +111,17 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_timeout.as_secs_f64())]
     shutdown_timeout: f64,
 
+    /// Seconds any one write (a message, a plain response, a Close frame, a
+    /// 503) may wait for the client to read; past it the connection is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().write_timeout.as_secs_f64())]
+    write_timeout: f64,
+
+    /// Accept WebSocket handshakes only from this `Origin` (e.g.
+    /// https://app.example.com); repeatable. Others get 403; a request
+    /// without `Origin` (not a browser) is let through. Default: any origin.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+
     /// Elements any one table of a guest instance may hold.
     #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
     guest_table_elements: usize,
@@ -120,11 +131,13 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    // Kept to the end of main: dropping it flushes what the log thread holds.
+    let (stderr, _flush) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
@@ -159,8 +172,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         guest_table_elements: args.guest_table_elements,
         max_connections: positive("--max-connections", args.max_connections)?,
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
+        write_timeout: seconds("--write-timeout", args.write_timeout)?,
+        allowed_origins: args
+            .allowed_origins
+            .iter()
+            .map(|o| origin("--allowed-origin", o))
+            .collect::<Result<_>>()?,
         ..Limits::default()
     };
+    raise_open_files_limit();
     let server = Arc::new(Server::new(&routes, limits, args.cache.dir().as_deref())?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -183,6 +203,30 @@ fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Raise the soft open-files limit to the hard one: every connection is a
+/// file descriptor, and a soft limit of 1,024 (a common default) would
+/// refuse connections long before `--max-connections`.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::info!("open files limit raised from {soft} to {}", limit.rlim_max);
+        } else {
+            tracing::warn!("open files limit is {soft}; it could not be raised");
+        }
+    }
+}
+
 /// Instances timed per component by `check`.
 const CHECK_ROUNDS: usize = 1000;
 
@@ -202,11 +246,15 @@ fn check(file: &Path) -> Result<()> {
     };
     // A cache of its own: the first load compiles whatever else is cached,
     // the second is a hit.
-    let cache = std::env::temp_dir().join(format!("wshost-check-{}", std::process::id()));
-    let loads = timed(Some(&cache)).and_then(|(_, compiled)| Ok((compiled, timed(Some(&cache))?)));
-    // Gone whatever happened, even when the component was refused.
-    let _ = std::fs::remove_dir_all(&cache);
-    let (compiled, (server, cached)) = loads?;
+    // Private (0700) and unpredictably named: no other local user can
+    // plant a compiled artifact there. Removed when dropped, whatever happened.
+    let cache = tempfile::Builder::new()
+        .prefix("wshost-check-")
+        .tempdir()
+        .context("creating a private directory for the compile cache")?;
+    let cache = Some(cache.path());
+    let (compiled, (server, cached)) =
+        timed(cache).and_then(|(_, compiled)| Ok((compiled, timed(cache)?)))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
     let world = server.route("/").map_or("?", |route| route.world());
@@ -224,6 +272,21 @@ fn check(file: &Path) -> Result<()> {
 fn seconds(flag: &str, secs: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .with_context(|| format!("{flag} must be a non-negative number of seconds, not {secs}"))
+}
+
+/// An `Origin` as browsers send it: `scheme://host[:port]`, nothing after.
+fn origin(flag: &str, origin: &str) -> Result<String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+            Ok(origin.to_string())
+        }
+        _ => anyhow::bail!(
+            "{flag} {origin:?} is not an origin: give scheme://host[:port], e.g. https://app.example.com"
+        ),
+    }
 }
 
 fn positive(flag: &str, n: usize) -> Result<usize> {

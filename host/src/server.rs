@@ -30,8 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use wasmtime::{Engine, Store};
 
-/// How long a refused connection is given to take its 503 before TCP is dropped.
-const LINGER: Duration = Duration::from_secs(1);
+/// 503 refusals served at once; past them a connection over the limit is
+/// dropped without one (a flood must not grow tasks without bound).
+const MAX_REFUSALS: usize = 256;
 
 /// A route's component, as its world runs it.
 pub enum Route {
@@ -72,6 +73,8 @@ pub struct Server {
     next_id: AtomicU64,
     /// One permit per open connection (`--max-connections`).
     slots: Arc<Semaphore>,
+    /// One permit per 503 being served.
+    refusals: Arc<Semaphore>,
     /// Turns true when the server shuts down; every connection task holds a receiver.
     shutdown: watch::Sender<bool>,
 }
@@ -118,6 +121,7 @@ impl Server {
             routes,
             topics,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shutdown: watch::channel(false).0,
             limits,
             next_id: AtomicU64::new(1),
@@ -172,13 +176,18 @@ impl Server {
     fn admit(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
+            let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
+                return; // dropped: already serving MAX_REFUSALS 503s
+            };
             let body = format!(
                 "the server is at its limit of {} connections\n",
                 self.limits.max_connections
             );
+            let write_timeout = self.limits.write_timeout;
             tokio::spawn(async move {
                 let response = http::response(503, &[], body.as_bytes(), false);
-                let _ = http::send_and_linger(&mut stream, &response, LINGER).await;
+                http::refuse(&mut stream, &response, write_timeout).await;
+                drop(refusal);
             });
             return;
         };
@@ -213,25 +222,30 @@ impl Server {
                 tracing::debug!(%remote, "bad request: {e}");
                 if let Some(status) = e.status() {
                     let body = format!("{e}\n");
-                    let _ = http::send_and_finish(
-                        &mut stream,
-                        &http::response(status, &[], body.as_bytes(), false),
-                    )
-                    .await;
+                    let response = http::response(status, &[], body.as_bytes(), false);
+                    http::refuse(&mut stream, &response, self.limits.write_timeout).await;
                 }
                 return None;
             }
         };
-        let Some(route) = self.route(&head.path).cloned() else {
-            tracing::debug!(%remote, path = head.path, "no route");
-            let body = format!("no route for {}\n", head.path);
-            let _ = http::send_and_finish(
-                &mut stream,
-                &http::response(404, &[], body.as_bytes(), false),
-            )
-            .await;
-            return None;
+        let refused = match self.route(&head.path) {
+            None => Some((404, format!("no route for {}\n", head.path))),
+            Some(_)
+                if head.wants_websocket() && !self.limits.origin_allowed(head.header("origin")) =>
+            {
+                let origin = head.header("origin").unwrap_or_default();
+                tracing::info!(%remote, origin, "WebSocket handshake refused: origin not allowed");
+                Some((403, format!("origin {origin} is not allowed\n")))
+            }
+            Some(_) => None,
         };
+        if let Some((status, body)) = refused {
+            tracing::debug!(%remote, path = head.path, status, "refused");
+            let response = http::response(status, &[], body.as_bytes(), head.method == "HEAD");
+            http::refuse(&mut stream, &response, self.limits.write_timeout).await;
+            return None;
+        }
+        let route = self.route(&head.path).cloned()?;
         Some((stream, head, early, route))
     }
 
@@ -322,6 +336,7 @@ impl Server {
                 path: path.into(),
                 query: String::new(),
                 headers: Vec::new(),
+                minor_version: 1,
             };
             let (_, shutdown) = watch::channel(false);
             let conn = Conn::new(

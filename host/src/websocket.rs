@@ -11,6 +11,7 @@ use crate::frame::{self, Kind};
 use crate::hub::Membership;
 use crate::socket::{GOING_AWAY, Incoming, Socket, TOO_SLOW, sleep_until, turned_true};
 use crate::topics::Subscriptions;
+use crate::utf8::Utf8Fragments;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,6 +24,8 @@ pub struct Upgraded {
     pub subscriptions: Subscriptions,
     /// A fragmented push is under way: nothing else may be interleaved.
     fragmenting: bool,
+    /// The UTF-8 check of a fragmented text push under way.
+    text: Option<Utf8Fragments>,
     /// The host has sent its own Close frame (1001 or 1008).
     host_closed: bool,
 }
@@ -34,6 +37,7 @@ impl Upgraded {
             membership: Some(membership),
             subscriptions,
             fragmenting: false,
+            text: None,
             host_closed: false,
         }
     }
@@ -155,12 +159,22 @@ impl Upgraded {
                 check_text(&data)?;
                 Kind::Text
             }
-            (Opcode::Text, false) => Kind::Text,
+            (Opcode::Text, false) => {
+                let mut text = Utf8Fragments::default();
+                text.feed(&data, false).map_err(|_| not_utf8())?;
+                self.text = Some(text);
+                Kind::Text
+            }
             (Opcode::Binary, _) => Kind::Binary,
             (Opcode::Continuation, _) if !self.fragmenting => {
                 return protocol("continuation without a fragmented message under way");
             }
-            (Opcode::Continuation, _) => Kind::Continuation,
+            (Opcode::Continuation, _) => {
+                if let Some(text) = &mut self.text {
+                    text.feed(&data, fin).map_err(|_| not_utf8())?;
+                }
+                Kind::Continuation
+            }
             (Opcode::Ping | Opcode::Pong, false) => {
                 return protocol("control frames cannot be fragmented");
             }
@@ -173,6 +187,9 @@ impl Upgraded {
         };
         if matches!(kind, Kind::Text | Kind::Binary | Kind::Continuation) {
             self.fragmenting = !fin;
+            if fin {
+                self.text = None;
+            }
         }
         Ok(frame::encode(kind, fin, &data))
     }
@@ -197,8 +214,9 @@ fn deliver(incoming: Incoming) -> Result<Option<Frame>, Error> {
 
 /// A text message's payload must be UTF-8.
 pub fn check_text(data: &[u8]) -> Result<(), Error> {
-    match std::str::from_utf8(data) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Error::Protocol("text is not valid UTF-8".into())),
-    }
+    std::str::from_utf8(data).map(drop).map_err(|_| not_utf8())
+}
+
+fn not_utf8() -> Error {
+    Error::Protocol("text is not valid UTF-8".into())
 }

@@ -130,10 +130,7 @@ impl Server {
     /// Serve `routes` with extra `serve` flags, e.g. `["--max-connections", "2"]`.
     pub fn start_flagged(flags: &[&str], routes: &[(&str, &str)]) -> Server {
         let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        for (path, name) in routes {
-            args.push("--route".into());
-            args.push(format!("{path}={}", guest(name).display()));
-        }
+        args.extend(route_args(routes));
         Server::start_with(&args)
     }
 
@@ -147,9 +144,15 @@ impl Server {
 
     /// `wshost serve --listen 127.0.0.1:0 ARGS...`, once it says it listens.
     pub fn start_with(args: &[String]) -> Server {
+        Server::start_command(wshost(), args)
+    }
+
+    /// [`Server::start_with`], run as `command` (wshost, or a shell that
+    /// execs it) says.
+    pub fn start_command(mut command: Command, args: &[String]) -> Server {
         // One compile cache for all tests: a Python or JS guest compiles once.
         let cache = Path::new(env!("WSHOST_GUEST_DIR")).join("../../compile-cache");
-        let mut child = wshost()
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--cache-dir")
             .arg(cache)
@@ -263,6 +266,26 @@ impl Server {
         read_until_closed(&mut tcp, WAIT).await
     }
 
+    /// Send a handshake `request` as raw bytes; return the response head
+    /// (the connection stays open after a 101, so not read to its end).
+    pub async fn raw_upgrade(&self, request: &str) -> String {
+        let mut tcp = TcpStream::connect(self.addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+                .await
+                .expect("no response head within the wait")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
     /// `GET path` over plain HTTP/1.1.
     pub async fn get(&self, path: &str) -> String {
         self.raw(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr).as_bytes())
@@ -275,6 +298,27 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `--route PATH=GUEST.wasm` for each (path, guest name).
+pub fn route_args(routes: &[(&str, &str)]) -> Vec<String> {
+    routes
+        .iter()
+        .flat_map(|(path, name)| {
+            [
+                "--route".into(),
+                format!("{path}={}", guest(name).display()),
+            ]
+        })
+        .collect()
+}
+
+/// A fresh, empty directory for this test process.
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wshost-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// What the server sends until it closes (or resets) the connection; panics

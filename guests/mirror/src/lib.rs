@@ -1,10 +1,11 @@
 //! Sends every message back unchanged: text stays text, binary stays binary.
-//! Used by the protocol tests and the benchmarks.
+//! Picks the client's first offered subprotocol, so any client library can
+//! be tried against it. Used by the protocol tests and the benchmarks.
 
 use wshost_guest::{Connection, Error, Request};
 
-fn mirror(_req: Request, ws: Connection) -> Result<(), Error> {
-    ws.upgrade()?;
+fn mirror(req: Request, ws: Connection) -> Result<(), Error> {
+    ws.upgrade_with(req.protocols().next(), &[])?;
     while let Some(frame) = ws.recv(None)? {
         if frame.is_close() {
             // The host has answered the Close frame; returning ends the connection.

@@ -2,13 +2,19 @@
 //!
 //! - `timeout=MS`: upgrade, `recv` with that timeout, push the outcome's name.
 //! - `fragments`: upgrade, push `Hel` + `lo, ` + `world` as one fragmented text.
+//! - `bad-fragments`: upgrade, push `ok\xce` as a text fragment, then `x`
+//!   (refused: not UTF-8), then `\xbb` (completing `λ`), then the refusal.
+//! - `protocol=P`: upgrade with subprotocol P and a `set-cookie` header
+//!   (`-` for none): push `upgraded`; answer 409 with the error when refused.
 //! - `binary`: upgrade, push the bytes 0, 1, 2, 255 as a binary message.
 //! - `upgrade-then-return`: upgrade and return (the host closes with 1000).
 //! - `fail-before-upgrade` / `fail-after-upgrade`: return an error.
 //! - `no-answer`: return without upgrading or responding.
 //! - `push-close`: upgrade, push a Close frame 4000 "bye", then close.
 //! - `id`: upgrade, push this connection's id and the hub's connection count.
-//! - `log`: print a line to stdout and one to stderr, then answer 204.
+//! - `log`: print a line to stdout and one to stderr, then answer 204;
+//!   `log=N`: print a line that tries to forge another with `\r`, then N
+//!   numbered lines, then answer 204.
 //! - `topic=T`: upgrade, subscribe to topic T, then for each message
 //!   `pub X` publish X to T, `pubx X` publish it to T but this connection,
 //!   `unsub` unsubscribe, `count` push T's subscriber count.
@@ -39,6 +45,25 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             ws.push(b"world", Opcode::Continuation, true).map_err(str)?;
             ws.recv(None).map_err(str)?;
         }
+        "bad-fragments" => {
+            ws.upgrade().map_err(str)?;
+            ws.push(b"ok\xce", Opcode::Text, false).map_err(str)?;
+            let refused = ws.push(b"x", Opcode::Continuation, true);
+            ws.push(b"\xbb", Opcode::Continuation, true).map_err(str)?;
+            ws.push_text(&format!("refused: {refused:?}"))
+                .map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "protocol" => {
+            let protocol = (arg != "-").then_some(arg);
+            let cookie = [("set-cookie".to_string(), "probe=1".to_string())];
+            if let Err(e) = ws.upgrade_with(protocol, &cookie) {
+                let response = wshost_guest::Response::new(409).body(e.to_string());
+                return ws.respond(response).map_err(str);
+            }
+            ws.push_text("upgraded").map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
         "binary" => {
             ws.upgrade().map_err(str)?;
             ws.push_binary(&[0, 1, 2, 255]).map_err(str)?;
@@ -66,6 +91,12 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
         "log" => {
             println!("hello from the guest's stdout");
             eprintln!("hello from the guest's stderr");
+            if let Ok(lines) = arg.parse::<u32>() {
+                println!("forging\rINFO wshost: a line the host never wrote");
+                for i in 0..lines {
+                    println!("line {i}");
+                }
+            }
             ws.respond(wshost_guest::Response::new(204)).map_err(str)?;
         }
         "topic" => {
