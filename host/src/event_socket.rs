@@ -1,28 +1,19 @@
 //! One connection of an event-world route: the guest decides on the request,
-//! then the socket's own task reads the peer's messages into events and
-//! writes what the outbox holds (the guest's sends, topic messages) until
-//! the socket closes, and reports that exactly once.
+//! then the socket's own task ([`crate::pump`]) turns the peer's messages
+//! into events and writes what the outbox holds (the guest's sends, topic
+//! messages) until the socket closes, and reports that exactly once.
 
 use crate::bindings::{ConnectionId, Decision, Message, Request, UpgradeOptions};
-use crate::config::Limits;
+use crate::config::{Keepalive, Limits};
 use crate::event_route::EventRoute;
 use crate::event_state::MAX_ATTACHMENT;
 use crate::http::{self, RequestHead};
-use crate::outbox::Ending;
-use crate::socket::{
-    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, sleep_until, truncate, turned_true,
-};
+use crate::pump::{self, ABNORMAL, Consumer};
+use crate::socket::Socket;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::time::Instant;
 use tracing::Instrument;
-use tungstenite::protocol::frame::coding::CloseCode;
-
-/// The Close code `on-close` gets when no Close frame was exchanged.
-const ABNORMAL: u16 = 1006;
-/// The Close code `on-close` gets for a Close frame without one.
-const NO_STATUS: u16 = 1005;
 
 /// What the connection task brings to an event route.
 pub struct Accepted {
@@ -49,7 +40,7 @@ pub async fn serve(
     match open(&route, &limits, incoming).await {
         None => {}
         Some(Ok(socket)) => {
-            let pump = pump(socket, route, id, shutdown, slot);
+            let pump = serve_socket(socket, route, id, (shutdown, limits.keepalive), slot);
             tokio::spawn(pump.instrument(tracing::Span::current()));
         }
         Some(Err(e)) => {
@@ -139,113 +130,36 @@ fn failed(why: &str) -> Vec<u8> {
 
 /// Pump the socket until it has closed, then report the close to the guest
 /// (`on-close` runs before the socket's permit is given back).
-async fn pump(
+async fn serve_socket(
     mut socket: Socket,
     route: Arc<EventRoute>,
     id: ConnectionId,
-    mut shutdown: watch::Receiver<bool>,
+    (mut shutdown, keepalive): (watch::Receiver<bool>, Keepalive),
     slot: OwnedSemaphorePermit,
 ) {
     // By reference: moved, the socket would take room twice in this task.
-    let (code, reason) = run(&mut socket, &route, id, &mut shutdown).await;
+    let mut events = Events { route: &route, id };
+    let (code, reason) = pump::run(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
     // Dropped (TCP closed) before the guest hears of it.
     drop(socket);
     route.close(id, code, reason).await;
     drop(slot);
 }
 
-/// Pump the socket until it has closed; returns the Close code and reason
-/// `on-close` gets.
-async fn run(
-    socket: &mut Socket,
-    route: &EventRoute,
+/// The event route takes the socket's messages, as `on-message` events.
+struct Events<'a> {
+    route: &'a EventRoute,
     id: ConnectionId,
-    shutdown: &mut watch::Receiver<bool>,
-) -> (u16, String) {
-    let outbox = socket.outbox.clone();
-    // The Close frame we sent (or meant to), and until when we wait for the
-    // peer's reply.
-    let mut sent: Option<(u16, String)> = None;
-    let mut deadline: Option<Instant> = None;
-    loop {
-        if socket.closing {
-            if outbox.is_abandoned() || socket.broken {
-                return abnormal(sent);
-            }
-        } else {
-            let host_close = if outbox.is_evicted() {
-                Some((CloseCode::Policy, TOO_SLOW))
-            } else if *shutdown.borrow() {
-                Some((CloseCode::Away, GOING_AWAY))
-            } else {
-                None
-            };
-            if let Some((code, reason)) = host_close {
-                sent = Some((code.into(), reason.to_string()));
-                socket.host_close(code, reason).await;
-            } else {
-                match outbox.ending() {
-                    Some(Ending::Terminate) => return abnormal(sent),
-                    Some(Ending::Close { code, reason }) => {
-                        // What was queued before the close goes out first.
-                        let _ = socket.write_queued(None).await;
-                        let _ = socket.send_close(code, &reason).await;
-                        sent = Some((code, reason));
-                    }
-                    None => {
-                        if socket.write_queued(None).await.is_err() && socket.broken {
-                            // A write stuck on a peer that does not read
-                            // was given up: evicted (1008) or terminated.
-                            if outbox.is_evicted() {
-                                sent = Some((CloseCode::Policy.into(), TOO_SLOW.into()));
-                            }
-                            return abnormal(sent);
-                        }
-                        if outbox.take_drain() {
-                            route.drain(id).await;
-                        }
-                    }
-                }
-            }
-            if socket.closing {
-                deadline = Some(Instant::now() + socket.close_timeout());
-            }
-            if socket.broken {
-                return abnormal(sent);
-            }
-        }
-        tokio::select! {
-            biased;
-            read = socket.next() => match socket.incoming(read).await {
-                None => {}
-                // Messages that cross our Close frame are dropped.
-                Some(Incoming::Message(msg)) if sent.is_none() => {
-                    route.message(id, to_guest(msg)).await;
-                }
-                Some(Incoming::Message(_)) => {}
-                Some(Incoming::Close(close)) => {
-                    let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
-                    return sent.unwrap_or(theirs);
-                }
-                Some(Incoming::Gone) => return abnormal(sent),
-                Some(Incoming::Failed { error, code }) => {
-                    tracing::debug!("connection {id} failed: {error}");
-                    let reason = truncate(&error.to_string(), MAX_CLOSE_REASON).to_string();
-                    return sent.unwrap_or((code, reason));
-                }
-            },
-            _ = outbox.ready(), if !socket.closing => {}
-            _ = outbox.abandoned(), if socket.closing => {}
-            _ = turned_true(shutdown), if !socket.closing => {}
-            _ = sleep_until(deadline) => return abnormal(sent),
-        }
-    }
 }
 
-/// The code `on-close` gets when the closing handshake did not complete:
-/// ours if we sent one, else 1006.
-fn abnormal(sent: Option<(u16, String)>) -> (u16, String) {
-    sent.unwrap_or((ABNORMAL, String::new()))
+impl Consumer for Events<'_> {
+    async fn message(&mut self, msg: tungstenite::Message) {
+        self.route.message(self.id, to_guest(msg)).await;
+    }
+
+    async fn drained(&mut self) {
+        self.route.drain(self.id).await;
+    }
 }
 
 /// A message as the guest's `on-message` takes it.

@@ -1,0 +1,182 @@
+//! An open socket's own task, in both worlds: it reads the peer's messages
+//! and hands them to the connection's [`Consumer`] (the event route, or a
+//! handler's inbox), writes what the outbox holds, sends the Close frames
+//! the host owes (shutdown 1001, eviction 1008, the guest's own), pings a
+//! quiet peer and drops one that stays silent, and reports how the socket
+//! ended. The guest's code never holds the socket: a guest that computes
+//! or waits elsewhere still has its pings answered and its queue written.
+
+use crate::bindings::{CloseInfo, ConnectionId, Error};
+use crate::config::Keepalive;
+use crate::frame::{self, Kind};
+use crate::outbox::Ending;
+use crate::socket::{
+    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, sleep_until, truncate, turned_true,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The Close code reported when no Close frame was exchanged.
+pub const ABNORMAL: u16 = 1006;
+/// The Close code reported for a Close frame without one.
+pub const NO_STATUS: u16 = 1005;
+
+/// Who takes what the peer sends.
+// Only ever used with concrete types inside this crate, where the futures'
+// `Send` is known: no bounds to promise.
+#[allow(async_fn_in_trait)]
+pub trait Consumer {
+    /// Whether another message may be read now.
+    fn has_room(&self) -> bool {
+        true
+    }
+
+    /// Resolves once [`Consumer::has_room`] may have turned true. Cancel-safe.
+    async fn room(&self) {}
+
+    /// A whole message from the peer.
+    async fn message(&mut self, msg: Message);
+
+    /// The host sent the peer a Close frame of its own (shutdown, eviction).
+    fn host_closed(&mut self, _code: CloseCode, _reason: &str) {}
+
+    /// The peer's Close frame (ours has been, or is being, replied).
+    fn peer_closed(&mut self, _close: Option<CloseInfo>) {}
+
+    /// The peer broke the protocol or the socket failed.
+    fn failed(&mut self, _error: &Error) {}
+
+    /// The outbox, backed up before, has been written out.
+    async fn drained(&mut self) {}
+}
+
+/// Pump `socket` until it has closed; returns the Close code and reason the
+/// connection ended with: ours if the host or guest closed first, the
+/// peer's otherwise, [`ABNORMAL`] when no Close frame was exchanged.
+pub async fn run<C: Consumer>(
+    socket: &mut Socket,
+    consumer: &mut C,
+    id: ConnectionId,
+    shutdown: &mut watch::Receiver<bool>,
+    keepalive: Keepalive,
+) -> (u16, String) {
+    let outbox = socket.outbox.clone();
+    // The Close frame we sent (or meant to), and until when we wait for the
+    // peer's reply.
+    let mut sent: Option<(u16, String)> = None;
+    let mut deadline: Option<Instant> = None;
+    // Keepalive: when the peer was last heard from, and whether it has been
+    // pinged since. The alarm is re-armed only when it rings, not per read.
+    let mut heard = Instant::now();
+    let mut pinged = false;
+    let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
+    let mut alarm = std::pin::pin!(alarm);
+    loop {
+        if socket.closing {
+            if outbox.is_abandoned() || socket.broken {
+                return abnormal(sent);
+            }
+        } else {
+            let host_close = if outbox.is_evicted() {
+                Some((CloseCode::Policy, TOO_SLOW))
+            } else if *shutdown.borrow() {
+                Some((CloseCode::Away, GOING_AWAY))
+            } else {
+                None
+            };
+            if let Some((code, reason)) = host_close {
+                sent = Some((code.into(), reason.to_string()));
+                consumer.host_closed(code, reason);
+                // What was queued first: the guest may have a last word.
+                if code == CloseCode::Away {
+                    let _ = socket.write_queued(None).await;
+                }
+                socket.host_close(code, reason).await;
+            } else {
+                match outbox.ending() {
+                    Some(Ending::Terminate) => return abnormal(sent),
+                    Some(Ending::Close { code, reason }) => {
+                        // What was queued before the close goes out first.
+                        let _ = socket.write_queued(None).await;
+                        let _ = socket.send_close(code, &reason).await;
+                        sent = Some((code, reason));
+                    }
+                    None => {
+                        if socket.write_queued(None).await.is_err() && socket.broken {
+                            // A write stuck on a peer that does not read
+                            // was given up: evicted (1008), terminated, or
+                            // past the write timeout.
+                            if outbox.is_evicted() {
+                                sent = Some((CloseCode::Policy.into(), TOO_SLOW.into()));
+                            }
+                            return abnormal(sent);
+                        }
+                        if outbox.take_drain() {
+                            consumer.drained().await;
+                        }
+                    }
+                }
+            }
+            if socket.closing {
+                deadline = Some(Instant::now() + socket.close_timeout());
+            }
+            if socket.broken {
+                return abnormal(sent);
+            }
+        }
+        let may_read = consumer.has_room();
+        tokio::select! {
+            biased;
+            read = socket.next(), if may_read => {
+                heard = Instant::now();
+                pinged = false;
+                match socket.incoming(read).await {
+                    None => {}
+                    // Messages that cross our Close frame are dropped.
+                    Some(Incoming::Message(msg)) if sent.is_none() => consumer.message(msg).await,
+                    Some(Incoming::Message(_)) => {}
+                    Some(Incoming::Close(close)) => {
+                        consumer.peer_closed(close.clone());
+                        let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
+                        return sent.unwrap_or(theirs);
+                    }
+                    Some(Incoming::Gone) => return abnormal(sent),
+                    Some(Incoming::Failed { error, code }) => {
+                        tracing::debug!("connection {id} failed: {error}");
+                        consumer.failed(&error);
+                        let reason = truncate(&error.to_string(), MAX_CLOSE_REASON).to_string();
+                        return sent.unwrap_or((code, reason));
+                    }
+                }
+            }
+            _ = outbox.ready(), if !socket.closing => {}
+            _ = outbox.abandoned(), if socket.closing => {}
+            _ = turned_true(shutdown), if !socket.closing => {}
+            () = consumer.room(), if !may_read => {
+                // Not listening is not the peer's silence.
+                heard = Instant::now();
+            }
+            _ = sleep_until(deadline) => return abnormal(sent),
+            () = &mut alarm, if keepalive.enabled() => {
+                let now = Instant::now();
+                if keepalive.silent_too_long(heard, now) {
+                    tracing::debug!("connection {id}: nothing heard for {:?}; dropped", now - heard);
+                    return abnormal(sent);
+                }
+                if keepalive.ping_due(heard, pinged, now) && !socket.closing {
+                    pinged = true;
+                    let _ = socket.write_frames(&[frame::encode(Kind::Ping, true, b"")]).await;
+                }
+                alarm.as_mut().reset(keepalive.next(heard, pinged));
+            }
+        }
+    }
+}
+
+/// The code reported when the closing handshake did not complete: ours if
+/// we sent one, else 1006.
+fn abnormal(sent: Option<(u16, String)>) -> (u16, String) {
+    sent.unwrap_or((ABNORMAL, String::new()))
+}
