@@ -9,6 +9,7 @@ use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -294,4 +295,141 @@ fn check_compiles_in_a_private_directory() {
         .collect();
     assert!(left.is_empty(), "check left {left:?} behind");
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Reads frames until the server drops TCP; the pings seen and how long it took.
+async fn pings_until_dropped(raw: &mut support::raw::RawWs) -> (usize, Duration) {
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while let Some(frame) = raw.recv().await {
+        if frame.opcode == support::raw::PING {
+            pings += 1;
+        }
+    }
+    (pings, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_quiet_sockets_and_drops_silent_ones_in_both_worlds() {
+    let server = Server::start_flagged(
+        &[
+            "--ping-interval",
+            "0.2",
+            "--idle-timeout",
+            "0.8",
+            "--max-connections",
+            "2",
+        ],
+        &[("/echo", "echo"), ("/events", "event_mirror")],
+    );
+    for path in ["/echo", "/events"] {
+        // A live client answers the pings (tungstenite does as it reads):
+        // it outlives the idle timeout twice over.
+        let mut live = server.connect(path).await;
+        let mut pings = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1800);
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout_at(until, futures_util::StreamExt::next(&mut live)).await
+        {
+            pings += usize::from(msg.is_ping());
+        }
+        assert!(
+            pings >= 3,
+            "{path}: {pings} pings in 1.8 s at a 0.2 s interval"
+        );
+        send_text(&mut live, "alive").await;
+        assert!(next_text(&mut live).await.contains("alive"), "{path}");
+
+        // A half-open peer (reads, never answers) is dropped within the
+        // idle timeout, and its slot is free again.
+        let mut silent = support::raw::RawWs::connect(&server, path).await;
+        let (pings, took) = pings_until_dropped(&mut silent).await;
+        assert!(pings >= 1, "{path}: the silent peer was never pinged");
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+            "{path}: dropped after {took:?} with --idle-timeout 0.8"
+        );
+        let mut next = server.connect(path).await;
+        send_text(&mut next, "slot free").await;
+        assert!(next_text(&mut next).await.contains("slot free"), "{path}");
+    }
+    server.wait_for_log("nothing heard for").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_connection_after_the_write_timeout() {
+    let server = Server::start_flagged(
+        &["--write-timeout", "0.5"],
+        &[("/echo", "echo"), ("/flood", "flood")],
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let started = std::time::Instant::now();
+    let _stuck = non_reader(&server, "/flood").await;
+    // The flood guest's push fails once its socket is dropped.
+    server.wait_for_log("flood ended after").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "dropped after {took:?}");
+    assert!(
+        server.log().contains("read nothing for"),
+        "{}",
+        server.log()
+    );
+    assert_still_answers(&mut echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_topic_messages_are_served_while_the_guest_computes() {
+    let server = Server::start_flagged(&["--guest-cpu-timeout", "5"], &[("/probe", "probe")]);
+    let mut busy = server.connect("/probe?busy=news").await;
+    let mut publisher = server.connect("/probe?topic=news").await;
+    send_text(&mut busy, "go").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The guest computes for 500 ms: its socket is still served.
+    futures_util::SinkExt::send(&mut busy, Message::Ping(b"there?".to_vec().into()))
+        .await
+        .unwrap();
+    send_text(&mut publisher, "pub while you compute").await;
+    let first = next(&mut busy).await.unwrap().unwrap();
+    assert_eq!(first, Message::Pong(b"there?".to_vec().into()));
+    assert_eq!(next_text(&mut busy).await, "while you compute");
+    assert_eq!(next_text(&mut busy).await, "done");
+}
+
+#[tokio::test]
+async fn a_zero_timeout_recv_returns_what_has_arrived() {
+    let server = Server::start(&[("/probe", "probe")]);
+    let mut ws = server.connect("/probe?poll").await;
+    assert_eq!(next_text(&mut ws).await, "ready");
+    send_text(&mut ws, "x").await;
+    assert_eq!(next_text(&mut ws).await, "frame x");
+}
+
+#[tokio::test]
+async fn what_a_handler_queued_goes_out_before_its_close() {
+    let server = Server::start(&[("/probe", "probe")]);
+    let mut ws = server.connect("/probe?broadcast-return").await;
+    assert_eq!(next_text(&mut ws).await, "bye all");
+    assert_eq!(close_code(&mut ws).await, Some(1000));
+}
+
+#[tokio::test]
+async fn no_topic_message_lands_between_a_guests_fragments() {
+    let server = Server::start(&[("/probe", "probe")]);
+    let mut ws = server.connect("/probe?slow-fragments=t").await;
+    let mut publisher = server.connect("/probe?topic=t").await;
+    assert_eq!(next_text(&mut ws).await, "ready");
+    // Published while the guest is between its two fragments.
+    send_text(&mut publisher, "pub intruder").await;
+    assert_eq!(next_text(&mut ws).await, "Hello");
+    assert_eq!(next_text(&mut ws).await, "intruder");
+}
+
+#[tokio::test]
+async fn host_calls_do_not_restart_the_cpu_budget() {
+    let server = Server::start_flagged(&["--guest-cpu-timeout", "0.3"], &[("/probe", "probe")]);
+    let mut ws = server.connect("/probe?spin-calls").await;
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(&mut ws).await, Some(1011));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.wait_for_log("ran for over").await;
 }

@@ -31,6 +31,9 @@ pub struct Conn {
     refused_handshake: bool,
     /// Turns true when the server shuts down.
     shutdown: watch::Receiver<bool>,
+    /// The guest waited for a frame or its socket since the sandbox last
+    /// asked: its CPU budget starts again.
+    waited: bool,
 }
 
 enum Phase {
@@ -77,6 +80,7 @@ impl Conn {
             },
             refused_handshake: false,
             shutdown,
+            waited: false,
         }
     }
 
@@ -89,6 +93,10 @@ impl Conn {
 
     pub fn id(&self) -> ConnectionId {
         self.id
+    }
+
+    pub fn take_waited(&mut self) -> bool {
+        std::mem::take(&mut self.waited)
     }
 
     /// After the handler has run: answer a request it left unanswered (500),
@@ -177,7 +185,13 @@ impl Conn {
                 return Err(Error::Io(e.to_string()));
             }
         };
-        let up = Upgraded::new(socket, membership, subscriptions);
+        let up = Upgraded::start(
+            socket,
+            self.id,
+            (membership, subscriptions),
+            self.shutdown.clone(),
+            self.limits.keepalive,
+        );
         self.phase = Phase::Upgraded(Box::new(up));
         Ok(())
     }
@@ -189,25 +203,14 @@ impl Conn {
             Phase::Closed => return Ok(None),
             Phase::Pending { .. } | Phase::Responded(_) => return Err(Error::NotUpgraded),
         };
-        let received = up.recv(deadline, &mut self.shutdown).await;
-        self.drop_if_broken();
-        received
+        up.recv(deadline).await
     }
 
     async fn do_push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
         if data.len() > self.limits.max_message_size {
             return Err(Error::TooLarge);
         }
-        let pushed = self.upgraded()?.push(data, op, fin).await;
-        self.drop_if_broken();
-        pushed
-    }
-
-    /// A write was abandoned half-way: nothing more can be sent, drop TCP.
-    fn drop_if_broken(&mut self) {
-        if matches!(&self.phase, Phase::Upgraded(up) if up.broken()) {
-            self.phase = Phase::Closed;
-        }
+        self.upgraded()?.push(data, op, fin).await
     }
 
     async fn do_push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
@@ -267,19 +270,26 @@ impl connection::Host for Conn {
     }
 
     async fn upgrade(&mut self) -> Result<(), Error> {
+        self.waited = true;
         self.do_upgrade(None, Vec::new()).await
     }
 
     async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Frame>, Error> {
-        self.do_recv(timeout_ms.map(|ms| Duration::from_millis(ms.into())))
-            .await
+        let received = self
+            .do_recv(timeout_ms.map(|ms| Duration::from_millis(ms.into())))
+            .await;
+        // A poll that found nothing did not wait.
+        self.waited |= !(timeout_ms == Some(0) && matches!(received, Err(Error::Timeout)));
+        received
     }
 
     async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
+        self.waited = true;
         self.do_push(data, op, fin).await
     }
 
     async fn push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
+        self.waited = true;
         self.do_push_close(code, reason).await
     }
 
@@ -294,6 +304,7 @@ impl connection::Host for Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
+        self.waited = true;
         self.do_respond(status, headers, body).await
     }
 }
@@ -304,6 +315,7 @@ impl handshake::Host for Conn {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
+        self.waited = true;
         self.do_upgrade(protocol, headers).await
     }
 }

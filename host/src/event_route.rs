@@ -311,7 +311,7 @@ impl Instance {
     /// the next one) and the short reason returned.
     async fn call<R>(&mut self, id: ConnectionId, call: impl CallGuest<R>) -> Result<R, String> {
         let state = self.store.data_mut();
-        state.limiter.host_called();
+        state.limiter.restart();
         state.event_for(id);
         // The epoch moved on while the instance waited for this event: a
         // deadline from before would preempt the event at its first step.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
+use wshost::config::Keepalive;
 use wshost::{Limits, RouteSpec, Server};
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -116,6 +117,16 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().write_timeout.as_secs_f64())]
     write_timeout: f64,
 
+    /// Seconds a socket may be quiet (nothing from the peer) before the host
+    /// pings it; 0: never ping.
+    #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.ping_interval))]
+    ping_interval: f64,
+
+    /// Seconds of hearing nothing from the peer (not even a pong) after
+    /// which its socket is dropped (a half-open connection); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.idle_timeout))]
+    idle_timeout: f64,
+
     /// Accept WebSocket handshakes only from this `Origin` (e.g.
     /// https://app.example.com); repeatable. Others get 403; a request
     /// without `Origin` (not a browser) is let through. Default: any origin.
@@ -173,6 +184,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_connections: positive("--max-connections", args.max_connections)?,
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
         write_timeout: seconds("--write-timeout", args.write_timeout)?,
+        keepalive: Keepalive {
+            ping_interval: optional_seconds("--ping-interval", args.ping_interval)?,
+            idle_timeout: optional_seconds("--idle-timeout", args.idle_timeout)?,
+        },
         allowed_origins: args
             .allowed_origins
             .iter()
@@ -287,6 +302,16 @@ fn origin(flag: &str, origin: &str) -> Result<String> {
             "{flag} {origin:?} is not an origin: give scheme://host[:port], e.g. https://app.example.com"
         ),
     }
+}
+
+/// Seconds, 0 meaning "never".
+fn optional_seconds(flag: &str, secs: f64) -> Result<Option<Duration>> {
+    Ok(Some(seconds(flag, secs)?).filter(|d| !d.is_zero()))
+}
+
+/// A default shown in `--help`: 0 for "never".
+fn secs(duration: Option<Duration>) -> f64 {
+    duration.map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn positive(flag: &str, n: usize) -> Result<usize> {

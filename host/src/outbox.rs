@@ -1,13 +1,16 @@
-//! What other parties queue for one connection's writer: framed messages
-//! (hub, topics, an event guest's sends) and, for event sockets, a request
-//! to close.
+//! What is queued for one connection's writer (its socket task): framed
+//! messages from other parties (hub, topics, an event guest's sends), a
+//! handler guest's own pushes, and a request to close.
 //!
-//! Only the connection's own task writes its socket; everyone else offers
-//! frames here and wakes it. The queue is bounded (`capacity` messages): a
+//! Only the socket task writes the socket; everyone else queues frames here
+//! and wakes it. Other parties' frames are bounded (`capacity` messages): a
 //! connection that does not keep up is evicted (told so through
 //! [`Outbox::evicted`] and closed with 1008) instead of holding an unbounded
-//! backlog or stalling the sender. An empty queue holds no allocation, so
-//! an idle connection's outbox costs a few words.
+//! backlog or stalling the sender. A handler guest's own pushes are not
+//! evicted but wait ([`Outbox::room`]) while more than `backpressure` bytes
+//! are queued; while its fragmented message is under way, other parties'
+//! frames are held back so none lands between its fragments. An empty
+//! queue holds no allocation, so an idle connection's outbox costs a few words.
 
 use crate::bindings::ConnectionId;
 use bytes::Bytes;
@@ -82,6 +85,8 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Wakes the writer: a frame, an ending or an eviction.
     wake: Notify,
+    /// Wakes a handler guest waiting for room: frames taken, or the end.
+    space: Notify,
     evicted: AtomicBool,
     capacity: usize,
     backpressure: usize,
@@ -94,8 +99,18 @@ pub type Batch = SmallVec<[Bytes; 2]>;
 #[derive(Debug, Default)]
 struct State {
     frames: Batch,
-    /// Bytes in `frames`.
+    /// Bytes in `frames` and `held`.
     bytes: usize,
+    /// Other parties' frames in `frames` and `held` (the evicting count).
+    others: usize,
+    /// Other parties' frames held back while a fragmented push is under way.
+    held: Batch,
+    /// A handler guest's fragmented message is under way.
+    fragmenting: bool,
+    /// The socket task has ended: nothing queued will be written.
+    finished: bool,
+    /// The Close frame asked for by [`Outbox::end`] has been written.
+    close_written: bool,
     /// A sender saw `BackedUp`: report the next time the queue empties.
     drain_owed: bool,
     ending: Option<Ending>,
@@ -109,6 +124,7 @@ impl Outbox {
             id,
             state: Mutex::default(),
             wake: Notify::new(),
+            space: Notify::new(),
             evicted: AtomicBool::new(false),
             capacity,
             backpressure,
@@ -148,15 +164,20 @@ impl Outbox {
     /// woken already).
     fn queue(&self, frame: Bytes) -> Result<(Queued, bool), Refused> {
         let mut state = self.state();
-        if self.is_evicted() || state.ending.is_some() {
+        if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
         }
-        if state.frames.len() >= self.capacity {
+        if state.others >= self.capacity {
             drop(state);
             self.evict();
             return Err(Refused::Overflowed);
         }
         state.bytes += frame.len();
+        state.others += 1;
+        if state.fragmenting {
+            state.held.push(frame);
+            return Ok((Queued::Below, false));
+        }
         state.frames.push(frame);
         let queued = if state.bytes > self.backpressure {
             state.drain_owed = true;
@@ -167,12 +188,87 @@ impl Outbox {
         Ok((queued, state.frames.len() == 1))
     }
 
-    /// Take every queued frame (the queue's own memory goes with them:
-    /// idle connections hold none).
+    /// Queue a handler guest's own frame; `fragmenting`: a fragmented
+    /// message is under way after it (other parties' frames wait until it
+    /// ends). Never evicts: the guest waits for [`Outbox::room`] instead.
+    pub fn push(&self, frame: Bytes, fragmenting: bool) -> Result<(), Refused> {
+        let mut state = self.state();
+        if self.is_evicted() || state.ending.is_some() || state.finished {
+            return Err(Refused::Closed);
+        }
+        let wake = state.frames.is_empty();
+        state.bytes += frame.len();
+        state.frames.push(frame);
+        if state.fragmenting && !fragmenting {
+            let held = std::mem::take(&mut state.held);
+            state.frames.extend(held);
+        }
+        state.fragmenting = fragmenting;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wait until at most `backpressure` bytes are queued, or the socket
+    /// task has ended. Cancel-safe.
+    pub async fn room(&self) {
+        loop {
+            let space = self.space.notified();
+            {
+                let state = self.state();
+                if state.bytes <= self.backpressure || state.finished {
+                    return;
+                }
+            }
+            space.await;
+        }
+    }
+
+    /// Take every frame that may be written now (the queue's own memory
+    /// goes with them: idle connections hold none).
     pub fn take_all(&self) -> Batch {
         let mut state = self.state();
-        state.bytes = 0;
-        std::mem::take(&mut state.frames)
+        let held: usize = state.held.iter().map(Bytes::len).sum();
+        state.bytes = held;
+        state.others = state.held.len();
+        let frames = std::mem::take(&mut state.frames);
+        drop(state);
+        self.space.notify_waiters();
+        frames
+    }
+
+    /// The socket task has ended: refuse frames from now on and let a guest
+    /// waiting for room go on (its pushes fail).
+    pub fn finish(&self) {
+        self.state().finished = true;
+        self.space.notify_waiters();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state().finished
+    }
+
+    /// The writer has written the Close frame asked for.
+    pub fn close_was_written(&self) {
+        self.state().close_written = true;
+        self.space.notify_waiters();
+    }
+
+    /// Wait until the Close frame asked for is written, or the socket task
+    /// has ended. Cancel-safe.
+    pub async fn close_written(&self) {
+        loop {
+            let space = self.space.notified();
+            {
+                let state = self.state();
+                if state.close_written || state.finished {
+                    return;
+                }
+            }
+            space.await;
+        }
     }
 
     /// Bytes queued and not yet taken by the writer.
@@ -190,10 +286,11 @@ impl Outbox {
         owed
     }
 
-    /// Ask the writer to end the connection; the first request wins.
+    /// Ask the writer to end the connection: the first Close request wins,
+    /// and a terminate overrides it (dropping TCP at once is always possible).
     pub fn end(&self, ending: Ending) {
         let mut state = self.state();
-        if state.ending.is_none() {
+        if state.ending.is_none() || ending == Ending::Terminate {
             state.ending = Some(ending);
             drop(state);
             self.wake.notify_one();
@@ -204,7 +301,8 @@ impl Outbox {
         self.state().ending.clone()
     }
 
-    /// Nothing waits to be written, no ending, no eviction.
+    /// Nothing waits to be written (held frames wait for the guest, not
+    /// the writer), no ending, no eviction.
     pub fn is_quiet(&self) -> bool {
         let state = self.state();
         state.frames.is_empty() && state.ending.is_none() && !self.is_evicted()
@@ -309,6 +407,47 @@ mod tests {
         cork.uncork();
         assert!(cork.0.is_empty());
         assert_eq!(outbox.take_all().len(), 3);
+    }
+
+    #[test]
+    fn others_frames_wait_for_a_fragmented_push_to_end() {
+        let outbox = Outbox::new(1, 10, 100);
+        outbox.push(frame(1), true).unwrap();
+        outbox.offer(frame(2)).unwrap();
+        assert_eq!(outbox.take_all().len(), 1, "the hub frame is held back");
+        outbox.push(frame(3), true).unwrap();
+        outbox.push(frame(4), false).unwrap();
+        let lens: Vec<usize> = outbox.take_all().iter().map(Bytes::len).collect();
+        assert_eq!(lens, [3, 4, 2], "released after the last fragment");
+    }
+
+    #[test]
+    fn own_pushes_never_evict_but_others_count() {
+        let outbox = Outbox::new(1, 2, 1 << 20);
+        for _ in 0..10 {
+            outbox.push(frame(1), false).unwrap();
+        }
+        assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
+        assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
+        assert_eq!(outbox.offer(frame(1)), Err(Refused::Overflowed));
+    }
+
+    #[tokio::test]
+    async fn room_waits_for_the_writer_or_the_end() {
+        let outbox = Arc::new(Outbox::new(1, 10, 100));
+        outbox.push(frame(150), false).unwrap();
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "150 bytes queued, 100 allowed");
+        outbox.take_all();
+        waiting.await.unwrap();
+        outbox.push(frame(150), false).unwrap();
+        outbox.finish();
+        outbox.room().await;
+        assert_eq!(outbox.push(frame(1), false), Err(Refused::Closed));
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn run<C: Consumer>(
                         // What was queued before the close goes out first.
                         let _ = socket.write_queued(None).await;
                         let _ = socket.send_close(code, &reason).await;
+                        outbox.close_was_written();
                         sent = Some((code, reason));
                     }
                     None => {

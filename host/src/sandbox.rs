@@ -5,8 +5,11 @@
 //! A background thread advances the engine's epoch every [`TICK`]. A running
 //! guest reaches its deadline at each tick, yields to tokio (so a busy guest
 //! cannot starve other connections on the same worker thread) and is
-//! interrupted once it has run for its CPU budget since its last call into
-//! `connection` or `hub`.
+//! interrupted once it has run for its CPU budget since it last *waited*:
+//! a handler-world guest for a frame or for its socket (`recv`, `push`,
+//! `push-close`, `upgrade`, `respond`), an event-world guest since its event
+//! began. Other host calls (`id`, hub, topics, clocks) do not restart the
+//! budget, so `loop { id() }` is stopped like `loop {}`.
 
 use std::time::Duration;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
@@ -67,8 +70,8 @@ impl GuestLimiter {
         }
     }
 
-    /// The guest called the host: its CPU budget starts again.
-    pub fn host_called(&mut self) {
+    /// The guest waited (or a new event began): its CPU budget starts again.
+    pub fn restart(&mut self) {
         self.ticks_running = 0;
     }
 
@@ -117,12 +120,24 @@ impl ResourceLimiter for GuestLimiter {
 /// Anything whose store can be sandboxed: it hands out its limiter.
 pub trait Sandboxed: Send + 'static {
     fn limiter(&mut self) -> &mut GuestLimiter;
+
+    /// Whether the guest has waited since this was last asked (its CPU
+    /// budget then starts again).
+    fn take_waited(&mut self) -> bool {
+        false
+    }
 }
 
 /// Apply the memory caps and the CPU budget to a fresh store.
 pub fn sandbox<T: Sandboxed>(store: &mut Store<T>) {
     store.limiter(|state| state.limiter());
-    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().limiter().tick()?));
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.take_waited() {
+            state.limiter().restart();
+        }
+        Ok(state.limiter().tick()?)
+    });
     store.set_epoch_deadline(1);
 }
 
@@ -167,12 +182,12 @@ mod tests {
     }
 
     #[test]
-    fn cpu_budget_restarts_on_host_calls() {
+    fn cpu_budget_restarts_when_the_guest_waits() {
         let mut l = GuestLimiter::new(100, 10, TICK * 3);
         for _ in 0..3 {
             assert!(l.tick().is_ok());
         }
-        l.host_called();
+        l.restart();
         for _ in 0..3 {
             assert!(l.tick().is_ok());
         }

@@ -160,13 +160,13 @@ impl Server {
         let open = self.limits.max_connections - self.slots.available_permits();
         tracing::info!("shutting down: {open} connections open");
         self.shutdown.send_replace(true);
-        // Every connection task holds a receiver: all gone means all ended.
+        // Every connection's tasks hold receivers: all gone means all ended.
         let timeout = self.limits.shutdown_timeout;
         if tokio::time::timeout(timeout, self.shutdown.closed())
             .await
             .is_err()
         {
-            let open = self.shutdown.receiver_count();
+            let open = self.limits.max_connections - self.slots.available_permits();
             tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
         }
     }

@@ -58,6 +58,8 @@ pub struct Socket {
     ws: Ws,
     pub outbox: Arc<Outbox>,
     close_timeout: Duration,
+    /// How long one write may wait for the peer to read.
+    write_timeout: Duration,
     /// Reads have ended: the peer closed or the socket failed.
     pub peer_gone: bool,
     /// The host has sent a Close frame of its own: no data frame may follow.
@@ -80,7 +82,9 @@ impl Socket {
         limits: &Limits,
         outbox: Arc<Outbox>,
     ) -> std::io::Result<Self> {
-        stream.write_all(response).await?;
+        tokio::time::timeout(limits.write_timeout, stream.write_all(response))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
         let ws = WebSocketStream::from_partially_read(
             ReadAhead::new(stream),
             early,
@@ -92,6 +96,7 @@ impl Socket {
             ws,
             outbox,
             close_timeout: limits.close_timeout,
+            write_timeout: limits.write_timeout,
             peer_gone: false,
             closing: false,
             broken: false,
@@ -156,7 +161,7 @@ impl Socket {
 
     /// Write `frames` as they are. A connection evicted (or terminated)
     /// while the write waits for a peer that does not read is abandoned
-    /// mid-write.
+    /// mid-write, as is one whose peer takes longer than the write timeout.
     pub async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
         if self.broken || self.peer_gone || self.closing {
             return Err(Error::PeerClosed);
@@ -182,6 +187,11 @@ impl Socket {
                 self.broken = true;
                 return Err(Error::PeerClosed);
             }
+            _ = tokio::time::sleep(self.write_timeout) => {
+                tracing::debug!("the peer read nothing for {:?}: dropped", self.write_timeout);
+                self.broken = true;
+                return Err(Error::PeerClosed);
+            }
         };
         written.map_err(|e| self.write_failed(e))
     }
@@ -197,10 +207,13 @@ impl Socket {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),
         };
-        self.ws
-            .close(Some(frame))
-            .await
-            .map_err(|e| self.write_failed(e))
+        match tokio::time::timeout(self.write_timeout, self.ws.close(Some(frame))).await {
+            Ok(sent) => sent.map_err(|e| self.write_failed(e)),
+            Err(_) => {
+                self.broken = true;
+                Err(Error::PeerClosed)
+            }
+        }
     }
 
     /// The host ends the connection itself (1001 at shutdown, 1008 when
@@ -211,26 +224,6 @@ impl Socket {
         if sent.await.is_err() {
             self.broken = true;
         }
-    }
-
-    /// End the connection: send our Close (`code`, or 1008 to an evicted
-    /// connection; a no-op if one was sent already), then wait a little for
-    /// the peer's so the closing handshake completes.
-    pub async fn finish(mut self, code: CloseCode, reason: &str) {
-        if self.broken {
-            return;
-        }
-        let (code, reason) = if self.outbox.is_evicted() {
-            (CloseCode::Policy, TOO_SLOW)
-        } else {
-            (code, reason)
-        };
-        let timeout = self.close_timeout;
-        let handshake = async {
-            let _ = self.send_close(code.into(), reason).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        };
-        let _ = tokio::time::timeout(timeout, handshake).await;
     }
 
     /// The peer broke the protocol or the socket failed: tell the peer why

@@ -45,4 +45,8 @@ impl Sandboxed for HostState {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
+
+    fn take_waited(&mut self) -> bool {
+        self.conn.take_waited()
+    }
 }

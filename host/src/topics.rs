@@ -166,6 +166,15 @@ impl Subscriptions {
     }
 }
 
+impl Subscriptions {
+    /// Leave every topic.
+    pub fn clear(&mut self) {
+        for name in std::mem::take(&mut self.names) {
+            self.topics.remove(&name, self.id);
+        }
+    }
+}
+
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         for name in std::mem::take(&mut self.names) {

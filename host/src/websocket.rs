@@ -1,153 +1,175 @@
-//! A handler-world connection once upgraded: the guest's `recv` and `push`
-//! on the shared [`Socket`], with its hub membership and topic
-//! subscriptions.
+//! A handler-world connection once upgraded: the guest's `recv` and `push`,
+//! with its hub membership and topic subscriptions.
 //!
-//! The guest's `recv` reads the socket directly (no task or channel between
-//! the guest and its own socket). Hub and topic messages wait in the outbox
-//! and are written between the guest's own frames, by `recv` and `push`.
+//! The socket belongs to its own task ([`crate::pump`]), which reads the
+//! peer's messages into the connection's [`Inbox`] and writes its
+//! [`Outbox`]: the guest's pushes and, between them, hub and topic
+//! messages. So pings are answered, the queue written and a silent peer
+//! found even while the guest computes between calls.
 
-use crate::bindings::{CloseInfo, Error, Frame, Opcode};
+use crate::bindings::{CloseInfo, ConnectionId, Error, Frame, Opcode};
+use crate::config::Keepalive;
 use crate::frame::{self, Kind};
 use crate::hub::Membership;
-use crate::socket::{GOING_AWAY, Incoming, Socket, TOO_SLOW, sleep_until, turned_true};
+use crate::inbox::{Delivery, Inbox};
+use crate::outbox::{Ending, Outbox};
+use crate::pump::{self, Consumer};
+use crate::socket::{Socket, sleep_until};
 use crate::topics::Subscriptions;
 use crate::utf8::Utf8Fragments;
 use bytes::Bytes;
+use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 pub struct Upgraded {
-    pub socket: Socket,
+    outbox: Arc<Outbox>,
+    inbox: Arc<Inbox>,
     membership: Option<Membership>,
     pub subscriptions: Subscriptions,
-    /// A fragmented push is under way: nothing else may be interleaved.
+    /// A fragmented push is under way: only continuations may follow.
     fragmenting: bool,
     /// The UTF-8 check of a fragmented text push under way.
     text: Option<Utf8Fragments>,
-    /// The host has sent its own Close frame (1001 or 1008).
-    host_closed: bool,
+    /// The socket's task; it ends once the socket has closed.
+    task: JoinHandle<()>,
+}
+
+/// The guest takes the peer's messages from its inbox.
+struct Guest(Arc<Inbox>);
+
+impl Consumer for Guest {
+    fn has_room(&self) -> bool {
+        self.0.has_room()
+    }
+
+    async fn room(&self) {
+        self.0.room().await
+    }
+
+    async fn message(&mut self, msg: Message) {
+        self.0.put(Delivery::Message(msg));
+    }
+
+    fn host_closed(&mut self, code: CloseCode, reason: &str) {
+        let close = CloseInfo {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        self.0.put(Delivery::Close(Some(close)));
+    }
+
+    fn peer_closed(&mut self, close: Option<CloseInfo>) {
+        self.0.put(Delivery::Close(close));
+    }
+
+    fn failed(&mut self, error: &Error) {
+        self.0.put(Delivery::Failed(error.clone()));
+    }
 }
 
 impl Upgraded {
-    pub fn new(socket: Socket, membership: Membership, subscriptions: Subscriptions) -> Self {
+    /// Hand `socket` to a task of its own and keep the guest's ends.
+    pub fn start(
+        socket: Socket,
+        id: ConnectionId,
+        (membership, subscriptions): (Membership, Subscriptions),
+        mut shutdown: watch::Receiver<bool>,
+        keepalive: Keepalive,
+    ) -> Self {
+        let inbox = Arc::new(Inbox::default());
+        let outbox = socket.outbox.clone();
+        let mut guest = Guest(inbox.clone());
+        let task = async move {
+            let mut socket = socket;
+            let (code, _) = pump::run(&mut socket, &mut guest, id, &mut shutdown, keepalive).await;
+            tracing::debug!("connection {id} closed ({code})");
+            // TCP is closed before the guest hears of it.
+            socket.outbox.finish();
+            drop(socket);
+            guest.0.end();
+        };
         Upgraded {
-            socket,
+            outbox,
+            inbox,
             membership: Some(membership),
             subscriptions,
             fragmenting: false,
             text: None,
-            host_closed: false,
+            task: tokio::spawn(task.instrument(tracing::Span::current())),
         }
     }
 
-    pub fn broken(&self) -> bool {
-        self.socket.broken
-    }
-
-    /// The next message for the guest; see `connection.recv` in the WIT.
-    pub async fn recv(
-        &mut self,
-        deadline: Option<Instant>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Option<Frame>, Error> {
-        if self.socket.peer_gone || self.socket.broken {
-            return Ok(None);
-        }
+    /// The next message for the guest; see `connection.recv` in the WIT. A
+    /// deadline already past polls: what has arrived is still returned.
+    pub async fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
         loop {
-            if self.socket.outbox.is_evicted() && !self.host_closed {
-                return Ok(Some(self.host_close(CloseCode::Policy, TOO_SLOW).await));
-            }
-            if *shutdown.borrow() && !self.host_closed {
-                return Ok(Some(self.host_close(CloseCode::Away, GOING_AWAY).await));
+            match self.inbox.take() {
+                Some(Some(delivery)) => return deliver(delivery),
+                Some(None) => return Ok(None),
+                None => {}
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 return Err(Error::Timeout);
             }
-            // What is queued goes out before more is read: a connection whose
-            // own messages fill its outbox (a broadcaster) slows its reading
-            // down to its writing instead of overflowing.
-            if self.may_write_queued() {
-                self.socket.write_queued(None).await?;
-            }
-            let outbox = self.socket.outbox.clone();
-            // Biased: when a message is already there, the other branches'
-            // futures are never polled, so the hot path registers no wakers.
-            // The flags they watch are also checked above, so none starves.
             tokio::select! {
-                biased;
-                read = self.socket.next() => {
-                    if let Some(incoming) = self.socket.incoming(read).await {
-                        return deliver(incoming);
-                    }
-                }
-                // A frame or an eviction, acted on at the top of the loop.
-                _ = outbox.ready(), if self.may_write_queued() => {}
-                // Frames cannot go out now; an eviction still ends the wait.
-                _ = outbox.evicted(), if !self.may_write_queued() && !self.host_closed => {}
-                _ = turned_true(shutdown), if !self.host_closed => {}
-                _ = sleep_until(deadline) => return Err(Error::Timeout),
+                () = self.inbox.arrival() => {}
+                () = sleep_until(deadline) => {}
             }
         }
     }
 
-    /// Queued frames may go out: no fragmented push under way and no Close sent.
-    fn may_write_queued(&self) -> bool {
-        !self.fragmenting && !self.socket.closing
-    }
-
-    /// Send the guest's frame, after the frames queued for this connection
-    /// (unless a fragmented message is under way).
+    /// Queue the guest's frame, after the frames queued for this connection
+    /// (none lands between the fragments of a fragmented push); waits while
+    /// more than the backpressure limit is queued (a peer that reads slowly
+    /// slows its guest down).
     pub async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
-        if self.socket.peer_gone || self.socket.broken {
+        let (frame, fragmenting) = self.outgoing(data, op, fin)?;
+        if self.outbox.push(frame, fragmenting).is_err() {
             return Err(Error::PeerClosed);
         }
-        if self.socket.outbox.is_evicted() && !self.host_closed {
-            self.host_close(CloseCode::Policy, TOO_SLOW).await;
-            return Err(Error::PeerClosed);
+        self.fragmenting = fragmenting;
+        if !fragmenting {
+            self.text = None;
         }
-        let was_fragmenting = self.fragmenting;
-        let frame = self.outgoing(data, op, fin)?;
-        if was_fragmenting {
-            self.socket.write_frames(&[frame]).await
-        } else {
-            self.socket.write_queued(Some(frame)).await
-        }
+        self.outbox.room().await;
+        Ok(())
     }
 
-    /// Send the guest's Close frame.
+    /// Send the guest's Close frame after what is queued; returns once it
+    /// is written (a `close` right after must not cut it off).
     pub async fn push_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
-        self.socket.send_close(code, reason).await
+        if self.outbox.is_finished() {
+            return Err(Error::PeerClosed);
+        }
+        self.outbox.end(Ending::Close {
+            code,
+            reason: reason.into(),
+        });
+        self.outbox.close_written().await;
+        Ok(())
     }
 
-    /// The handler has returned: leave the hub and the topics, then close
-    /// the socket with `code` (see [`Socket::finish`]).
+    /// The handler has returned: leave the hub and the topics, then end the
+    /// connection with `code` after what is queued (a Close already sent, by
+    /// the guest or the host, stands) and wait for the closing handshake.
     pub async fn finish(mut self, code: CloseCode, reason: &str) {
         drop(self.membership.take());
-        drop(self.subscriptions);
-        self.socket.finish(code, reason).await;
+        self.subscriptions.clear();
+        self.outbox.end(Ending::Close {
+            code: code.into(),
+            reason: reason.into(),
+        });
+        let _ = (&mut self.task).await;
     }
 
-    /// The host ends the connection itself: send the peer `code` and hand
-    /// the guest the same Close frame, so it ends as if the peer had closed.
-    /// The peer's reply reaches the guest's next `recv`.
-    async fn host_close(&mut self, code: CloseCode, reason: &'static str) -> Frame {
-        self.host_closed = true;
-        self.socket.host_close(code, reason).await;
-        Frame {
-            opcode: Opcode::Close,
-            data: Vec::new(),
-            fin: true,
-            close: Some(CloseInfo {
-                code: code.into(),
-                reason: reason.into(),
-            }),
-        }
-    }
-
-    /// Check a push against the fragmentation state and frame it.
-    fn outgoing(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<Bytes, Error> {
+    /// Check a push against the fragmentation state and frame it; returns
+    /// the frame and whether a fragmented message is under way after it.
+    fn outgoing(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(Bytes, bool), Error> {
         let protocol = |why: &str| Err(Error::Protocol(why.to_string()));
         let kind = match (op, fin) {
             (Opcode::Text | Opcode::Binary, _) if self.fragmenting => {
@@ -185,24 +207,29 @@ impl Upgraded {
             (Opcode::Pong, true) => Kind::Pong,
             (Opcode::Close, _) => return protocol("send Close frames with push-close"),
         };
-        if matches!(kind, Kind::Text | Kind::Binary | Kind::Continuation) {
-            self.fragmenting = !fin;
-            if fin {
-                self.text = None;
-            }
-        }
-        Ok(frame::encode(kind, fin, &data))
+        let fragmenting = match kind {
+            Kind::Text | Kind::Binary | Kind::Continuation => !fin,
+            // A control frame may go between fragments.
+            Kind::Ping | Kind::Pong => self.fragmenting,
+        };
+        Ok((frame::encode(kind, fin, &data), fragmenting))
+    }
+}
+
+impl Drop for Upgraded {
+    /// Dropped without [`Upgraded::finish`] (the guest's `close`): drop TCP.
+    fn drop(&mut self) {
+        self.outbox.end(Ending::Terminate);
     }
 }
 
 /// What the guest's `recv` returns for what came from the peer.
-fn deliver(incoming: Incoming) -> Result<Option<Frame>, Error> {
-    let (opcode, data, close) = match incoming {
-        Incoming::Message(Message::Text(text)) => (Opcode::Text, Bytes::from(text).into(), None),
-        Incoming::Message(msg) => (Opcode::Binary, msg.into_data().into(), None),
-        Incoming::Close(close) => (Opcode::Close, Vec::new(), close),
-        Incoming::Gone => return Ok(None),
-        Incoming::Failed { error, .. } => return Err(error),
+fn deliver(delivery: Delivery) -> Result<Option<Frame>, Error> {
+    let (opcode, data, close) = match delivery {
+        Delivery::Message(Message::Text(text)) => (Opcode::Text, Bytes::from(text).into(), None),
+        Delivery::Message(msg) => (Opcode::Binary, msg.into_data().into(), None),
+        Delivery::Close(close) => (Opcode::Close, Vec::new(), close),
+        Delivery::Failed(error) => return Err(error),
     };
     Ok(Some(Frame {
         opcode,

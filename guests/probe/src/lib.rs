@@ -6,6 +6,13 @@
 //!   (refused: not UTF-8), then `\xbb` (completing `λ`), then the refusal.
 //! - `protocol=P`: upgrade with subprotocol P and a `set-cookie` header
 //!   (`-` for none): push `upgraded`; answer 409 with the error when refused.
+//! - `busy=T`: upgrade, subscribe to topic T, take one message, compute
+//!   for 500 ms without a socket call, then push `done`.
+//! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
+//! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
+//! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
+//!   as a text fragment, sleep 300 ms, push `lo` ending it.
+//! - `spin-calls`: upgrade, then call `id` forever.
 //! - `binary`: upgrade, push the bytes 0, 1, 2, 255 as a binary message.
 //! - `upgrade-then-return`: upgrade and return (the host closes with 1000).
 //! - `fail-before-upgrade` / `fail-after-upgrade`: return an error.
@@ -63,6 +70,50 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             }
             ws.push_text("upgraded").map_err(str)?;
             ws.recv(None).map_err(str)?;
+        }
+        "busy" => {
+            ws.upgrade().map_err(str)?;
+            ws.subscribe(arg).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+            let started = std::time::Instant::now();
+            let mut spins = 0u64;
+            while started.elapsed() < Duration::from_millis(500) {
+                spins = std::hint::black_box(spins + 1);
+            }
+            ws.push_text("done").map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "poll" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_text("ready").map_err(str)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let outcome = match ws.recv(Some(Duration::ZERO)) {
+                Err(Error::Timeout) => "timeout".to_string(),
+                Ok(Some(frame)) => format!("frame {}", frame.text_lossy()),
+                other => format!("{other:?}"),
+            };
+            ws.push_text(&outcome).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "broadcast-return" => {
+            ws.upgrade().map_err(str)?;
+            hub::broadcast_text("bye all").map_err(str)?;
+        }
+        "slow-fragments" => {
+            ws.upgrade().map_err(str)?;
+            ws.subscribe(arg).map_err(str)?;
+            ws.push_text("ready").map_err(str)?;
+            ws.push(b"Hel", Opcode::Text, false).map_err(str)?;
+            std::thread::sleep(Duration::from_millis(300));
+            ws.push(b"lo", Opcode::Continuation, true).map_err(str)?;
+            ws.recv(None).map_err(str)?;
+        }
+        "spin-calls" => {
+            ws.upgrade().map_err(str)?;
+            let mut sum = 0u64;
+            loop {
+                sum = sum.wrapping_add(std::hint::black_box(ws.id()));
+            }
         }
         "binary" => {
             ws.upgrade().map_err(str)?;
