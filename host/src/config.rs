@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::time::Instant;
-use tungstenite::protocol::WebSocketConfig;
 
 /// One `--route PATH=FILE.wasm`: requests for exactly `PATH` go to the component in `FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +57,6 @@ impl FromStr for RouteSpec {
         })
     }
 }
-
-/// tungstenite's own read buffer. It zeroes this much before every read and
-/// holds it for the life of the connection: its default of 128 KiB cost a
-/// quarter of the CPU time of a 4 KiB echo (memset) and 128 KiB of RSS per
-/// idle connection. Socket reads go through [`crate::read_ahead`], which holds
-/// a larger chunk only while bytes arrive; this buffer takes from it.
-const READ_CHUNK: usize = 1 << 10;
 
 /// How the host keeps a socket alive and finds a peer that vanished
 /// (a phone that lost its network, a NAT that forgot the connection): a
@@ -139,6 +131,8 @@ pub struct Limits {
     pub keepalive: Keepalive,
     /// `Origin`s a WebSocket handshake may come from; empty: any.
     pub allowed_origins: Vec<String>,
+    /// Agree to permessage-deflate with clients that offer it.
+    pub deflate: bool,
 }
 
 impl Default for Limits {
@@ -162,6 +156,7 @@ impl Default for Limits {
                 idle_timeout: Some(Duration::from_secs(60)),
             },
             allowed_origins: Vec::new(),
+            deflate: false,
         }
     }
 }
@@ -187,13 +182,6 @@ impl Limits {
                         .any(|allowed| allowed.eq_ignore_ascii_case(origin))
             }
         }
-    }
-
-    pub fn websocket_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_frame_size))
-            .read_buffer_size(READ_CHUNK)
     }
 }
 

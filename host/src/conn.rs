@@ -177,8 +177,13 @@ impl Conn {
         let outbox = Arc::new(self.limits.outbox(self.id));
         let membership = self.hub.join(self.id, outbox.clone());
         let subscriptions = Subscriptions::new(self.topics.clone(), self.id, outbox.clone());
-        let response = http::switching_protocols(&accept, protocol.as_deref(), &headers);
-        let socket = match Socket::open(stream, &response, early, &self.limits, outbox).await {
+        let deflate = http::agree_deflate(&head, self.limits.deflate);
+        let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
+        let response =
+            http::switching_protocols(&accept, protocol.as_deref(), extensions, &headers);
+        let agreed = deflate.map(|(agreed, _)| agreed);
+        let opened = Socket::open(stream, (&response, early), agreed, &self.limits, outbox);
+        let socket = match opened.await {
             Ok(socket) => socket,
             Err(e) => {
                 self.phase = Phase::Closed;

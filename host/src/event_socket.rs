@@ -114,12 +114,15 @@ async fn open(
         return None;
     }
     let outbox = Arc::new(limits.outbox(id));
-    let response = http::switching_protocols(&accept, protocol.as_deref(), &headers);
+    let deflate = http::agree_deflate(&head, limits.deflate);
+    let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
+    let response = http::switching_protocols(&accept, protocol.as_deref(), extensions, &headers);
     // Opened before the 101 goes out: once the client sees it, a message it
     // (or anyone) sends is queued after this socket's `on-open`, so what
     // `on-open` subscribes to already reaches it.
     route.open(id, outbox.clone(), attachment).await;
-    Some(Socket::open(stream, &response, early, limits, outbox).await)
+    let agreed = deflate.map(|(agreed, _)| agreed);
+    Some(Socket::open(stream, (&response, early), agreed, limits, outbox).await)
 }
 
 /// A 500 naming why the handler could not answer.

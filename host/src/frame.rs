@@ -21,9 +21,31 @@ pub enum Kind {
 
 /// One frame: FIN bit, opcode, unmasked length and `payload`.
 pub fn encode(kind: Kind, fin: bool, payload: &[u8]) -> Bytes {
+    encode_with(if fin { 0x80 } else { 0 } | kind as u8, payload)
+}
+
+/// A whole message's frame with a compressed payload (RSV1 set, RFC 7692).
+pub fn encode_compressed(kind: Kind, payload: &[u8]) -> Bytes {
+    encode_with(0x80 | 0x40 | kind as u8, payload)
+}
+
+/// A Close frame with `code` and `reason`.
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    encode_with(0x80 | 0x8, &payload)
+}
+
+/// A Close frame without a code (the reply to one without a code).
+pub fn encode_empty_close() -> Bytes {
+    encode_with(0x80 | 0x8, &[])
+}
+
+fn encode_with(first: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut out = BytesMut::with_capacity(header_len(len) + len);
-    out.put_u8(if fin { 0x80 } else { 0 } | kind as u8);
+    out.put_u8(first);
     match len {
         0..=125 => out.put_u8(len as u8),
         126..=0xFFFF => {
@@ -64,7 +86,7 @@ mod tests {
     use super::*;
     use tungstenite::protocol::frame::FrameHeader;
 
-    /// tungstenite, which parses every frame wshost receives, reads ours back.
+    /// tungstenite's parser (a client's) reads ours back.
     fn parse(bytes: &[u8]) -> (FrameHeader, usize) {
         let mut cursor = std::io::Cursor::new(bytes);
         let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();

@@ -222,10 +222,12 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
 }
 
 /// The `101 Switching Protocols` response for an accepted handshake, with
-/// the subprotocol chosen and extra headers (both checked by the caller).
+/// the subprotocol chosen and extra headers (both checked by the caller),
+/// and the extensions agreed.
 pub fn switching_protocols(
     accept: &str,
     protocol: Option<&str>,
+    extensions: Option<&str>,
     headers: &[(String, String)],
 ) -> Vec<u8> {
     let mut out = format!(
@@ -234,11 +236,35 @@ pub fn switching_protocols(
     if let Some(protocol) = protocol {
         out.push_str(&format!("sec-websocket-protocol: {protocol}\r\n"));
     }
+    if let Some(extensions) = extensions {
+        out.push_str(&format!("sec-websocket-extensions: {extensions}\r\n"));
+    }
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     out.into_bytes()
+}
+
+/// The values of the client's `sec-websocket-extensions` headers.
+pub fn extension_offers(head: &RequestHead) -> impl Iterator<Item = &str> {
+    head.headers
+        .iter()
+        .filter(|(n, _)| n == "sec-websocket-extensions")
+        .map(|(_, v)| v.as_str())
+}
+
+/// What the host agrees of permessage-deflate with this client (`enabled`:
+/// `--deflate`), and the response header value saying so.
+pub fn agree_deflate(
+    head: &RequestHead,
+    enabled: bool,
+) -> Option<(crate::deflate::Agreed, String)> {
+    if !enabled {
+        return None;
+    }
+    let (agreed, offered_bits) = crate::deflate::negotiate(extension_offers(head))?;
+    Some((agreed, agreed.response(offered_bits)))
 }
 
 /// The subprotocols the client offered (`sec-websocket-protocol`), in order.

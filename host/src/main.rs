@@ -127,6 +127,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.idle_timeout))]
     idle_timeout: f64,
 
+    /// Agree to permessage-deflate (RFC 7692) with clients that offer it:
+    /// messages of 64 bytes or more are sent compressed.
+    #[arg(long)]
+    deflate: bool,
+
     /// Accept WebSocket handshakes only from this `Origin` (e.g.
     /// https://app.example.com); repeatable. Others get 403; a request
     /// without `Origin` (not a browser) is let through. Default: any origin.
@@ -184,6 +189,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_connections: positive("--max-connections", args.max_connections)?,
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
         write_timeout: seconds("--write-timeout", args.write_timeout)?,
+        deflate: args.deflate,
         keepalive: Keepalive {
             ping_interval: optional_seconds("--ping-interval", args.ping_interval)?,
             idle_timeout: optional_seconds("--idle-timeout", args.idle_timeout)?,

@@ -168,7 +168,7 @@ pub async fn run<C: Consumer>(
                 }
                 if keepalive.ping_due(heard, pinged, now) && !socket.closing {
                     pinged = true;
-                    let _ = socket.write_frames(&[frame::encode(Kind::Ping, true, b"")]).await;
+                    let _ = socket.write_frames([frame::encode(Kind::Ping, true, b"")].into_iter().collect()).await;
                 }
                 alarm.as_mut().reset(keepalive.next(heard, pinged));
             }

@@ -1,20 +1,19 @@
 //! An upgraded WebSocket as both worlds drive it: reading the peer's
-//! messages, writing what the connection's [`Outbox`] holds, and the Close
-//! frames the host owes the peer.
+//! messages ([`crate::reader`]), writing what the connection's [`Outbox`]
+//! holds, and the frames the host owes the peer (pongs, Close replies).
 //!
-//! tungstenite parses what the peer sends and answers its pings and Close
-//! frames. Data frames go out past it, already framed ([`crate::frame`]): a
-//! burst of queued frames is one vectored write, and a frame published to
-//! many connections is the same bytes for all. tungstenite's own pending
-//! bytes (a pong, a Close reply) are flushed before such a write, and no read
-//! is polled while one is under way, so frames never interleave.
+//! Every frame the host sends is framed by [`crate::frame`] (a burst of
+//! queued frames is one vectored write, and a frame published to many
+//! connections is the same bytes for all) and, on a socket that agreed to
+//! permessage-deflate, compressed on its way out ([`crate::deflate`]).
 
 use crate::bindings::{CloseInfo, Error};
 use crate::config::Limits;
-use crate::outbox::Outbox;
-use crate::read_ahead::ReadAhead;
+use crate::deflate::{self, Agreed, Inflater};
+use crate::frame::{self, Kind};
+use crate::outbox::{Batch, Outbox};
+use crate::reader::{Read, ReadError, Reader};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,11 +22,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
-use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role};
 
 /// The longest reason a Close frame can carry (125-byte payload less the code).
 pub const MAX_CLOSE_REASON: usize = 123;
@@ -37,8 +33,6 @@ pub const GOING_AWAY: &str = "server shutting down";
 
 /// The reason of the 1008 Close frame sent to a connection that was evicted.
 pub const TOO_SLOW: &str = "too slow: queued messages were not taken";
-
-pub type Ws = WebSocketStream<ReadAhead<TcpStream>>;
 
 /// What one read from the peer came to.
 pub enum Incoming {
@@ -55,11 +49,14 @@ pub enum Incoming {
 }
 
 pub struct Socket {
-    ws: Ws,
+    stream: TcpStream,
+    reader: Reader,
     pub outbox: Arc<Outbox>,
     close_timeout: Duration,
     /// How long one write may wait for the peer to read.
     write_timeout: Duration,
+    /// The window bits to compress with, on a socket that agreed to deflate.
+    deflate: Option<u8>,
     /// Reads have ended: the peer closed or the socket failed.
     pub peer_gone: bool,
     /// The host has sent a Close frame of its own: no data frame may follow.
@@ -67,40 +64,36 @@ pub struct Socket {
     /// A write was abandoned half-way: the stream can carry nothing more and
     /// the TCP connection must be dropped.
     pub broken: bool,
-    /// tungstenite may hold bytes of its own (a pong, a Close frame) that
-    /// must go out before ours.
-    pending: bool,
 }
 
 impl Socket {
     /// Send the 101 `response` and take the connection over as a WebSocket;
-    /// `early` holds what the client sent after its request head.
+    /// `early` holds what the client sent after its request head, `deflate`
+    /// what was agreed of permessage-deflate.
     pub async fn open(
         mut stream: TcpStream,
-        response: &[u8],
-        early: Vec<u8>,
+        (response, early): (&[u8], Vec<u8>),
+        deflate: Option<Agreed>,
         limits: &Limits,
         outbox: Arc<Outbox>,
     ) -> std::io::Result<Self> {
         tokio::time::timeout(limits.write_timeout, stream.write_all(response))
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
-        let ws = WebSocketStream::from_partially_read(
-            ReadAhead::new(stream),
-            early,
-            Role::Server,
-            Some(limits.websocket_config()),
-        )
-        .await;
+        let mut reader = Reader::new(early, limits.max_frame_size, limits.max_message_size);
+        if let Some(agreed) = &deflate {
+            reader.inflate_with(Inflater::new(agreed));
+        }
         Ok(Socket {
-            ws,
+            stream,
+            reader,
             outbox,
             close_timeout: limits.close_timeout,
             write_timeout: limits.write_timeout,
+            deflate: deflate.map(|agreed| agreed.server_bits),
             peer_gone: false,
             closing: false,
             broken: false,
-            pending: false,
         })
     }
 
@@ -108,43 +101,43 @@ impl Socket {
         self.close_timeout
     }
 
-    /// The next message from the peer, raw. Cancel-safe: give what it
+    /// The next thing from the peer, raw. Cancel-safe: give what it
     /// returns to [`Socket::incoming`], which is not.
-    pub async fn next(&mut self) -> Option<Result<Message, tungstenite::Error>> {
-        self.ws.next().await
+    pub async fn next(&mut self) -> Result<Read, ReadError> {
+        self.reader.next(&self.stream).await
     }
 
     /// Turn what [`Socket::next`] returned into what the guest sees; `None`
-    /// for control frames the host handles itself (tungstenite has queued
-    /// the pong).
-    pub async fn incoming(
-        &mut self,
-        read: Option<Result<Message, tungstenite::Error>>,
-    ) -> Option<Incoming> {
+    /// for control frames the host handles itself (a ping is answered here).
+    pub async fn incoming(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
         match read {
-            Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => Some(Incoming::Message(msg)),
-            Some(Ok(Message::Close(frame))) => {
-                // Our reply is queued; send it now, whatever the guest does
-                // next. No data frame may follow it.
-                self.closing = true;
-                self.pending = true;
-                let _ = self.ws.flush().await;
-                Some(Incoming::Close(frame.map(|f| CloseInfo {
-                    code: f.code.into(),
-                    reason: f.reason.to_string(),
-                })))
+            Ok(Read::Message(msg)) => Some(Incoming::Message(msg)),
+            Ok(Read::Close(close)) => {
+                // Reply now, whatever the guest does next (echoing the code,
+                // RFC 6455 §5.5.1), unless our own Close went first.
+                if !self.closing {
+                    let reply = match &close {
+                        Some((code, _)) => frame::close(*code, ""),
+                        None => frame::encode_empty_close(),
+                    };
+                    self.closing = true;
+                    let _ = self.write_control(reply).await;
+                }
+                self.peer_gone = true;
+                Some(Incoming::Close(
+                    close.map(|(code, reason)| CloseInfo { code, reason }),
+                ))
             }
-            Some(Ok(Message::Ping(_))) => {
-                // tungstenite has queued the pong.
-                self.pending = true;
+            Ok(Read::Ping(payload)) => {
+                if !self.closing {
+                    let _ = self
+                        .write_control(frame::encode(Kind::Pong, true, &payload))
+                        .await;
+                }
                 None
             }
-            Some(Ok(Message::Pong(_) | Message::Frame(_))) => None,
-            Some(Err(e)) => Some(self.read_failed(e).await),
-            None => {
-                self.peer_gone = true;
-                Some(Incoming::Gone)
-            }
+            Ok(Read::Pong) => None,
+            Err(e) => Some(self.read_failed(e).await),
         }
     }
 
@@ -156,33 +149,40 @@ impl Socket {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_frames(&batch).await
+        self.write_frames(batch).await
     }
 
-    /// Write `frames` as they are. A connection evicted (or terminated)
-    /// while the write waits for a peer that does not read is abandoned
-    /// mid-write, as is one whose peer takes longer than the write timeout.
-    pub async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
+    /// Write `frames` (compressed first on a deflate socket). A connection
+    /// evicted (or terminated) while the write waits for a peer that does
+    /// not read is abandoned mid-write, as is one whose peer takes longer
+    /// than the write timeout.
+    pub async fn write_frames(&mut self, mut frames: Batch) -> Result<(), Error> {
         if self.broken || self.peer_gone || self.closing {
             return Err(Error::PeerClosed);
         }
-        let outbox = self.outbox.clone();
-        let ws = &mut self.ws;
-        let pending = &mut self.pending;
-        let io = async move {
-            // tungstenite's pending bytes (a pong) go first.
-            if *pending {
-                ws.flush().await?;
-                *pending = false;
+        if let Some(bits) = self.deflate {
+            for frame in frames.iter_mut() {
+                *frame = deflate::compress_frame(frame, bits);
             }
-            write_all_vectored(ws.get_mut(), frames).await?;
-            Ok::<_, tungstenite::Error>(())
-        };
+        }
+        self.write_raw(&frames).await
+    }
+
+    /// Write a control frame (a pong, a Close) even while closing.
+    async fn write_control(&mut self, frame: Bytes) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::PeerClosed);
+        }
+        self.write_raw(&[frame]).await
+    }
+
+    async fn write_raw(&mut self, frames: &[Bytes]) -> Result<(), Error> {
+        let outbox = self.outbox.clone();
         let written = tokio::select! {
             // Biased: a write that completes at once never polls the
-            // abandon future (no waker registered on the hot path).
+            // others (no waker or timer registered on the hot path).
             biased;
-            written = io => written,
+            written = write_all_vectored(&mut self.stream, frames) => written,
             _ = outbox.abandoned() => {
                 self.broken = true;
                 return Err(Error::PeerClosed);
@@ -193,27 +193,24 @@ impl Socket {
                 return Err(Error::PeerClosed);
             }
         };
-        written.map_err(|e| self.write_failed(e))
+        written.map_err(|e| {
+            if is_disconnect(&e) {
+                self.peer_gone = true;
+                Error::PeerClosed
+            } else {
+                self.broken = true;
+                Error::Io(e.to_string())
+            }
+        })
     }
 
     /// Send a Close frame (the guest's or the host's own).
     pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
-        if self.broken {
+        if self.broken || self.closing {
             return Err(Error::PeerClosed);
         }
         self.closing = true;
-        self.pending = true;
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.to_string().into(),
-        };
-        match tokio::time::timeout(self.write_timeout, self.ws.close(Some(frame))).await {
-            Ok(sent) => sent.map_err(|e| self.write_failed(e)),
-            Err(_) => {
-                self.broken = true;
-                Err(Error::PeerClosed)
-            }
-        }
+        self.write_control(frame::close(code, reason)).await
     }
 
     /// The host ends the connection itself (1001 at shutdown, 1008 when
@@ -228,61 +225,42 @@ impl Socket {
 
     /// The peer broke the protocol or the socket failed: tell the peer why
     /// with the RFC 6455 close code when it can still hear it.
-    async fn read_failed(&mut self, e: tungstenite::Error) -> Incoming {
-        use tungstenite::Error as E;
+    async fn read_failed(&mut self, e: ReadError) -> Incoming {
         self.peer_gone = true;
         let (code, error) = match e {
             // The peer vanished without a Close frame: it has gone, as in
             // the seed's `''`, and there is no one left to tell anything.
-            E::ConnectionClosed
-            | E::AlreadyClosed
-            | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Incoming::Gone,
-            E::Io(io) if is_disconnect(&io) => return Incoming::Gone,
-            E::Io(io) => {
+            ReadError::Eof => return Incoming::Gone,
+            ReadError::Io(io) if is_disconnect(&io) => return Incoming::Gone,
+            ReadError::Io(io) => {
                 return Incoming::Failed {
                     error: Error::Io(io.to_string()),
                     code: CloseCode::Abnormal.into(),
                 };
             }
-            E::Capacity(c) => {
-                tracing::debug!("peer's message refused: {c}");
+            ReadError::TooLarge(why) => {
+                tracing::debug!("peer's message refused: {why}");
                 (CloseCode::Size, Error::TooLarge)
             }
-            E::Utf8(_) => (
+            ReadError::Utf8 => (
                 CloseCode::Invalid,
                 Error::Protocol("text message is not valid UTF-8".into()),
             ),
-            E::Protocol(p) => (CloseCode::Protocol, Error::Protocol(p.to_string())),
-            other => (CloseCode::Protocol, Error::Protocol(other.to_string())),
+            ReadError::Protocol(why) => (CloseCode::Protocol, Error::Protocol(why)),
         };
         let reason = match &error {
             Error::Protocol(why) => truncate(why, MAX_CLOSE_REASON).to_string(),
             _ => "message too big".to_string(),
         };
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        self.closing = true;
-        let _ = tokio::time::timeout(self.close_timeout, self.ws.close(Some(frame))).await;
+        if !self.closing {
+            self.closing = true;
+            let timeout = self.close_timeout;
+            let close = self.write_control(frame::close(code.into(), &reason));
+            let _ = tokio::time::timeout(timeout, close).await;
+        }
         Incoming::Failed {
             error,
             code: code.into(),
-        }
-    }
-
-    fn write_failed(&mut self, e: tungstenite::Error) -> Error {
-        use tungstenite::Error as E;
-        match e {
-            E::ConnectionClosed
-            | E::AlreadyClosed
-            | E::Protocol(ProtocolError::SendAfterClosing) => Error::PeerClosed,
-            E::Io(io) if is_disconnect(&io) => {
-                self.peer_gone = true;
-                Error::PeerClosed
-            }
-            E::Capacity(_) => Error::TooLarge,
-            other => Error::Io(other.to_string()),
         }
     }
 }
@@ -305,10 +283,7 @@ pub fn check_close(code: u16, reason: &str) -> Result<(), Error> {
 }
 
 /// Write every byte of `frames`, as few syscalls as the socket allows.
-async fn write_all_vectored(
-    io: &mut ReadAhead<TcpStream>,
-    frames: &[Bytes],
-) -> std::io::Result<()> {
+async fn write_all_vectored(io: &mut TcpStream, frames: &[Bytes]) -> std::io::Result<()> {
     let (mut first, mut offset) = (0, 0);
     while first < frames.len() {
         let mut written = std::future::poll_fn(|cx| {
@@ -337,7 +312,7 @@ async fn write_all_vectored(
 /// the stack of this poll only: as part of the write's future they would
 /// sit (1 KiB) in every connection task, idle or not.
 fn poll_writev(
-    io: Pin<&mut ReadAhead<TcpStream>>,
+    io: Pin<&mut TcpStream>,
     cx: &mut std::task::Context<'_>,
     frames: &[Bytes],
     offset: usize,

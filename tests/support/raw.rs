@@ -90,10 +90,15 @@ pub struct RawWs {
 impl RawWs {
     /// Open `path` with a hand-written handshake.
     pub async fn connect(server: &Server, path: &str) -> RawWs {
+        RawWs::connect_with(server, path, "").await
+    }
+
+    /// Open `path` with a hand-written handshake carrying `extra` header lines.
+    pub async fn connect_with(server: &Server, path: &str, extra: &str) -> RawWs {
         let mut tcp = TcpStream::connect(server.addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
             server.addr
         );
         tcp.write_all(request.as_bytes()).await.unwrap();
