@@ -75,7 +75,7 @@ async fn a_slow_hub_subscriber_is_evicted_with_1008_and_stalls_nobody() {
     own.await.unwrap();
     let _sender = sending.await.unwrap();
     server
-        .wait_for_log("connection evicted: 16 messages queued")
+        .wait_for_log("connection evicted: 16 messages or")
         .await;
     // The slow client gets what was in flight, then the connection ends.
     let mut got = 0;
@@ -103,5 +103,71 @@ async fn next_text_of(stream: &mut futures_util::stream::SplitStream<Client>) ->
     {
         Some(Ok(Message::Text(t))) => t.to_string(),
         other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_evicted_by_bytes_too() {
+    // 1,024 messages would be 64 MiB here; 1 MiB of them evicts.
+    let server =
+        Server::start_flagged(&["--hub-queue-bytes", "1048576"], &[("/chat", "broadcast")]);
+    let mut sender = server.connect("/chat").await;
+    let _slow = non_reader(&server, "/chat").await;
+    let payload = "x".repeat(64 << 10);
+    for i in 0..64 {
+        sender
+            .send(Message::text(format!("{i}:{payload}")))
+            .await
+            .unwrap();
+        let own = next_text(&mut sender).await;
+        assert!(own.contains(&format!("{i}:")), "{i}");
+    }
+    server
+        .wait_for_log("connection evicted: 1024 messages or 1048576 bytes")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_returns_to_baseline_after_a_burst_of_large_messages() {
+    const CLIENTS: usize = 40;
+    // The event world: one instance for all, so what stays is the host's.
+    // (A handler-world instance keeps the linear memory it grew to hold a
+    // large message until its connection ends: wasm memories never shrink.)
+    let server = Server::start(&[("/events", "event_mirror")]);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(server.connect("/events").await);
+    }
+    let baseline = rss_of(server.pid());
+    // Every client echoes 4 MiB once, all at the same time: 160 MiB read
+    // and as much written.
+    let big = Message::binary(vec![7u8; 4 << 20]);
+    let mut echoes = Vec::new();
+    for mut ws in clients {
+        let big = big.clone();
+        echoes.push(tokio::spawn(async move {
+            ws.send(big.clone()).await.unwrap();
+            assert_eq!(next(&mut ws).await.unwrap().unwrap(), big);
+            ws
+        }));
+    }
+    let mut clients = Vec::new();
+    for echo in echoes {
+        clients.push(echo.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_of(server.pid());
+    eprintln!(
+        "RSS with {CLIENTS} idle sockets: {} KiB before, {} KiB after each echoed 4 MiB",
+        baseline / 1024,
+        after / 1024
+    );
+    assert!(
+        after < baseline + (24 << 20),
+        "RSS grew from {baseline} to {after} bytes and stayed"
+    );
+    for ws in &mut clients {
+        ws.send(Message::text("still here")).await.unwrap();
+        assert_eq!(next_text(ws).await, "still here");
     }
 }

@@ -112,6 +112,9 @@ pub struct Limits {
     /// Messages (hub, topic, event sends) that may wait for one connection;
     /// one more evicts it.
     pub mailbox_capacity: usize,
+    /// Bytes of such messages that may wait for one connection (at least
+    /// one message of any size); past them it is evicted too.
+    pub mailbox_bytes: usize,
     /// Bytes waiting for one connection past which an event guest's send
     /// reports `backed-up` (and `on-drain` follows).
     pub backpressure: usize,
@@ -144,6 +147,7 @@ impl Default for Limits {
             head_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),
             mailbox_capacity: 1024,
+            mailbox_bytes: 16 << 20,
             backpressure: 64 << 10,
             guest_cpu: Duration::from_secs(1),
             guest_memory: 128 << 20,
@@ -164,7 +168,7 @@ impl Default for Limits {
 impl Limits {
     /// The outbox of a new connection `id`.
     pub fn outbox(&self, id: crate::bindings::ConnectionId) -> Outbox {
-        Outbox::new(id, self.mailbox_capacity, self.backpressure)
+        Outbox::new(id, self.mailbox_capacity, self.backpressure).with_byte_cap(self.mailbox_bytes)
     }
 
     /// Whether a WebSocket handshake with `origin` is let through: any

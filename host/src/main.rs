@@ -91,6 +91,11 @@ struct ServeArgs {
     #[arg(long, value_name = "MESSAGES", default_value_t = Limits::default().mailbox_capacity)]
     hub_queue: usize,
 
+    /// Bytes of such messages that may wait for one connection (one
+    /// message of any size always fits); past them it is closed with 1008.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().mailbox_bytes)]
+    hub_queue_bytes: usize,
+
     /// Bytes waiting for one event-world socket past which a send reports
     /// `backed-up` (and `on-drain` follows once they are written).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().backpressure)]
@@ -182,6 +187,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         head_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
         close_timeout: seconds("--close-timeout", args.close_timeout)?,
         mailbox_capacity: positive("--hub-queue", args.hub_queue)?,
+        mailbox_bytes: positive("--hub-queue-bytes", args.hub_queue_bytes)?,
         backpressure: args.backpressure_limit,
         guest_cpu: seconds("--guest-cpu-timeout", args.guest_cpu_timeout)?,
         guest_memory: args.guest_memory,
@@ -202,6 +208,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         ..Limits::default()
     };
     raise_open_files_limit();
+    return_large_buffers();
     let server = Arc::new(Server::new(&routes, limits, args.cache.dir().as_deref())?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -245,6 +252,19 @@ fn raise_open_files_limit() {
         } else {
             tracing::warn!("open files limit is {soft}; it could not be raised");
         }
+    }
+}
+
+/// Have glibc's malloc give every allocation of 1 MiB or more its own
+/// mapping, returned to the system when freed. By default the threshold
+/// rises to the largest block freed, so after a burst of large messages
+/// their buffers stay in the heap for good (measured: 40 sockets echoing
+/// 4 MiB each kept 21 MiB; with this, 5 MiB).
+fn return_large_buffers() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a malloc tunable.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

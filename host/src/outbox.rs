@@ -3,7 +3,8 @@
 //! handler guest's own pushes, and a request to close.
 //!
 //! Only the socket task writes the socket; everyone else queues frames here
-//! and wakes it. Other parties' frames are bounded (`capacity` messages): a
+//! and wakes it. Other parties' frames are bounded (`capacity` messages and
+//! `byte_cap` bytes, at least one message whatever its size): a
 //! connection that does not keep up is evicted (told so through
 //! [`Outbox::evicted`] and closed with 1008) instead of holding an unbounded
 //! backlog or stalling the sender. A handler guest's own pushes are not
@@ -89,6 +90,7 @@ pub struct Outbox {
     space: Notify,
     evicted: AtomicBool,
     capacity: usize,
+    byte_cap: usize,
     backpressure: usize,
 }
 
@@ -101,8 +103,10 @@ struct State {
     frames: Batch,
     /// Bytes in `frames` and `held`.
     bytes: usize,
-    /// Other parties' frames in `frames` and `held` (the evicting count).
+    /// Other parties' frames in `frames` and `held` (the evicting count)...
     others: usize,
+    /// ...and their bytes.
+    others_bytes: usize,
     /// Other parties' frames held back while a fragmented push is under way.
     held: Batch,
     /// A handler guest's fragmented message is under way.
@@ -127,8 +131,16 @@ impl Outbox {
             space: Notify::new(),
             evicted: AtomicBool::new(false),
             capacity,
+            byte_cap: usize::MAX,
             backpressure,
         }
+    }
+
+    /// Evict, too, past `bytes` of other parties' frames queued (one frame
+    /// of any size is always taken).
+    pub fn with_byte_cap(mut self, bytes: usize) -> Self {
+        self.byte_cap = bytes;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -167,13 +179,15 @@ impl Outbox {
         if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
         }
-        if state.others >= self.capacity {
+        let over_bytes = state.others > 0 && state.others_bytes + frame.len() > self.byte_cap;
+        if state.others >= self.capacity || over_bytes {
             drop(state);
             self.evict();
             return Err(Refused::Overflowed);
         }
         state.bytes += frame.len();
         state.others += 1;
+        state.others_bytes += frame.len();
         if state.fragmenting {
             state.held.push(frame);
             return Ok((Queued::Below, false));
@@ -233,6 +247,7 @@ impl Outbox {
         let held: usize = state.held.iter().map(Bytes::len).sum();
         state.bytes = held;
         state.others = state.held.len();
+        state.others_bytes = held;
         let frames = std::mem::take(&mut state.frames);
         drop(state);
         self.space.notify_waiters();
@@ -319,8 +334,9 @@ impl Outbox {
         if !self.evicted.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 conn = self.id,
-                "connection evicted: {} messages queued and not taken",
-                self.capacity
+                "connection evicted: {} messages or {} bytes queued and not taken",
+                self.capacity,
+                self.byte_cap
             );
             self.wake.notify_one();
         }
@@ -419,6 +435,26 @@ mod tests {
         outbox.push(frame(4), false).unwrap();
         let lens: Vec<usize> = outbox.take_all().iter().map(Bytes::len).collect();
         assert_eq!(lens, [3, 4, 2], "released after the last fragment");
+    }
+
+    #[test]
+    fn a_byte_cap_evicts_but_always_takes_one_frame() {
+        let outbox = Outbox::new(1, 100, 1 << 20).with_byte_cap(1000);
+        assert_eq!(
+            outbox.offer(frame(5000)),
+            Ok(Queued::Below),
+            "one of any size"
+        );
+        assert_eq!(outbox.offer(frame(1)), Err(Refused::Overflowed));
+        let outbox = Outbox::new(1, 100, 1 << 20).with_byte_cap(1000);
+        assert_eq!(outbox.offer(frame(600)), Ok(Queued::Below));
+        outbox.take_all();
+        assert_eq!(
+            outbox.offer(frame(600)),
+            Ok(Queued::Below),
+            "taken frames free room"
+        );
+        assert_eq!(outbox.offer(frame(600)), Err(Refused::Overflowed));
     }
 
     #[test]
