@@ -171,3 +171,44 @@ async fn memory_returns_to_baseline_after_a_burst_of_large_messages() {
         assert_eq!(next_text(ws).await, "still here");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_wait_for_the_in_flight_budget_and_small_ones_do_not() {
+    const CLIENTS: usize = 10;
+    let server = Server::start_flagged(
+        &["--max-in-flight", "8388608"],
+        &[("/probe", "probe"), ("/echo", "echo")],
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let baseline = rss_of(server.pid());
+    // Ten guests that do not read for 2 s, each sent 4 MiB: 40 MiB that
+    // would wait in the host; the budget lets 8 MiB of it in.
+    let mut senders = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut ws = server.connect("/probe?nap=2000").await;
+        assert_eq!(next_text(&mut ws).await, "napping");
+        senders.push(tokio::spawn(async move {
+            ws.send(Message::binary(vec![1u8; 4 << 20])).await.unwrap();
+            ws
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let during = rss_of(server.pid());
+    // Small messages are never held up by the budget.
+    assert_still_answers(&mut echo).await;
+    eprintln!(
+        "in-flight budget 8 MiB: RSS {} KiB idle, {} KiB with 40 MiB sent to guests not reading",
+        baseline / 1024,
+        during / 1024
+    );
+    assert!(
+        during < baseline + (20 << 20),
+        "RSS grew from {baseline} to {during} bytes"
+    );
+    server.wait_for_log("waits for the in-flight budget").await;
+    // Once the guests read, every message gets through.
+    for sender in senders {
+        let mut ws = sender.await.unwrap();
+        assert_eq!(next_text(&mut ws).await, (4 << 20).to_string());
+    }
+}

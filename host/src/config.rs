@@ -136,6 +136,8 @@ pub struct Limits {
     pub allowed_origins: Vec<String>,
     /// Agree to permessage-deflate with clients that offer it.
     pub deflate: bool,
+    /// Bytes of large messages read and not yet taken by guests, process-wide.
+    pub in_flight: usize,
 }
 
 impl Default for Limits {
@@ -161,6 +163,7 @@ impl Default for Limits {
             },
             allowed_origins: Vec::new(),
             deflate: false,
+            in_flight: 1 << 30,
         }
     }
 }

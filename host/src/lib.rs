@@ -8,6 +8,7 @@
 //! the route, called once per event (`on-open`, `on-message`, `on-close`).
 
 pub mod bindings;
+pub mod budget;
 pub mod component;
 pub mod config;
 pub mod conn;

@@ -132,6 +132,12 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.idle_timeout))]
     idle_timeout: f64,
 
+    /// Bytes of large messages (over 8 KiB a frame) read from peers and not
+    /// yet taken by their guests, all connections together; past it, such
+    /// reads wait (small messages never do).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().in_flight)]
+    max_in_flight: usize,
+
     /// Agree to permessage-deflate (RFC 7692) with clients that offer it:
     /// messages of 64 bytes or more are sent compressed.
     #[arg(long)]
@@ -196,6 +202,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
         write_timeout: seconds("--write-timeout", args.write_timeout)?,
         deflate: args.deflate,
+        in_flight: positive("--max-in-flight", args.max_in_flight)?,
         keepalive: Keepalive {
             ping_interval: optional_seconds("--ping-interval", args.ping_interval)?,
             idle_timeout: optional_seconds("--idle-timeout", args.idle_timeout)?,

@@ -7,6 +7,7 @@
 //! of its own size straight into the buffer its message is then cut from
 //! (no copy for a message of one frame), and nothing is kept after it.
 
+use crate::budget::{self, Charge};
 use crate::deflate::Inflater;
 use crate::utf8::Utf8Fragments;
 use bytes::{Buf, Bytes, BytesMut};
@@ -56,6 +57,20 @@ struct Partial {
     compressed: bool,
     data: BytesMut,
     utf8: Utf8Fragments,
+    /// What its frames took from the in-flight budget.
+    charges: Vec<Charge>,
+}
+
+/// A message's bytes holding their share of the in-flight budget until freed.
+struct Charged {
+    bytes: Bytes,
+    _charges: Vec<Charge>,
+}
+
+impl AsRef<[u8]> for Charged {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 pub struct Reader {
@@ -65,6 +80,8 @@ pub struct Reader {
     max_message: usize,
     /// Set when permessage-deflate was negotiated.
     inflater: Option<Inflater>,
+    /// What the large frame being read took from the in-flight budget.
+    frame_charge: Option<Charge>,
 }
 
 impl Reader {
@@ -75,6 +92,7 @@ impl Reader {
             max_frame,
             max_message,
             inflater: None,
+            frame_charge: None,
         }
     }
 
@@ -94,9 +112,14 @@ impl Reader {
                 }
                 return Ok(read);
             }
+            let (want, large) = self.want();
+            if let Some(len) = large
+                && self.frame_charge.is_none()
+            {
+                self.frame_charge = Some(budget::global().take(len).await);
+            }
             // Ready first, then room: a quiet socket costs no buffer.
             stream.readable().await?;
-            let want = self.want();
             self.buf.reserve(want);
             match stream.try_read_buf(&mut self.buf) {
                 Ok(0) => return Err(ReadError::Eof),
@@ -108,15 +131,18 @@ impl Reader {
     }
 
     /// How much to ask of the socket: the rest of the frame in flight when
-    /// it is large, else a chunk.
-    fn want(&self) -> usize {
+    /// it is large, else a chunk; and the payload size of a large frame in
+    /// flight (it takes that from the in-flight budget).
+    fn want(&self) -> (usize, Option<usize>) {
         let mut cursor = Cursor::new(&self.buf[..]);
         match FrameHeader::parse(&mut cursor) {
-            Ok(Some((_, len))) => {
+            Ok(Some((_, len))) if len <= self.max_frame as u64 => {
                 let total = cursor.position() as usize + len as usize;
-                total.saturating_sub(self.buf.len()).clamp(CHUNK, MAX_READ)
+                let want = total.saturating_sub(self.buf.len());
+                let large = (want > CHUNK).then_some(len as usize);
+                (want.clamp(CHUNK, MAX_READ), large)
             }
-            _ => CHUNK,
+            _ => (CHUNK, None),
         }
     }
 
@@ -140,7 +166,8 @@ impl Reader {
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }
-            if let Some(read) = self.frame(&header, payload)? {
+            let charge = self.frame_charge.take();
+            if let Some(read) = self.frame(&header, payload, charge)? {
                 return Ok(Some(read));
             }
         }
@@ -209,6 +236,7 @@ impl Reader {
         &mut self,
         header: &FrameHeader,
         payload: BytesMut,
+        charge: Option<Charge>,
     ) -> Result<Option<Read>, ReadError> {
         let read = match header.opcode {
             OpCode::Control(Control::Ping) => Read::Ping(payload.freeze()),
@@ -223,11 +251,12 @@ impl Reader {
                         .map_err(|_| ReadError::Utf8)?;
                 }
                 partial.data.extend_from_slice(&payload);
+                partial.charges.extend(charge);
                 if !header.is_final {
                     return Ok(None);
                 }
-                let partial = self.partial.take().expect("checked");
-                Read::Message(self.message(partial.text, partial.compressed, partial.data)?)
+                let p = self.partial.take().expect("checked");
+                Read::Message(self.message(p.text, p.compressed, p.data, p.charges)?)
             }
             OpCode::Data(data) => {
                 let text = data == Data::Text;
@@ -241,27 +270,39 @@ impl Reader {
                         compressed: header.rsv1,
                         data: payload,
                         utf8,
+                        charges: charge.into_iter().collect(),
                     });
                     return Ok(None);
                 }
-                Read::Message(self.message(text, header.rsv1, payload)?)
+                let charges = charge.into_iter().collect();
+                Read::Message(self.message(text, header.rsv1, payload, charges)?)
             }
         };
         Ok(Some(read))
     }
 
-    /// A whole message's payload, inflated if it was sent compressed.
+    /// A whole message's payload, inflated if it was sent compressed; it
+    /// holds `charges` until its memory is freed.
     fn message(
         &mut self,
         text: bool,
         compressed: bool,
         data: BytesMut,
+        charges: Vec<Charge>,
     ) -> Result<Message, ReadError> {
         let data = if compressed {
             let inflater = self.inflater.as_mut().expect("checked");
             inflater.inflate(&data, self.max_message)?
         } else {
             data.freeze()
+        };
+        let data = if charges.is_empty() {
+            data
+        } else {
+            Bytes::from_owner(Charged {
+                bytes: data,
+                _charges: charges,
+            })
         };
         if text {
             let text = tungstenite::Utf8Bytes::try_from(data).map_err(|_| ReadError::Utf8)?;
@@ -399,7 +440,11 @@ mod tests {
         let bytes = masked(0x82, &[7u8; 300]);
         let mut reader = Reader::new(bytes[..100].to_vec(), 1 << 20, 1 << 20);
         assert!(reader.parse().unwrap().is_none());
-        assert_eq!(reader.want(), CHUNK, "a 300-byte frame is read in a chunk");
+        assert_eq!(
+            reader.want(),
+            (CHUNK, None),
+            "a 300-byte frame is read in a chunk"
+        );
         reader.buf.extend_from_slice(&bytes[100..]);
         assert!(
             matches!(reader.parse().unwrap(), Some(Read::Message(Message::Binary(b))) if b.len() == 300)

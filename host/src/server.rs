@@ -95,6 +95,7 @@ impl Server {
         let engine = component::engine(&limits, cache, instances)?;
         sandbox::start_epoch_ticker(&engine);
         let linkers = component::linkers(&engine)?;
+        crate::budget::init(limits.in_flight);
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();

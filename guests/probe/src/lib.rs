@@ -8,6 +8,8 @@
 //!   (`-` for none): push `upgraded`; answer 409 with the error when refused.
 //! - `busy=T`: upgrade, subscribe to topic T, take one message, compute
 //!   for 500 ms without a socket call, then push `done`.
+//! - `nap=MS`: upgrade, push `napping`, sleep MS without reading, then push
+//!   the size of each message received.
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
 //! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
 //! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
@@ -82,6 +84,18 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             }
             ws.push_text("done").map_err(str)?;
             ws.recv(None).map_err(str)?;
+        }
+        "nap" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_text("napping").map_err(str)?;
+            let ms = arg.parse().map_err(|_| format!("bad nap {arg:?}"))?;
+            std::thread::sleep(Duration::from_millis(ms));
+            while let Some(frame) = ws.recv(None).map_err(str)? {
+                if frame.is_close() {
+                    break;
+                }
+                ws.push_text(&frame.data.len().to_string()).map_err(str)?;
+            }
         }
         "poll" => {
             ws.upgrade().map_err(str)?;
