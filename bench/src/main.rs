@@ -4,6 +4,7 @@
 //! present on this machine (Bun, Node `ws`); one table of medians over
 //! interleaved rounds, with ratios to native.
 
+mod deflate;
 mod languages;
 mod load;
 mod native;
@@ -78,6 +79,18 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// What permessage-deflate costs: wshost with and without `--deflate`,
+    /// per message (echo of JSON text) and per idle socket.
+    Deflate {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle sockets for the memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// Seconds each echo load runs.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
     Languages {
@@ -98,6 +111,14 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
+        Some(Command::Deflate {
+            rounds,
+            idle,
+            seconds,
+        }) => {
+            raise_fd_limit();
+            runtime.block_on(deflate::run(rounds, idle, seconds))
+        }
         Some(Command::Languages {
             rounds,
             idle,

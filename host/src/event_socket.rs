@@ -9,6 +9,7 @@ use crate::event_route::EventRoute;
 use crate::event_state::MAX_ATTACHMENT;
 use crate::http::{self, RequestHead};
 use crate::pump::{self, ABNORMAL, Consumer};
+use crate::reader::Held;
 use crate::socket::Socket;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -156,7 +157,9 @@ struct Events<'a> {
 }
 
 impl Consumer for Events<'_> {
-    async fn message(&mut self, msg: tungstenite::Message) {
+    /// The route's queue has a byte bound of its own: the message's share
+    /// of the in-flight budget is given back as it is queued.
+    async fn message(&mut self, msg: tungstenite::Message, _held: Held) {
         self.route.message(self.id, to_guest(msg)).await;
     }
 

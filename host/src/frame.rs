@@ -24,6 +24,14 @@ pub fn encode(kind: Kind, fin: bool, payload: &[u8]) -> Bytes {
     encode_with(if fin { 0x80 } else { 0 } | kind as u8, payload)
 }
 
+/// A frame's header alone, for a payload written after it as it is (a large
+/// push goes out without being copied into its frame).
+pub fn header(kind: Kind, fin: bool, len: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(header_len(len));
+    put_header(&mut out, if fin { 0x80 } else { 0 } | kind as u8, len);
+    out.freeze()
+}
+
 /// A whole message's frame with a compressed payload (RSV1 set, RFC 7692).
 pub fn encode_compressed(kind: Kind, payload: &[u8]) -> Bytes {
     encode_with(0x80 | 0x40 | kind as u8, payload)
@@ -45,6 +53,12 @@ pub fn encode_empty_close() -> Bytes {
 fn encode_with(first: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut out = BytesMut::with_capacity(header_len(len) + len);
+    put_header(&mut out, first, len);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+fn put_header(out: &mut BytesMut, first: u8, len: usize) {
     out.put_u8(first);
     match len {
         0..=125 => out.put_u8(len as u8),
@@ -57,8 +71,6 @@ fn encode_with(first: u8, payload: &[u8]) -> Bytes {
             out.put_u64(len as u64);
         }
     }
-    out.put_slice(payload);
-    out.freeze()
 }
 
 /// A whole event-world or topic message, framed; `too-large` past `max` bytes.

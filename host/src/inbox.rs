@@ -8,6 +8,7 @@
 //! backpressure) instead of growing the host's memory.
 
 use crate::bindings::{CloseInfo, Error};
+use crate::reader::Held;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -21,7 +22,8 @@ const MAX_BYTES: usize = 64 << 10;
 /// One thing the guest's `recv` hands out.
 #[derive(Debug)]
 pub enum Delivery {
-    Message(Message),
+    /// A message, with its share of the in-flight budget.
+    Message(Message, Held),
     /// A Close frame: the peer's, or the host's own (shutdown 1001,
     /// eviction 1008), handed to the guest as if the peer had sent it.
     Close(Option<CloseInfo>),
@@ -71,7 +73,7 @@ impl Inbox {
     /// Hand `delivery` to the guest.
     pub fn put(&self, delivery: Delivery) {
         let mut state = self.state();
-        if let Delivery::Message(msg) = &delivery {
+        if let Delivery::Message(msg, _) = &delivery {
             state.bytes += msg.len();
         }
         state.queue.push_back(delivery);
@@ -91,7 +93,7 @@ impl Inbox {
         let mut state = self.state();
         match state.queue.pop_front() {
             Some(delivery) => {
-                if let Delivery::Message(msg) = &delivery {
+                if let Delivery::Message(msg, _) = &delivery {
                     state.bytes -= msg.len();
                 }
                 if state.queue.is_empty() {
@@ -129,12 +131,15 @@ mod tests {
     #[test]
     fn full_after_many_messages_or_bytes_but_one_always_fits() {
         let inbox = Inbox::default();
-        inbox.put(Delivery::Message(Message::binary(vec![0u8; 1 << 20])));
+        inbox.put(Delivery::Message(
+            Message::binary(vec![0u8; 1 << 20]),
+            Held::default(),
+        ));
         assert!(!inbox.has_room(), "a large message fills it");
-        assert!(matches!(inbox.take(), Some(Some(Delivery::Message(_)))));
+        assert!(matches!(inbox.take(), Some(Some(Delivery::Message(..)))));
         assert!(inbox.has_room());
         for _ in 0..MAX_MESSAGES {
-            inbox.put(Delivery::Message(Message::text("x")));
+            inbox.put(Delivery::Message(Message::text("x"), Held::default()));
         }
         assert!(!inbox.has_room());
         assert_eq!(inbox.take().map(|d| d.is_some()), Some(true));

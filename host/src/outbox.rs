@@ -202,17 +202,18 @@ impl Outbox {
         Ok((queued, state.frames.len() == 1))
     }
 
-    /// Queue a handler guest's own frame; `fragmenting`: a fragmented
-    /// message is under way after it (other parties' frames wait until it
-    /// ends). Never evicts: the guest waits for [`Outbox::room`] instead.
-    pub fn push(&self, frame: Bytes, fragmenting: bool) -> Result<(), Refused> {
+    /// Queue a handler guest's own frame, in one or more parts written one
+    /// after the other; `fragmenting`: a fragmented message is under way
+    /// after it (other parties' frames wait until it ends). Never evicts:
+    /// the guest waits for [`Outbox::room`] instead.
+    pub fn push(&self, parts: Batch, fragmenting: bool) -> Result<(), Refused> {
         let mut state = self.state();
         if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
         }
         let wake = state.frames.is_empty();
-        state.bytes += frame.len();
-        state.frames.push(frame);
+        state.bytes += parts.iter().map(Bytes::len).sum::<usize>();
+        state.frames.extend(parts);
         if state.fragmenting && !fragmenting {
             let held = std::mem::take(&mut state.held);
             state.frames.extend(held);
@@ -428,11 +429,13 @@ mod tests {
     #[test]
     fn others_frames_wait_for_a_fragmented_push_to_end() {
         let outbox = Outbox::new(1, 10, 100);
-        outbox.push(frame(1), true).unwrap();
+        outbox.push([frame(1)].into_iter().collect(), true).unwrap();
         outbox.offer(frame(2)).unwrap();
         assert_eq!(outbox.take_all().len(), 1, "the hub frame is held back");
-        outbox.push(frame(3), true).unwrap();
-        outbox.push(frame(4), false).unwrap();
+        outbox.push([frame(3)].into_iter().collect(), true).unwrap();
+        outbox
+            .push([frame(4)].into_iter().collect(), false)
+            .unwrap();
         let lens: Vec<usize> = outbox.take_all().iter().map(Bytes::len).collect();
         assert_eq!(lens, [3, 4, 2], "released after the last fragment");
     }
@@ -461,7 +464,9 @@ mod tests {
     fn own_pushes_never_evict_but_others_count() {
         let outbox = Outbox::new(1, 2, 1 << 20);
         for _ in 0..10 {
-            outbox.push(frame(1), false).unwrap();
+            outbox
+                .push([frame(1)].into_iter().collect(), false)
+                .unwrap();
         }
         assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
         assert_eq!(outbox.offer(frame(1)), Ok(Queued::Below));
@@ -471,7 +476,9 @@ mod tests {
     #[tokio::test]
     async fn room_waits_for_the_writer_or_the_end() {
         let outbox = Arc::new(Outbox::new(1, 10, 100));
-        outbox.push(frame(150), false).unwrap();
+        outbox
+            .push([frame(150)].into_iter().collect(), false)
+            .unwrap();
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.room().await }
@@ -480,10 +487,15 @@ mod tests {
         assert!(!waiting.is_finished(), "150 bytes queued, 100 allowed");
         outbox.take_all();
         waiting.await.unwrap();
-        outbox.push(frame(150), false).unwrap();
+        outbox
+            .push([frame(150)].into_iter().collect(), false)
+            .unwrap();
         outbox.finish();
         outbox.room().await;
-        assert_eq!(outbox.push(frame(1), false), Err(Refused::Closed));
+        assert_eq!(
+            outbox.push([frame(1)].into_iter().collect(), false),
+            Err(Refused::Closed)
+        );
     }
 
     #[test]

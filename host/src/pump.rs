@@ -10,6 +10,7 @@ use crate::bindings::{CloseInfo, ConnectionId, Error};
 use crate::config::Keepalive;
 use crate::frame::{self, Kind};
 use crate::outbox::Ending;
+use crate::reader::Held;
 use crate::socket::{
     GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, sleep_until, truncate, turned_true,
 };
@@ -36,8 +37,9 @@ pub trait Consumer {
     /// Resolves once [`Consumer::has_room`] may have turned true. Cancel-safe.
     async fn room(&self) {}
 
-    /// A whole message from the peer.
-    async fn message(&mut self, msg: Message);
+    /// A whole message from the peer; `held` (its share of the in-flight
+    /// budget) is to be dropped once the message is taken.
+    async fn message(&mut self, msg: Message, held: Held);
 
     /// The host sent the peer a Close frame of its own (shutdown, eviction).
     fn host_closed(&mut self, _code: CloseCode, _reason: &str) {}
@@ -136,8 +138,10 @@ pub async fn run<C: Consumer>(
                 match socket.incoming(read).await {
                     None => {}
                     // Messages that cross our Close frame are dropped.
-                    Some(Incoming::Message(msg)) if sent.is_none() => consumer.message(msg).await,
-                    Some(Incoming::Message(_)) => {}
+                    Some(Incoming::Message(msg, held)) if sent.is_none() => {
+                        consumer.message(msg, held).await
+                    }
+                    Some(Incoming::Message(..)) => {}
                     Some(Incoming::Close(close)) => {
                         consumer.peer_closed(close.clone());
                         let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));

@@ -2,10 +2,11 @@
 //! fragments joined into whole messages, compressed messages inflated
 //! ([`crate::deflate`]), control frames handed up as they come.
 //!
-//! The read buffer is the connection's only one, and it is sized by what is
-//! in flight: an idle connection holds none, a large frame is read in steps
-//! of its own size straight into the buffer its message is then cut from
-//! (no copy for a message of one frame), and nothing is kept after it.
+//! Buffers are sized by what is in flight: an idle connection holds none,
+//! small frames are read in chunks, and a large frame straight into a
+//! buffer of its own size (after taking that from the process's in-flight
+//! budget, [`crate::budget`]), which becomes its message without a copy.
+//! Nothing is kept after a message.
 
 use crate::budget::{self, Charge};
 use crate::deflate::Inflater;
@@ -19,13 +20,13 @@ use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 /// Bytes asked of the socket at once when no large frame is in flight.
 const CHUNK: usize = 8 << 10;
-/// The most asked of the socket at once for a large frame.
-const MAX_READ: usize = 4 << 20;
 
 /// One thing the peer sent.
 #[derive(Debug)]
 pub enum Read {
-    Message(Message),
+    /// A whole message, and what its frames took from the in-flight budget
+    /// (to be dropped once the message's bytes are taken).
+    Message(Message, Held),
     Ping(Bytes),
     Pong,
     /// A Close frame: its code and reason, if it carried them.
@@ -61,16 +62,19 @@ struct Partial {
     charges: Vec<Charge>,
 }
 
-/// A message's bytes holding their share of the in-flight budget until freed.
-struct Charged {
-    bytes: Bytes,
+/// What a message's frames took from the in-flight budget.
+#[derive(Debug, Default)]
+pub struct Held {
     _charges: Vec<Charge>,
 }
 
-impl AsRef<[u8]> for Charged {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
+/// A large frame being read straight into a buffer of its own size, which
+/// becomes its message's bytes without a copy.
+struct Big {
+    header: FrameHeader,
+    payload: Vec<u8>,
+    len: usize,
+    charge: Charge,
 }
 
 pub struct Reader {
@@ -80,8 +84,8 @@ pub struct Reader {
     max_message: usize,
     /// Set when permessage-deflate was negotiated.
     inflater: Option<Inflater>,
-    /// What the large frame being read took from the in-flight budget.
-    frame_charge: Option<Charge>,
+    /// The large frame being read, if any.
+    big: Option<Big>,
 }
 
 impl Reader {
@@ -92,7 +96,7 @@ impl Reader {
             max_frame,
             max_message,
             inflater: None,
-            frame_charge: None,
+            big: None,
         }
     }
 
@@ -102,26 +106,48 @@ impl Reader {
     }
 
     /// The next thing the peer sends. Cancel-safe: what was read waits in
-    /// the buffer for the next call.
+    /// the buffers for the next call.
     pub async fn next(&mut self, stream: &TcpStream) -> Result<Read, ReadError> {
         loop {
-            if let Some(read) = self.parse()? {
-                if self.buf.is_empty() {
-                    // An idle connection keeps no buffer.
-                    self.buf = BytesMut::new();
+            if let Some(big) = self.big.take_if(|big| big.payload.len() == big.len) {
+                let Big {
+                    header,
+                    mut payload,
+                    charge,
+                    ..
+                } = big;
+                if let Some(mask) = header.mask {
+                    unmask(&mut payload, mask);
                 }
-                return Ok(read);
+                match self.frame(&header, Bytes::from(payload), Some(charge))? {
+                    Some(read) => return Ok(read),
+                    None => continue,
+                }
             }
-            let (want, large) = self.want();
-            if let Some(len) = large
-                && self.frame_charge.is_none()
-            {
-                self.frame_charge = Some(budget::global().take(len).await);
+            if self.big.is_none() {
+                if let Some(read) = self.parse()? {
+                    if self.buf.is_empty() {
+                        // An idle connection keeps no buffer.
+                        self.buf = BytesMut::new();
+                    }
+                    return Ok(read);
+                }
+                if let Some(len) = self.large_frame_ahead() {
+                    let charge = budget::global().take(len).await;
+                    self.start_big(len, charge);
+                    continue;
+                }
             }
             // Ready first, then room: a quiet socket costs no buffer.
             stream.readable().await?;
-            self.buf.reserve(want);
-            match stream.try_read_buf(&mut self.buf) {
+            let read = match &mut self.big {
+                Some(big) => stream.try_read_buf(&mut big.payload),
+                None => {
+                    self.buf.reserve(CHUNK);
+                    stream.try_read_buf(&mut self.buf)
+                }
+            };
+            match read {
                 Ok(0) => return Err(ReadError::Eof),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -130,20 +156,33 @@ impl Reader {
         }
     }
 
-    /// How much to ask of the socket: the rest of the frame in flight when
-    /// it is large, else a chunk; and the payload size of a large frame in
-    /// flight (it takes that from the in-flight budget).
-    fn want(&self) -> (usize, Option<usize>) {
+    /// The payload size of a frame whose (checked) header is buffered and
+    /// whose payload is too large to wait for in the chunk buffer.
+    fn large_frame_ahead(&self) -> Option<usize> {
         let mut cursor = Cursor::new(&self.buf[..]);
-        match FrameHeader::parse(&mut cursor) {
-            Ok(Some((_, len))) if len <= self.max_frame as u64 => {
-                let total = cursor.position() as usize + len as usize;
-                let want = total.saturating_sub(self.buf.len());
-                let large = (want > CHUNK).then_some(len as usize);
-                (want.clamp(CHUNK, MAX_READ), large)
-            }
-            _ => (CHUNK, None),
-        }
+        let (_, len) = FrameHeader::parse(&mut cursor).ok()??;
+        let head = cursor.position() as usize;
+        let len = len as usize;
+        (len > CHUNK && self.buf.len() < head + len).then_some(len)
+    }
+
+    /// Move the large frame ahead into a buffer of its own.
+    fn start_big(&mut self, len: usize, charge: Charge) {
+        let mut cursor = Cursor::new(&self.buf[..]);
+        let (header, _) = FrameHeader::parse(&mut cursor)
+            .ok()
+            .flatten()
+            .expect("parsed by large_frame_ahead");
+        self.buf.advance(cursor.position() as usize);
+        let mut payload = Vec::with_capacity(len);
+        payload.extend_from_slice(&self.buf);
+        self.buf = BytesMut::new();
+        self.big = Some(Big {
+            header,
+            payload,
+            len,
+            charge,
+        });
     }
 
     /// The next thing whole in the buffer, if any.
@@ -166,8 +205,7 @@ impl Reader {
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }
-            let charge = self.frame_charge.take();
-            if let Some(read) = self.frame(&header, payload, charge)? {
+            if let Some(read) = self.frame(&header, payload.freeze(), None)? {
                 return Ok(Some(read));
             }
         }
@@ -235,11 +273,11 @@ impl Reader {
     fn frame(
         &mut self,
         header: &FrameHeader,
-        payload: BytesMut,
+        payload: Bytes,
         charge: Option<Charge>,
     ) -> Result<Option<Read>, ReadError> {
         let read = match header.opcode {
-            OpCode::Control(Control::Ping) => Read::Ping(payload.freeze()),
+            OpCode::Control(Control::Ping) => Read::Ping(payload),
             OpCode::Control(Control::Pong) => Read::Pong,
             OpCode::Control(_) => Read::Close(close_payload(&payload)?),
             OpCode::Data(Data::Continue) => {
@@ -256,7 +294,13 @@ impl Reader {
                     return Ok(None);
                 }
                 let p = self.partial.take().expect("checked");
-                Read::Message(self.message(p.text, p.compressed, p.data, p.charges)?)
+                let message = self.message(p.text, p.compressed, p.data.freeze())?;
+                Read::Message(
+                    message,
+                    Held {
+                        _charges: p.charges,
+                    },
+                )
             }
             OpCode::Data(data) => {
                 let text = data == Data::Text;
@@ -268,41 +312,29 @@ impl Reader {
                     self.partial = Some(Partial {
                         text,
                         compressed: header.rsv1,
-                        data: payload,
+                        data: BytesMut::from(payload),
                         utf8,
                         charges: charge.into_iter().collect(),
                     });
                     return Ok(None);
                 }
-                let charges = charge.into_iter().collect();
-                Read::Message(self.message(text, header.rsv1, payload, charges)?)
+                let message = self.message(text, header.rsv1, payload)?;
+                let held = Held {
+                    _charges: charge.into_iter().collect(),
+                };
+                Read::Message(message, held)
             }
         };
         Ok(Some(read))
     }
 
-    /// A whole message's payload, inflated if it was sent compressed; it
-    /// holds `charges` until its memory is freed.
-    fn message(
-        &mut self,
-        text: bool,
-        compressed: bool,
-        data: BytesMut,
-        charges: Vec<Charge>,
-    ) -> Result<Message, ReadError> {
+    /// A whole message's payload, inflated if it was sent compressed.
+    fn message(&mut self, text: bool, compressed: bool, data: Bytes) -> Result<Message, ReadError> {
         let data = if compressed {
             let inflater = self.inflater.as_mut().expect("checked");
             inflater.inflate(&data, self.max_message)?
         } else {
-            data.freeze()
-        };
-        let data = if charges.is_empty() {
             data
-        } else {
-            Bytes::from_owner(Charged {
-                bytes: data,
-                _charges: charges,
-            })
         };
         if text {
             let text = tungstenite::Utf8Bytes::try_from(data).map_err(|_| ReadError::Utf8)?;
@@ -398,7 +430,7 @@ mod tests {
         let reads = parse_all(&bytes);
         assert!(matches!(&reads[0], Ok(Read::Ping(p)) if &p[..] == b"ping"));
         assert!(
-            matches!(&reads[1], Ok(Read::Message(Message::Text(t))) if t.as_str() == "Hello κ")
+            matches!(&reads[1], Ok(Read::Message(Message::Text(t), _)) if t.as_str() == "Hello κ")
         );
         assert_eq!(reads.len(), 2);
     }
@@ -441,13 +473,13 @@ mod tests {
         let mut reader = Reader::new(bytes[..100].to_vec(), 1 << 20, 1 << 20);
         assert!(reader.parse().unwrap().is_none());
         assert_eq!(
-            reader.want(),
-            (CHUNK, None),
+            reader.large_frame_ahead(),
+            None,
             "a 300-byte frame is read in a chunk"
         );
         reader.buf.extend_from_slice(&bytes[100..]);
         assert!(
-            matches!(reader.parse().unwrap(), Some(Read::Message(Message::Binary(b))) if b.len() == 300)
+            matches!(reader.parse().unwrap(), Some(Read::Message(Message::Binary(b), _)) if b.len() == 300)
         );
     }
 }

@@ -12,7 +12,7 @@ use crate::config::Limits;
 use crate::deflate::{self, Agreed, Inflater};
 use crate::frame::{self, Kind};
 use crate::outbox::{Batch, Outbox};
-use crate::reader::{Read, ReadError, Reader};
+use crate::reader::{Held, Read, ReadError, Reader};
 use bytes::Bytes;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -36,8 +36,9 @@ pub const TOO_SLOW: &str = "too slow: queued messages were not taken";
 
 /// What one read from the peer came to.
 pub enum Incoming {
-    /// A whole text or binary message.
-    Message(Message),
+    /// A whole text or binary message, and what it holds of the in-flight
+    /// budget until it is taken.
+    Message(Message, Held),
     /// The peer's Close frame (code and reason, if it carried them); the
     /// reply has been sent.
     Close(Option<CloseInfo>),
@@ -97,6 +98,11 @@ impl Socket {
         })
     }
 
+    /// The socket compresses what it sends (permessage-deflate agreed).
+    pub fn compresses(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     pub fn close_timeout(&self) -> std::time::Duration {
         self.close_timeout
     }
@@ -111,7 +117,7 @@ impl Socket {
     /// for control frames the host handles itself (a ping is answered here).
     pub async fn incoming(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
         match read {
-            Ok(Read::Message(msg)) => Some(Incoming::Message(msg)),
+            Ok(Read::Message(msg, held)) => Some(Incoming::Message(msg, held)),
             Ok(Read::Close(close)) => {
                 // Reply now, whatever the guest does next (echoing the code,
                 // RFC 6455 §5.5.1), unless our own Close went first.

@@ -12,8 +12,9 @@ use crate::config::Keepalive;
 use crate::frame::{self, Kind};
 use crate::hub::Membership;
 use crate::inbox::{Delivery, Inbox};
-use crate::outbox::{Ending, Outbox};
+use crate::outbox::{Batch, Ending, Outbox};
 use crate::pump::{self, Consumer};
+use crate::reader::Held;
 use crate::socket::{Socket, sleep_until};
 use crate::topics::Subscriptions;
 use crate::utf8::Utf8Fragments;
@@ -26,6 +27,9 @@ use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+/// Pushes this large go out without being copied into their frame.
+const UNCOPIED: usize = 16 << 10;
+
 pub struct Upgraded {
     outbox: Arc<Outbox>,
     inbox: Arc<Inbox>,
@@ -37,6 +41,8 @@ pub struct Upgraded {
     text: Option<Utf8Fragments>,
     /// The socket's task; it ends once the socket has closed.
     task: JoinHandle<()>,
+    /// The socket compresses what it sends: frames must be whole.
+    deflate: bool,
 }
 
 /// The guest takes the peer's messages from its inbox.
@@ -51,8 +57,8 @@ impl Consumer for Guest {
         self.0.room().await
     }
 
-    async fn message(&mut self, msg: Message) {
-        self.0.put(Delivery::Message(msg));
+    async fn message(&mut self, msg: Message, held: Held) {
+        self.0.put(Delivery::Message(msg, held));
     }
 
     fn host_closed(&mut self, code: CloseCode, reason: &str) {
@@ -83,6 +89,7 @@ impl Upgraded {
     ) -> Self {
         let inbox = Arc::new(Inbox::default());
         let outbox = socket.outbox.clone();
+        let deflate = socket.compresses();
         let mut guest = Guest(inbox.clone());
         let task = async move {
             let mut socket = socket;
@@ -101,6 +108,7 @@ impl Upgraded {
             fragmenting: false,
             text: None,
             task: tokio::spawn(task.instrument(tracing::Span::current())),
+            deflate,
         }
     }
 
@@ -168,8 +176,9 @@ impl Upgraded {
     }
 
     /// Check a push against the fragmentation state and frame it; returns
-    /// the frame and whether a fragmented message is under way after it.
-    fn outgoing(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(Bytes, bool), Error> {
+    /// the frame (a large payload in a part of its own, not copied) and
+    /// whether a fragmented message is under way after it.
+    fn outgoing(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(Batch, bool), Error> {
         let protocol = |why: &str| Err(Error::Protocol(why.to_string()));
         let kind = match (op, fin) {
             (Opcode::Text | Opcode::Binary, _) if self.fragmenting => {
@@ -212,7 +221,13 @@ impl Upgraded {
             // A control frame may go between fragments.
             Kind::Ping | Kind::Pong => self.fragmenting,
         };
-        Ok((frame::encode(kind, fin, &data), fragmenting))
+        let parts = if data.len() >= UNCOPIED && !self.deflate {
+            let header = frame::header(kind, fin, data.len());
+            [header, Bytes::from(data)].into_iter().collect()
+        } else {
+            [frame::encode(kind, fin, &data)].into_iter().collect()
+        };
+        Ok((parts, fragmenting))
     }
 }
 
@@ -226,8 +241,13 @@ impl Drop for Upgraded {
 /// What the guest's `recv` returns for what came from the peer.
 fn deliver(delivery: Delivery) -> Result<Option<Frame>, Error> {
     let (opcode, data, close) = match delivery {
-        Delivery::Message(Message::Text(text)) => (Opcode::Text, Bytes::from(text).into(), None),
-        Delivery::Message(msg) => (Opcode::Binary, msg.into_data().into(), None),
+        // Without a copy: a message read into a buffer of its own is that
+        // buffer (its share of the in-flight budget goes when it is lowered
+        // into the guest).
+        Delivery::Message(Message::Text(text), _held) => {
+            (Opcode::Text, Bytes::from(text).into(), None)
+        }
+        Delivery::Message(msg, _held) => (Opcode::Binary, msg.into_data().into(), None),
         Delivery::Close(close) => (Opcode::Close, Vec::new(), close),
         Delivery::Failed(error) => return Err(error),
     };
