@@ -84,9 +84,7 @@ async fn a_handler_picks_a_subprotocol_and_adds_101_headers() {
     let (status, ..) = handshake(&server, "/probe?protocol=stomp", "mqtt, chat", None).await;
     assert_eq!(status, 409);
     let refused = server
-        .raw(format!(
-            "GET /probe?protocol=stomp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
-        ).as_bytes())
+        .raw(b"GET /probe?protocol=stomp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\r\n")
         .await;
     assert!(refused.starts_with("HTTP/1.1 409"), "{refused}");
     assert!(refused.contains("was not offered"), "{refused}");

@@ -21,9 +21,11 @@ use std::cell::RefCell;
 /// The window the host asks a client that lets it choose to compress with:
 /// 2^10 = 1 KiB of history kept per socket.
 const CLIENT_WINDOW_BITS: u8 = 10;
-/// Messages shorter than this are sent as they are: compressing them
-/// costs more than it saves.
-const MIN_COMPRESSED: usize = 64;
+/// Messages shorter than this are sent as they are (Node ws's default
+/// threshold): resetting the compressor alone (zeroing its 64 KiB hash
+/// table) costs more than a short message saves. Measured with 256 B JSON
+/// echoed at 64 connections: 0.64x the rate without deflate when compressed.
+const MIN_COMPRESSED: usize = 1024;
 /// The empty stored block that ends every compressed message (§7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 

@@ -168,10 +168,15 @@ impl Consumer for Events<'_> {
     }
 }
 
-/// A message as the guest's `on-message` takes it.
+/// A message as the guest's `on-message` takes it; without a copy when
+/// it was read into a buffer of its own.
 fn to_guest(msg: tungstenite::Message) -> Message {
     match msg {
-        tungstenite::Message::Text(text) => Message::Text(text.as_str().to_owned()),
+        tungstenite::Message::Text(text) => {
+            let bytes = Vec::from(bytes::Bytes::from(text));
+            // SAFETY: the reader made `text` a `Utf8Bytes` after checking it.
+            Message::Text(unsafe { String::from_utf8_unchecked(bytes) })
+        }
         other => Message::Binary(other.into_data().into()),
     }
 }
