@@ -4,6 +4,8 @@
 mod support;
 
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use support::*;
 
 #[tokio::test]
@@ -75,4 +77,30 @@ async fn past_max_connections_new_ones_get_503_until_one_leaves() {
     let mut c = healthy_echo(&server, "/echo").await;
     assert_still_answers(&mut a).await;
     assert_still_answers(&mut c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_max_connections_is_refused_in_bounded_tasks() {
+    raise_fd_limit();
+    let server = Server::start_flagged(&["--max-connections", "1"], &[("/echo", "echo")]);
+    let mut echo = healthy_echo(&server, "/echo").await;
+    // 400 connections that never close: each 503 lingers up to a second
+    // for the client to finish, and at most 256 are served at once; the
+    // rest are dropped at once.
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        flood.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let (mut refused, mut dropped) = (0, 0);
+    for tcp in &mut flood {
+        let mut head = [0u8; 12];
+        match tokio::time::timeout(WAIT, tcp.read(&mut head)).await {
+            Ok(Ok(12)) if &head == b"HTTP/1.1 503" => refused += 1,
+            _ => dropped += 1,
+        }
+    }
+    eprintln!("{refused} got 503, {dropped} were dropped");
+    assert!(refused >= 200, "{refused} got 503");
+    assert!(dropped >= 40, "only {dropped} dropped: the 503s are not capped");
+    assert_still_answers(&mut echo).await;
 }
