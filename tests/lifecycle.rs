@@ -4,9 +4,9 @@
 mod support;
 
 use std::time::{Duration, Instant};
+use support::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use support::*;
 
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_connection_then_exits_0() {
@@ -101,6 +101,9 @@ async fn a_flood_past_max_connections_is_refused_in_bounded_tasks() {
     }
     eprintln!("{refused} got 503, {dropped} were dropped");
     assert!(refused >= 200, "{refused} got 503");
-    assert!(dropped >= 40, "only {dropped} dropped: the 503s are not capped");
+    assert!(
+        dropped >= 40,
+        "only {dropped} dropped: the 503s are not capped"
+    );
     assert_still_answers(&mut echo).await;
 }

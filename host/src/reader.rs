@@ -9,7 +9,7 @@
 //! Nothing is kept after a message.
 
 use crate::budget::{self, Charge};
-use crate::deflate::Inflater;
+use crate::deflate::{InflateError, Inflater};
 use crate::utf8::Utf8Fragments;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::Cursor;
@@ -332,7 +332,12 @@ impl Reader {
     fn message(&mut self, text: bool, compressed: bool, data: Bytes) -> Result<Message, ReadError> {
         let data = if compressed {
             let inflater = self.inflater.as_mut().expect("checked");
-            inflater.inflate(&data, self.max_message)?
+            inflater
+                .inflate(&data, self.max_message)
+                .map_err(|e| match e {
+                    InflateError::TooLarge(_) => ReadError::TooLarge(e.to_string()),
+                    InflateError::Corrupt(_) => ReadError::Protocol(e.to_string()),
+                })?
         } else {
             data
         };
