@@ -10,6 +10,7 @@ use crate::config::Limits;
 use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
+use crate::meters::RouteMeters;
 use crate::outbox::Cork;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
@@ -26,6 +27,7 @@ pub struct Conn {
     limits: Arc<Limits>,
     hub: Arc<Hub>,
     topics: Arc<Topics>,
+    meters: RouteMeters,
     phase: Phase,
     /// `upgrade` found no valid handshake and the host answered 400 or 426.
     refused_handshake: bool,
@@ -62,7 +64,7 @@ impl Conn {
     pub fn new(
         id: ConnectionId,
         limits: Arc<Limits>,
-        (hub, topics): (Arc<Hub>, Arc<Topics>),
+        (hub, topics, meters): (Arc<Hub>, Arc<Topics>, RouteMeters),
         stream: TcpStream,
         head: RequestHead,
         early: Vec<u8>,
@@ -73,6 +75,7 @@ impl Conn {
             limits,
             hub,
             topics,
+            meters,
             phase: Phase::Pending {
                 stream,
                 head,
@@ -164,6 +167,7 @@ impl Conn {
             Ok(accept) => accept,
             Err(refusal) => {
                 self.refused_handshake = true;
+                crate::meters::refused("bad_handshake");
                 let response = refusal.response();
                 let sent = http::send_and_finish(&mut stream, &response, self.limits.write_timeout);
                 if sent.await.is_ok() {
@@ -182,7 +186,14 @@ impl Conn {
         let response =
             http::switching_protocols(&accept, protocol.as_deref(), extensions, &headers);
         let agreed = deflate.map(|(agreed, _)| agreed);
-        let opened = Socket::open(stream, (&response, early), agreed, &self.limits, outbox);
+        let meters = self.meters.clone();
+        let opened = Socket::open(
+            stream,
+            (&response, early),
+            agreed,
+            &self.limits,
+            (outbox, meters),
+        );
         let socket = match opened.await {
             Ok(socket) => socket,
             Err(e) => {

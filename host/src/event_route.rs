@@ -14,6 +14,7 @@ use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{ConnectionId, Decision, Message, Request};
 use crate::config::Limits;
 use crate::event_state::{EventHost, EventState};
+use crate::meters::RouteMeters;
 use crate::outbox::{Ending, Outbox};
 use crate::sandbox::{self, GuestLimiter};
 use crate::socket::{MAX_CLOSE_REASON, truncate};
@@ -71,6 +72,7 @@ pub enum Event {
 /// A route's handle on its instance's queue.
 pub struct EventRoute {
     pub path: Arc<str>,
+    pub meters: RouteMeters,
     queue: mpsc::Sender<Event>,
     /// The queue's budget of message bytes ([`QUEUE_BYTES`]).
     room: Arc<Semaphore>,
@@ -92,6 +94,7 @@ impl EventRoute {
             .min(Semaphore::MAX_PERMITS);
         let room = Arc::new(Semaphore::new(room));
         let host = EventHost::new(path.clone(), limits.clone(), topics);
+        let meters = RouteMeters::new(&path);
         let instance = Instance {
             engine: engine.clone(),
             pre,
@@ -99,8 +102,10 @@ impl EventRoute {
             events: None,
             limits,
             queue: events,
+            meters: meters.clone(),
         };
         EventRoute {
+            meters,
             path,
             queue,
             room,
@@ -204,6 +209,7 @@ struct Instance {
     /// The instantiated exports; `None` until the first event and after a failure.
     events: Option<Events>,
     queue: mpsc::Receiver<Event>,
+    meters: RouteMeters,
 }
 
 /// A fresh, sandboxed store holding `host`.
@@ -317,7 +323,10 @@ impl Instance {
         // deadline from before would preempt the event at its first step.
         self.store.set_epoch_deadline(1);
         if self.events.is_none() {
-            match self.pre.instantiate_async(&mut self.store).await {
+            let started = std::time::Instant::now();
+            let made = self.pre.instantiate_async(&mut self.store).await;
+            self.meters.instantiate.record(started.elapsed());
+            match made {
                 Ok(events) => self.events = Some(events),
                 Err(e) => {
                     tracing::error!("cannot instantiate the route's component: {e:?}");
@@ -327,7 +336,10 @@ impl Instance {
             }
         }
         let events = self.events.as_ref().expect("instantiated above");
-        match call(events, &mut self.store).await {
+        let started = std::time::Instant::now();
+        let called = call(events, &mut self.store).await;
+        self.meters.event.record(started.elapsed());
+        match called {
             Ok(value) => Ok(value),
             Err(err) => {
                 let why = sandbox::failure(&err);

@@ -8,12 +8,13 @@ use crate::config::{Keepalive, Limits};
 use crate::event_route::EventRoute;
 use crate::event_state::MAX_ATTACHMENT;
 use crate::http::{self, RequestHead};
+use crate::meters::Open;
 use crate::pump::{self, ABNORMAL, Consumer};
 use crate::reader::Held;
 use crate::socket::Socket;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 /// What the connection task brings to an event route.
@@ -35,7 +36,7 @@ pub async fn serve(
     limits: Arc<Limits>,
     incoming: Accepted,
     shutdown: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
+    slot: Open,
 ) {
     let id = incoming.id;
     match open(&route, &limits, incoming).await {
@@ -90,6 +91,7 @@ async fn open(
         Ok(accept) => accept,
         Err(refusal) => {
             tracing::debug!("not a WebSocket handshake: {refusal}");
+            crate::meters::refused("bad_handshake");
             http::refuse(&mut stream, &refusal.response(), limits.write_timeout).await;
             return None;
         }
@@ -123,7 +125,8 @@ async fn open(
     // `on-open` subscribes to already reaches it.
     route.open(id, outbox.clone(), attachment).await;
     let agreed = deflate.map(|(agreed, _)| agreed);
-    Some(Socket::open(stream, (&response, early), agreed, limits, outbox).await)
+    let meters = route.meters.clone();
+    Some(Socket::open(stream, (&response, early), agreed, limits, (outbox, meters)).await)
 }
 
 /// A 500 naming why the handler could not answer.
@@ -139,7 +142,7 @@ async fn serve_socket(
     route: Arc<EventRoute>,
     id: ConnectionId,
     (mut shutdown, keepalive): (watch::Receiver<bool>, Keepalive),
-    slot: OwnedSemaphorePermit,
+    slot: Open,
 ) {
     // By reference: moved, the socket would take room twice in this task.
     let mut events = Events { route: &route, id };

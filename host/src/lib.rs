@@ -7,6 +7,7 @@
 //! another; or `events`, where one instance per route serves every socket of
 //! the route, called once per event (`on-open`, `on-message`, `on-close`).
 
+pub mod admin;
 pub mod bindings;
 pub mod budget;
 pub mod component;
@@ -22,6 +23,7 @@ pub mod guest_log;
 pub mod http;
 pub mod hub;
 pub mod inbox;
+pub mod meters;
 pub mod outbox;
 pub mod pump;
 pub mod reader;

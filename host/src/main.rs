@@ -13,8 +13,19 @@ use wshost::{Limits, RouteSpec, Server};
 #[derive(Parser)]
 #[command(name = "wshost", version)]
 struct Cli {
+    /// Log lines as text, or as JSON objects (one a line, the route and
+    /// connection id as fields of the span) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +133,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().write_timeout.as_secs_f64())]
     write_timeout: f64,
 
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this
+    /// address (keep it private: e.g. 127.0.0.1:9503); none by default.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
     /// Seconds a socket may be quiet (nothing from the peer) before the host
     /// pings it; 0: never ping.
     #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.ping_interval))]
@@ -158,16 +174,24 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Kept to the end of main: dropping it flushes what the log thread holds.
     let (stderr, _flush) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
+        .with_writer(stderr);
+    match cli.log_format {
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Check { files } => files.iter().try_for_each(|file| check(file)),
@@ -216,6 +240,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     raise_open_files_limit();
     return_large_buffers();
+    // Installed before the routes load: their counters register with it.
+    let metrics = match args.admin {
+        Some(_) => Some(wshost::meters::install().context("installing the metrics recorder")?),
+        None => None,
+    };
     let server = Arc::new(Server::new(&routes, limits, args.cache.dir().as_deref())?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -223,6 +252,13 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        if let (Some(admin), Some(metrics)) = (args.admin, metrics) {
+            let admin = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
+            tracing::info!("admin listening on http://{}", admin.local_addr()?);
+            tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
+        }
         let stop = shutdown_signal()?;
         for route in &routes {
             tracing::info!("route {} -> {}", route.path, route.source);

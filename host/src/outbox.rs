@@ -333,6 +333,7 @@ impl Outbox {
     /// Mark the connection as not keeping up and wake its writer.
     pub fn evict(&self) {
         if !self.evicted.swap(true, Ordering::AcqRel) {
+            crate::meters::evicted();
             tracing::warn!(
                 conn = self.id,
                 "connection evicted: {} messages or {} bytes queued and not taken",

@@ -148,6 +148,12 @@ pub fn limit_hit(err: &wasmtime::Error) -> Option<&LimitExceeded> {
 
 /// Log why a guest's call failed; returns the short reason its peer is given.
 pub fn failure(err: &wasmtime::Error) -> String {
+    crate::meters::guest_failed(match limit_hit(err) {
+        Some(LimitExceeded::Cpu(_)) => "cpu",
+        Some(LimitExceeded::Memory(_)) => "memory",
+        Some(LimitExceeded::Table(_)) => "table",
+        None => "trap",
+    });
     if let Some(limit) = limit_hit(err) {
         tracing::warn!("handler stopped: {limit}");
         return format!("handler stopped: {limit}");

@@ -14,6 +14,7 @@ use crate::event_route::EventRoute;
 use crate::event_socket::{self, Accepted};
 use crate::http;
 use crate::hub::Hub;
+use crate::meters::{self, Open, RouteMeters};
 use crate::sandbox::{self, GuestLimiter};
 use crate::socket::turned_true;
 use crate::state::HostState;
@@ -23,7 +24,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -45,6 +46,7 @@ pub struct HandlerRoute {
     pub path: Arc<str>,
     pre: HandlerPre<HostState>,
     pub hub: Arc<Hub>,
+    pub meters: RouteMeters,
 }
 
 impl Route {
@@ -52,6 +54,13 @@ impl Route {
         match self {
             Route::Handler(route) => &route.path,
             Route::Events(route) => &route.path,
+        }
+    }
+
+    pub fn meters(&self) -> &RouteMeters {
+        match self {
+            Route::Handler(route) => &route.meters,
+            Route::Events(route) => &route.meters,
         }
     }
 
@@ -77,6 +86,8 @@ pub struct Server {
     refusals: Arc<Semaphore>,
     /// Turns true when the server shuts down; every connection task holds a receiver.
     shutdown: watch::Sender<bool>,
+    /// The same, for those who must not delay the shutdown (`/readyz`).
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -103,6 +114,7 @@ impl Server {
             let path: Arc<str> = spec.path.as_str().into();
             let route = match component::load(&engine, &linkers, &spec.source, inspected)? {
                 Loaded::Handler(pre) => Route::Handler(Arc::new(HandlerRoute {
+                    meters: RouteMeters::new(&path),
                     path,
                     pre,
                     hub: Hub::new(),
@@ -124,9 +136,15 @@ impl Server {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shutdown: watch::channel(false).0,
+            shutting_down: Arc::default(),
             limits,
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// Turns true when the server starts to shut down.
+    pub fn shutting_down(&self) -> Arc<AtomicBool> {
+        self.shutting_down.clone()
     }
 
     pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
@@ -160,6 +178,7 @@ impl Server {
         drop(listener);
         let open = self.limits.max_connections - self.slots.available_permits();
         tracing::info!("shutting down: {open} connections open");
+        self.shutting_down.store(true, Ordering::Release);
         self.shutdown.send_replace(true);
         // Every connection's tasks hold receivers: all gone means all ended.
         let timeout = self.limits.shutdown_timeout;
@@ -177,6 +196,7 @@ impl Server {
     fn admit(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
+            meters::refused("capacity");
             let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
                 return; // dropped: already serving MAX_REFUSALS 503s
             };
@@ -222,6 +242,11 @@ impl Server {
             Err(e) => {
                 tracing::debug!(%remote, "bad request: {e}");
                 if let Some(status) = e.status() {
+                    meters::refused(match status {
+                        408 => "timeout",
+                        431 => "too_large",
+                        _ => "bad_request",
+                    });
                     let body = format!("{e}\n");
                     let response = http::response(status, &[], body.as_bytes(), false);
                     http::refuse(&mut stream, &response, self.limits.write_timeout).await;
@@ -242,6 +267,7 @@ impl Server {
         };
         if let Some((status, body)) = refused {
             tracing::debug!(%remote, path = head.path, status, "refused");
+            meters::refused(if status == 404 { "no_route" } else { "origin" });
             let response = http::response(status, &[], body.as_bytes(), head.method == "HEAD");
             http::refuse(&mut stream, &response, self.limits.write_timeout).await;
             return None;
@@ -263,6 +289,7 @@ impl Server {
         let Some((stream, head, early, route)) = read else {
             return;
         };
+        let slot = route.meters().opened(slot);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", route = %route.path(), id);
         let request = Request {
@@ -279,7 +306,7 @@ impl Server {
                 let conn = Conn::new(
                     id,
                     self.limits.clone(),
-                    (route.hub.clone(), self.topics.clone()),
+                    (route.hub.clone(), self.topics.clone(), route.meters.clone()),
                     stream,
                     head,
                     early,
@@ -343,7 +370,7 @@ impl Server {
             let conn = Conn::new(
                 id,
                 self.limits.clone(),
-                (route.hub.clone(), self.topics.clone()),
+                (route.hub.clone(), self.topics.clone(), route.meters.clone()),
                 stream,
                 head,
                 Vec::new(),
@@ -366,11 +393,14 @@ impl Server {
         route: Arc<HandlerRoute>,
         request: Request,
         conn: Conn,
-        slot: OwnedSemaphorePermit,
+        slot: Open,
     ) {
         let id = conn.id();
         let mut store = self.store(&route, conn);
-        let outcome = match route.pre.instantiate_async(&mut store).await {
+        let started = Instant::now();
+        let instance = route.pre.instantiate_async(&mut store).await;
+        route.meters.instantiate.record(started.elapsed());
+        let outcome = match instance {
             Ok(handler) => match handler.call_handle(&mut store, &request).await {
                 Ok(Ok(())) => Outcome::Returned,
                 Ok(Err(why)) => {

@@ -11,6 +11,7 @@ use crate::bindings::{CloseInfo, Error};
 use crate::config::Limits;
 use crate::deflate::{self, Agreed, Inflater};
 use crate::frame::{self, Kind};
+use crate::meters::RouteMeters;
 use crate::outbox::{Batch, Outbox};
 use crate::reader::{Held, Read, ReadError, Reader};
 use bytes::Bytes;
@@ -58,6 +59,8 @@ pub struct Socket {
     write_timeout: Duration,
     /// The window bits to compress with, on a socket that agreed to deflate.
     deflate: Option<u8>,
+    /// Its route's counters.
+    meters: RouteMeters,
     /// Reads have ended: the peer closed or the socket failed.
     pub peer_gone: bool,
     /// The host has sent a Close frame of its own: no data frame may follow.
@@ -76,7 +79,7 @@ impl Socket {
         (response, early): (&[u8], Vec<u8>),
         deflate: Option<Agreed>,
         limits: &Limits,
-        outbox: Arc<Outbox>,
+        (outbox, meters): (Arc<Outbox>, RouteMeters),
     ) -> std::io::Result<Self> {
         tokio::time::timeout(limits.write_timeout, stream.write_all(response))
             .await
@@ -92,6 +95,7 @@ impl Socket {
             close_timeout: limits.close_timeout,
             write_timeout: limits.write_timeout,
             deflate: deflate.map(|agreed| agreed.server_bits),
+            meters,
             peer_gone: false,
             closing: false,
             broken: false,
@@ -117,7 +121,11 @@ impl Socket {
     /// for control frames the host handles itself (a ping is answered here).
     pub async fn incoming(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
         match read {
-            Ok(Read::Message(msg, held)) => Some(Incoming::Message(msg, held)),
+            Ok(Read::Message(msg, held)) => {
+                self.meters.messages_in.increment(1);
+                self.meters.bytes_in.increment(msg.len() as u64);
+                Some(Incoming::Message(msg, held))
+            }
             Ok(Read::Close(close)) => {
                 // Reply now, whatever the guest does next (echoing the code,
                 // RFC 6455 §5.5.1), unless our own Close went first.
@@ -199,6 +207,11 @@ impl Socket {
                 return Err(Error::PeerClosed);
             }
         };
+        if written.is_ok() {
+            self.meters.frames_out.increment(frames.len() as u64);
+            let bytes: usize = frames.iter().map(Bytes::len).sum();
+            self.meters.bytes_out.increment(bytes as u64);
+        }
         written.map_err(|e| {
             if is_disconnect(&e) {
                 self.peer_gone = true;

@@ -69,6 +69,7 @@ impl Topics {
                 delivered += 1;
             }
         }
+        crate::meters::published(delivered);
         delivered
     }
 

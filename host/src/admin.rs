@@ -1,0 +1,50 @@
+//! The admin listener (`serve --admin ADDR`), apart from the public port:
+//! `/metrics` (Prometheus text), `/healthz` (the process is alive) and
+//! `/readyz` (routes loaded and not shutting down: it turns 503 as soon as
+//! shutdown starts, so a load balancer drains the server first).
+
+use crate::http;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serve admin requests on `listener` until the process ends;
+/// `shutting_down` turns true when the server starts to shut down.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    shutting_down: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (metrics, shutting_down) = (metrics.clone(), shutting_down.clone());
+        tokio::spawn(answer(stream, metrics, shutting_down));
+    }
+}
+
+async fn answer(mut stream: TcpStream, metrics: PrometheusHandle, shutting_down: Arc<AtomicBool>) {
+    let timeout = Duration::from_secs(5);
+    let Ok((head, _)) = http::read_head(&mut stream, 8 << 10, timeout).await else {
+        return;
+    };
+    let text = |status, body: String| {
+        let headers = [(
+            "content-type".to_string(),
+            "text/plain; version=0.0.4; charset=utf-8".to_string(),
+        )];
+        http::response(status, &headers, body.as_bytes(), head.method == "HEAD")
+    };
+    let response = match head.path.as_str() {
+        "/metrics" => text(200, metrics.render()),
+        "/healthz" => text(200, "ok\n".into()),
+        "/readyz" if shutting_down.load(Ordering::Acquire) => text(503, "shutting down\n".into()),
+        "/readyz" => text(200, "ready\n".into()),
+        other => text(404, format!("no admin endpoint {other}\n")),
+    };
+    http::refuse(&mut stream, &response, timeout).await;
+}

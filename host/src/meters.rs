@@ -1,0 +1,128 @@
+//! What the host counts, through the `metrics` facade: no-ops until
+//! [`install`] sets the Prometheus recorder (`serve --admin`), whose text
+//! the admin listener ([`crate::admin`]) serves at `/metrics`.
+//!
+//! Labels stay bounded: a route's path (from the command line), a refusal's
+//! reason, a failure's kind; never a connection id. Per-route handles are
+//! made once per route and cloned into each connection, so counting a
+//! message is an atomic add, not a registry lookup.
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::OwnedSemaphorePermit;
+
+pub const CONNECTIONS_OPEN: &str = "wshost_connections_open";
+pub const MESSAGES_IN: &str = "wshost_messages_in_total";
+pub const BYTES_IN: &str = "wshost_bytes_in_total";
+pub const FRAMES_OUT: &str = "wshost_frames_out_total";
+pub const BYTES_OUT: &str = "wshost_bytes_out_total";
+pub const REFUSED: &str = "wshost_requests_refused_total";
+pub const GUEST_FAILURES: &str = "wshost_guest_failures_total";
+pub const INSTANTIATE: &str = "wshost_instantiate_seconds";
+pub const EVENT: &str = "wshost_event_seconds";
+pub const EVICTIONS: &str = "wshost_evictions_total";
+pub const PUBLISH_FANOUT: &str = "wshost_publish_fanout";
+
+/// Install the Prometheus recorder; before any route is loaded, so the
+/// routes' handles count into it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [
+        0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+    ];
+    let fanout = [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(INSTANTIATE.into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full(EVENT.into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full(PUBLISH_FANOUT.into()), &fanout)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS_OPEN, "Connections open, per route.");
+    describe_counter!(MESSAGES_IN, "Whole messages received from peers.");
+    describe_counter!(BYTES_IN, Unit::Bytes, "Bytes of messages received.");
+    describe_counter!(FRAMES_OUT, "Frames written to peers.");
+    describe_counter!(BYTES_OUT, Unit::Bytes, "Bytes written to peers.");
+    describe_counter!(REFUSED, "Requests answered by the host itself, by reason.");
+    describe_counter!(GUEST_FAILURES, "Guest calls that failed, by kind.");
+    describe_histogram!(INSTANTIATE, Unit::Seconds, "Time to instantiate a guest.");
+    describe_histogram!(
+        EVENT,
+        Unit::Seconds,
+        "Time an event-world guest took per event."
+    );
+    describe_counter!(EVICTIONS, "Connections evicted for not taking their queue.");
+    describe_histogram!(PUBLISH_FANOUT, "Subscribers a topic message was queued to.");
+}
+
+/// One route's handles.
+#[derive(Clone)]
+pub struct RouteMeters {
+    pub messages_in: Counter,
+    pub bytes_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_out: Counter,
+    open: Gauge,
+    pub instantiate: Histogram,
+    pub event: Histogram,
+}
+
+impl RouteMeters {
+    pub fn new(route: &str) -> Self {
+        let route = route.to_string();
+        RouteMeters {
+            messages_in: counter!(MESSAGES_IN, "route" => route.clone()),
+            bytes_in: counter!(BYTES_IN, "route" => route.clone()),
+            frames_out: counter!(FRAMES_OUT, "route" => route.clone()),
+            bytes_out: counter!(BYTES_OUT, "route" => route.clone()),
+            open: gauge!(CONNECTIONS_OPEN, "route" => route.clone()),
+            instantiate: histogram!(INSTANTIATE, "route" => route.clone()),
+            event: histogram!(EVENT, "route" => route),
+        }
+    }
+
+    /// A connection of this route is open, holding `permit` (its
+    /// `--max-connections` slot): counted until the guard is dropped.
+    pub fn opened(&self, permit: OwnedSemaphorePermit) -> Open {
+        self.open.increment(1.0);
+        Open {
+            gauge: self.open.clone(),
+            _permit: permit,
+        }
+    }
+}
+
+/// An open connection: its `--max-connections` slot and its count in its
+/// route's gauge, both given back when it is dropped.
+pub struct Open {
+    gauge: Gauge,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// A request the host answered itself: `no_route`, `origin`, `capacity`,
+/// `bad_request`, `bad_handshake`, `timeout`, `too_large`.
+pub fn refused(reason: &'static str) {
+    counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+/// A guest call failed: `trap`, `cpu`, `memory` or `table`.
+pub fn guest_failed(kind: &'static str) {
+    counter!(GUEST_FAILURES, "kind" => kind).increment(1);
+}
+
+pub fn evicted() {
+    counter!(EVICTIONS).increment(1);
+}
+
+pub fn published(subscribers: u32) {
+    histogram!(PUBLISH_FANOUT).record(subscribers);
+}

@@ -1,0 +1,195 @@
+//! Operating wshost: the admin listener's metrics and health endpoints, and
+//! JSON logs for log shippers.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The admin address the server logged.
+async fn admin_addr(server: &Server) -> String {
+    server.wait_for_log("admin listening on http://").await;
+    let log = server.log();
+    let rest = log.split("admin listening on http://").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap().to_string()
+}
+
+/// `GET path` on the admin listener: status and body.
+async fn admin_get(addr: &str, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
+        .await
+        .expect("the admin listener answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// The value of the sample `series` (name and labels as Prometheus prints
+/// them) in `metrics`; 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_clients_come_talk_and_go() {
+    let server = Server::start_flagged(
+        &["--admin", "127.0.0.1:0"],
+        &[("/echo", "echo"), ("/chat", "chat")],
+    );
+    let admin = admin_addr(&server).await;
+    assert_eq!(admin_get(&admin, "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(admin_get(&admin, "/readyz").await, (200, "ready\n".into()));
+
+    let mut echo = server.connect("/echo").await;
+    let mut chat = server.connect("/chat").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..3 {
+        send_text(&mut echo, &format!("hi {i}")).await;
+        next_text(&mut echo).await;
+        send_text(&mut chat, &format!("hi {i}")).await;
+        next_text(&mut chat).await;
+    }
+    assert!(server.get("/nowhere").await.starts_with("HTTP/1.1 404"));
+    let (status, metrics) = admin_get(&admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let at = |series: &str| sample(&metrics, series);
+    assert_eq!(
+        at(r#"wshost_connections_open{route="/echo"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        at(r#"wshost_connections_open{route="/chat"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        at(r#"wshost_messages_in_total{route="/echo"}"#),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        at(r#"wshost_bytes_in_total{route="/echo"}"#),
+        12.0,
+        "{metrics}"
+    );
+    assert!(
+        at(r#"wshost_frames_out_total{route="/echo"}"#) >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        at(r#"wshost_bytes_out_total{route="/chat"}"#) > 12.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        at(r#"wshost_requests_refused_total{reason="no_route"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        at(r#"wshost_instantiate_seconds_count{route="/echo"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        at(r#"wshost_event_seconds_count{route="/chat"}"#) >= 5.0,
+        "{metrics}"
+    );
+    assert!(at("wshost_publish_fanout_count") >= 3.0, "{metrics}");
+    assert!(!metrics.contains("id="), "no connection ids as labels");
+
+    // A closed connection leaves the gauge.
+    drop(echo);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, metrics) = admin_get(&admin, "/metrics").await;
+        if sample(&metrics, r#"wshost_connections_open{route="/echo"}"#) == 0.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin_get(&admin, "/nothing").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_failures_are_counted_by_kind() {
+    let server = Server::start_flagged(
+        &["--admin", "127.0.0.1:0", "--guest-cpu-timeout", "0.2"],
+        &[("/crash", "crash"), ("/spin", "spin")],
+    );
+    let admin = admin_addr(&server).await;
+    let _ = server.get("/crash?panic&before").await;
+    let mut spin = server.connect("/spin").await;
+    let _ = close_code(&mut spin).await;
+    let (_, metrics) = admin_get(&admin, "/metrics").await;
+    assert!(
+        sample(&metrics, r#"wshost_guest_failures_total{kind="trap"}"#) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"wshost_guest_failures_total{kind="cpu"}"#),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_as_soon_as_shutdown_starts() {
+    let mut server = Server::start_flagged(
+        &["--admin", "127.0.0.1:0", "--shutdown-timeout", "3"],
+        &[("/echo", "echo"), ("/flood", "flood")],
+    );
+    let admin = admin_addr(&server).await;
+    // A handler stuck in push keeps the shutdown draining for 3 s.
+    let _stuck = non_reader(&server, "/flood").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_get(&admin, "/readyz").await.0, 200);
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        admin_get(&admin, "/readyz").await,
+        (503, "shutting down\n".into())
+    );
+    assert_eq!(
+        admin_get(&admin, "/healthz").await.0,
+        200,
+        "alive while draining"
+    );
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_route_and_connection_id_as_fields() {
+    let server = Server::start_flagged(&["--log-format", "json"], &[("/echo", "echo")]);
+    let mut ws = server.connect("/echo").await;
+    send_text(&mut ws, "hi").await;
+    next_text(&mut ws).await;
+    drop(ws);
+    server.wait_for_log("connection 1 ended").await;
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("connection 1 ended"))
+        .unwrap();
+    let object: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(object["span"]["route"], "/echo", "{line}");
+    assert_eq!(object["span"]["id"], 1, "{line}");
+    assert_eq!(object["level"], "DEBUG", "{line}");
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
