@@ -382,7 +382,7 @@ async fn pings_and_topic_messages_are_served_while_the_guest_computes() {
     let mut publisher = server.connect("/probe?topic=news").await;
     send_text(&mut busy, "go").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // The guest computes for 500 ms: its socket is still served.
+    // The guest computes for 1 s: its socket is still served.
     futures_util::SinkExt::send(&mut busy, Message::Ping(b"there?".to_vec().into()))
         .await
         .unwrap();

@@ -7,7 +7,7 @@
 //! - `protocol=P`: upgrade with subprotocol P and a `set-cookie` header
 //!   (`-` for none): push `upgraded`; answer 409 with the error when refused.
 //! - `busy=T`: upgrade, subscribe to topic T, take one message, compute
-//!   for 500 ms without a socket call, then push `done`.
+//!   for 1 s without a socket call, then push `done`.
 //! - `nap=MS`: upgrade, push `napping`, sleep MS without reading, then push
 //!   the size of each message received.
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
@@ -79,7 +79,7 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             ws.recv(None).map_err(str)?;
             let started = std::time::Instant::now();
             let mut spins = 0u64;
-            while started.elapsed() < Duration::from_millis(500) {
+            while started.elapsed() < Duration::from_secs(1) {
                 spins = std::hint::black_box(spins + 1);
             }
             ws.push_text("done").map_err(str)?;
