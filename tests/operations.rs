@@ -193,3 +193,86 @@ async fn json_logs_carry_the_route_and_connection_id_as_fields() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
 }
+
+/// `guest`'s component copied to `dir/app.wasm` (by rename, as a deploy
+/// would: never a half-written file).
+fn deploy(dir: &std::path::Path, guest_name: &str) -> std::path::PathBuf {
+    let target = dir.join("app.wasm");
+    let staged = dir.join("app.wasm.new");
+    std::fs::copy(guest(guest_name), &staged).unwrap();
+    std::fs::rename(&staged, &target).unwrap();
+    target
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_echo_for_mirror_under_a_live_connection() {
+    let dir = tempdir("reload");
+    let app = deploy(&dir, "echo");
+    let server = Server::start_with(&["--route".into(), format!("/ws={}", app.display())]);
+    let mut old = server.connect("/ws").await;
+    send_text(&mut old, "a").await;
+    assert_eq!(next_text(&mut old).await, "Привет, a!");
+    next_text(&mut old).await;
+
+    deploy(&dir, "mirror");
+    server.signal("HUP");
+    server.wait_for_log("reloaded 1 of 1 routes").await;
+    let mut new = server.connect("/ws").await;
+    send_text(&mut new, "b").await;
+    assert_eq!(next_text(&mut new).await, "b", "new connections get mirror");
+    // The open connection was not dropped and finishes on echo.
+    send_text(&mut old, "c").await;
+    assert_eq!(next_text(&mut old).await, "Привет, c!");
+
+    // A component that does not load leaves the running one in place.
+    std::fs::write(dir.join("app.wasm.new"), b"not wasm").unwrap();
+    std::fs::rename(dir.join("app.wasm.new"), &app).unwrap();
+    server.signal("HUP");
+    server
+        .wait_for_log("route /ws keeps its running component")
+        .await;
+    let mut after = server.connect("/ws").await;
+    send_text(&mut after, "d").await;
+    assert_eq!(next_text(&mut after).await, "d", "still mirror");
+    // Nor may a route change its world by a reload.
+    deploy(&dir, "event_mirror");
+    server.signal("HUP");
+    server
+        .wait_for_log("its world changed from handler to events")
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_an_event_route_and_open_sockets_stay_on_the_old_code() {
+    let dir = tempdir("watch");
+    let app = deploy(&dir, "chat");
+    let server = Server::start_with(&[
+        "--watch".into(),
+        "--route".into(),
+        format!("/chat={}", app.display()),
+    ]);
+    let mut old = server.connect("/chat").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_text(&mut old, "a").await;
+    assert_eq!(next_text(&mut old).await, "Сервер：a");
+
+    // mtime resolution: make sure the new file's stamp differs.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    deploy(&dir, "event_mirror");
+    server.wait_for_log("reloaded 1 of 1 routes").await;
+    let mut new = server.connect("/chat").await;
+    send_text(&mut new, "b").await;
+    assert_eq!(
+        next_text(&mut new).await,
+        "b",
+        "new sockets get the new code"
+    );
+    send_text(&mut old, "c").await;
+    assert_eq!(
+        next_text(&mut old).await,
+        "Сервер：c",
+        "open sockets keep the old"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -141,15 +141,16 @@ pub fn linkers(engine: &Engine) -> Result<Linkers> {
 }
 
 /// Instance slots a server needs: one per connection (`max_connections`)
-/// when it has a handler-world route, plus one per event-world route. An
-/// event-world socket holds no instance, so a server of event routes only
-/// reserves almost nothing, whatever its connection limit.
+/// when it has a handler-world route, plus [`EVENT_GENERATIONS`] per
+/// event-world route. An event-world socket holds no instance, so a server
+/// of event routes only reserves almost nothing, whatever its connection
+/// limit.
 pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections: usize) -> usize {
     let (mut handlers, mut events) = (false, 0);
     for world in worlds {
         match world {
             World::Handler => handlers = true,
-            World::Events => events += 1,
+            World::Events => events += EVENT_GENERATIONS,
         }
     }
     if handlers {
@@ -158,6 +159,11 @@ pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections
         events
     }
 }
+
+/// Instances of one event route that may live at once: after a reload the
+/// route's old instance serves its open sockets until they close, beside
+/// the new one (so up to three reloads in a row while old sockets stay).
+pub const EVENT_GENERATIONS: usize = 4;
 
 /// The world a component implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -123,7 +123,7 @@ impl EventRoute {
     }
 
     async fn send(&self, event: Event) {
-        // The instance's task ends only with the process.
+        // The instance's task ends only once the route is dropped.
         let _ = self.queue.send(event).await;
     }
 

@@ -133,6 +133,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().write_timeout.as_secs_f64())]
     write_timeout: f64,
 
+    /// Reload a route's component when its file changes (as SIGHUP does
+    /// for all): checked every half second.
+    #[arg(long)]
+    watch: bool,
+
     /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this
     /// address (keep it private: e.g. 127.0.0.1:9503); none by default.
     #[arg(long, value_name = "ADDR")]
@@ -260,6 +265,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
         }
         let stop = shutdown_signal()?;
+        reload_on_hangup(server.clone())?;
+        if args.watch {
+            tokio::spawn(reload_on_change(server.clone(), routes.clone()));
+        }
         for route in &routes {
             tracing::info!("route {} -> {}", route.path, route.source);
         }
@@ -390,6 +399,47 @@ fn secs(duration: Option<Duration>) -> f64 {
 fn positive(flag: &str, n: usize) -> Result<usize> {
     anyhow::ensure!(n > 0, "{flag} must be at least 1");
     Ok(n)
+}
+
+/// Reload every route's component on each SIGHUP.
+fn reload_on_hangup(server: Arc<Server>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the routes' components");
+            let server = server.clone();
+            // Compiling is blocking work: off the connections' threads.
+            let _ = tokio::task::spawn_blocking(move || server.reload()).await;
+        }
+    });
+    Ok(())
+}
+
+/// Reload when a route's component file changes (`--watch`).
+async fn reload_on_change(server: Arc<Server>, routes: Vec<RouteSpec>) {
+    let stamps = || {
+        routes
+            .iter()
+            .filter_map(|route| match &route.source {
+                wshost::ComponentSource::File(path) => {
+                    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+                }
+                wshost::ComponentSource::Builtin { .. } => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut seen = stamps();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = stamps();
+        if now != seen {
+            seen = now;
+            tracing::info!("a component file changed: reloading");
+            let server = server.clone();
+            let _ = tokio::task::spawn_blocking(move || server.reload()).await;
+        }
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -23,8 +23,8 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -75,7 +75,12 @@ impl Route {
 
 pub struct Server {
     engine: Engine,
-    routes: HashMap<String, Arc<Route>>,
+    linkers: component::Linkers,
+    /// What each route was started with, read again by [`Server::reload`].
+    specs: Vec<RouteSpec>,
+    /// The routes now served: a reload swaps a route's entry; requests
+    /// already routed keep the route they got.
+    routes: RwLock<HashMap<String, Arc<Route>>>,
     /// Server-wide topics, shared by the routes of both worlds.
     topics: Arc<Topics>,
     limits: Arc<Limits>,
@@ -111,27 +116,15 @@ impl Server {
         let topics = Topics::new();
         let mut routes = HashMap::new();
         for (spec, inspected) in specs.iter().zip(&inspected) {
-            let path: Arc<str> = spec.path.as_str().into();
-            let route = match component::load(&engine, &linkers, &spec.source, inspected)? {
-                Loaded::Handler(pre) => Route::Handler(Arc::new(HandlerRoute {
-                    meters: RouteMeters::new(&path),
-                    path,
-                    pre,
-                    hub: Hub::new(),
-                })),
-                Loaded::Events(pre) => Route::Events(Arc::new(EventRoute::new(
-                    path,
-                    &engine,
-                    pre,
-                    limits.clone(),
-                    topics.clone(),
-                ))),
-            };
+            let loaded = component::load(&engine, &linkers, &spec.source, inspected)?;
+            let route = new_route(spec, loaded, None, (&engine, &limits, &topics));
             routes.insert(spec.path.clone(), Arc::new(route));
         }
         Ok(Server {
             engine,
-            routes,
+            linkers,
+            specs: specs.to_vec(),
+            routes: RwLock::new(routes),
             topics,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
@@ -147,15 +140,69 @@ impl Server {
         self.shutting_down.clone()
     }
 
-    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.get(path)
+    pub fn route(&self, path: &str) -> Option<Arc<Route>> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        routes.get(path).cloned()
+    }
+
+    /// Load every route's component again (SIGHUP, `--watch`): new requests
+    /// get the new version; open handler-world connections finish on the
+    /// instance they have, and open event-world sockets stay with the
+    /// route's old instance until they close (new sockets get a new one). A
+    /// component that fails to load, or whose world changed, leaves its
+    /// route as it was and the log says why. Returns how many were reloaded.
+    pub fn reload(&self) -> usize {
+        let started = Instant::now();
+        let mut reloaded = 0;
+        for spec in &self.specs {
+            let Some(old) = self.route(&spec.path) else {
+                continue;
+            };
+            match self.load_again(spec, &old) {
+                Ok(route) => {
+                    if let Route::Events(route) = &route {
+                        route.start();
+                    }
+                    let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+                    routes.insert(spec.path.clone(), Arc::new(route));
+                    reloaded += 1;
+                }
+                Err(e) => tracing::error!("route {} keeps its running component: {e:#}", spec.path),
+            }
+        }
+        tracing::info!(
+            "reloaded {reloaded} of {} routes in {} ms",
+            self.specs.len(),
+            started.elapsed().as_millis()
+        );
+        reloaded
+    }
+
+    fn load_again(&self, spec: &RouteSpec, old: &Route) -> Result<Route> {
+        let inspected = component::inspect(&spec.source)?;
+        if inspected.world.name() != old.world() {
+            bail!(
+                "{}: its world changed from {} to {} (restart wshost to change a route's world)",
+                spec.source,
+                old.world(),
+                inspected.world.name()
+            );
+        }
+        let loaded = component::load(&self.engine, &self.linkers, &spec.source, &inspected)?;
+        let context = (&self.engine, &self.limits, &self.topics);
+        Ok(new_route(spec, loaded, Some(old), context))
     }
 
     /// Accept connections until `stop` resolves, then shut down gracefully:
     /// stop accepting, tell every open connection the server is going away
     /// (1001), and wait up to the shutdown timeout for their handlers.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: impl Future<Output = ()>) {
-        for route in self.routes.values() {
+        for route in self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             if let Route::Events(route) = &**route {
                 route.start();
             }
@@ -272,7 +319,7 @@ impl Server {
             http::refuse(&mut stream, &response, self.limits.write_timeout).await;
             return None;
         }
-        let route = self.route(&head.path).cloned()?;
+        let route = self.route(&head.path)?;
         Some((stream, head, early, route))
     }
 
@@ -350,7 +397,8 @@ impl Server {
     /// `rounds` instances (what `wshost check` reports). Each gets a real
     /// loopback socket, made outside the timing.
     pub async fn instantiate_time(&self, path: &str, rounds: usize) -> Result<Duration> {
-        let route = match &**self.route(path).context("no such route")? {
+        let route = self.route(path).context("no such route")?;
+        let route = match &*route {
             Route::Handler(route) => route,
             Route::Events(route) => return route.instantiate_time(rounds).await,
         };
@@ -423,5 +471,38 @@ impl Server {
         conn.finish(outcome).await;
         tracing::debug!("connection {id} ended");
         drop(slot);
+    }
+}
+
+/// A route for `spec`'s freshly loaded component; a reloaded handler-world
+/// route keeps `old`'s hub, so a broadcast reaches the connections of both
+/// versions.
+fn new_route(
+    spec: &RouteSpec,
+    loaded: Loaded,
+    old: Option<&Route>,
+    (engine, limits, topics): (&Engine, &Arc<Limits>, &Arc<Topics>),
+) -> Route {
+    let path: Arc<str> = spec.path.as_str().into();
+    match loaded {
+        Loaded::Handler(pre) => {
+            let hub = match old {
+                Some(Route::Handler(old)) => old.hub.clone(),
+                _ => Hub::new(),
+            };
+            Route::Handler(Arc::new(HandlerRoute {
+                meters: RouteMeters::new(&path),
+                path,
+                pre,
+                hub,
+            }))
+        }
+        Loaded::Events(pre) => Route::Events(Arc::new(EventRoute::new(
+            path,
+            engine,
+            pre,
+            limits.clone(),
+            topics.clone(),
+        ))),
     }
 }
