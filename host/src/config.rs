@@ -1,16 +1,22 @@
 //! What `wshost serve` is told: routes and limits.
 
 use crate::outbox::Outbox;
+use crate::sandbox::Grants;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// One `--route PATH=FILE.wasm`: requests for exactly `PATH` go to the component in `FILE`.
+/// One `--route PATH=FILE.wasm` (or a config file's `[[route]]`): requests
+/// for exactly `PATH` go to the component in `FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     pub path: String,
     pub source: ComponentSource,
+    /// The world the component must implement, if the config file says.
+    pub world: Option<String>,
+    /// The route's own limits and grants; `None`: the server's.
+    pub limits: Option<Box<Limits>>,
 }
 
 /// Where a route's component comes from.
@@ -54,6 +60,8 @@ impl FromStr for RouteSpec {
         Ok(RouteSpec {
             path: path.to_string(),
             source: ComponentSource::File(file.into()),
+            world: None,
+            limits: None,
         })
     }
 }
@@ -96,8 +104,9 @@ impl Keepalive {
     }
 }
 
-/// Per-connection limits and policy; every one is a `serve` flag.
-#[derive(Debug, Clone)]
+/// Per-connection limits and policy; every one is a `serve` flag (and a
+/// config file key, per server or per route).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest whole message, received or pushed.
     pub max_message_size: usize,
@@ -138,6 +147,8 @@ pub struct Limits {
     pub deflate: bool,
     /// Bytes of large messages read and not yet taken by guests, process-wide.
     pub in_flight: usize,
+    /// What the guest may reach through WASI (config file only).
+    pub grants: Grants,
 }
 
 impl Default for Limits {
@@ -164,6 +175,7 @@ impl Default for Limits {
             allowed_origins: Vec::new(),
             deflate: false,
             in_flight: 1 << 30,
+            grants: Grants::default(),
         }
     }
 }
@@ -201,6 +213,7 @@ mod tests {
         let r: RouteSpec = "/websocket=echo.wasm".parse().unwrap();
         assert_eq!(r.path, "/websocket");
         assert_eq!(r.source, ComponentSource::File("echo.wasm".into()));
+        assert_eq!((r.world, r.limits), (None, None));
     }
 
     #[test]

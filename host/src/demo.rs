@@ -14,6 +14,8 @@ pub fn routes() -> Vec<RouteSpec> {
                 name: "page",
                 bytes: PAGE,
             },
+            world: None,
+            limits: None,
         },
         RouteSpec {
             path: "/websocket".into(),
@@ -21,6 +23,8 @@ pub fn routes() -> Vec<RouteSpec> {
                 name: "echo",
                 bytes: ECHO,
             },
+            world: None,
+            limits: None,
         },
     ]
 }

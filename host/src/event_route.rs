@@ -73,6 +73,8 @@ pub enum Event {
 pub struct EventRoute {
     pub path: Arc<str>,
     pub meters: RouteMeters,
+    /// This route's limits and grants.
+    pub limits: Arc<Limits>,
     queue: mpsc::Sender<Event>,
     /// The queue's budget of message bytes ([`QUEUE_BYTES`]).
     room: Arc<Semaphore>,
@@ -95,6 +97,7 @@ impl EventRoute {
         let room = Arc::new(Semaphore::new(room));
         let host = EventHost::new(path.clone(), limits.clone(), topics);
         let meters = RouteMeters::new(&path);
+        let route_limits = limits.clone();
         let instance = Instance {
             engine: engine.clone(),
             pre,
@@ -106,6 +109,7 @@ impl EventRoute {
         };
         EventRoute {
             meters,
+            limits: route_limits,
             path,
             queue,
             room,
@@ -219,7 +223,7 @@ fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventSt
         limits.guest_table_elements,
         limits.guest_cpu,
     );
-    let mut store = Store::new(engine, EventState::new(host, limiter));
+    let mut store = Store::new(engine, EventState::new(host, limiter, &limits.grants));
     sandbox::sandbox(&mut store);
     store
 }

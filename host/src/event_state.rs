@@ -12,13 +12,13 @@ use crate::config::Limits;
 use crate::frame;
 use crate::guest_log::{GuestLog, Stream};
 use crate::outbox::{Cork, Ending, Outbox, Queued, Refused};
-use crate::sandbox::{GuestLimiter, Sandboxed};
+use crate::sandbox::{self, Grants, GuestLimiter, Sandboxed};
 use crate::socket::check_close;
 use crate::topics::{Subscriptions, Topics};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The largest attachment a socket may hold, in bytes.
 pub const MAX_ATTACHMENT: usize = 16 << 10;
@@ -35,16 +35,13 @@ pub struct EventState {
 impl EventState {
     /// A guest gets no environment, arguments, files or sockets; its stdout
     /// and stderr go to the host's log, tagged with the route.
-    pub fn new(host: EventHost, limiter: GuestLimiter) -> Self {
+    pub fn new(host: EventHost, limiter: GuestLimiter, grants: &Grants) -> Self {
         let route = host.route.clone();
         let logs = [
             GuestLog::new(route.clone(), 0, Stream::Stdout),
             GuestLog::new(route, 0, Stream::Stderr),
         ];
-        let wasi = WasiCtxBuilder::new()
-            .stdout(logs[0].clone())
-            .stderr(logs[1].clone())
-            .build();
+        let wasi = sandbox::wasi(grants, logs[0].clone(), logs[1].clone());
         EventState {
             wasi,
             table: ResourceTable::new(),

@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod budget;
 pub mod component;
 pub mod config;
+pub mod config_file;
 pub mod conn;
 pub mod deflate;
 pub mod demo;

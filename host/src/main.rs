@@ -1,12 +1,13 @@
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
-use wshost::config::Keepalive;
+use wshost::config_file::{self, ConfigFile, LimitsFile};
 use wshost::{Limits, RouteSpec, Server};
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -33,10 +34,14 @@ enum Command {
     /// Serve HTTP and WebSocket requests with wasm handler components.
     Serve(Box<ServeArgs>),
     /// Check that components are wshost handlers; report their world
-    /// (handler or events), size, compile time and instantiate time.
+    /// (handler or events), size, compile time and instantiate time. With
+    /// `--config`, check a whole config file: every route loads.
     Check {
-        #[arg(required = true, value_name = "FILE.wasm")]
+        #[arg(required_unless_present = "config", value_name = "FILE.wasm")]
         files: Vec<PathBuf>,
+        /// A config file to check whole.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -76,6 +81,11 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 #[derive(Parser)]
 struct ServeArgs {
+    /// Read settings and routes from this TOML file (see the README);
+    /// flags given here override it, for every route.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9502")]
     listen: SocketAddr,
@@ -179,7 +189,8 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Kept to the end of main: dropping it flushes what the log thread holds.
     let (stderr, _flush) = tracing_appender::non_blocking(std::io::stderr());
     let log = tracing_subscriber::fmt()
@@ -198,8 +209,17 @@ fn main() -> std::process::ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(*args),
-        Command::Check { files } => files.iter().try_for_each(|file| check(file)),
+        Command::Serve(args) => {
+            let given = matches
+                .subcommand_matches("serve")
+                .expect("the serve command");
+            let explicit = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
+            serve(*args, explicit)
+        }
+        Command::Check { files, config } => match config {
+            Some(config) => check_config(&config),
+            None => files.iter().try_for_each(|file| check(file)),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -210,54 +230,46 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    let routes = if args.routes.is_empty() {
-        wshost::demo::routes()
-    } else {
-        args.routes
+fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
+    let overrides = overrides(&args, &explicit)?;
+    let (file, dir) = match &args.config {
+        Some(path) => {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (ConfigFile::load(path)?, dir)
+        }
+        None => (ConfigFile::default(), PathBuf::from(".")),
     };
-    let limits = Limits {
-        max_message_size: args.max_message_size,
-        max_frame_size: args.max_message_size,
-        head_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
-        close_timeout: seconds("--close-timeout", args.close_timeout)?,
-        mailbox_capacity: positive("--hub-queue", args.hub_queue)?,
-        mailbox_bytes: positive("--hub-queue-bytes", args.hub_queue_bytes)?,
-        backpressure: args.backpressure_limit,
-        guest_cpu: seconds("--guest-cpu-timeout", args.guest_cpu_timeout)?,
-        guest_memory: args.guest_memory,
-        guest_table_elements: args.guest_table_elements,
-        max_connections: positive("--max-connections", args.max_connections)?,
-        shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
-        write_timeout: seconds("--write-timeout", args.write_timeout)?,
-        deflate: args.deflate,
-        in_flight: positive("--max-in-flight", args.max_in_flight)?,
-        keepalive: Keepalive {
-            ping_interval: optional_seconds("--ping-interval", args.ping_interval)?,
-            idle_timeout: optional_seconds("--idle-timeout", args.idle_timeout)?,
-        },
-        allowed_origins: args
-            .allowed_origins
-            .iter()
-            .map(|o| origin("--allowed-origin", o))
-            .collect::<Result<_>>()?,
-        ..Limits::default()
+    let limits = file.limits(&overrides)?;
+    let mut routes = file.routes(&dir, &overrides)?;
+    // A `--route` replaces the file's route of the same path.
+    for route in &args.routes {
+        routes.retain(|r| r.path != route.path);
+        routes.push(route.clone());
+    }
+    if routes.is_empty() {
+        routes = wshost::demo::routes();
+    }
+    let listen = match file.listen {
+        Some(listen) if !explicit("listen") => listen,
+        _ => args.listen,
     };
+    let admin = args.admin.or(file.admin);
+    let watch = args.watch || file.watch.unwrap_or(false);
     raise_open_files_limit();
     return_large_buffers();
     // Installed before the routes load: their counters register with it.
-    let metrics = match args.admin {
+    let metrics = match admin {
         Some(_) => Some(wshost::meters::install().context("installing the metrics recorder")?),
         None => None,
     };
     let server = Arc::new(Server::new(&routes, limits, args.cache.dir().as_deref())?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        if let (Some(admin), Some(metrics)) = (args.admin, metrics) {
+        if let (Some(admin), Some(metrics)) = (admin, metrics) {
             let admin = tokio::net::TcpListener::bind(admin)
                 .await
                 .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
@@ -266,7 +278,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         let stop = shutdown_signal()?;
         reload_on_hangup(server.clone())?;
-        if args.watch {
+        if watch {
             tokio::spawn(reload_on_change(server.clone(), routes.clone()));
         }
         for route in &routes {
@@ -334,6 +346,8 @@ fn check(file: &Path) -> Result<()> {
     let route = RouteSpec {
         path: "/".into(),
         source: wshost::ComponentSource::File(file.into()),
+        world: None,
+        limits: None,
     };
     let routes = [route];
     let timed = |cache: Option<&Path>| {
@@ -366,29 +380,25 @@ fn check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn seconds(flag: &str, secs: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .with_context(|| format!("{flag} must be a non-negative number of seconds, not {secs}"))
-}
-
-/// An `Origin` as browsers send it: `scheme://host[:port]`, nothing after.
-fn origin(flag: &str, origin: &str) -> Result<String> {
-    let rest = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
-            Ok(origin.to_string())
-        }
-        _ => anyhow::bail!(
-            "{flag} {origin:?} is not an origin: give scheme://host[:port], e.g. https://app.example.com"
-        ),
+/// Load a whole config file as `serve` would: its settings and every
+/// route's component.
+fn check_config(path: &Path) -> Result<()> {
+    let file = ConfigFile::load(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let limits = file.limits(&LimitsFile::default())?;
+    let routes = file.routes(dir, &LimitsFile::default())?;
+    anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
+    let server = Server::new(&routes, limits, None)?;
+    for route in &routes {
+        let world = server.route(&route.path).map_or("?", |r| r.world());
+        println!("route {}: {} (world {world})", route.path, route.source);
     }
-}
-
-/// Seconds, 0 meaning "never".
-fn optional_seconds(flag: &str, secs: f64) -> Result<Option<Duration>> {
-    Ok(Some(seconds(flag, secs)?).filter(|d| !d.is_zero()))
+    println!(
+        "{}: a valid wshost config; {} routes load",
+        path.display(),
+        routes.len()
+    );
+    Ok(())
 }
 
 /// A default shown in `--help`: 0 for "never".
@@ -396,9 +406,34 @@ fn secs(duration: Option<Duration>) -> f64 {
     duration.map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn positive(flag: &str, n: usize) -> Result<usize> {
-    anyhow::ensure!(n > 0, "{flag} must be at least 1");
-    Ok(n)
+/// The limits given on the command line (not left at their defaults):
+/// they override the config file, for every route.
+fn overrides(args: &ServeArgs, explicit: &impl Fn(&str) -> bool) -> Result<LimitsFile> {
+    let given = |id: &str| explicit(id);
+    let origins = args
+        .allowed_origins
+        .iter()
+        .map(|o| config_file::origin(o).context("--allowed-origin"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LimitsFile {
+        max_message_size: given("max_message_size").then_some(args.max_message_size),
+        handshake_timeout: given("handshake_timeout").then_some(args.handshake_timeout),
+        close_timeout: given("close_timeout").then_some(args.close_timeout),
+        hub_queue: given("hub_queue").then_some(args.hub_queue),
+        hub_queue_bytes: given("hub_queue_bytes").then_some(args.hub_queue_bytes),
+        backpressure_limit: given("backpressure_limit").then_some(args.backpressure_limit),
+        guest_cpu_timeout: given("guest_cpu_timeout").then_some(args.guest_cpu_timeout),
+        guest_memory: given("guest_memory").then_some(args.guest_memory),
+        guest_table_elements: given("guest_table_elements").then_some(args.guest_table_elements),
+        max_connections: given("max_connections").then_some(args.max_connections),
+        shutdown_timeout: given("shutdown_timeout").then_some(args.shutdown_timeout),
+        write_timeout: given("write_timeout").then_some(args.write_timeout),
+        ping_interval: given("ping_interval").then_some(args.ping_interval),
+        idle_timeout: given("idle_timeout").then_some(args.idle_timeout),
+        allowed_origins: given("allowed_origins").then_some(origins),
+        deflate: given("deflate").then_some(args.deflate),
+        max_in_flight: given("max_in_flight").then_some(args.max_in_flight),
+    })
 }
 
 /// Reload every route's component on each SIGHUP.

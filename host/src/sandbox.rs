@@ -117,6 +117,33 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
+/// What a route's guest may reach through WASI beyond its own log: nothing
+/// unless the config file grants it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Environment variables it sees.
+    pub env: Vec<(String, String)>,
+    /// Host directories it may read (never write), at guest paths.
+    pub dirs: Vec<(std::path::PathBuf, String)>,
+}
+
+/// A guest's WASI context: its stdout and stderr, and what `grants` allows.
+pub fn wasi(
+    grants: &Grants,
+    stdout: crate::guest_log::GuestLog,
+    stderr: crate::guest_log::GuestLog,
+) -> wasmtime_wasi::WasiCtx {
+    use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(stdout).stderr(stderr).envs(&grants.env);
+    for (host, guest) in &grants.dirs {
+        if let Err(e) = builder.preopened_dir(host, guest, FsPerms::ReadOnly) {
+            tracing::warn!("cannot grant {} as {guest}: {e}", host.display());
+        }
+    }
+    builder.build()
+}
+
 /// Anything whose store can be sandboxed: it hands out its limiter.
 pub trait Sandboxed: Send + 'static {
     fn limiter(&mut self) -> &mut GuestLimiter;

@@ -47,6 +47,8 @@ pub struct HandlerRoute {
     pre: HandlerPre<HostState>,
     pub hub: Arc<Hub>,
     pub meters: RouteMeters,
+    /// This route's limits and grants.
+    pub limits: Arc<Limits>,
 }
 
 impl Route {
@@ -54,6 +56,14 @@ impl Route {
         match self {
             Route::Handler(route) => &route.path,
             Route::Events(route) => &route.path,
+        }
+    }
+
+    /// This route's limits and grants.
+    pub fn limits(&self) -> &Arc<Limits> {
+        match self {
+            Route::Handler(route) => &route.limits,
+            Route::Events(route) => &route.limits,
         }
     }
 
@@ -104,11 +114,30 @@ impl Server {
             if specs.iter().filter(|s| s.path == spec.path).count() > 1 {
                 bail!("route {} is given twice", spec.path);
             }
-            inspected.push(component::inspect(&spec.source)?);
+            let component = component::inspect(&spec.source)?;
+            if let Some(world) = &spec.world
+                && world != component.world.name()
+            {
+                bail!(
+                    "{}: route {} says world {world}, the component is of world {}",
+                    spec.source,
+                    spec.path,
+                    component.world.name()
+                );
+            }
+            inspected.push(component);
         }
         let worlds = inspected.iter().map(|i| i.world);
         let instances = component::instances_needed(worlds, limits.max_connections);
-        let engine = component::engine(&limits, cache, instances)?;
+        // Every slot of the pool fits the largest route's guest.
+        let mut pool = limits.clone();
+        for route_limits in specs.iter().filter_map(|s| s.limits.as_deref()) {
+            pool.guest_memory = pool.guest_memory.max(route_limits.guest_memory);
+            pool.guest_table_elements = pool
+                .guest_table_elements
+                .max(route_limits.guest_table_elements);
+        }
+        let engine = component::engine(&pool, cache, instances)?;
         sandbox::start_epoch_ticker(&engine);
         let linkers = component::linkers(&engine)?;
         crate::budget::init(limits.in_flight);
@@ -117,7 +146,12 @@ impl Server {
         let mut routes = HashMap::new();
         for (spec, inspected) in specs.iter().zip(&inspected) {
             let loaded = component::load(&engine, &linkers, &spec.source, inspected)?;
-            let route = new_route(spec, loaded, None, (&engine, &limits, &topics));
+            let route = new_route(
+                spec,
+                loaded,
+                None,
+                (&engine, &route_limits(spec, &limits), &topics),
+            );
             routes.insert(spec.path.clone(), Arc::new(route));
         }
         Ok(Server {
@@ -189,8 +223,13 @@ impl Server {
             );
         }
         let loaded = component::load(&self.engine, &self.linkers, &spec.source, &inspected)?;
-        let context = (&self.engine, &self.limits, &self.topics);
-        Ok(new_route(spec, loaded, Some(old), context))
+        let limits = route_limits(spec, &self.limits);
+        Ok(new_route(
+            spec,
+            loaded,
+            Some(old),
+            (&self.engine, &limits, &self.topics),
+        ))
     }
 
     /// Accept connections until `stop` resolves, then shut down gracefully:
@@ -303,8 +342,9 @@ impl Server {
         };
         let refused = match self.route(&head.path) {
             None => Some((404, format!("no route for {}\n", head.path))),
-            Some(_)
-                if head.wants_websocket() && !self.limits.origin_allowed(head.header("origin")) =>
+            Some(route)
+                if head.wants_websocket()
+                    && !route.limits().origin_allowed(head.header("origin")) =>
             {
                 let origin = head.header("origin").unwrap_or_default();
                 tracing::info!(%remote, origin, "WebSocket handshake refused: origin not allowed");
@@ -352,7 +392,7 @@ impl Server {
             Route::Handler(route) => {
                 let conn = Conn::new(
                     id,
-                    self.limits.clone(),
+                    route.limits.clone(),
                     (route.hub.clone(), self.topics.clone(), route.meters.clone()),
                     stream,
                     head,
@@ -370,7 +410,7 @@ impl Server {
                     early,
                     request,
                 };
-                let limits = self.limits.clone();
+                let limits = route.limits.clone();
                 let served = event_socket::serve(route.clone(), limits, accepted, shutdown, slot);
                 served.instrument(span).await
             }
@@ -379,7 +419,7 @@ impl Server {
 
     /// A fresh, sandboxed store for one connection of `route`.
     fn store(&self, route: &HandlerRoute, conn: Conn) -> Store<HostState> {
-        let limits = &self.limits;
+        let limits = &route.limits;
         let limiter = GuestLimiter::new(
             limits.guest_memory,
             limits.guest_table_elements,
@@ -387,7 +427,7 @@ impl Server {
         );
         let mut store = Store::new(
             &self.engine,
-            HostState::new(route.path.clone(), conn, limiter),
+            HostState::new(route.path.clone(), conn, limiter, &limits.grants),
         );
         sandbox::sandbox(&mut store);
         store
@@ -417,7 +457,7 @@ impl Server {
             let (_, shutdown) = watch::channel(false);
             let conn = Conn::new(
                 id,
-                self.limits.clone(),
+                route.limits.clone(),
                 (route.hub.clone(), self.topics.clone(), route.meters.clone()),
                 stream,
                 head,
@@ -495,6 +535,7 @@ fn new_route(
                 path,
                 pre,
                 hub,
+                limits: limits.clone(),
             }))
         }
         Loaded::Events(pre) => Route::Events(Arc::new(EventRoute::new(
@@ -504,5 +545,13 @@ fn new_route(
             limits.clone(),
             topics.clone(),
         ))),
+    }
+}
+
+/// `spec`'s own limits, or the server's.
+fn route_limits(spec: &RouteSpec, server: &Arc<Limits>) -> Arc<Limits> {
+    match &spec.limits {
+        Some(limits) => Arc::new((**limits).clone()),
+        None => server.clone(),
     }
 }

@@ -2,10 +2,10 @@
 
 use crate::conn::Conn;
 use crate::guest_log::{GuestLog, Stream};
-use crate::sandbox::{GuestLimiter, Sandboxed};
+use crate::sandbox::{self, Grants, GuestLimiter, Sandboxed};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub struct HostState {
     wasi: WasiCtx,
@@ -17,12 +17,10 @@ pub struct HostState {
 impl HostState {
     /// A guest gets no environment, arguments, files or sockets; its stdout and
     /// stderr go to the host's log, tagged with `route` and the connection id.
-    pub fn new(route: Arc<str>, conn: Conn, limiter: GuestLimiter) -> Self {
+    pub fn new(route: Arc<str>, conn: Conn, limiter: GuestLimiter, grants: &Grants) -> Self {
         let id = conn.id();
-        let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(route.clone(), id, Stream::Stdout))
-            .stderr(GuestLog::new(route, id, Stream::Stderr))
-            .build();
+        let stdout = GuestLog::new(route.clone(), id, Stream::Stdout);
+        let wasi = sandbox::wasi(grants, stdout, GuestLog::new(route, id, Stream::Stderr));
         HostState {
             wasi,
             table: ResourceTable::new(),

@@ -10,6 +10,8 @@
 //!   for 1 s without a socket call, then push `done`.
 //! - `nap=MS`: upgrade, push `napping`, sleep MS without reading, then push
 //!   the size of each message received.
+//! - `env=NAME`: answer 200 with environment variable NAME, or `unset`.
+//! - `file=PATH`: answer 200 with the file at PATH, or 404 and the error.
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
 //! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
 //! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
@@ -96,6 +98,17 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                 }
                 ws.push_text(&frame.data.len().to_string()).map_err(str)?;
             }
+        }
+        "env" => {
+            let value = std::env::var(arg).unwrap_or_else(|_| "unset".into());
+            return ws.respond(wshost_guest::Response::text(value)).map_err(str);
+        }
+        "file" => {
+            let response = match std::fs::read_to_string(arg) {
+                Ok(text) => wshost_guest::Response::text(text),
+                Err(e) => wshost_guest::Response::new(404).body(e.to_string()),
+            };
+            return ws.respond(response).map_err(str);
         }
         "poll" => {
             ws.upgrade().map_err(str)?;

@@ -1,0 +1,177 @@
+//! `serve --config`: the README's example file, per-route limits and WASI
+//! grants, command-line overrides, and files that are refused.
+
+mod support;
+
+use futures_util::SinkExt;
+use std::path::{Path, PathBuf};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The README's example config, written into `dir` beside copies of the
+/// guests it names and the directory it grants.
+fn readme_example(dir: &Path) -> PathBuf {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let example = readme
+        .split("<!-- example: wshost.toml -->\n```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README's example config");
+    for name in ["page", "echo", "chat"] {
+        std::fs::copy(guest(name), dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("static")).unwrap();
+    let path = dir.join("wshost.toml");
+    std::fs::write(&path, example).unwrap();
+    path
+}
+
+#[test]
+fn the_readme_example_is_a_valid_config() {
+    let dir = tempdir("config-readme");
+    let path = readme_example(&dir);
+    let out = wshost()
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("route /chat:"), "{stdout}");
+    assert!(stdout.contains("(world events)"), "{stdout}");
+    assert!(
+        stdout.contains("a valid wshost config; 3 routes load"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    for name in ["probe", "mirror"] {
+        std::fs::copy(guest(name), dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("static")).unwrap();
+    std::fs::write(dir.join("static/hello.txt"), "hello from the host").unwrap();
+    let path = dir.join("wshost.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const CONFIG: &str = r#"
+[limits]
+ping_interval = 0
+
+[[route]]
+path = "/granted"
+component = "probe.wasm"
+env = { GREETING = "hi" }
+dirs = [{ host = "static", guest = "/static" }]
+
+[[route]]
+path = "/bare"
+component = "probe.wasm"
+
+[[route]]
+path = "/small"
+component = "mirror.wasm"
+limits = { max_message_size = 100 }
+
+[[route]]
+path = "/mirror"
+component = "mirror.wasm"
+"#;
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+#[tokio::test]
+async fn routes_get_their_own_limits_and_only_the_grants_they_are_given() {
+    let dir = tempdir("config-serve");
+    let path = write_config(&dir, CONFIG);
+    let server = Server::start_with(&["--config".into(), path.display().to_string()]);
+    assert_eq!(body(&server.get("/granted?env=GREETING").await), "hi");
+    assert_eq!(
+        body(&server.get("/granted?file=/static/hello.txt").await),
+        "hello from the host"
+    );
+    assert_eq!(body(&server.get("/bare?env=GREETING").await), "unset");
+    assert!(
+        server
+            .get("/bare?file=/static/hello.txt")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+
+    let big = "x".repeat(500);
+    let mut mirror = server.connect("/mirror").await;
+    mirror.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(next_text(&mut mirror).await, big);
+    let mut small = server.connect("/small").await;
+    small.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(
+        close_code(&mut small).await,
+        Some(1009),
+        "the route's own limit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_flag_on_the_command_line_overrides_the_file_for_every_route() {
+    let dir = tempdir("config-override");
+    let path = write_config(&dir, CONFIG);
+    let server = Server::start_with(&[
+        "--config".into(),
+        path.display().to_string(),
+        "--max-message-size".into(),
+        "1000".into(),
+    ]);
+    let big = "x".repeat(500);
+    let mut small = server.connect("/small").await;
+    small.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(next_text(&mut small).await, big);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_file_is_refused_naming_the_line_and_key() {
+    let dir = tempdir("config-bad");
+    let cases = [
+        ("[limits]\nguest_memroy = 1\n", ["line 2", "guest_memroy"]),
+        (
+            "[[route]]\npath = \"/x\"\ncomponent = 7\n",
+            ["line 3", "component"],
+        ),
+        (
+            "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nworld = \"events\"\n",
+            ["says world events", "world handler"],
+        ),
+        (
+            "[limits]\nhub_queue = 0\n",
+            ["hub_queue (--hub-queue) must be at least 1", "[limits]"],
+        ),
+    ];
+    for (text, needles) in cases {
+        let path = write_config(&dir, text);
+        for command in [&["serve", "--config"][..], &["check", "--config"][..]] {
+            let out = wshost().args(command).arg(&path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+            for needle in needles {
+                assert!(stderr.contains(needle), "{text:?}: {stderr}");
+            }
+            assert!(
+                stderr.contains("wshost.toml") || needles[0].contains("world"),
+                "{stderr}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
