@@ -241,11 +241,10 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
     };
     let limits = file.limits(&overrides)?;
     let mut routes = file.routes(&dir, &overrides)?;
-    // A `--route` replaces the file's route of the same path.
-    for route in &args.routes {
-        routes.retain(|r| r.path != route.path);
-        routes.push(route.clone());
-    }
+    // A `--route` replaces the file's route of the same path (two
+    // `--route`s of one path stay an error).
+    routes.retain(|file| !args.routes.iter().any(|flag| flag.path == file.path));
+    routes.extend(args.routes.iter().cloned());
     if routes.is_empty() {
         routes = wshost::demo::routes();
     }
