@@ -31,18 +31,7 @@ fn readme_example(dir: &Path) -> PathBuf {
 fn the_readme_example_is_a_valid_config() {
     let dir = tempdir("config-readme");
     let path = readme_example(&dir);
-    let out = wshost()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(wshost().arg("check").arg("--config").arg(&path));
     assert!(stdout.contains("route /chat:"), "{stdout}");
     assert!(stdout.contains("(world events)"), "{stdout}");
     assert!(

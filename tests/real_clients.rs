@@ -273,18 +273,7 @@ fn check_compiles_in_a_private_directory() {
     for pid in last..last + 2000 {
         std::fs::write(tmp.join(format!("wshost-check-{pid}")), b"planted").unwrap();
     }
-    let out = wshost()
-        .arg("check")
-        .arg(guest("echo"))
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(wshost().arg("check").arg(guest("echo")).env("TMPDIR", &tmp));
     assert!(stdout.contains("a wshost handler"), "{stdout}");
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()

@@ -300,6 +300,18 @@ impl Drop for Server {
     }
 }
 
+/// Run `command`, which must succeed; its stdout.
+pub fn stdout_of_success(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `--route PATH=GUEST.wasm` for each (path, guest name).
 pub fn route_args(routes: &[(&str, &str)]) -> Vec<String> {
     routes
