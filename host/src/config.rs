@@ -39,6 +39,19 @@ impl std::fmt::Display for ComponentSource {
     }
 }
 
+/// A route's path must be a bare absolute path: it is matched exactly.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("route path {path:?} must start with '/'"));
+    }
+    if path.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "route path {path:?} must be a bare path (no query, fragment or spaces)"
+        ));
+    }
+    Ok(())
+}
+
 impl FromStr for RouteSpec {
     type Err = String;
 
@@ -46,14 +59,7 @@ impl FromStr for RouteSpec {
         let (path, file) = s
             .split_once('=')
             .ok_or_else(|| format!("expected PATH=FILE.wasm, got {s:?}"))?;
-        if !path.starts_with('/') {
-            return Err(format!("route path {path:?} must start with '/'"));
-        }
-        if path.contains(['?', '#', ' ']) {
-            return Err(format!(
-                "route path {path:?} must be a bare path (no query, fragment or spaces)"
-            ));
-        }
+        check_path(path)?;
         if file.is_empty() {
             return Err(format!("route {path:?} names no component file"));
         }

@@ -4,7 +4,7 @@
 //! every error names the file, the line and the key. Flags given on the
 //! command line override the file (for every route).
 
-use crate::config::{ComponentSource, Limits, RouteSpec};
+use crate::config::{ComponentSource, Limits, RouteSpec, check_path};
 use crate::sandbox::Grants;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -216,17 +216,18 @@ impl ConfigFile {
         Ok(limits)
     }
 
-    /// The routes, each with its own limits (the server's, then its own
-    /// `limits`, then `overrides`) and grants; paths relative to `dir`.
-    pub fn routes(&self, dir: &Path, overrides: &LimitsFile) -> Result<Vec<RouteSpec>> {
+    /// The routes, each with its own limits (the file's `[limits]`, then its
+    /// own `limits`, then `overrides`) and grants; paths relative to the
+    /// file's folder.
+    pub fn routes(&self, overrides: &LimitsFile) -> Result<Vec<RouteSpec>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let base = self.limits(&LimitsFile::default())?;
         let mut specs = Vec::new();
         for route in &self.routes {
             let context = || format!("{}: [[route]] {}", self.path.display(), route.path);
-            let mut spec: RouteSpec = format!("{}=x", route.path)
-                .parse()
+            check_path(&route.path)
                 .map_err(anyhow::Error::msg)
                 .with_context(context)?;
-            spec.source = ComponentSource::File(dir.join(&route.component));
             if let Some(world) = &route.world
                 && !["handler", "events"].contains(&world.as_str())
             {
@@ -235,8 +236,7 @@ impl ConfigFile {
                     context()
                 );
             }
-            spec.world = route.world.clone();
-            let mut limits = self.limits(&LimitsFile::default())?;
+            let mut limits = base.clone();
             route.limits.apply(&mut limits).with_context(context)?;
             overrides.apply(&mut limits)?;
             limits.grants = Grants {
@@ -247,8 +247,12 @@ impl ConfigFile {
                     .map(|d| (dir.join(&d.host), d.guest.clone()))
                     .collect(),
             };
-            spec.limits = Some(Box::new(limits));
-            specs.push(spec);
+            specs.push(RouteSpec {
+                path: route.path.clone(),
+                source: ComponentSource::File(dir.join(&route.component)),
+                world: route.world.clone(),
+                limits: Some(Box::new(limits)),
+            });
         }
         Ok(specs)
     }

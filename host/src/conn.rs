@@ -181,11 +181,12 @@ impl Conn {
         let outbox = Arc::new(self.limits.outbox(self.id));
         let membership = self.hub.join(self.id, outbox.clone());
         let subscriptions = Subscriptions::new(self.topics.clone(), self.id, outbox.clone());
-        let deflate = http::agree_deflate(&head, self.limits.deflate);
-        let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
-        let response =
-            http::switching_protocols(&accept, protocol.as_deref(), extensions, &headers);
-        let agreed = deflate.map(|(agreed, _)| agreed);
+        let (response, agreed) = http::switching_protocols(
+            (&head, &accept),
+            protocol.as_deref(),
+            &headers,
+            self.limits.deflate,
+        );
         let meters = self.meters.clone();
         let opened = Socket::open(
             stream,

@@ -117,14 +117,16 @@ async fn open(
         return None;
     }
     let outbox = Arc::new(limits.outbox(id));
-    let deflate = http::agree_deflate(&head, limits.deflate);
-    let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
-    let response = http::switching_protocols(&accept, protocol.as_deref(), extensions, &headers);
+    let (response, agreed) = http::switching_protocols(
+        (&head, &accept),
+        protocol.as_deref(),
+        &headers,
+        limits.deflate,
+    );
     // Opened before the 101 goes out: once the client sees it, a message it
     // (or anyone) sends is queued after this socket's `on-open`, so what
     // `on-open` subscribes to already reaches it.
     route.open(id, outbox.clone(), attachment).await;
-    let agreed = deflate.map(|(agreed, _)| agreed);
     let meters = route.meters.clone();
     Some(Socket::open(stream, (&response, early), agreed, limits, (outbox, meters)).await)
 }

@@ -221,50 +221,43 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` response for an accepted handshake, with
-/// the subprotocol chosen and extra headers (both checked by the caller),
-/// and the extensions agreed.
+/// The `101 Switching Protocols` response for the accepted handshake `head`
+/// (its `Sec-WebSocket-Accept` value `accept`), with the subprotocol chosen
+/// and extra headers (both checked by the caller) and, when `deflate` is
+/// enabled and the client offers it, permessage-deflate; returns the
+/// response and what was agreed of deflate.
 pub fn switching_protocols(
-    accept: &str,
+    (head, accept): (&RequestHead, &str),
     protocol: Option<&str>,
-    extensions: Option<&str>,
     headers: &[(String, String)],
-) -> Vec<u8> {
+    deflate: bool,
+) -> (Vec<u8>, Option<crate::deflate::Agreed>) {
+    let agreed = deflate
+        .then(|| crate::deflate::negotiate(extension_offers(head)))
+        .flatten();
+    let extensions = agreed.map(|(agreed, offered_bits)| agreed.response(offered_bits));
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n"
     );
     if let Some(protocol) = protocol {
         out.push_str(&format!("sec-websocket-protocol: {protocol}\r\n"));
     }
-    if let Some(extensions) = extensions {
+    if let Some(extensions) = &extensions {
         out.push_str(&format!("sec-websocket-extensions: {extensions}\r\n"));
     }
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
-    out.into_bytes()
+    (out.into_bytes(), agreed.map(|(agreed, _)| agreed))
 }
 
 /// The values of the client's `sec-websocket-extensions` headers.
-pub fn extension_offers(head: &RequestHead) -> impl Iterator<Item = &str> {
+fn extension_offers(head: &RequestHead) -> impl Iterator<Item = &str> {
     head.headers
         .iter()
         .filter(|(n, _)| n == "sec-websocket-extensions")
         .map(|(_, v)| v.as_str())
-}
-
-/// What the host agrees of permessage-deflate with this client (`enabled`:
-/// `--deflate`), and the response header value saying so.
-pub fn agree_deflate(
-    head: &RequestHead,
-    enabled: bool,
-) -> Option<(crate::deflate::Agreed, String)> {
-    if !enabled {
-        return None;
-    }
-    let (agreed, offered_bits) = crate::deflate::negotiate(extension_offers(head))?;
-    Some((agreed, agreed.response(offered_bits)))
 }
 
 /// The subprotocols the client offered (`sec-websocket-protocol`), in order.

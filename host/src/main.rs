@@ -232,15 +232,12 @@ fn main() -> std::process::ExitCode {
 
 fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
     let overrides = overrides(&args, &explicit)?;
-    let (file, dir) = match &args.config {
-        Some(path) => {
-            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (ConfigFile::load(path)?, dir)
-        }
-        None => (ConfigFile::default(), PathBuf::from(".")),
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
     };
     let limits = file.limits(&overrides)?;
-    let mut routes = file.routes(&dir, &overrides)?;
+    let mut routes = file.routes(&overrides)?;
     // A `--route` replaces the file's route of the same path (two
     // `--route`s of one path stay an error).
     routes.retain(|file| !args.routes.iter().any(|flag| flag.path == file.path));
@@ -383,9 +380,8 @@ fn check(file: &Path) -> Result<()> {
 /// route's component.
 fn check_config(path: &Path) -> Result<()> {
     let file = ConfigFile::load(path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
     let limits = file.limits(&LimitsFile::default())?;
-    let routes = file.routes(dir, &LimitsFile::default())?;
+    let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
     let server = Server::new(&routes, limits, None)?;
     for route in &routes {
@@ -407,8 +403,7 @@ fn secs(duration: Option<Duration>) -> f64 {
 
 /// The limits given on the command line (not left at their defaults):
 /// they override the config file, for every route.
-fn overrides(args: &ServeArgs, explicit: &impl Fn(&str) -> bool) -> Result<LimitsFile> {
-    let given = |id: &str| explicit(id);
+fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFile> {
     let origins = args
         .allowed_origins
         .iter()

@@ -8,7 +8,6 @@
 
 use crate::bindings::{CloseInfo, ConnectionId, Error};
 use crate::config::Keepalive;
-use crate::frame::{self, Kind};
 use crate::outbox::Ending;
 use crate::reader::Held;
 use crate::socket::{
@@ -93,7 +92,7 @@ pub async fn run<C: Consumer>(
                 consumer.host_closed(code, reason);
                 // What was queued first: the guest may have a last word.
                 if code == CloseCode::Away {
-                    let _ = socket.write_queued(None).await;
+                    let _ = socket.write_queued().await;
                 }
                 socket.host_close(code, reason).await;
             } else {
@@ -101,13 +100,13 @@ pub async fn run<C: Consumer>(
                     Some(Ending::Terminate) => return abnormal(sent),
                     Some(Ending::Close { code, reason }) => {
                         // What was queued before the close goes out first.
-                        let _ = socket.write_queued(None).await;
+                        let _ = socket.write_queued().await;
                         let _ = socket.send_close(code, &reason).await;
                         outbox.close_was_written();
                         sent = Some((code, reason));
                     }
                     None => {
-                        if socket.write_queued(None).await.is_err() && socket.broken {
+                        if socket.write_queued().await.is_err() && socket.broken {
                             // A write stuck on a peer that does not read
                             // was given up: evicted (1008), terminated, or
                             // past the write timeout.
@@ -172,7 +171,7 @@ pub async fn run<C: Consumer>(
                 }
                 if keepalive.ping_due(heard, pinged, now) && !socket.closing {
                     pinged = true;
-                    let _ = socket.write_frames([frame::encode(Kind::Ping, true, b"")].into_iter().collect()).await;
+                    let _ = socket.ping().await;
                 }
                 alarm.as_mut().reset(keepalive.next(heard, pinged));
             }

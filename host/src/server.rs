@@ -340,27 +340,27 @@ impl Server {
                 return None;
             }
         };
-        let refused = match self.route(&head.path) {
-            None => Some((404, format!("no route for {}\n", head.path))),
+        let route = self.route(&head.path);
+        let refused = match &route {
+            None => Some((404, "no_route", format!("no route for {}\n", head.path))),
             Some(route)
                 if head.wants_websocket()
                     && !route.limits().origin_allowed(head.header("origin")) =>
             {
                 let origin = head.header("origin").unwrap_or_default();
                 tracing::info!(%remote, origin, "WebSocket handshake refused: origin not allowed");
-                Some((403, format!("origin {origin} is not allowed\n")))
+                Some((403, "origin", format!("origin {origin} is not allowed\n")))
             }
             Some(_) => None,
         };
-        if let Some((status, body)) = refused {
+        if let Some((status, reason, body)) = refused {
             tracing::debug!(%remote, path = head.path, status, "refused");
-            meters::refused(if status == 404 { "no_route" } else { "origin" });
+            meters::refused(reason);
             let response = http::response(status, &[], body.as_bytes(), head.method == "HEAD");
             http::refuse(&mut stream, &response, self.limits.write_timeout).await;
             return None;
         }
-        let route = self.route(&head.path)?;
-        Some((stream, head, early, route))
+        Some((stream, head, early, route?))
     }
 
     /// Serve one connection; `slot` (its `--max-connections` permit) is

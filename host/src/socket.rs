@@ -155,11 +155,9 @@ impl Socket {
         }
     }
 
-    /// Write every frame the outbox holds, then `last` if given, in one
-    /// vectored write.
-    pub async fn write_queued(&mut self, last: Option<Bytes>) -> Result<(), Error> {
-        let mut batch = self.outbox.take_all();
-        batch.extend(last);
+    /// Write every frame the outbox holds, in one vectored write.
+    pub async fn write_queued(&mut self) -> Result<(), Error> {
+        let batch = self.outbox.take_all();
         if batch.is_empty() {
             return Ok(());
         }
@@ -170,7 +168,7 @@ impl Socket {
     /// evicted (or terminated) while the write waits for a peer that does
     /// not read is abandoned mid-write, as is one whose peer takes longer
     /// than the write timeout.
-    pub async fn write_frames(&mut self, mut frames: Batch) -> Result<(), Error> {
+    async fn write_frames(&mut self, mut frames: Batch) -> Result<(), Error> {
         if self.broken || self.peer_gone || self.closing {
             return Err(Error::PeerClosed);
         }
@@ -182,7 +180,13 @@ impl Socket {
         self.write_raw(&frames).await
     }
 
-    /// Write a control frame (a pong, a Close) even while closing.
+    /// Ping the peer (keepalive).
+    pub async fn ping(&mut self) -> Result<(), Error> {
+        self.write_control(frame::encode(Kind::Ping, true, b""))
+            .await
+    }
+
+    /// Write a control frame (a ping, a pong, a Close) even while closing.
     async fn write_control(&mut self, frame: Bytes) -> Result<(), Error> {
         if self.broken {
             return Err(Error::PeerClosed);
