@@ -22,6 +22,10 @@ fn readme_example(dir: &Path) -> PathBuf {
         std::fs::copy(guest(name), dir.join(format!("{name}.wasm"))).unwrap();
     }
     std::fs::create_dir_all(dir.join("static")).unwrap();
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("tls/chain.pem"), issued.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls/key.pem"), issued.signing_key.serialize_pem()).unwrap();
     let path = dir.join("wshost.toml");
     std::fs::write(&path, example).unwrap();
     path
@@ -34,6 +38,7 @@ fn the_readme_example_is_a_valid_config() {
     let stdout = stdout_of_success(wshost().arg("check").arg("--config").arg(&path));
     assert!(stdout.contains("route /chat:"), "{stdout}");
     assert!(stdout.contains("(world events)"), "{stdout}");
+    assert!(stdout.contains("tls: "), "{stdout}");
     assert!(
         stdout.contains("a valid wshost config; 3 routes load"),
         "{stdout}"
@@ -146,6 +151,11 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
             "[limits]\nhub_queue = 0\n",
             ["hub_queue (--hub-queue) must be at least 1", "[limits]"],
         ),
+        (
+            "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nlimits = { max_connections = 5 }\n",
+            ["[[route]] /x", "limits.max_connections is the server's"],
+        ),
+        ("[tls]\ncert = \"c.pem\"\n", ["missing field `key`", "tls"]),
     ];
     for (text, needles) in cases {
         let path = write_config(&dir, text);

@@ -5,49 +5,10 @@
 mod support;
 
 use flate2::{Decompress, FlushDecompress};
-use std::path::Path;
-use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
+use support::clients::run_client;
 use support::raw::{CLOSE, RawFrame, RawWs, TEXT};
 use support::*;
-
-/// `tests/clients/setup.sh`, once per test process.
-fn clients() -> &'static Path {
-    static SETUP: Once = Once::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients");
-    SETUP.call_once(|| {
-        let status = Command::new(dir.join("setup.sh"))
-            .status()
-            .expect("running setup.sh");
-        assert!(status.success(), "tests/clients/setup.sh failed");
-    });
-    Box::leak(dir.into_boxed_path())
-}
-
-/// Run a client script against `url`; its stdout, after checking it said `ok`.
-fn run_client(program: &str, script: &str, url: &str) -> String {
-    let dir = clients();
-    // A path inside tests/clients/ (the venv's python), or a command on PATH.
-    let program = if program.contains('/') {
-        dir.join(program)
-    } else {
-        program.into()
-    };
-    let out = Command::new(&program)
-        .arg(dir.join(script))
-        .arg(url)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("\nok"),
-        "{script} against {url}:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn deflate_server() -> Server {
     Server::start_flagged(
@@ -65,10 +26,11 @@ async fn python_websockets_in_both_worlds() {
     let server = deflate_server();
     for path in ["/mirror", "/events"] {
         let url = server.url(path);
-        let out =
-            tokio::task::spawn_blocking(move || run_client(".venv/bin/python", "deflate.py", &url))
-                .await
-                .unwrap();
+        let out = tokio::task::spawn_blocking(move || {
+            run_client(".venv/bin/python", "deflate.py", &url, &[])
+        })
+        .await
+        .unwrap();
         assert!(out.contains("client_max_window_bits=10"), "{out}");
     }
 }
@@ -78,7 +40,7 @@ async fn node_ws_in_both_worlds() {
     let server = deflate_server();
     for path in ["/mirror", "/events"] {
         let url = server.url(path);
-        tokio::task::spawn_blocking(move || run_client("node", "deflate.mjs", &url))
+        tokio::task::spawn_blocking(move || run_client("node", "deflate.mjs", &url, &[]))
             .await
             .unwrap();
     }

@@ -8,8 +8,10 @@ mod deflate;
 mod languages;
 mod load;
 mod native;
+mod raw;
 mod report;
 mod servers;
+mod tls;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -91,6 +93,18 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// What TLS costs: wshost serving `ws://` and `wss://`, per message
+    /// (echo), per handshake and per idle socket.
+    Tls {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle sockets for the memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// Seconds each load runs.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
     Languages {
@@ -118,6 +132,14 @@ fn main() -> Result<()> {
         }) => {
             raise_fd_limit();
             runtime.block_on(deflate::run(rounds, idle, seconds))
+        }
+        Some(Command::Tls {
+            rounds,
+            idle,
+            seconds,
+        }) => {
+            raise_fd_limit();
+            runtime.block_on(tls::run(rounds, idle, seconds))
         }
         Some(Command::Languages {
             rounds,

@@ -196,7 +196,7 @@ impl Server {
             .await
             .with_context(|| format!("{} did not start within 60 s", kind.name()))??
             .with_context(|| format!("{} exited before listening", kind.name()))?;
-        let Some(addr) = first.rsplit("http://").next().and_then(|a| a.parse().ok()) else {
+        let Some(addr) = first.rsplit("://").next().and_then(|a| a.parse().ok()) else {
             bail!("{} said {first:?} instead of where it listens", kind.name());
         };
         // Keep draining stdout so the server never blocks on a full pipe.

@@ -4,6 +4,7 @@
 //! shutdown starts, so a load balancer drains the server first).
 
 use crate::http;
+use crate::transport::Stream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +28,9 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: PrometheusHandle, shutting_down: Arc<AtomicBool>) {
+async fn answer(stream: TcpStream, metrics: PrometheusHandle, shutting_down: Arc<AtomicBool>) {
     let timeout = Duration::from_secs(5);
+    let mut stream = Stream::Plain(stream);
     let Ok((head, _)) = http::read_head(&mut stream, 8 << 10, timeout).await else {
         return;
     };

@@ -6,6 +6,7 @@
 
 use crate::config::{ComponentSource, Limits, RouteSpec, check_path};
 use crate::sandbox::Grants;
+use crate::tls::TlsFiles;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -23,10 +24,21 @@ pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub watch: Option<bool>,
+    /// `[tls]`: serve `wss://`.
+    pub tls: Option<TlsFile>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteFile>,
+}
+
+/// `[tls]`: the certificate chain and key, PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Relative to the config file's folder.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One `[[route]]`.
@@ -89,6 +101,19 @@ pub struct LimitsFile {
 }
 
 impl LimitsFile {
+    /// The first key set here that only the server as a whole has (a
+    /// route's `limits` may not set it).
+    pub fn server_wide(&self) -> Option<&'static str> {
+        [
+            ("max_connections", self.max_connections.is_some()),
+            ("shutdown_timeout", self.shutdown_timeout.is_some()),
+            ("handshake_timeout", self.handshake_timeout.is_some()),
+            ("max_in_flight", self.max_in_flight.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
+
     /// Set what this names in `limits`.
     pub fn apply(&self, limits: &mut Limits) -> Result<()> {
         // Named as the file and the command line name it.
@@ -204,6 +229,15 @@ impl ConfigFile {
         Ok(file)
     }
 
+    /// The `[tls]` files, resolved against the file's folder.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.tls.as_ref().map(|tls| TlsFiles {
+            cert: dir.join(&tls.cert),
+            key: dir.join(&tls.key),
+        })
+    }
+
     /// The server's limits: the defaults, then the file's `[limits]`, then
     /// `overrides` (the command line's).
     pub fn limits(&self, overrides: &LimitsFile) -> Result<Limits> {
@@ -233,6 +267,12 @@ impl ConfigFile {
             {
                 bail!(
                     "{}: world {world:?} is neither handler nor events",
+                    context()
+                );
+            }
+            if let Some(key) = route.limits.server_wide() {
+                bail!(
+                    "{}: limits.{key} is the server's, not a route's: set it in [limits]",
                     context()
                 );
             }

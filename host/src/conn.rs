@@ -14,11 +14,11 @@ use crate::meters::RouteMeters;
 use crate::outbox::Cork;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
+use crate::transport::Stream;
 use crate::websocket::{self, Upgraded};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -41,14 +41,14 @@ pub struct Conn {
 enum Phase {
     /// The request waits for `upgrade` or `respond`.
     Pending {
-        stream: TcpStream,
+        stream: Stream,
         head: RequestHead,
         early: Vec<u8>,
     },
     Upgraded(Box<Upgraded>),
     /// Answered over HTTP (by the handler, or by the host refusing a
     /// handshake); what the client still sends is drained at the end.
-    Responded(Option<TcpStream>),
+    Responded(Option<Stream>),
     /// TCP dropped by `close`, or the socket failed.
     Closed,
 }
@@ -65,7 +65,7 @@ impl Conn {
         id: ConnectionId,
         limits: Arc<Limits>,
         (hub, topics, meters): (Arc<Hub>, Arc<Topics>, RouteMeters),
-        stream: TcpStream,
+        stream: Stream,
         head: RequestHead,
         early: Vec<u8>,
         shutdown: watch::Receiver<bool>,

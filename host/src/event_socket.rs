@@ -12,15 +12,15 @@ use crate::meters::Open;
 use crate::pump::{self, ABNORMAL, Consumer};
 use crate::reader::Held;
 use crate::socket::Socket;
+use crate::transport::Stream;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 /// What the connection task brings to an event route.
 pub struct Accepted {
     pub id: ConnectionId,
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub head: RequestHead,
     pub early: Vec<u8>,
     pub request: Request,

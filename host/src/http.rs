@@ -4,9 +4,9 @@
 //! wshost answers one request per TCP connection (`connection: close`); a
 //! request body is never read.
 
+use crate::transport::Stream;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Most header lines accepted in a request head.
 const MAX_HEADERS: usize = 64;
@@ -87,7 +87,7 @@ impl HeadError {
 /// Read one request head. Returns it with any bytes the client sent after it
 /// (the start of its first WebSocket frames, should it not wait for the 101).
 pub async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     max_size: usize,
     timeout: Duration,
 ) -> Result<(RequestHead, Vec<u8>), HeadError> {
@@ -364,7 +364,7 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// Write a whole response and end our side, within `write_timeout`: a
 /// client that does not read loses its connection, not the server a slot.
 pub async fn send_and_finish(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     bytes: &[u8],
     write_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -380,7 +380,7 @@ pub async fn send_and_finish(
 /// Read (and drop) what the client still sends, until it closes or for at
 /// most [`LINGER`]: a socket closed with unread input is reset, and a reset
 /// can destroy the response before the client has read it.
-pub async fn linger(stream: &mut TcpStream) {
+pub async fn linger(stream: &mut Stream) {
     let drain = async {
         let mut sink = [0u8; 1024];
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
@@ -390,7 +390,7 @@ pub async fn linger(stream: &mut TcpStream) {
 
 /// [`send_and_finish`], then [`linger`]: how the host answers what it
 /// refuses (bad requests, no route, 503, 500).
-pub async fn refuse(stream: &mut TcpStream, bytes: &[u8], write_timeout: Duration) {
+pub async fn refuse(stream: &mut Stream, bytes: &[u8], write_timeout: Duration) {
     if send_and_finish(stream, bytes, write_timeout).await.is_ok() {
         linger(stream).await;
     }

@@ -29,10 +29,13 @@ pub mod outbox;
 pub mod pump;
 pub mod reader;
 pub mod sandbox;
+pub mod scaffold;
 pub mod server;
 pub mod socket;
 pub mod state;
+pub mod tls;
 pub mod topics;
+pub mod transport;
 pub mod utf8;
 pub mod websocket;
 

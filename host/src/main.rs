@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use wshost::config_file::{self, ConfigFile, LimitsFile};
+use wshost::tls::{Tls, TlsFiles};
 use wshost::{Limits, RouteSpec, Server};
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -43,6 +44,36 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Make a new handler project: its code (wshost's echo for the handler
+    /// world, chat for the event world), the WIT contract, a build script
+    /// and a README with the build and serve commands.
+    New {
+        /// The project's name; its folder unless `--dir` says otherwise.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: NewLang,
+        #[arg(long, value_enum, default_value_t = NewWorld::Handler)]
+        world: NewWorld,
+        /// Where to write it (must not exist, or be empty) [default: ./NAME].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NewLang {
+    Rust,
+    Js,
+    Python,
+    C,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NewWorld {
+    /// One instance per connection: straight-line upgrade, recv, push.
+    Handler,
+    /// One instance for all sockets of a route, called per event.
+    Events,
 }
 
 /// Where compiled components are kept between runs.
@@ -180,6 +211,15 @@ struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
 
+    /// Serve TLS (`wss://`, `https://`) with the certificate chain in this
+    /// PEM file (leaf first). It and the key are read again when they change.
+    #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
     /// Elements any one table of a guest instance may hold.
     #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
     guest_table_elements: usize,
@@ -216,6 +256,12 @@ fn main() -> std::process::ExitCode {
             let explicit = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
             serve(*args, explicit)
         }
+        Command::New {
+            name,
+            lang,
+            world,
+            dir,
+        } => new_project(&name, lang, world, dir),
         Command::Check { files, config } => match config {
             Some(config) => check_config(&config),
             None => files.iter().try_for_each(|file| check(file)),
@@ -251,6 +297,14 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
     };
     let admin = args.admin.or(file.admin);
     let watch = args.watch || file.watch.unwrap_or(false);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => file.tls_files(),
+    };
+    let tls = tls.map(Tls::load).transpose()?.map(Arc::new);
     raise_open_files_limit();
     return_large_buffers();
     // Installed before the routes load: their counters register with it.
@@ -258,7 +312,11 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
         Some(_) => Some(wshost::meters::install().context("installing the metrics recorder")?),
         None => None,
     };
-    let server = Arc::new(Server::new(&routes, limits, args.cache.dir().as_deref())?);
+    let mut server = Server::new(&routes, limits, args.cache.dir().as_deref())?;
+    if let Some(tls) = &tls {
+        server = server.with_tls(tls.clone());
+    }
+    let server = Arc::new(server);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -273,7 +331,10 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
             tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
         }
         let stop = shutdown_signal()?;
-        reload_on_hangup(server.clone())?;
+        reload_on_hangup(server.clone(), tls.clone())?;
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch());
+        }
         if watch {
             tokio::spawn(reload_on_change(server.clone(), routes.clone()));
         }
@@ -281,7 +342,8 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
             tracing::info!("route {} -> {}", route.path, route.source);
         }
         // Tests and scripts wait for this line to learn the port.
-        println!("wshost listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("wshost listening on {scheme}://{addr}");
         std::io::stdout().flush()?;
         server.serve(listener, stop).await;
         Ok::<_, anyhow::Error>(())
@@ -330,6 +392,31 @@ fn return_large_buffers() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
+}
+
+fn new_project(name: &str, lang: NewLang, world: NewWorld, dir: Option<PathBuf>) -> Result<()> {
+    use wshost::scaffold::{self, Lang, World};
+    let lang = match lang {
+        NewLang::Rust => Lang::Rust,
+        NewLang::Js => Lang::Js,
+        NewLang::Python => Lang::Python,
+        NewLang::C => Lang::C,
+    };
+    let world = match world {
+        NewWorld::Handler => World::Handler,
+        NewWorld::Events => World::Events,
+    };
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let written = scaffold::create(&dir, name, lang, world)?;
+    for file in &written {
+        println!("wrote {}", file.display());
+    }
+    println!(
+        "\nnext:\n  {}/build.sh\n  wshost serve --route /ws={}/dist/{name}.wasm",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Instances timed per component by `check`.
@@ -383,6 +470,10 @@ fn check_config(path: &Path) -> Result<()> {
     let limits = file.limits(&LimitsFile::default())?;
     let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
+    if let Some(files) = file.tls_files() {
+        Tls::load(files.clone())?;
+        println!("tls: {} with {}", files.cert.display(), files.key.display());
+    }
     let server = Server::new(&routes, limits, None)?;
     for route in &routes {
         let world = server.route(&route.path).map_or("?", |r| r.world());
@@ -430,14 +521,18 @@ fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFi
     })
 }
 
-/// Reload every route's component on each SIGHUP.
-fn reload_on_hangup(server: Arc<Server>) -> Result<()> {
+/// Reload every route's component, and the TLS certificate, on each SIGHUP.
+fn reload_on_hangup(server: Arc<Server>, tls: Option<Arc<Tls>>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the routes' components");
             let server = server.clone();
+            if let Some(tls) = &tls {
+                let tls = tls.clone();
+                let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+            }
             // Compiling is blocking work: off the connections' threads.
             let _ = tokio::task::spawn_blocking(move || server.reload()).await;
         }

@@ -10,10 +10,10 @@
 
 use crate::budget::{self, Charge};
 use crate::deflate::{InflateError, Inflater};
+use crate::transport::Stream;
 use crate::utf8::Utf8Fragments;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io::Cursor;
-use tokio::net::TcpStream;
 use tungstenite::Message;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
@@ -107,7 +107,7 @@ impl Reader {
 
     /// The next thing the peer sends. Cancel-safe: what was read waits in
     /// the buffers for the next call.
-    pub async fn next(&mut self, stream: &TcpStream) -> Result<Read, ReadError> {
+    pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
         loop {
             if let Some(big) = self.big.take_if(|big| big.payload.len() == big.len) {
                 let Big {
@@ -139,19 +139,15 @@ impl Reader {
                 }
             }
             // Ready first, then room: a quiet socket costs no buffer.
-            stream.readable().await?;
             let read = match &mut self.big {
-                Some(big) => stream.try_read_buf(&mut big.payload),
+                Some(big) => stream.read_ready(&mut big.payload, |_| {}).await?,
                 None => {
-                    self.buf.reserve(CHUNK);
-                    stream.try_read_buf(&mut self.buf)
+                    let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
+                    stream.read_ready(&mut self.buf, room).await?
                 }
             };
-            match read {
-                Ok(0) => return Err(ReadError::Eof),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
+            if read == 0 {
+                return Err(ReadError::Eof);
             }
         }
     }

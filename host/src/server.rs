@@ -18,7 +18,9 @@ use crate::meters::{self, Open, RouteMeters};
 use crate::sandbox::{self, GuestLimiter};
 use crate::socket::turned_true;
 use crate::state::HostState;
+use crate::tls::Tls;
 use crate::topics::Topics;
+use crate::transport::Stream;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +105,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// The same, for those who must not delay the shutdown (`/readyz`).
     shutting_down: Arc<AtomicBool>,
+    /// Set when the listener serves `wss://` (`--tls-cert`).
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -164,9 +168,16 @@ impl Server {
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shutdown: watch::channel(false).0,
             shutting_down: Arc::default(),
+            tls: None,
             limits,
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// Serve TLS (`wss://`, `https://`) instead of plain TCP.
+    pub fn with_tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Turns true when the server starts to shut down.
@@ -279,7 +290,7 @@ impl Server {
 
     /// Serve a new connection in its own task, or refuse it with 503 when
     /// `--max-connections` are open already.
-    fn admit(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
+    fn admit(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
             meters::refused("capacity");
@@ -292,34 +303,53 @@ impl Server {
             );
             let write_timeout = self.limits.write_timeout;
             tokio::spawn(async move {
-                let response = http::response(503, &[], body.as_bytes(), false);
-                http::refuse(&mut stream, &response, write_timeout).await;
+                if let Some(mut stream) = self.open(tcp, remote).await {
+                    let response = http::response(503, &[], body.as_bytes(), false);
+                    http::refuse(&mut stream, &response, write_timeout).await;
+                }
                 drop(refusal);
             });
             return;
         };
         let shutdown = self.shutdown.subscribe();
         tokio::spawn(async move {
-            self.handle_connection(stream, remote, shutdown, slot).await;
+            self.handle_connection(tcp, remote, shutdown, slot).await;
         });
+    }
+
+    /// The connection's stream: on a TLS listener, after the TLS handshake
+    /// (within the handshake timeout); `None` if that failed.
+    async fn open(&self, tcp: TcpStream, remote: SocketAddr) -> Option<Stream> {
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Some(Stream::Plain(tcp));
+        };
+        match tls.accept(tcp, self.limits.head_timeout).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!(%remote, "TLS handshake failed: {e}");
+                meters::refused("tls");
+                None
+            }
+        }
     }
 
     /// Read the request head and find its route; answers what it cannot
     /// serve (a bad head, no route) itself and returns `None`.
     async fn read_request(
         &self,
-        mut stream: TcpStream,
+        tcp: TcpStream,
         remote: SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<(TcpStream, http::RequestHead, Vec<u8>, Arc<Route>)> {
-        let _ = stream.set_nodelay(true);
-        let head = http::read_head(
-            &mut stream,
-            self.limits.max_head_size,
-            self.limits.head_timeout,
-        );
-        let head = tokio::select! {
-            head = head => head,
+    ) -> Option<(Stream, http::RequestHead, Vec<u8>, Arc<Route>)> {
+        let head = async {
+            let mut stream = self.open(tcp, remote).await?;
+            let limits = &self.limits;
+            let head = http::read_head(&mut stream, limits.max_head_size, limits.head_timeout);
+            Some((head.await, stream))
+        };
+        let (head, mut stream) = tokio::select! {
+            head = head => head?,
             // A request still arriving at shutdown is not worth waiting for.
             _ = turned_true(shutdown) => return None,
         };
@@ -367,12 +397,12 @@ impl Server {
     /// held until it ends.
     async fn handle_connection(
         self: Arc<Self>,
-        stream: TcpStream,
+        tcp: TcpStream,
         remote: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
         slot: OwnedSemaphorePermit,
     ) {
-        let read = self.read_request(stream, remote, &mut shutdown).await;
+        let read = self.read_request(tcp, remote, &mut shutdown).await;
         let Some((stream, head, early, route)) = read else {
             return;
         };
@@ -459,7 +489,7 @@ impl Server {
                 id,
                 route.limits.clone(),
                 (route.hub.clone(), self.topics.clone(), route.meters.clone()),
-                stream,
+                Stream::Plain(stream),
                 head,
                 Vec::new(),
                 shutdown,

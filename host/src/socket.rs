@@ -14,13 +14,13 @@ use crate::frame::{self, Kind};
 use crate::meters::RouteMeters;
 use crate::outbox::{Batch, Outbox};
 use crate::reader::{Held, Read, ReadError, Reader};
+use crate::transport::Stream;
 use bytes::Bytes;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tungstenite::Message;
@@ -51,7 +51,7 @@ pub enum Incoming {
 }
 
 pub struct Socket {
-    stream: TcpStream,
+    stream: Stream,
     reader: Reader,
     pub outbox: Arc<Outbox>,
     close_timeout: Duration,
@@ -75,13 +75,17 @@ impl Socket {
     /// `early` holds what the client sent after its request head, `deflate`
     /// what was agreed of permessage-deflate.
     pub async fn open(
-        mut stream: TcpStream,
+        mut stream: Stream,
         (response, early): (&[u8], Vec<u8>),
         deflate: Option<Agreed>,
         limits: &Limits,
         (outbox, meters): (Arc<Outbox>, RouteMeters),
     ) -> std::io::Result<Self> {
-        tokio::time::timeout(limits.write_timeout, stream.write_all(response))
+        let sent = async {
+            stream.write_all(response).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(limits.write_timeout, sent)
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
         let mut reader = Reader::new(early, limits.max_frame_size, limits.max_message_size);
@@ -114,7 +118,7 @@ impl Socket {
     /// The next thing from the peer, raw. Cancel-safe: give what it
     /// returns to [`Socket::incoming`], which is not.
     pub async fn next(&mut self) -> Result<Read, ReadError> {
-        self.reader.next(&self.stream).await
+        self.reader.next(&mut self.stream).await
     }
 
     /// Turn what [`Socket::next`] returned into what the guest sees; `None`
@@ -306,7 +310,7 @@ pub fn check_close(code: u16, reason: &str) -> Result<(), Error> {
 }
 
 /// Write every byte of `frames`, as few syscalls as the socket allows.
-async fn write_all_vectored(io: &mut TcpStream, frames: &[Bytes]) -> std::io::Result<()> {
+async fn write_all_vectored(io: &mut Stream, frames: &[Bytes]) -> std::io::Result<()> {
     let (mut first, mut offset) = (0, 0);
     while first < frames.len() {
         let mut written = std::future::poll_fn(|cx| {
@@ -328,14 +332,15 @@ async fn write_all_vectored(io: &mut TcpStream, frames: &[Bytes]) -> std::io::Re
             }
         }
     }
-    Ok(())
+    // TLS records may wait in rustls until flushed.
+    io.flush().await
 }
 
 /// One `writev` of `frames`, the first from `offset` on. The slices live on
 /// the stack of this poll only: as part of the write's future they would
 /// sit (1 KiB) in every connection task, idle or not.
 fn poll_writev(
-    io: Pin<&mut TcpStream>,
+    io: Pin<&mut Stream>,
     cx: &mut std::task::Context<'_>,
     frames: &[Bytes],
     offset: usize,

@@ -2,6 +2,7 @@
 //! port, connect real WebSocket clients, speak raw HTTP.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod raw;
 pub mod webdriver;
 
@@ -179,7 +180,7 @@ impl Server {
             .expect("reading wshost's stdout");
         let addr = first
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| {

@@ -1,0 +1,219 @@
+//! `wshost new`: a ready handler project in Rust, JavaScript, Python or C,
+//! for either world. Its code is the example guest of `guests/` the tests
+//! run (`echo` for the handler world, `chat` for the event world), its
+//! `wit/` the contract this wshost implements, its `build.sh` what makes
+//! `dist/NAME.wasm`. A Rust project gets a copy of the guest SDK.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+/// The languages a project can be made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Js,
+    Python,
+    C,
+}
+
+/// The world the project's component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    Handler,
+    Events,
+}
+
+impl World {
+    fn name(self) -> &'static str {
+        match self {
+            World::Handler => "handler",
+            World::Events => "events",
+        }
+    }
+}
+
+/// The contract, as this wshost implements it.
+const WIT: &[(&str, &str)] = &[
+    ("wit/websocket.wit", include_str!("../../wit/websocket.wit")),
+    ("wit/events.wit", include_str!("../../wit/events.wit")),
+];
+
+/// The guest SDK, copied into a Rust project (it is not on crates.io).
+const SDK: &[(&str, &str)] = &[
+    (
+        "wshost-guest/Cargo.toml",
+        include_str!("../templates/rust/sdk-Cargo.toml"),
+    ),
+    (
+        "wshost-guest/src/lib.rs",
+        include_str!("../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "wshost-guest/src/connection.rs",
+        include_str!("../../guest-sdk/src/connection.rs"),
+    ),
+    (
+        "wshost-guest/src/events.rs",
+        include_str!("../../guest-sdk/src/events.rs"),
+    ),
+    (
+        "wshost-guest/src/frame.rs",
+        include_str!("../../guest-sdk/src/frame.rs"),
+    ),
+    (
+        "wshost-guest/src/hub.rs",
+        include_str!("../../guest-sdk/src/hub.rs"),
+    ),
+    (
+        "wshost-guest/src/request.rs",
+        include_str!("../../guest-sdk/src/request.rs"),
+    ),
+    (
+        "wshost-guest/src/response.rs",
+        include_str!("../../guest-sdk/src/response.rs"),
+    ),
+    (
+        "wshost-guest/src/topics.rs",
+        include_str!("../../guest-sdk/src/topics.rs"),
+    ),
+];
+
+/// What a project of `lang` and `world` holds besides `wit/` and its
+/// README: (path in the project, text), placeholders unfilled.
+fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
+    use World::*;
+    let mut files = match (lang, world) {
+        (Lang::Rust, Handler) => vec![("src/lib.rs", include_str!("../../guests/echo/src/lib.rs"))],
+        (Lang::Rust, Events) => vec![("src/lib.rs", include_str!("../../guests/chat/src/lib.rs"))],
+        (Lang::Js, Handler) => vec![("app.js", include_str!("../../guests/js/echo.js"))],
+        (Lang::Js, Events) => vec![("app.js", include_str!("../../guests/js/chat.js"))],
+        (Lang::Python, Handler) => vec![("app.py", include_str!("../../guests/python/echo.py"))],
+        (Lang::Python, Events) => vec![("app.py", include_str!("../../guests/python/chat.py"))],
+        (Lang::C, Handler) => vec![
+            ("app.c", include_str!("../../guests/c/echo.c")),
+            ("common.h", include_str!("../../guests/c/common.h")),
+        ],
+        (Lang::C, Events) => vec![("app.c", include_str!("../../guests/c/chat.c"))],
+    };
+    match lang {
+        Lang::Rust => {
+            files.push(("Cargo.toml", include_str!("../templates/rust/Cargo.toml")));
+            files.push(("build.sh", include_str!("../templates/rust/build.sh")));
+            files.extend_from_slice(SDK);
+        }
+        Lang::Js => {
+            files.push(("package.json", include_str!("../templates/js/package.json")));
+            files.push(("build.sh", include_str!("../templates/js/build.sh")));
+        }
+        Lang::Python => files.push(("build.sh", include_str!("../templates/python/build.sh"))),
+        Lang::C => {
+            files.push(("errors.h", include_str!("../../guests/c/errors.h")));
+            files.push(("build.sh", include_str!("../templates/c/build.sh")));
+        }
+    }
+    files
+}
+
+/// What the README says of the language.
+fn described(lang: Lang) -> [(&'static str, &'static str); 4] {
+    match lang {
+        Lang::Rust => [
+            ("language", "Rust"),
+            ("lang", "rust"),
+            ("source", "src/lib.rs"),
+            (
+                "toolchain",
+                "cargo, for the wasm32-wasip2 target (added with rustup when missing)",
+            ),
+        ],
+        Lang::Js => [
+            ("language", "JavaScript"),
+            ("lang", "js"),
+            ("source", "app.js"),
+            (
+                "toolchain",
+                "npm installs componentize-js into node_modules/",
+            ),
+        ],
+        Lang::Python => [
+            ("language", "Python"),
+            ("lang", "python"),
+            ("source", "app.py"),
+            ("toolchain", "pip installs componentize-py into .venv/"),
+        ],
+        Lang::C => [
+            ("language", "C"),
+            ("lang", "c"),
+            ("source", "app.c"),
+            (
+                "toolchain",
+                "clang + wasi-libc (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32); wit-bindgen is installed into .tools/",
+            ),
+        ],
+    }
+}
+
+/// A project name: a letter, then letters, digits, `-` or `_` (it names the
+/// folder, the crate or package, and the component file).
+pub fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !starts_well || !rest_ok || name.len() > 64 {
+        bail!(
+            "{name:?} is not a project name: use a lowercase letter, then lowercase letters, digits, - or _"
+        );
+    }
+    Ok(())
+}
+
+/// Write the project `name` of `lang` and `world` into `dir` (which must
+/// not exist, or be empty); the files written.
+pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<PathBuf>> {
+    check_name(name)?;
+    if dir.exists() && dir.read_dir().map_or(true, |mut d| d.next().is_some()) {
+        bail!("{}: already exists and is not empty", dir.display());
+    }
+    let (example, about) = match world {
+        World::Handler => (
+            "echo",
+            "one instance per connection, straight-line `upgrade`, `recv`, `push` (it greets every message twice, as the seed's echo)",
+        ),
+        World::Events => (
+            "chat",
+            "one instance for all sockets, called per event (it sends every message to every socket through the topic `chat`, as the seed's broadcast)",
+        ),
+    };
+    let crate_name = name.replace('-', "_");
+    let mut fill = vec![
+        ("name", name),
+        ("crate", crate_name.as_str()),
+        ("world", world.name()),
+        ("example", example),
+        ("about", about),
+    ];
+    fill.extend(described(lang));
+    let readme = ("README.md", include_str!("../templates/README.md"));
+    let mut written = Vec::new();
+    for (path, text) in files(lang, world)
+        .into_iter()
+        .chain(WIT.iter().copied())
+        .chain([readme])
+    {
+        let text = fill.iter().fold(text.to_string(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        });
+        let target = dir.join(path);
+        let folder = target.parent().expect("a file in the project");
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        }
+        written.push(target);
+    }
+    Ok(written)
+}

@@ -1,0 +1,134 @@
+//! The byte stream under a connection: plain TCP, or TLS over it
+//! (`--tls-cert`, [`crate::tls`]). Everything above reads and writes a
+//! [`Stream`] and does not know which.
+//!
+//! Reading waits for bytes *before* it asks for room ([`Stream::read_ready`]):
+//! an idle plain socket then holds no buffer of ours at all, and an idle TLS
+//! socket only what rustls keeps for its records.
+
+use bytes::BufMut;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: rustls's connection state is large, and the enum sits in
+    /// every connection's task.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Wait until the peer has sent something (or closed), then call
+    /// `make_room` and move what is ready into `buf`'s spare room, at most
+    /// the room `make_room` left. Returns how many bytes; 0 when the peer
+    /// closed. Cancel-safe: nothing is taken from the stream before the
+    /// last step, which does not wait.
+    pub async fn read_ready<B: BufMut>(
+        &mut self,
+        buf: &mut B,
+        mut make_room: impl FnMut(&mut B),
+    ) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => loop {
+                tcp.readable().await?;
+                make_room(buf);
+                match tcp.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    read => return read,
+                }
+            },
+            Stream::Tls(tls) => loop {
+                // Decrypted bytes wait in rustls's buffer, which we copy from.
+                let ready = std::future::poll_fn(|cx| {
+                    Pin::new(&mut **tls)
+                        .poll_fill_buf(cx)
+                        .map_ok(|data| data.len())
+                })
+                .await?;
+                if ready == 0 {
+                    return Ok(0);
+                }
+                make_room(buf);
+                // Buffered already: this poll does no I/O and cannot wait.
+                let mut cx = Context::from_waker(Waker::noop());
+                let Poll::Ready(data) = Pin::new(&mut **tls).poll_fill_buf(&mut cx) else {
+                    continue;
+                };
+                let data = data?;
+                let n = data.len().min(buf.chunk_mut().len());
+                buf.put_slice(&data[..n]);
+                Pin::new(&mut **tls).consume(n);
+                return Ok(n);
+            },
+        }
+    }
+
+    /// The TCP connection under it.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    /// TLS records may wait in rustls until flushed; TCP has nothing to flush.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+        }
+    }
+
+    /// On TLS, a close_notify first, then the TCP write side.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+        }
+    }
+}
