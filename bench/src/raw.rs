@@ -154,7 +154,7 @@ pub async fn echo(
     let mut tasks = Vec::new();
     let mut agreed = false;
     for _ in 0..conns {
-        let mut raw = Raw::connect(&dial).await?;
+        let mut raw = Raw::connect(dial).await?;
         agreed = raw.deflate;
         let frame = if raw.deflate {
             compressed.clone()

@@ -195,11 +195,12 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
     ];
     fill.extend(described(lang));
     let readme = ("README.md", include_str!("../templates/README.md"));
+    let ignore = (".gitignore", include_str!("../templates/gitignore"));
     let mut written = Vec::new();
     for (path, text) in files(lang, world)
         .into_iter()
         .chain(WIT.iter().copied())
-        .chain([readme])
+        .chain([readme, ignore])
     {
         let text = fill.iter().fold(text.to_string(), |text, (key, value)| {
             text.replace(&format!("{{{{{key}}}}}"), value)
