@@ -276,3 +276,73 @@ async fn watch_reloads_an_event_route_and_open_sockets_stay_on_the_old_code() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Clients that keep talking through repeated reloads (SIGHUP) of a
+/// handler route and an event route: none is dropped, none misses a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_drop_no_connection() {
+    const CLIENTS: usize = 50;
+    const RELOADS: usize = 3;
+    let dir = tempdir("reload-load");
+    let echo = deploy(&dir, "echo");
+    let chat = dir.join("chat.wasm");
+    std::fs::copy(guest("chat"), &chat).unwrap();
+    let server = Server::start_with(&[
+        "--route".into(),
+        format!("/echo={}", echo.display()),
+        "--route".into(),
+        format!("/chat={}", chat.display()),
+    ]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let path = if i % 2 == 0 { "/echo" } else { "/chat" };
+        let mut ws = server.connect(path).await;
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+                let word = format!("c{i}r{rounds}");
+                send_text(&mut ws, &word).await;
+                if path == "/echo" {
+                    assert_eq!(next_text(&mut ws).await, format!("Привет, {word}!"));
+                    assert_eq!(next_text(&mut ws).await, format!("Как ты там, {word}?"));
+                } else {
+                    // Other chat clients' messages arrive too: read to ours.
+                    let mine = format!("Сервер：{word}");
+                    while next_text(&mut ws).await != mine {}
+                }
+                rounds += 1;
+            }
+            rounds
+        }));
+    }
+    for reload in 1..=RELOADS {
+        server.signal("HUP");
+        let done = "reloaded 2 of 2 routes";
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while server.log().matches(done).count() < reload {
+            assert!(tokio::time::Instant::now() < deadline, "{}", server.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        total += client
+            .await
+            .expect("a client lost its connection or a reply");
+    }
+    let log = server.log();
+    let times: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("reloaded 2 of 2 routes in ").nth(1))
+        .collect();
+    eprintln!("{CLIENTS} clients, {total} round trips through {RELOADS} reloads taking {times:?}");
+    assert!(
+        total >= CLIENTS * (RELOADS + 1),
+        "too few round trips: {total}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
