@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub watch: Option<bool>,
+    /// Redis URL: topics and sends reach the other processes (`--cluster`).
+    pub cluster: Option<String>,
     /// `[tls]`: serve `wss://`.
     pub tls: Option<TlsFile>,
     #[serde(default)]

@@ -349,10 +349,13 @@ impl hub_api::Host for Conn {
         op: Opcode,
     ) -> Result<(), Error> {
         let msg = hub_message(data, op, self.limits.max_message_size)?;
-        self.hub.send_to(target, msg).map_err(|e| match e {
-            SendError::UnknownConnection(_) => Error::UnknownConnection,
-            SendError::QueueFull(_) => Error::QueueFull,
-        })
+        match self.hub.send_to(target, msg.clone()) {
+            Ok(()) => Ok(()),
+            // Another process's connection (`--cluster`): fire and forget.
+            Err(SendError::UnknownConnection(_)) if self.topics.send_remote(target, &msg) => Ok(()),
+            Err(SendError::UnknownConnection(_)) => Err(Error::UnknownConnection),
+            Err(SendError::QueueFull(_)) => Err(Error::QueueFull),
+        }
     }
 
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {

@@ -170,6 +170,10 @@ impl event_types::Host for EventHost {}
 impl sockets::Host for EventHost {
     async fn send(&mut self, conn: ConnectionId, msg: Message) -> Result<SendStatus, Error> {
         let frame = frame::message(&msg, self.limits.max_message_size)?;
+        if !self.sockets.contains_key(&conn) && self.topics.send_remote(conn, &frame) {
+            // Another process's socket (`--cluster`): fire and forget.
+            return Ok(SendStatus::Queued);
+        }
         let entry = open(&mut self.sockets, conn)?;
         match entry.outbox.offer_corked(frame, &mut self.cork) {
             Ok(Queued::Below) => Ok(SendStatus::Queued),

@@ -220,6 +220,11 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE.pem", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Make topics and sends by connection id reach the other wshost
+    /// processes using this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
     /// Elements any one table of a guest instance may hold.
     #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
     guest_table_elements: usize,
@@ -305,6 +310,7 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
         _ => file.tls_files(),
     };
     let tls = tls.map(Tls::load).transpose()?.map(Arc::new);
+    let cluster = args.cluster.clone().or(file.cluster.clone());
     raise_open_files_limit();
     return_large_buffers();
     // Installed before the routes load: their counters register with it.
@@ -329,6 +335,10 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
                 .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
             tracing::info!("admin listening on http://{}", admin.local_addr()?);
             tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
+        }
+        if let Some(url) = &cluster {
+            let joined = wshost::cluster::Cluster::join(url, server.topics()).await?;
+            server.set_first_id(joined.first_id());
         }
         let stop = shutdown_signal()?;
         reload_on_hangup(server.clone(), tls.clone())?;

@@ -22,6 +22,11 @@ pub const INSTANTIATE: &str = "wshost_instantiate_seconds";
 pub const EVENT: &str = "wshost_event_seconds";
 pub const EVICTIONS: &str = "wshost_evictions_total";
 pub const PUBLISH_FANOUT: &str = "wshost_publish_fanout";
+pub const CLUSTER_CONNECTED: &str = "wshost_cluster_connected";
+pub const CLUSTER_SENT: &str = "wshost_cluster_sent_total";
+pub const CLUSTER_RECEIVED: &str = "wshost_cluster_received_total";
+pub const CLUSTER_DROPPED: &str = "wshost_cluster_dropped_total";
+pub const CLUSTER_RECONNECTS: &str = "wshost_cluster_reconnects_total";
 
 /// Install the Prometheus recorder; before any route is loaded, so the
 /// routes' handles count into it.
@@ -56,6 +61,17 @@ fn describe() {
     );
     describe_counter!(EVICTIONS, "Connections evicted for not taking their queue.");
     describe_histogram!(PUBLISH_FANOUT, "Subscribers a topic message was queued to.");
+    describe_gauge!(
+        CLUSTER_CONNECTED,
+        "1 while subscribed to the cluster's Redis."
+    );
+    describe_counter!(CLUSTER_SENT, "Messages published to the cluster's Redis.");
+    describe_counter!(CLUSTER_RECEIVED, "Messages from other processes, by kind.");
+    describe_counter!(CLUSTER_DROPPED, "Messages not sent to Redis, by reason.");
+    describe_counter!(
+        CLUSTER_RECONNECTS,
+        "Connections to Redis made again after a loss."
+    );
 }
 
 /// One route's handles.
@@ -125,4 +141,27 @@ pub fn evicted() {
 
 pub fn published(subscribers: u32) {
     histogram!(PUBLISH_FANOUT).record(subscribers);
+}
+
+/// The cluster's Redis subscription is up (or down).
+pub fn cluster_connected(up: bool) {
+    gauge!(CLUSTER_CONNECTED).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn cluster_sent(messages: usize) {
+    counter!(CLUSTER_SENT).increment(messages as u64);
+}
+
+/// A message from another process: `publish` or `send`.
+pub fn cluster_received(kind: &'static str) {
+    counter!(CLUSTER_RECEIVED, "kind" => kind).increment(1);
+}
+
+/// Messages not sent to Redis: `queue_full`, `redis_down`.
+pub fn cluster_dropped(reason: &'static str, messages: usize) {
+    counter!(CLUSTER_DROPPED, "reason" => reason).increment(messages as u64);
+}
+
+pub fn cluster_reconnected() {
+    counter!(CLUSTER_RECONNECTS).increment(1);
 }

@@ -180,6 +180,17 @@ impl Server {
         self
     }
 
+    /// The server-wide topics (a cluster relays them).
+    pub fn topics(&self) -> Arc<Topics> {
+        self.topics.clone()
+    }
+
+    /// Give out connection ids from `first` on (a cluster node's range).
+    /// Before serving.
+    pub fn set_first_id(&self, first: u64) {
+        self.next_id.store(first, Ordering::Relaxed);
+    }
+
     /// Turns true when the server starts to shut down.
     pub fn shutting_down(&self) -> Arc<AtomicBool> {
         self.shutting_down.clone()

@@ -6,6 +6,13 @@
 //! any socket. A subscriber that overflows its outbox is evicted by it
 //! (closed with 1008) and skipped from then on; its subscriptions end with
 //! its connection ([`Subscriptions`] is dropped).
+//!
+//! With a [`Relay`] (`--cluster`, [`crate::cluster`]) topics reach the other
+//! processes too: the relay hears when this process's first subscriber of a
+//! topic comes and its last goes, and gets every framed publish; what other
+//! processes publish comes back through [`Topics::publish`]. Connections are
+//! then also listed by id, so a send from another process finds them
+//! ([`Topics::deliver`]).
 
 use crate::bindings::{ConnectionId, Error, Message};
 use crate::frame;
@@ -35,14 +42,59 @@ impl From<TopicError> for Error {
 
 type Subscribers = HashMap<ConnectionId, Arc<Outbox>>;
 
+/// What carries topics and sends by id to the other processes of a cluster.
+/// Called with no lock of ours held; none of it may wait.
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    /// The first local subscriber of `topic` came, or its last left: the
+    /// relay compares with [`Topics::has`] to know which.
+    fn interest_changed(&self, topic: &str);
+    /// A local publish of the framed message `frame`.
+    fn publish(&self, topic: &str, frame: &Bytes);
+    /// Send the framed message `frame` to connection `id` of another
+    /// process; false if `id` is not another process's.
+    fn send(&self, id: ConnectionId, frame: &Bytes) -> bool;
+}
+
 #[derive(Debug, Default)]
 pub struct Topics {
     topics: RwLock<HashMap<Arc<str>, Subscribers>>,
+    relay: std::sync::OnceLock<Arc<dyn Relay>>,
+    /// Every open connection by id, kept only with a relay.
+    directory: RwLock<HashMap<ConnectionId, Arc<Outbox>>>,
 }
 
 impl Topics {
     pub fn new() -> Arc<Self> {
         Arc::default()
+    }
+
+    /// Carry topics and sends through `relay` from now on (set once).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Whether any local connection is subscribed to `topic`.
+    pub fn has(&self, topic: &str) -> bool {
+        self.read().contains_key(topic)
+    }
+
+    /// Every topic with a local subscriber.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Queue the framed message `frame`, sent from another process, to
+    /// local connection `id`; false if there is none (or it overflowed).
+    pub fn deliver(&self, id: ConnectionId, frame: Bytes) -> bool {
+        let directory = self.directory.read().unwrap_or_else(|e| e.into_inner());
+        directory
+            .get(&id)
+            .is_some_and(|outbox| outbox.offer(frame).is_ok())
+    }
+
+    /// Send `frame` to connection `id` of another process, if it is one.
+    pub fn send_remote(&self, id: ConnectionId, frame: &Bytes) -> bool {
+        self.relay.get().is_some_and(|relay| relay.send(id, frame))
     }
 
     /// Queue the framed message `frame` to every subscriber of `topic` but
@@ -85,6 +137,9 @@ impl Topics {
         cork: &mut Cork,
     ) -> Result<u32, Error> {
         let frame = frame::message(msg, max)?;
+        if let Some(relay) = self.relay.get() {
+            relay.publish(topic, &frame);
+        }
         Ok(self.publish_corked(topic, &frame, exclude, cork))
     }
 
@@ -103,11 +158,23 @@ impl Topics {
 
     fn remove(&self, topic: &str, id: ConnectionId) {
         let mut topics = self.write();
+        let mut last = false;
         if let Some(subscribers) = topics.get_mut(topic) {
             subscribers.remove(&id);
             if subscribers.is_empty() {
                 topics.remove(topic);
+                last = true;
             }
+        }
+        drop(topics);
+        if last {
+            self.interest_changed(topic);
+        }
+    }
+
+    fn interest_changed(&self, topic: &str) {
+        if let Some(relay) = self.relay.get() {
+            relay.interest_changed(topic);
         }
     }
 }
@@ -124,6 +191,10 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     pub fn new(topics: Arc<Topics>, id: ConnectionId, outbox: Arc<Outbox>) -> Self {
+        if topics.relay.get().is_some() {
+            let mut directory = topics.directory.write().unwrap_or_else(|e| e.into_inner());
+            directory.insert(id, outbox.clone());
+        }
         Subscriptions {
             topics,
             id,
@@ -144,15 +215,19 @@ impl Subscriptions {
             return Err(TopicError::TooMany);
         }
         let mut topics = self.topics.write();
-        let name = match topics.get_key_value(topic) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(topic),
+        let (name, first) = match topics.get_key_value(topic) {
+            Some((name, _)) => (name.clone(), false),
+            None => (Arc::from(topic), true),
         };
         topics
             .entry(name.clone())
             .or_default()
             .insert(self.id, self.outbox.clone());
+        drop(topics);
         self.names.push(name);
+        if first {
+            self.topics.interest_changed(topic);
+        }
         Ok(true)
     }
 
@@ -178,8 +253,11 @@ impl Subscriptions {
 
 impl Drop for Subscriptions {
     fn drop(&mut self) {
-        for name in std::mem::take(&mut self.names) {
-            self.topics.remove(&name, self.id);
+        self.clear();
+        if self.topics.relay.get().is_some() {
+            let topics = &self.topics;
+            let mut directory = topics.directory.write().unwrap_or_else(|e| e.into_inner());
+            directory.remove(&self.id);
         }
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Messages: `whoami`, `set N`, `sub T`, `unsub T`, `pub T M`, `pubx T M`,
 //! `count T`, `open`, `close CODE REASON`, `terminate`, `panic`, `spin`, `bomb`,
-//! `flood N` (N sends of 64 KiB; `drained` follows on drain), `buffered`.
+//! `flood N` (N sends of 64 KiB; `drained` follows on drain), `buffered`,
+//! `id`, `send ID M` (M to socket ID, here or on another process).
 
 use wshost_guest::events::{Decision, Handler, Message, SendStatus, Socket, UpgradeOptions};
 use wshost_guest::{Request, Response, topics};
@@ -53,6 +54,12 @@ impl Handler for Probe {
                 format!("published {sent:?}")
             }
             "count" => topics::subscribers(rest).to_string(),
+            "id" => ws.id().to_string(),
+            "send" => {
+                let (target, body) = rest.split_once(' ').unwrap_or((rest, ""));
+                let target = Socket::from_id(target.parse().unwrap_or(0));
+                format!("sent {:?}", target.send(body))
+            }
             "open" => format!("{:?}", wshost_guest::events::open_sockets().len()),
             "close" => {
                 let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));

@@ -28,7 +28,9 @@
 //!   numbered lines, then answer 204.
 //! - `topic=T`: upgrade, subscribe to topic T, then for each message
 //!   `pub X` publish X to T, `pubx X` publish it to T but this connection,
-//!   `unsub` unsubscribe, `count` push T's subscriber count.
+//!   `unsub` unsubscribe, `count` push T's subscriber count, `id` push
+//!   this connection's id, `to ID X` send X to connection ID through the
+//!   hub (pushing the error if that fails).
 
 use std::time::Duration;
 use wshost_guest::{Connection, Error, Opcode, Request, hub, topics};
@@ -189,6 +191,15 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                     "pubx" => topics::publish_except(arg, rest, id).map(drop),
                     "unsub" => ws.unsubscribe(arg).map(drop),
                     "count" => ws.push_text(&topics::subscribers(arg).to_string()),
+                    "id" => ws.push_text(&id.to_string()),
+                    "to" => {
+                        let (target, body) = rest.split_once(' ').unwrap_or((rest, ""));
+                        let target = target.parse().unwrap_or(0);
+                        match hub::send_text(target, body) {
+                            Ok(()) => Ok(()),
+                            Err(e) => ws.push_text(&format!("error {e}")),
+                        }
+                    }
                     _ => break,
                 }
                 .map_err(str)?;

@@ -1,0 +1,424 @@
+//! `--cluster redis://HOST:PORT`: topics and sends by id across wshost
+//! processes, through Redis pub/sub (the `redis` crate on tokio).
+//!
+//! Each process is a *node* with a number of its own (claimed in Redis at
+//! start, [`NODE_BITS`] bits), which is the top of every connection id it
+//! gives out, so ids are unique across the cluster and name their process.
+//!
+//! - A topic with local subscribers is one Redis channel subscription
+//!   (`wshost:t:TOPIC`), dropped when the last local subscriber leaves.
+//! - A local publish is delivered locally at once and published to that
+//!   channel as its framed bytes; every other node queues those same bytes
+//!   to its subscribers (framed once, for the whole cluster). The node that
+//!   published skips its own message when Redis hands it back: each
+//!   subscriber gets a message exactly once.
+//! - A send to another node's connection id goes to that node's channel
+//!   (`wshost:n:NODE`), fire and forget.
+//!
+//! Redis pub/sub is at-most-once. While Redis is unreachable local delivery
+//! goes on; what would have gone to other nodes is dropped and counted, and
+//! both tasks reconnect by themselves (the topics are subscribed again).
+//! Messages reach Redis in the order they were published here (one
+//! connection, pipelined in order), so subscribers see each publisher's
+//! messages in order.
+
+use crate::bindings::ConnectionId;
+use crate::meters;
+use crate::topics::{Relay, Topics};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+/// Bits of a connection id that count connections within one node.
+pub const LOCAL_BITS: u32 = 40;
+/// Bits of a connection id that name its node.
+pub const NODE_BITS: u32 = 64 - LOCAL_BITS;
+/// Every key and channel of wshost's in Redis starts with this.
+const PREFIX: &str = "wshost:";
+/// Messages waiting to be published to Redis; past it they are dropped.
+const QUEUE: usize = 65_536;
+/// Messages published in one pipeline.
+const BATCH: usize = 256;
+/// How long one Redis operation may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to reach Redis.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// A node's claim on its number lasts this long, renewed every third of it.
+const CLAIM: Duration = Duration::from_secs(300);
+
+/// One message for another node.
+struct Outgoing {
+    channel: String,
+    /// The origin node, (for a send) the target id, then the frame.
+    payload: Vec<u8>,
+}
+
+/// This process's membership in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    node: u32,
+    /// Topics whose local interest changed, for the subscriber task.
+    changes: mpsc::UnboundedSender<Arc<str>>,
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+impl Cluster {
+    /// Join the cluster at `url`: claim a node number (a random one when
+    /// Redis cannot be reached now), start the tasks that carry messages
+    /// both ways, and relay `topics` through them.
+    pub async fn join(url: &str, topics: Arc<Topics>) -> Result<Arc<Cluster>> {
+        let client = redis::Client::open(url)
+            .with_context(|| format!("--cluster {url}: not a Redis URL"))?;
+        let node = match within(claim(&client)).await {
+            Ok(node) => node,
+            Err(why) => {
+                let node = random_node();
+                tracing::warn!(
+                    "cluster: Redis at {url} unreachable ({why}); node {node} unclaimed, local delivery only until it is back"
+                );
+                node
+            }
+        };
+        let (changes, changed) = mpsc::unbounded_channel();
+        let (outgoing, queued) = mpsc::channel(QUEUE);
+        let cluster = Arc::new(Cluster {
+            node,
+            changes,
+            outgoing,
+        });
+        topics.set_relay(cluster.clone());
+        tokio::spawn(listen(node, client.clone(), topics, changed));
+        tokio::spawn(publish(node, client, queued));
+        tracing::info!("cluster: node {node} on {url}");
+        Ok(cluster)
+    }
+
+    /// This process's node number.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The first connection id this node gives out.
+    pub fn first_id(&self) -> ConnectionId {
+        (u64::from(self.node) << LOCAL_BITS) | 1
+    }
+
+    fn queue(&self, channel: String, payload: Vec<u8>) {
+        if self
+            .outgoing
+            .try_send(Outgoing { channel, payload })
+            .is_err()
+        {
+            meters::cluster_dropped("queue_full", 1);
+        }
+    }
+}
+
+impl Relay for Cluster {
+    fn interest_changed(&self, topic: &str) {
+        let _ = self.changes.send(Arc::from(topic));
+    }
+
+    fn publish(&self, topic: &str, frame: &Bytes) {
+        let mut payload = Vec::with_capacity(4 + frame.len());
+        payload.extend_from_slice(&self.node.to_be_bytes());
+        payload.extend_from_slice(frame);
+        self.queue(topic_channel(topic), payload);
+    }
+
+    fn send(&self, id: ConnectionId, frame: &Bytes) -> bool {
+        let node = node_of(id);
+        if node == 0 || node == self.node {
+            return false;
+        }
+        let mut payload = Vec::with_capacity(12 + frame.len());
+        payload.extend_from_slice(&self.node.to_be_bytes());
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(frame);
+        self.queue(node_channel(node), payload);
+        true
+    }
+}
+
+/// The node a connection id belongs to (0: no cluster).
+pub fn node_of(id: ConnectionId) -> u32 {
+    (id >> LOCAL_BITS) as u32
+}
+
+fn topic_channel(topic: &str) -> String {
+    format!("{PREFIX}t:{topic}")
+}
+
+fn node_channel(node: u32) -> String {
+    format!("{PREFIX}n:{node}")
+}
+
+fn node_key(node: u32) -> String {
+    format!("{PREFIX}node:{node}")
+}
+
+/// A node number no live node holds: a random one, claimed with `SET NX`.
+async fn claim(client: &redis::Client) -> redis::RedisResult<u32> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    loop {
+        let node = random_node();
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(node_key(node))
+            .arg(std::process::id())
+            .arg("NX")
+            .arg("EX")
+            .arg(CLAIM.as_secs())
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_some() {
+            return Ok(node);
+        }
+    }
+}
+
+/// A random node number, never 0 (the id space of a process without a cluster).
+fn random_node() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    let max = (1u64 << NODE_BITS) - 1;
+    (hasher.finish() % max + 1) as u32
+}
+
+/// `op`, within [`TIMEOUT`]; why it failed.
+async fn within<T>(op: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    match timeout(TIMEOUT, op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
+    }
+}
+
+/// Logs an outage once, and the reconnection after it.
+struct Outage {
+    what: &'static str,
+    since: Option<Instant>,
+}
+
+impl Outage {
+    fn down(&mut self, why: &str) {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            tracing::warn!(
+                "cluster: {}: Redis unreachable ({why}); local delivery goes on, retrying",
+                self.what
+            );
+        }
+    }
+
+    fn up(&mut self) {
+        if let Some(since) = self.since.take() {
+            meters::cluster_reconnected();
+            tracing::info!(
+                "cluster: {}: Redis reachable again after {:.1} s",
+                self.what,
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Subscribe to this node's channel and every topic with local subscribers;
+/// deliver what other nodes send. Forever, reconnecting.
+async fn listen(
+    node: u32,
+    client: redis::Client,
+    topics: Arc<Topics>,
+    mut changed: mpsc::UnboundedReceiver<Arc<str>>,
+) {
+    let mut outage = Outage {
+        what: "subscriptions",
+        since: None,
+    };
+    let topic_prefix = format!("{PREFIX}t:");
+    loop {
+        let pubsub = match within(client.get_async_pubsub()).await {
+            Ok(pubsub) => pubsub,
+            Err(why) => {
+                outage.down(&why);
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // What changed so far is covered by subscribing to what is wanted now.
+        while changed.try_recv().is_ok() {}
+        let mut channels = vec![node_channel(node)];
+        channels.extend(topics.names().iter().map(|t| topic_channel(t)));
+        let count = channels.len() - 1;
+        if let Err(why) = within(sink.subscribe(channels)).await {
+            outage.down(&why);
+            continue;
+        }
+        outage.up();
+        meters::cluster_connected(true);
+        tracing::info!("cluster: subscribed to this node's channel and {count} topics");
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => received(node, &topic_prefix, &topics, &msg),
+                    None => break,
+                },
+                Some(topic) = changed.recv() => {
+                    let channel = topic_channel(&topic);
+                    let done = if topics.has(&topic) {
+                        within(sink.subscribe(channel)).await
+                    } else {
+                        within(sink.unsubscribe(channel)).await
+                    };
+                    if done.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        meters::cluster_connected(false);
+        outage.down("the subscription connection closed");
+    }
+}
+
+/// Deliver one message from another node.
+fn received(node: u32, topic_prefix: &str, topics: &Topics, msg: &redis::Msg) {
+    let payload = msg.get_payload_bytes();
+    let Some((origin, rest)) = payload.split_first_chunk::<4>() else {
+        return;
+    };
+    if u32::from_be_bytes(*origin) == node {
+        return; // our own publish, delivered here already
+    }
+    let channel = msg.get_channel_name();
+    if let Some(topic) = channel.strip_prefix(topic_prefix) {
+        if whole_frame(rest) {
+            meters::cluster_received("publish");
+            topics.publish(topic, &Bytes::copy_from_slice(rest), None);
+        }
+    } else if let Some((id, frame)) = rest.split_first_chunk::<8>()
+        && whole_frame(frame)
+    {
+        meters::cluster_received("send");
+        topics.deliver(u64::from_be_bytes(*id), Bytes::copy_from_slice(frame));
+    }
+}
+
+/// Whether `bytes` is one whole unmasked text or binary server frame, as
+/// nodes publish: anything else would corrupt the sockets it is queued to.
+fn whole_frame(bytes: &[u8]) -> bool {
+    let [first, second, rest @ ..] = bytes else {
+        return false;
+    };
+    if !matches!(first, 0x81 | 0x82) || second & 0x80 != 0 {
+        return false;
+    }
+    let (len, payload) = match second & 0x7f {
+        126 => match rest.split_first_chunk::<2>() {
+            Some((len, payload)) => (u64::from(u16::from_be_bytes(*len)), payload),
+            None => return false,
+        },
+        127 => match rest.split_first_chunk::<8>() {
+            Some((len, payload)) => (u64::from_be_bytes(*len), payload),
+            None => return false,
+        },
+        n => (u64::from(n), rest),
+    };
+    payload.len() as u64 == len
+}
+
+/// Publish what is queued for other nodes, in order, pipelined; keep this
+/// node's claim on its number. Forever, reconnecting; while Redis is
+/// unreachable what is queued is dropped (at-most-once).
+async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Outgoing>) {
+    let mut outage = Outage {
+        what: "publishing",
+        since: None,
+    };
+    loop {
+        let mut conn = match within(client.get_multiplexed_async_connection()).await {
+            Ok(conn) => conn,
+            Err(why) => {
+                outage.down(&why);
+                let mut dropped = 0;
+                while queued.try_recv().is_ok() {
+                    dropped += 1;
+                }
+                meters::cluster_dropped("redis_down", dropped);
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        outage.up();
+        let mut renewal = tokio::time::interval(CLAIM / 3);
+        loop {
+            let first = tokio::select! {
+                first = queued.recv() => first,
+                _ = renewal.tick() => {
+                    // Again after Redis restarted without its data, too.
+                    let mut renew = redis::cmd("SET");
+                    renew.arg(node_key(node)).arg(std::process::id()).arg("EX").arg(CLAIM.as_secs());
+                    if let Err(why) = within(renew.query_async::<()>(&mut conn)).await {
+                        outage.down(&why);
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                return; // the cluster handle is gone
+            };
+            let mut pipe = redis::pipe();
+            pipe.publish(first.channel, first.payload).ignore();
+            let mut count = 1;
+            while count < BATCH
+                && let Ok(next) = queued.try_recv()
+            {
+                pipe.publish(next.channel, next.payload).ignore();
+                count += 1;
+            }
+            match within(pipe.query_async::<()>(&mut conn)).await {
+                Ok(()) => meters::cluster_sent(count),
+                Err(why) => {
+                    meters::cluster_dropped("redis_down", count);
+                    outage.down(&why);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{self, Kind};
+
+    #[test]
+    fn only_whole_server_frames_pass() {
+        for len in [0, 5, 125, 126, 70_000] {
+            let frame = frame::encode(Kind::Text, true, &vec![b'x'; len]);
+            assert!(whole_frame(&frame), "{len}");
+            assert!(!whole_frame(&frame[..frame.len() - 1]), "{len}");
+        }
+        assert!(!whole_frame(&frame::encode(Kind::Text, false, b"part")));
+        assert!(!whole_frame(&frame::close(1000, "")));
+        assert!(!whole_frame(b""));
+    }
+
+    #[test]
+    fn ids_carry_their_node() {
+        let node = random_node();
+        assert!(node > 0 && u64::from(node) < 1 << NODE_BITS);
+        let id = (u64::from(node) << LOCAL_BITS) | 12345;
+        assert_eq!(node_of(id), node);
+        assert_eq!(node_of(7), 0);
+    }
+}

@@ -1,0 +1,276 @@
+//! `--cluster`: three wshost processes on one real `redis-server` (started
+//! by each test on a free port): topics and sends by id across processes,
+//! in both worlds, and Redis going away and coming back mid-test.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A `redis-server` of the test's own, killed on drop.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis { child: None, port };
+        redis.restart();
+        redis
+    }
+
+    /// Start (again, on the same port) and wait until it answers.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["ping"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill it outright (no shutdown courtesy).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Wait until `processes` processes subscribe to `topic`'s channel.
+    async fn wait_subscribed(&self, topic: &str, processes: usize) {
+        let channel = format!("wshost:t:{topic}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = self.cli(&["pubsub", "numsub", &channel]);
+            let count = out.lines().nth(1).and_then(|n| n.trim().parse().ok());
+            if count == Some(processes) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{channel}: {out:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A wshost process of the cluster, serving `chat` (event world) at
+/// /chat, `probe` (handler world) at /probe and `event_probe` at /events.
+fn node(redis: &Redis) -> Server {
+    Server::start_flagged(
+        &["--cluster", &redis.url()],
+        &[
+            ("/chat", "chat"),
+            ("/probe", "probe"),
+            ("/events", "event_probe"),
+        ],
+    )
+}
+
+/// Read until `count` texts came; fails on a wait past [`WAIT`].
+async fn texts(ws: &mut Client, count: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        got.push(next_text(ws).await);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_topics_in_both_worlds() {
+    const EACH: usize = 50;
+    let redis = Redis::start();
+    let nodes = [node(&redis), node(&redis), node(&redis)];
+    // On every process a subscriber of topic `chat` in each world.
+    let mut subscribers = Vec::new();
+    for server in &nodes {
+        subscribers.push(server.connect("/chat").await);
+        subscribers.push(server.connect("/probe?topic=chat").await);
+    }
+    redis.wait_subscribed("chat", 3).await;
+
+    // Every subscriber publishes EACH messages: 6 publishers on 3 processes.
+    for k in 0..EACH {
+        for (i, ws) in subscribers.iter_mut().enumerate() {
+            if i % 2 == 0 {
+                send_text(ws, &format!("e{i}-{k}")).await; // chat: `Сервер：X`
+            } else {
+                send_text(ws, &format!("pub h{i}-{k}")).await;
+            }
+        }
+    }
+    let publishers = subscribers.len();
+    let total = EACH * publishers;
+    for (i, ws) in subscribers.iter_mut().enumerate() {
+        let got = texts(ws, total).await;
+        // Exactly once each, and each publisher's messages in its order.
+        let mut next: HashMap<String, usize> = HashMap::new();
+        for text in &got {
+            let text = text.strip_prefix("Сервер：").unwrap_or(text);
+            let (publisher, k) = text.split_once('-').expect(text);
+            let expected = next.entry(publisher.to_string()).or_default();
+            assert_eq!(
+                k.parse::<usize>().unwrap(),
+                *expected,
+                "subscriber {i}: {publisher} out of order or repeated"
+            );
+            *expected += 1;
+        }
+        assert_eq!(next.len(), publishers, "subscriber {i}: {next:?}");
+        assert!(
+            next.values().all(|&n| n == EACH),
+            "subscriber {i}: {next:?}"
+        );
+    }
+    // Nothing more: no duplicates arrive late.
+    for ws in subscribers.iter_mut() {
+        let late = tokio::time::timeout(Duration::from_millis(300), next(ws)).await;
+        assert!(late.is_err(), "a message arrived twice: {late:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_by_id_reaches_a_connection_on_another_process() {
+    let redis = Redis::start();
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    let mut handler_a = a.connect("/probe?topic=ids").await;
+    let mut events_a = a.connect("/events").await;
+    send_text(&mut handler_a, "id").await;
+    let handler_id: u64 = next_text(&mut handler_a).await.parse().unwrap();
+    send_text(&mut events_a, "id").await;
+    let events_id: u64 = next_text(&mut events_a).await.parse().unwrap();
+    assert_ne!(handler_id >> 40, 0, "ids carry their node");
+    assert_eq!(handler_id >> 40, events_id >> 40, "one node, one prefix");
+
+    // Handler world on b to both on a; event world on c to both on a.
+    let mut from_b = b.connect("/probe?topic=ids").await;
+    send_text(&mut from_b, &format!("to {handler_id} hello from b")).await;
+    send_text(&mut from_b, &format!("to {events_id} hi events from b")).await;
+    let mut from_c = c.connect("/events").await;
+    send_text(&mut from_c, &format!("send {handler_id} hello from c")).await;
+    assert_eq!(next_text(&mut from_c).await, "sent Ok(SendStatus::Queued)");
+    send_text(&mut from_c, &format!("send {events_id} hi events from c")).await;
+    assert_eq!(next_text(&mut from_c).await, "sent Ok(SendStatus::Queued)");
+
+    let mut got = texts(&mut handler_a, 2).await;
+    got.sort();
+    assert_eq!(got, ["hello from b", "hello from c"]);
+    let mut got = texts(&mut events_a, 2).await;
+    got.sort();
+    assert_eq!(got, ["hi events from b", "hi events from c"]);
+
+    // An id of this process that is not open is known to be unknown.
+    let own_node = from_b_id(&mut from_b).await >> 40;
+    let gone = (own_node << 40) | 999_999;
+    send_text(&mut from_b, &format!("to {gone} anyone?")).await;
+    assert_eq!(
+        next_text(&mut from_b).await,
+        "error Error::UnknownConnection"
+    );
+}
+
+async fn from_b_id(ws: &mut Client) -> u64 {
+    send_text(ws, "id").await;
+    next_text(ws).await.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
+    let mut redis = Redis::start();
+    // One process from a config file: `cluster = URL` there.
+    let dir = tempdir("cluster-config");
+    let config = dir.join("wshost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster = \"{}\"\n\n[[route]]\npath = \"/chat\"\ncomponent = \"{}\"\n",
+            redis.url(),
+            guest("chat").display()
+        ),
+    )
+    .unwrap();
+    let a = Server::start_with(&["--config".into(), config.display().to_string()]);
+    let b = node(&redis);
+    let (mut a1, mut a2) = (a.connect("/chat").await, a.connect("/chat").await);
+    let mut b1 = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+    send_text(&mut a1, "before").await;
+    for ws in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(next_text(ws).await, "Сервер：before");
+    }
+
+    redis.kill();
+    a.wait_for_log("Redis unreachable").await;
+    b.wait_for_log("Redis unreachable").await;
+    send_text(&mut a1, "during").await;
+    for ws in [&mut a1, &mut a2] {
+        assert_eq!(
+            next_text(ws).await,
+            "Сервер：during",
+            "local delivery goes on"
+        );
+    }
+    let across = tokio::time::timeout(Duration::from_millis(500), next(&mut b1)).await;
+    assert!(across.is_err(), "nothing crosses without Redis: {across:?}");
+    // New connections are served meanwhile.
+    let mut b2 = b.connect("/chat").await;
+    send_text(&mut b2, "local on b").await;
+    assert_eq!(next_text(&mut b1).await, "Сервер：local on b");
+    assert_eq!(next_text(&mut b2).await, "Сервер：local on b");
+
+    redis.restart();
+    redis.wait_subscribed("chat", 2).await;
+    a.wait_for_log("Redis reachable again").await;
+    // The publisher reconnects on its next message: retry until one crosses.
+    let deadline = Instant::now() + WAIT;
+    let crossed = loop {
+        send_text(&mut a1, "after").await;
+        let got = tokio::time::timeout(Duration::from_millis(300), next(&mut b1)).await;
+        if let Ok(Some(Ok(msg))) = got {
+            break msg.into_text().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "cross delivery never resumed");
+    };
+    assert_eq!(crossed, "Сервер：after");
+    // Both processes still serve.
+    for server in [&a, &b] {
+        let mut ws = server.connect("/chat").await;
+        send_text(&mut ws, "alive").await;
+        // (A retried `after` may still be on its way to the newcomer.)
+        while next_text(&mut ws).await != "Сервер：alive" {}
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
