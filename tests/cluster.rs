@@ -274,3 +274,23 @@ async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_cluster_url_is_refused_naming_it() {
+    let out = wshost()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "http://nope",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cluster http://nope: not a Redis URL"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 //! present on this machine (Bun, Node `ws`); one table of medians over
 //! interleaved rounds, with ratios to native.
 
+mod cluster;
 mod deflate;
 mod languages;
 mod load;
@@ -93,6 +94,15 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// What `--cluster` costs: one publisher to N subscribers on one
+    /// process, then over two processes on one Redis (redis-server needed).
+    Cluster {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Subscribers of the published topic.
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+    },
     /// What TLS costs: wshost serving `ws://` and `wss://`, per message
     /// (echo), per handshake and per idle socket.
     Tls {
@@ -132,6 +142,13 @@ fn main() -> Result<()> {
         }) => {
             raise_fd_limit();
             runtime.block_on(deflate::run(rounds, idle, seconds))
+        }
+        Some(Command::Cluster {
+            rounds,
+            subscribers,
+        }) => {
+            raise_fd_limit();
+            runtime.block_on(cluster::run(rounds, subscribers))
         }
         Some(Command::Tls {
             rounds,

@@ -71,8 +71,8 @@ impl Cluster {
     /// Redis cannot be reached now), start the tasks that carry messages
     /// both ways, and relay `topics` through them.
     pub async fn join(url: &str, topics: Arc<Topics>) -> Result<Arc<Cluster>> {
-        let client = redis::Client::open(url)
-            .with_context(|| format!("--cluster {url}: not a Redis URL"))?;
+        Cluster::check_url(url)?;
+        let client = redis::Client::open(url)?;
         let node = match within(claim(&client)).await {
             Ok(node) => node,
             Err(why) => {
@@ -95,6 +95,12 @@ impl Cluster {
         tokio::spawn(publish(node, client, queued));
         tracing::info!("cluster: node {node} on {url}");
         Ok(cluster)
+    }
+
+    /// Check `url` is a Redis URL (without connecting).
+    pub fn check_url(url: &str) -> Result<()> {
+        redis::Client::open(url).with_context(|| format!("cluster {url}: not a Redis URL"))?;
+        Ok(())
     }
 
     /// This process's node number.

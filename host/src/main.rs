@@ -480,6 +480,10 @@ fn check_config(path: &Path) -> Result<()> {
     let limits = file.limits(&LimitsFile::default())?;
     let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
+    if let Some(url) = &file.cluster {
+        wshost::cluster::Cluster::check_url(url)?;
+        println!("cluster: {url}");
+    }
     if let Some(files) = file.tls_files() {
         Tls::load(files.clone())?;
         println!("tls: {} with {}", files.cert.display(), files.key.display());
