@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::admin::{admin_addr, admin_get, sample};
 use support::*;
 
 /// A `redis-server` of the test's own, killed on drop.
@@ -160,6 +161,9 @@ async fn three_processes_share_topics_in_both_worlds() {
         let late = tokio::time::timeout(Duration::from_millis(300), next(ws)).await;
         assert!(late.is_err(), "a message arrived twice: {late:?}");
     }
+    // A process whose last subscriber left drops its subscription in Redis.
+    subscribers.truncate(4);
+    redis.wait_subscribed("chat", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,25 +220,28 @@ async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
     std::fs::write(
         &config,
         format!(
-            "cluster = \"{}\"\n\n[[route]]\npath = \"/chat\"\ncomponent = \"{}\"\n",
+            "cluster = \"{}\"\nadmin = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/chat\"\ncomponent = \"{}\"\n",
             redis.url(),
             guest("chat").display()
         ),
     )
     .unwrap();
     let a = Server::start_with(&["--config".into(), config.display().to_string()]);
+    let admin = admin_addr(&a).await;
+    let metric = async |series: &str| sample(&admin_get(&admin, "/metrics").await.1, series);
     let b = node(&redis);
     let (mut a1, mut a2) = (a.connect("/chat").await, a.connect("/chat").await);
     let mut b1 = b.connect("/chat").await;
     redis.wait_subscribed("chat", 2).await;
+    assert_eq!(metric("wshost_cluster_connected").await, 1.0);
     send_text(&mut a1, "before").await;
     for ws in [&mut a1, &mut a2, &mut b1] {
         assert_eq!(next_text(ws).await, "Сервер：before");
     }
 
     redis.kill();
-    a.wait_for_log("Redis unreachable").await;
-    b.wait_for_log("Redis unreachable").await;
+    a.wait_for_log("subscriptions: Redis unreachable").await;
+    b.wait_for_log("subscriptions: Redis unreachable").await;
     send_text(&mut a1, "during").await;
     for ws in [&mut a1, &mut a2] {
         assert_eq!(
@@ -245,6 +252,17 @@ async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
     }
     let across = tokio::time::timeout(Duration::from_millis(500), next(&mut b1)).await;
     assert!(across.is_err(), "nothing crosses without Redis: {across:?}");
+    // The metrics say so: not connected, the publish that could not cross dropped.
+    assert_eq!(metric("wshost_cluster_connected").await, 0.0);
+    let dropped = r#"wshost_cluster_dropped_total{reason="redis_down"}"#;
+    let deadline = Instant::now() + WAIT;
+    while metric(dropped).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped publish was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // New connections are served meanwhile.
     let mut b2 = b.connect("/chat").await;
     send_text(&mut b2, "local on b").await;
@@ -253,7 +271,7 @@ async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
 
     redis.restart();
     redis.wait_subscribed("chat", 2).await;
-    a.wait_for_log("Redis reachable again").await;
+    a.wait_for_log("subscriptions: Redis reachable again").await;
     // The publisher reconnects on its next message: retry until one crosses.
     let deadline = Instant::now() + WAIT;
     let crossed = loop {
@@ -265,6 +283,8 @@ async fn redis_going_away_stops_nothing_local_and_cross_delivery_resumes() {
         assert!(Instant::now() < deadline, "cross delivery never resumed");
     };
     assert_eq!(crossed, "Сервер：after");
+    assert_eq!(metric("wshost_cluster_connected").await, 1.0);
+    assert!(metric("wshost_cluster_reconnects_total").await >= 1.0);
     // Both processes still serve.
     for server in [&a, &b] {
         let mut ws = server.connect("/chat").await;

@@ -2,6 +2,7 @@
 //! port, connect real WebSocket clients, speak raw HTTP.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod clients;
 pub mod raw;
 pub mod webdriver;
