@@ -9,25 +9,9 @@ use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::raw::{self, Dial, deflate};
-use crate::report::{Better, Report};
+use crate::raw::{self, Dial, chat_json, deflate};
+use crate::report::Report;
 use crate::servers;
-
-/// A chat message as JSON, `size` bytes or a little more.
-pub fn chat_json(size: usize) -> String {
-    let mut out = String::from("[");
-    let mut i = 0;
-    while out.len() < size {
-        out.push_str(&format!(
-            r#"{{"user":"user{}","room":"general","text":"message number {i} about the weather","ts":{}}},"#,
-            i % 17,
-            1_700_000_000 + i * 7
-        ));
-        i += 1;
-    }
-    out.push(']');
-    out
-}
 
 /// Run the comparison `rounds` times; print medians and ratios to no deflate.
 pub async fn run(rounds: usize, idle_conns: usize, seconds: f64) -> Result<()> {
@@ -47,34 +31,12 @@ pub async fn run(rounds: usize, idle_conns: usize, seconds: f64) -> Result<()> {
             ];
             args.extend(flags.iter().cloned());
             let server = servers::wshost_with(&args).await?;
-            for size in [256, 4096] {
-                let text = chat_json(size);
-                let dial = Dial::Plain(server.addr);
-                let (rate, p50, agreed) = raw::echo(&dial, 64, &text, duration).await?;
-                anyhow::ensure!(
-                    agreed == (*name == "deflate"),
-                    "{name}: deflate agreed = {agreed}"
-                );
-                report.add(
-                    &format!("echo {size} B JSON, 64 conn: msg/s"),
-                    Better::Higher,
-                    name,
-                    rate,
-                );
-                report.add(
-                    &format!("echo {size} B JSON, 64 conn: p50 µs"),
-                    Better::Lower,
-                    name,
-                    p50,
-                );
-            }
             let dial = Dial::Plain(server.addr);
-            let per_conn = raw::idle(&server, &dial, idle_conns, &chat_json(2048)).await?;
-            report.add(
-                &format!("idle RSS at {idle_conns} conn (each echoed 2 KiB): KiB/conn"),
-                Better::Lower,
-                name,
-                per_conn / 1024.0,
+            let agreed =
+                raw::echo_and_idle(&mut report, name, &server, &dial, idle_conns, duration).await?;
+            anyhow::ensure!(
+                agreed == (*name == "deflate"),
+                "{name}: deflate agreed = {agreed}"
             );
         }
     }

@@ -75,6 +75,19 @@ impl Cli {
     }
 }
 
+/// A feature on and off, compared.
+#[derive(clap::Args)]
+struct Compare {
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Idle sockets for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Seconds each load runs.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the native tokio-tungstenite baseline (used by the benchmark itself).
@@ -84,16 +97,7 @@ enum Command {
     },
     /// What permessage-deflate costs: wshost with and without `--deflate`,
     /// per message (echo of JSON text) and per idle socket.
-    Deflate {
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Idle sockets for the memory figure.
-        #[arg(long, default_value_t = 10_000)]
-        idle: usize,
-        /// Seconds each echo load runs.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-    },
+    Deflate(Compare),
     /// What `--cluster` costs: one publisher to N subscribers on one
     /// process, then over two processes on one Redis (redis-server needed).
     Cluster {
@@ -105,16 +109,7 @@ enum Command {
     },
     /// What TLS costs: wshost serving `ws://` and `wss://`, per message
     /// (echo), per handshake and per idle socket.
-    Tls {
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Idle sockets for the memory figure.
-        #[arg(long, default_value_t = 10_000)]
-        idle: usize,
-        /// Seconds each load runs.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-    },
+    Tls(Compare),
     /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
     Languages {
@@ -135,13 +130,9 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
-        Some(Command::Deflate {
-            rounds,
-            idle,
-            seconds,
-        }) => {
+        Some(Command::Deflate(c)) => {
             raise_fd_limit();
-            runtime.block_on(deflate::run(rounds, idle, seconds))
+            runtime.block_on(deflate::run(c.rounds, c.idle, c.seconds))
         }
         Some(Command::Cluster {
             rounds,
@@ -150,13 +141,9 @@ fn main() -> Result<()> {
             raise_fd_limit();
             runtime.block_on(cluster::run(rounds, subscribers))
         }
-        Some(Command::Tls {
-            rounds,
-            idle,
-            seconds,
-        }) => {
+        Some(Command::Tls(c)) => {
             raise_fd_limit();
-            runtime.block_on(tls::run(rounds, idle, seconds))
+            runtime.block_on(tls::run(c.rounds, c.idle, c.seconds))
         }
         Some(Command::Languages {
             rounds,

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_rustls::TlsConnector;
 
+use crate::report::{Better, Report};
 use crate::servers::Server;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -230,4 +231,45 @@ pub async fn idle(server: &Server, dial: &Dial, conns: usize, text: &str) -> Res
     let after = server.rss()?;
     drop(open);
     Ok(after.saturating_sub(before) as f64 / conns as f64)
+}
+
+/// A chat message as JSON, `size` bytes or a little more.
+pub fn chat_json(size: usize) -> String {
+    let mut out = String::from("[");
+    let mut i = 0;
+    while out.len() < size {
+        out.push_str(&format!(
+            r#"{{"user":"user{}","room":"general","text":"message number {i} about the weather","ts":{}}},"#,
+            i % 17,
+            1_700_000_000 + i * 7
+        ));
+        i += 1;
+    }
+    out.push(']');
+    out
+}
+
+/// The loads every feature comparison runs, added to `report` under
+/// `column`: echo of 256 B and 4 KiB JSON at 64 connections, then RSS per
+/// idle socket with `idle` sockets open. Whether deflate was agreed.
+pub async fn echo_and_idle(
+    report: &mut Report,
+    column: &str,
+    server: &Server,
+    dial: &Dial,
+    idle_conns: usize,
+    duration: Duration,
+) -> Result<bool> {
+    let mut agreed = true;
+    for size in [256, 4096] {
+        let (rate, p50, deflated) = echo(dial, 64, &chat_json(size), duration).await?;
+        agreed &= deflated;
+        let load = format!("echo {size} B JSON, 64 conn");
+        report.add(&format!("{load}: msg/s"), Better::Higher, column, rate);
+        report.add(&format!("{load}: p50 µs"), Better::Lower, column, p50);
+    }
+    let per_conn = idle(server, dial, idle_conns, &chat_json(2048)).await?;
+    let figure = format!("idle RSS at {idle_conns} conn (each echoed 2 KiB): KiB/conn");
+    report.add(&figure, Better::Lower, column, per_conn / 1024.0);
+    Ok(agreed)
 }

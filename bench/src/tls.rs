@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_rustls::TlsConnector;
 
-use crate::deflate::chat_json;
-use crate::raw::{self, Dial};
+use crate::raw::{self, Dial, chat_json};
 use crate::report::{Better, Report};
 use crate::servers;
 
@@ -91,22 +90,9 @@ pub async fn run(rounds: usize, idle_conns: usize, seconds: f64) -> Result<()> {
                 true => Dial::Tls(server.addr, connector.clone()),
                 false => Dial::Plain(server.addr),
             };
-            for size in [256, 4096] {
-                let text = chat_json(size);
-                let (rate, p50, _) = raw::echo(&dial, 64, &text, duration).await?;
-                let load = format!("echo {size} B JSON, 64 conn");
-                report.add(&format!("{load}: msg/s"), Better::Higher, name, rate);
-                report.add(&format!("{load}: p50 µs"), Better::Lower, name, p50);
-            }
+            raw::echo_and_idle(&mut report, name, &server, &dial, idle_conns, duration).await?;
             let rate = handshakes(&dial, 8, duration).await?;
             report.add("handshakes/s (8 dialers)", Better::Higher, name, rate);
-            let per_conn = raw::idle(&server, &dial, idle_conns, &chat_json(2048)).await?;
-            report.add(
-                &format!("idle RSS at {idle_conns} conn (each echoed 2 KiB): KiB/conn"),
-                Better::Lower,
-                name,
-                per_conn / 1024.0,
-            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
