@@ -33,6 +33,7 @@
 //! `target/wasm32-wasip2/release/` is a component `wshost serve` can load.
 
 mod connection;
+pub mod coro;
 pub mod events;
 mod frame;
 pub mod hub;

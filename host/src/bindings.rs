@@ -1,5 +1,6 @@
-//! Host-side bindings of the two worlds of `wit/`: `handler` (one instance
-//! per request) and `events` (one instance per route). The interfaces both
+//! Host-side bindings of the worlds of `wit/`: `handler` (one instance per
+//! request), `events` (one instance per route) and `coro` (many requests as
+//! tasks of one instance). The interfaces both
 //! worlds import (`types`, `event-types`, `topics`) are generated once, with
 //! the handler world, and shared.
 
@@ -28,4 +29,22 @@ pub mod events {
     });
 
     pub use self::wshost::websocket::sockets;
+}
+
+/// The `coro` world.
+pub mod coro {
+    wasmtime::component::bindgen!({
+        world: "coro",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "wshost:websocket/types": crate::bindings::wshost::websocket::types,
+            "wshost:websocket/event-types": crate::bindings::wshost::websocket::event_types,
+            "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
+            "wshost:websocket/hub": crate::bindings::wshost::websocket::hub,
+        },
+    });
+
+    pub use self::wshost::websocket::coro_connection;
 }

@@ -3,10 +3,12 @@
 //! `EventsPre` (per route, again after a failure). Which world a component
 //! implements is read off its exports.
 
+use crate::bindings::coro::{Coro, CoroPre};
 use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{Handler, HandlerPre};
 use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
+use crate::coro_state::{CoroHost, CoroState};
 use crate::event_state::{EventHost, EventState};
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
@@ -21,6 +23,9 @@ use wasmtime::{
 /// The export every handler component must have (world `wshost:websocket/handler`).
 pub const HANDLER_EXPORT: &str = "handle";
 
+/// The export of the `coro` world.
+pub const CORO_EXPORT: &str = "serve";
+
 /// The exports of the `events` world.
 pub const EVENT_EXPORTS: [&str; 5] = [
     "on-request",
@@ -34,12 +39,14 @@ pub const EVENT_EXPORTS: [&str; 5] = [
 pub enum Loaded {
     Handler(HandlerPre<HostState>),
     Events(EventsPre<EventState>),
+    Coro(CoroPre<CoroState>),
 }
 
 /// One linker per world: their stores hold different state.
 pub struct Linkers {
     handler: Linker<HostState>,
     events: Linker<EventState>,
+    coro: Linker<CoroState>,
 }
 
 /// Core wasm instances, memories and tables one component may hold: a Rust
@@ -92,6 +99,8 @@ pub fn engine(limits: &Limits, cache: Option<&Path>, instances: usize) -> Result
     let mut config = Config::new();
     config
         .wasm_component_model(true)
+        // The coro world's `async func`s (many tasks in one instance).
+        .wasm_component_model_async(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
@@ -137,7 +146,17 @@ pub fn linkers(engine: &Engine) -> Result<Linkers> {
         &mut events,
         |state: &mut EventState| &mut state.host,
     ))?;
-    Ok(Linkers { handler, events })
+    let mut coro = Linker::new(engine);
+    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut coro))?;
+    anyhow(Coro::add_to_linker::<_, HasSelf<CoroHost>>(
+        &mut coro,
+        |state: &mut CoroState| &mut state.host,
+    ))?;
+    Ok(Linkers {
+        handler,
+        events,
+        coro,
+    })
 }
 
 /// Instance slots a server needs: one per connection (`max_connections`)
@@ -151,6 +170,7 @@ pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections
         match world {
             World::Handler => handlers = true,
             World::Events => events += EVENT_GENERATIONS,
+            World::Coro => events += coro_instances(max_connections),
         }
     }
     if handlers {
@@ -165,11 +185,18 @@ pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections
 /// the new one (so up to three reloads in a row while old sockets stay).
 pub const EVENT_GENERATIONS: usize = 4;
 
+/// Instance slots of one coro route: enough for `max_connections` tasks,
+/// and as many again for old instances draining after reloads or failures.
+pub fn coro_instances(max_connections: usize) -> usize {
+    2 * (max_connections.div_ceil(crate::coro_route::TASKS_PER_INSTANCE) + 1)
+}
+
 /// The world a component implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum World {
     Handler,
     Events,
+    Coro,
 }
 
 impl World {
@@ -177,6 +204,7 @@ impl World {
         match self {
             World::Handler => "handler",
             World::Events => "events",
+            World::Coro => "coro",
         }
     }
 }
@@ -228,6 +256,10 @@ pub fn load(
             let pre = anyhow(linkers.events.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Events(anyhow(EventsPre::new(pre)).with_context(wrong_types)?)
         }
+        World::Coro => {
+            let pre = anyhow(linkers.coro.instantiate_pre(&component)).with_context(imports)?;
+            Loaded::Coro(anyhow(CoroPre::new(pre)).with_context(wrong_types)?)
+        }
     })
 }
 
@@ -247,22 +279,24 @@ fn world_of(bytes: &[u8]) -> Result<World> {
     let has = |name: &str| exports.iter().any(|e| e == name);
     let handler = has(HANDLER_EXPORT);
     let events = EVENT_EXPORTS.iter().any(|e| has(e));
-    match (handler, events) {
-        (true, false) => Ok(World::Handler),
-        (false, true) => Ok(World::Events),
-        (true, true) => bail!(
-            "exports both `{HANDLER_EXPORT}` (world handler) and `on-*` events (world events): build it for one world"
-        ),
-        (false, false) => {
+    let coro = has(CORO_EXPORT);
+    match (handler, events, coro) {
+        (true, false, false) => Ok(World::Handler),
+        (false, true, false) => Ok(World::Events),
+        (false, false, true) => Ok(World::Coro),
+        (false, false, false) => {
             let found = if exports.is_empty() {
                 "nothing".to_string()
             } else {
                 exports.join(", ")
             };
             bail!(
-                "not a wshost handler: it does not export `{HANDLER_EXPORT}` (world wshost:websocket/handler) nor `on-request`, `on-open`, ... (world wshost:websocket/events); it exports {found}"
+                "not a wshost handler: it does not export `{HANDLER_EXPORT}` (world wshost:websocket/handler) nor `on-request`, `on-open`, ... (world wshost:websocket/events) nor `{CORO_EXPORT}` (world wshost:websocket/coro); it exports {found}"
             )
         }
+        _ => bail!(
+            "exports the functions of more than one world (`{HANDLER_EXPORT}`: handler, `on-*`: events, `{CORO_EXPORT}`: coro): build it for one world"
+        ),
     }
 }
 

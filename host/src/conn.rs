@@ -263,6 +263,29 @@ impl Conn {
     }
 }
 
+/// `hub.send-to`: queue a whole message to `target` of this route (or,
+/// with `--cluster`, of another process: fire and forget).
+pub fn hub_send(
+    hub: &Hub,
+    topics: &Topics,
+    target: ConnectionId,
+    (data, op): (Vec<u8>, Opcode),
+    max: usize,
+) -> Result<(), Error> {
+    let msg = hub_message(data, op, max)?;
+    match hub.send_to(target, msg.clone()) {
+        Ok(()) => Ok(()),
+        Err(SendError::UnknownConnection(_)) if topics.send_remote(target, &msg) => Ok(()),
+        Err(SendError::UnknownConnection(_)) => Err(Error::UnknownConnection),
+        Err(SendError::QueueFull(_)) => Err(Error::QueueFull),
+    }
+}
+
+/// `hub.broadcast`: queue a whole message to every member of the route.
+pub fn hub_broadcast(hub: &Hub, (data, op): (Vec<u8>, Opcode), max: usize) -> Result<u32, Error> {
+    Ok(hub.broadcast(&hub_message(data, op, max)?))
+}
+
 /// A whole message for the hub, framed: text or binary only.
 fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
     if data.len() > max {
@@ -348,19 +371,12 @@ impl hub_api::Host for Conn {
         data: Vec<u8>,
         op: Opcode,
     ) -> Result<(), Error> {
-        let msg = hub_message(data, op, self.limits.max_message_size)?;
-        match self.hub.send_to(target, msg.clone()) {
-            Ok(()) => Ok(()),
-            // Another process's connection (`--cluster`): fire and forget.
-            Err(SendError::UnknownConnection(_)) if self.topics.send_remote(target, &msg) => Ok(()),
-            Err(SendError::UnknownConnection(_)) => Err(Error::UnknownConnection),
-            Err(SendError::QueueFull(_)) => Err(Error::QueueFull),
-        }
+        let max = self.limits.max_message_size;
+        hub_send(&self.hub, &self.topics, target, (data, op), max)
     }
 
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
-        let msg = hub_message(data, op, self.limits.max_message_size)?;
-        Ok(self.hub.broadcast(&msg))
+        hub_broadcast(&self.hub, (data, op), self.limits.max_message_size)
     }
 }
 

@@ -15,6 +15,8 @@ pub mod component;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod coro_route;
+pub mod coro_state;
 pub mod deflate;
 pub mod demo;
 pub mod event_route;

@@ -10,6 +10,7 @@ use crate::bindings::{HandlerPre, Request};
 use crate::component::{self, Loaded};
 use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
+use crate::coro_route::{CoroRoute, Task};
 use crate::event_route::EventRoute;
 use crate::event_socket::{self, Accepted};
 use crate::http;
@@ -41,6 +42,7 @@ const MAX_REFUSALS: usize = 256;
 pub enum Route {
     Handler(Arc<HandlerRoute>),
     Events(Arc<EventRoute>),
+    Coro(Arc<CoroRoute>),
 }
 
 /// A handler-world route: its compiled handler and the hub of its live connections.
@@ -58,6 +60,7 @@ impl Route {
         match self {
             Route::Handler(route) => &route.path,
             Route::Events(route) => &route.path,
+            Route::Coro(route) => &route.path,
         }
     }
 
@@ -66,6 +69,7 @@ impl Route {
         match self {
             Route::Handler(route) => &route.limits,
             Route::Events(route) => &route.limits,
+            Route::Coro(route) => &route.limits,
         }
     }
 
@@ -73,6 +77,7 @@ impl Route {
         match self {
             Route::Handler(route) => &route.meters,
             Route::Events(route) => &route.meters,
+            Route::Coro(route) => &route.meters,
         }
     }
 
@@ -81,6 +86,7 @@ impl Route {
         match self {
             Route::Handler(_) => "handler",
             Route::Events(_) => "events",
+            Route::Coro(_) => "coro",
         }
     }
 }
@@ -455,6 +461,32 @@ impl Server {
                 let served = event_socket::serve(route.clone(), limits, accepted, shutdown, slot);
                 served.instrument(span).await
             }
+            Route::Coro(route) => {
+                let mut stream = stream;
+                if route.refuses(remote.ip()) {
+                    crate::meters::refused("quarantine");
+                    let body = b"this client crashed its handler; try again later\n";
+                    let response = http::response(503, &[], body, head.method == "HEAD");
+                    http::refuse(&mut stream, &response, route.limits.write_timeout).await;
+                    return;
+                }
+                let conn = Conn::new(
+                    id,
+                    route.limits.clone(),
+                    (route.hub.clone(), self.topics.clone(), route.meters.clone()),
+                    stream,
+                    head,
+                    early,
+                    shutdown,
+                );
+                route.serve(Task {
+                    id,
+                    conn,
+                    request,
+                    slot,
+                    client: remote.ip(),
+                });
+            }
         }
     }
 
@@ -482,6 +514,7 @@ impl Server {
         let route = match &*route {
             Route::Handler(route) => route,
             Route::Events(route) => return route.instantiate_time(rounds).await,
+            Route::Coro(route) => return route.instantiate_time(rounds).await,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let mut times = Vec::with_capacity(rounds);
@@ -586,6 +619,14 @@ fn new_route(
             limits.clone(),
             topics.clone(),
         ))),
+        Loaded::Coro(pre) => {
+            let hub = match old {
+                Some(Route::Coro(old)) => old.hub.clone(),
+                _ => Hub::new(),
+            };
+            let shared = (limits.clone(), hub, topics.clone());
+            Route::Coro(CoroRoute::new(path, engine, pre, shared))
+        }
     }
 }
 

@@ -1,0 +1,329 @@
+//! A coro-world route: each request is a task (`serve`) of one of a few
+//! instances, many tasks to an instance (component-model async). A task
+//! that waits (`recv`, `push`, ...) suspends alone; its instance runs the
+//! others meanwhile, in the instance's own tokio task.
+//!
+//! An instance takes up to [`TASKS_PER_INSTANCE`] tasks; past that the
+//! route starts another. When a task traps (or its instance runs past its
+//! CPU or memory budget) the instance is lost with every task in it: their
+//! connections are ended as a failed handler's are (Close 1011 once
+//! upgraded, 500 before), tasks not yet started go to another instance,
+//! and the next request gets a fresh one. A client address whose requests
+//! crashed an instance is served from then on in an instance of its own,
+//! so another crash costs no one else ([`Quarantine`]); one that crashes
+//! that too is refused for a while (503).
+
+use crate::bindings::coro::{Coro, CoroPre};
+use crate::bindings::{ConnectionId, Request};
+use crate::config::Limits;
+use crate::conn::{Conn, Outcome};
+use crate::coro_state::CoroState;
+use crate::hub::Hub;
+use crate::meters::{Open, RouteMeters};
+use crate::sandbox::{self, GuestLimiter};
+use crate::topics::Topics;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use wasmtime::{Engine, Store};
+
+/// Tasks one instance serves at most. The cost of a wake-up grows with the
+/// pending tasks of the instance (see the README): past this, a new
+/// instance is cheaper than a longer queue.
+pub const TASKS_PER_INSTANCE: usize = 2_000;
+
+/// How long a client address that crashed its own instance is refused.
+const BANNED_FOR: Duration = Duration::from_secs(60);
+
+/// One request for an instance to serve.
+pub struct Task {
+    pub id: ConnectionId,
+    pub conn: Conn,
+    pub request: Request,
+    /// Its `--max-connections` slot and its route's count, held until it ends.
+    pub slot: Open,
+    /// The client's address, for [`Quarantine`].
+    pub client: IpAddr,
+}
+
+/// A route's handle on one of its instances.
+struct Instance {
+    queue: mpsc::UnboundedSender<Task>,
+    /// Tasks queued to it or running in it.
+    tasks: AtomicUsize,
+    /// Serves only this client address (quarantined).
+    only: Option<IpAddr>,
+}
+
+/// Client addresses whose requests crashed an instance.
+#[derive(Default)]
+struct Quarantine {
+    /// Served in an instance of their own.
+    isolated: HashMap<IpAddr, Arc<Instance>>,
+    /// Refused until then.
+    banned: HashMap<IpAddr, Instant>,
+}
+
+pub struct CoroRoute {
+    pub path: Arc<str>,
+    pub meters: RouteMeters,
+    pub limits: Arc<Limits>,
+    pub hub: Arc<Hub>,
+    topics: Arc<Topics>,
+    engine: Engine,
+    pre: CoroPre<CoroState>,
+    /// The shared instances, newest last.
+    instances: Mutex<Vec<Arc<Instance>>>,
+    quarantine: Mutex<Quarantine>,
+}
+
+impl CoroRoute {
+    pub fn new(
+        path: Arc<str>,
+        engine: &Engine,
+        pre: CoroPre<CoroState>,
+        (limits, hub, topics): (Arc<Limits>, Arc<Hub>, Arc<Topics>),
+    ) -> Arc<Self> {
+        Arc::new(CoroRoute {
+            meters: RouteMeters::new(&path),
+            path,
+            limits,
+            hub,
+            topics,
+            engine: engine.clone(),
+            pre,
+            instances: Mutex::default(),
+            quarantine: Mutex::default(),
+        })
+    }
+
+    /// Whether requests from `client` are refused (it crashed an instance
+    /// of its own lately).
+    pub fn refuses(&self, client: IpAddr) -> bool {
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        match quarantine.banned.get(&client) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                quarantine.banned.remove(&client);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Hand `task` to an instance with room (starting one when none has).
+    pub fn serve(self: &Arc<Self>, task: Task) {
+        let instance = match self.quarantined(task.client) {
+            Some(own) => own,
+            None => self.shared_instance(),
+        };
+        instance.tasks.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(task)) = instance.queue.send(task) {
+            // It was lost just now: another one takes the task.
+            self.serve(task);
+        }
+    }
+
+    /// The instance of its own a quarantined client's requests go to.
+    fn quarantined(self: &Arc<Self>, client: IpAddr) -> Option<Arc<Instance>> {
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(own) = quarantine.isolated.get(&client) else {
+            return None;
+        };
+        if !own.queue.is_closed() {
+            return Some(own.clone());
+        }
+        let own = self.start(Some(client));
+        quarantine.isolated.insert(client, own.clone());
+        Some(own)
+    }
+
+    fn shared_instance(self: &Arc<Self>) -> Arc<Instance> {
+        let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        instances.retain(|i| !i.queue.is_closed());
+        let open = instances
+            .iter()
+            .find(|i| i.tasks.load(Ordering::Relaxed) < TASKS_PER_INSTANCE);
+        if let Some(instance) = open {
+            return instance.clone();
+        }
+        let instance = self.start(None);
+        instances.push(instance.clone());
+        instance
+    }
+
+    /// Start an instance's task.
+    fn start(self: &Arc<Self>, only: Option<IpAddr>) -> Arc<Instance> {
+        let (queue, tasks) = mpsc::unbounded_channel();
+        let instance = Arc::new(Instance {
+            queue,
+            tasks: AtomicUsize::new(0),
+            only,
+        });
+        let span = tracing::info_span!("coro", route = %self.path);
+        tokio::spawn(self.clone().run(instance.clone(), tasks).instrument(span));
+        instance
+    }
+
+    /// A fresh, sandboxed store for one instance.
+    fn store(&self) -> Store<CoroState> {
+        let limits = &self.limits;
+        let shared = (self.hub.clone(), self.topics.clone(), limits.clone());
+        let limiter = GuestLimiter::new(
+            limits.guest_memory,
+            limits.guest_table_elements,
+            limits.guest_cpu,
+        );
+        let mut store = Store::new(&self.engine, CoroState::new(self.path.clone(), shared, limiter));
+        sandbox::sandbox(&mut store);
+        store
+    }
+
+    /// The median time to make a new instance (`wshost check`): made once
+    /// per `TASKS_PER_INSTANCE` connections, not per connection.
+    pub async fn instantiate_time(&self, rounds: usize) -> anyhow::Result<Duration> {
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let mut store = self.store();
+            let started = Instant::now();
+            let made = self.pre.instantiate_async(&mut store).await;
+            times.push(started.elapsed());
+            made.map_err(anyhow::Error::from)?;
+        }
+        times.sort_unstable();
+        Ok(times[times.len() / 2])
+    }
+
+    /// The instance's life: take tasks and run them concurrently until it
+    /// fails (or the route is gone and its last task has ended).
+    async fn run(self: Arc<Self>, handle: Arc<Instance>, mut queue: mpsc::UnboundedReceiver<Task>) {
+        let mut store = self.store();
+        let started = Instant::now();
+        let coro = match self.pre.instantiate_async(&mut store).await {
+            Ok(coro) => coro,
+            Err(e) => {
+                tracing::error!("cannot instantiate the coro guest: {e:?}");
+                queue.close();
+                while let Some(task) = queue.recv().await {
+                    let failed = Outcome::Failed("handler could not start".into());
+                    finish(task.conn, failed, Some(task.slot));
+                }
+                return;
+            }
+        };
+        self.meters.instantiate.record(started.elapsed());
+        let ran = store
+            .run_concurrent(async |acc| serve_tasks(&coro, acc, &mut queue, &handle).await)
+            .await;
+        let failure = match ran {
+            Ok(Ok(())) => return,
+            Ok(Err((err, culprit))) => (sandbox::failure(&err), culprit),
+            Err(err) => (sandbox::failure(&err), None),
+        };
+        self.lost(&handle, store, queue, failure);
+    }
+
+    /// The instance failed: end its tasks, hand on those not started, and
+    /// quarantine the client whose task failed.
+    fn lost(
+        self: &Arc<Self>,
+        handle: &Instance,
+        mut store: Store<CoroState>,
+        mut queue: mpsc::UnboundedReceiver<Task>,
+        (why, culprit): (String, Option<IpAddr>),
+    ) {
+        queue.close();
+        let conns = std::mem::take(&mut store.data_mut().host.conns);
+        let slots = std::mem::take(&mut store.data_mut().host.slots);
+        tracing::warn!("instance lost with {} tasks: {why}", conns.len());
+        let mut slots = slots;
+        for (id, conn) in conns {
+            let slot = slots.remove(&id);
+            if let Ok(conn) = Arc::try_unwrap(conn) {
+                finish(conn.into_inner(), Outcome::Failed(why.clone()), slot);
+            }
+        }
+        while let Ok(task) = queue.try_recv() {
+            handle.tasks.fetch_sub(1, Ordering::Relaxed);
+            self.serve(task);
+        }
+        if let Some(client) = culprit {
+            let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+            if handle.only == Some(client) {
+                tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
+                quarantine.isolated.remove(&client);
+                quarantine.banned.insert(client, Instant::now() + BANNED_FOR);
+            } else {
+                tracing::warn!(%client, "crashed a shared instance: served alone from now on");
+                quarantine.isolated.entry(client).or_insert_with(|| self.start(Some(client)));
+            }
+        }
+    }
+}
+
+/// Run every task queued to the instance, each as a concurrent call of
+/// `serve`, until the queue is closed and all have ended. A trap ends it
+/// with the error and the client of the task that trapped.
+async fn serve_tasks(
+    coro: &Coro,
+    acc: &wasmtime::component::Accessor<CoroState>,
+    queue: &mut mpsc::UnboundedReceiver<Task>,
+    handle: &Instance,
+) -> Result<(), (wasmtime::Error, Option<IpAddr>)> {
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        tokio::select! {
+            task = queue.recv(), if open => {
+                let Some(Task { id, conn, request, slot, client }) = task else {
+                    open = false;
+                    continue;
+                };
+                acc.with(|mut store| {
+                    let host = &mut store.data_mut().host;
+                    host.conns.insert(id, Arc::new(tokio::sync::Mutex::new(conn)));
+                    host.slots.insert(id, slot);
+                });
+                running.push(async move {
+                    let served = coro.call_serve(acc, id, request).await;
+                    (id, client, served)
+                });
+            }
+            Some((id, client, served)) = running.next() => {
+                handle.tasks.fetch_sub(1, Ordering::Relaxed);
+                let outcome = match served {
+                    Ok(Ok(())) => Outcome::Returned,
+                    Ok(Err(why)) => {
+                        tracing::warn!("handler of connection {id} returned an error: {why}");
+                        Outcome::Failed(why)
+                    }
+                    Err(err) => return Err((err, Some(client))),
+                };
+                let (conn, slot) = acc.with(|mut store| {
+                    let host = &mut store.data_mut().host;
+                    (host.conns.remove(&id), host.slots.remove(&id))
+                });
+                if let Some(conn) = conn.and_then(|c| Arc::try_unwrap(c).ok()) {
+                    finish(conn.into_inner(), outcome, slot);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// End a task's connection as its outcome says, off the instance's task.
+fn finish(conn: Conn, outcome: Outcome, slot: Option<Open>) {
+    let id = conn.id();
+    tokio::spawn(async move {
+        conn.finish(outcome).await;
+        tracing::debug!("connection {id} ended");
+        drop(slot);
+    });
+}

@@ -1,0 +1,231 @@
+//! What a coro-world instance's `Store` holds, and the imports it calls:
+//! the connections its tasks serve, each the handler world's [`Conn`]
+//! behind a lock of its own.
+//!
+//! A waiting import (`recv`, `push`, ...) takes its connection out of the
+//! store's table in one short visit, then waits outside the store, so the
+//! instance runs its other tasks meanwhile. A connection's calls come from
+//! its own task one at a time, so its lock is not contended; the
+//! non-waiting imports (`topics`) take it without waiting and say `busy`
+//! should the task have a waiting call on it in flight.
+
+use crate::bindings::coro::coro_connection;
+use crate::bindings::wshost::websocket::{connection, event_types, handshake, hub, topics, types};
+use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
+use crate::config::Limits;
+use crate::conn::{self, Conn};
+use crate::guest_log::{GuestLog, Stream};
+use crate::hub::Hub;
+use crate::meters::Open;
+use crate::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::topics::Topics;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use wasmtime::component::{Accessor, HasSelf, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub type Shared = Arc<Mutex<Conn>>;
+
+pub struct CoroState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: GuestLimiter,
+    pub host: CoroHost,
+}
+
+/// The connections of one instance, and what its route shares.
+pub struct CoroHost {
+    pub conns: HashMap<ConnectionId, Shared>,
+    /// Each connection's `--max-connections` slot and route count.
+    pub slots: HashMap<ConnectionId, Open>,
+    hub: Arc<Hub>,
+    topics: Arc<Topics>,
+    limits: Arc<Limits>,
+    /// A task waited (called a waiting import) since the sandbox last asked.
+    waited: bool,
+}
+
+impl CoroState {
+    /// A guest gets no environment, arguments, files or sockets beyond its
+    /// grants; its stdout and stderr go to the host's log, tagged with the
+    /// route (many connections share the instance).
+    pub fn new(
+        route: Arc<str>,
+        (hub, topics, limits): (Arc<Hub>, Arc<Topics>, Arc<Limits>),
+        limiter: GuestLimiter,
+    ) -> Self {
+        let logs = [Stream::Stdout, Stream::Stderr].map(|s| GuestLog::new(route.clone(), 0, s));
+        let [stdout, stderr] = logs;
+        let wasi = sandbox::wasi(&limits.grants, stdout, stderr);
+        CoroState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            host: CoroHost {
+                conns: HashMap::new(),
+                slots: HashMap::new(),
+                hub,
+                topics,
+                limits,
+                waited: false,
+            },
+        }
+    }
+}
+
+impl WasiView for CoroState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Sandboxed for CoroState {
+    fn limiter(&mut self) -> &mut GuestLimiter {
+        &mut self.limiter
+    }
+
+    fn take_waited(&mut self) -> bool {
+        std::mem::take(&mut self.host.waited)
+    }
+}
+
+impl CoroHost {
+    /// Connection `id` of this instance, its CPU budget restarted (a task
+    /// is about to wait).
+    fn waiting_on(&mut self, id: ConnectionId) -> Result<Shared, Error> {
+        self.waited = true;
+        self.conns.get(&id).cloned().ok_or(Error::UnknownConnection)
+    }
+
+    /// Connection `id`, for a call that does not wait.
+    fn now(&mut self, id: ConnectionId) -> Result<tokio::sync::MutexGuard<'_, Conn>, Error> {
+        let conn = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
+        conn.try_lock().map_err(|_| {
+            Error::Protocol(format!("connection {id} is busy: a call of its task is waiting"))
+        })
+    }
+}
+
+/// The `Conn` of `id`, taken out of the store.
+fn conn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) -> Result<Shared, Error> {
+    acc.with(|mut view| view.get().waiting_on(id))
+}
+
+impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
+    async fn upgrade(
+        acc: &Accessor<T, Self>,
+        id: ConnectionId,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), Error> {
+        let conn = conn(acc, id)?;
+        let mut conn = conn.lock().await;
+        handshake::Host::upgrade_with(&mut *conn, protocol, headers).await
+    }
+
+    async fn recv(
+        acc: &Accessor<T, Self>,
+        id: ConnectionId,
+        timeout_ms: Option<u32>,
+    ) -> Result<Option<Frame>, Error> {
+        let conn = conn(acc, id)?;
+        let mut conn = conn.lock().await;
+        connection::Host::recv(&mut *conn, timeout_ms).await
+    }
+
+    async fn push(
+        acc: &Accessor<T, Self>,
+        id: ConnectionId,
+        data: Vec<u8>,
+        op: Opcode,
+        fin: bool,
+    ) -> Result<(), Error> {
+        let conn = conn(acc, id)?;
+        let mut conn = conn.lock().await;
+        connection::Host::push(&mut *conn, data, op, fin).await
+    }
+
+    async fn push_close(
+        acc: &Accessor<T, Self>,
+        id: ConnectionId,
+        code: u16,
+        reason: String,
+    ) -> Result<(), Error> {
+        let conn = conn(acc, id)?;
+        let mut conn = conn.lock().await;
+        connection::Host::push_close(&mut *conn, code, reason).await
+    }
+
+    async fn close(acc: &Accessor<T, Self>, id: ConnectionId) {
+        if let Ok(conn) = conn(acc, id) {
+            connection::Host::close(&mut *conn.lock().await).await;
+        }
+    }
+
+    async fn respond(
+        acc: &Accessor<T, Self>,
+        id: ConnectionId,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<(), Error> {
+        let conn = conn(acc, id)?;
+        let mut conn = conn.lock().await;
+        connection::Host::respond(&mut *conn, status, headers, body).await
+    }
+}
+
+impl coro_connection::Host for CoroHost {}
+impl types::Host for CoroHost {}
+impl event_types::Host for CoroHost {}
+
+impl hub::Host for CoroHost {
+    async fn connections(&mut self) -> Vec<ConnectionId> {
+        self.hub.ids()
+    }
+
+    async fn send_to(
+        &mut self,
+        target: ConnectionId,
+        data: Vec<u8>,
+        op: Opcode,
+    ) -> Result<(), Error> {
+        let max = self.limits.max_message_size;
+        conn::hub_send(&self.hub, &self.topics, target, (data, op), max)
+    }
+
+    async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
+        conn::hub_broadcast(&self.hub, (data, op), self.limits.max_message_size)
+    }
+}
+
+/// A task subscribes its own connection (any of the instance's, by id).
+impl topics::Host for CoroHost {
+    async fn subscribe(&mut self, id: ConnectionId, topic: String) -> Result<bool, Error> {
+        topics::Host::subscribe(&mut *self.now(id)?, id, topic).await
+    }
+
+    async fn unsubscribe(&mut self, id: ConnectionId, topic: String) -> Result<bool, Error> {
+        topics::Host::unsubscribe(&mut *self.now(id)?, id, topic).await
+    }
+
+    async fn publish(
+        &mut self,
+        topic: String,
+        msg: Message,
+        exclude: Option<ConnectionId>,
+    ) -> Result<u32, Error> {
+        let max = self.limits.max_message_size;
+        let mut cork = crate::outbox::Cork::default();
+        self.topics
+            .publish_message(&topic, &msg, exclude, max, &mut cork)
+    }
+
+    async fn subscribers(&mut self, topic: String) -> u32 {
+        self.topics.subscribers(&topic)
+    }
+}
