@@ -1,7 +1,8 @@
 //! The seed's second example: every message reaches every connection of the
 //! route; the same tests for the guest in every language, in both worlds:
 //! `broadcast` (a handler per connection, the hub) and `chat` (one event
-//! instance, a topic).
+//! instance, a topic), and as coroutines (`coro_broadcast`: the hub, tasks
+//! of one instance).
 
 mod support;
 
@@ -13,11 +14,8 @@ in_every_language!(
     the_text_close_drops_tcp_in_both_worlds,
 );
 
-/// The seed's broadcast in the handler world, and `chat` in the event world.
-const BOTH_WORLDS: [&str; 2] = ["broadcast", "chat"];
-
 async fn a_message_reaches_all_three_clients(lang: Lang) {
-    for name in BOTH_WORLDS {
+    for &name in lang.broadcasts() {
         reaches_all_three_clients(lang, name).await;
     }
 }
@@ -34,7 +32,7 @@ async fn reaches_all_three_clients(lang: Lang, name: &str) {
 }
 
 async fn a_client_that_leaves_is_no_longer_pushed_to(lang: Lang) {
-    for name in BOTH_WORLDS {
+    for &name in lang.broadcasts() {
         leaver_is_no_longer_pushed_to(lang, name).await;
     }
 }
@@ -61,7 +59,7 @@ async fn leaver_is_no_longer_pushed_to(lang: Lang, name: &str) {
 }
 
 async fn the_text_close_drops_tcp_in_both_worlds(lang: Lang) {
-    for name in BOTH_WORLDS {
+    for &name in lang.broadcasts() {
         let server = Server::start_in(lang, "/websocket", name);
         let mut a = server.connect("/websocket").await;
         let mut b = server.connect("/websocket").await;

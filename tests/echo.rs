@@ -1,5 +1,6 @@
 //! The seed's first example, end to end: the `echo` guest over real sockets,
-//! the same tests for the guest in every language (`rust::`, `js::`, `python::`, `c::`).
+//! the same tests for the guest in every language (`rust::`, `js::`, `python::`, `c::`)
+//! and as a coroutine (`rust_coro::`, `python_coro::`).
 
 mod support;
 

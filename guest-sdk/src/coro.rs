@@ -152,7 +152,7 @@ macro_rules! export_coro {
                         .map_err(|e| e.to_string())
                 }
             }
-            $crate::coro::bindings::__export_coro_world!(Coro with_types_in $crate::coro::bindings);
+    $crate::coro::bindings::__export_coro_world!(Coro with_types_in $crate::coro::bindings);
         };
     };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Python guests (echo.wasm and broadcast.wasm of the handler
-# world, chat.wasm of the event world) from ../../wit into OUT_DIR
+# world, chat.wasm of the event world, coro_echo.wasm and coro_broadcast.wasm
+# of the coro world) from ../../wit into OUT_DIR
 # (default: dist/). Installs componentize-py into .venv/ when missing;
 # rebuilds only what changed.
 set -euo pipefail
@@ -16,9 +17,12 @@ if [ ! -x .venv/bin/componentize-py ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi
 
-for app in echo broadcast chat; do
-    world=handler
-    [ "$app" = chat ] && world=events
+for app in echo broadcast chat coro_echo coro_broadcast; do
+    case "$app" in
+        chat) world=events ;;
+        coro_*) world=coro ;;
+        *) world=handler ;;
+    esac
     target="$out/$app.wasm"
     if [ -f "$target" ] && [ -z "$(find "$app.py" ../../wit -newer "$target" -print -quit)" ]; then
         continue

@@ -180,7 +180,10 @@ impl CoroRoute {
             limits.guest_table_elements,
             limits.guest_cpu,
         );
-        let mut store = Store::new(&self.engine, CoroState::new(self.path.clone(), shared, limiter));
+        let mut store = Store::new(
+            &self.engine,
+            CoroState::new(self.path.clone(), shared, limiter),
+        );
         sandbox::sandbox(&mut store);
         store
     }
@@ -258,10 +261,15 @@ impl CoroRoute {
             if handle.only == Some(client) {
                 tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
                 quarantine.isolated.remove(&client);
-                quarantine.banned.insert(client, Instant::now() + BANNED_FOR);
+                quarantine
+                    .banned
+                    .insert(client, Instant::now() + BANNED_FOR);
             } else {
                 tracing::warn!(%client, "crashed a shared instance: served alone from now on");
-                quarantine.isolated.entry(client).or_insert_with(|| self.start(Some(client)));
+                quarantine
+                    .isolated
+                    .entry(client)
+                    .or_insert_with(|| self.start(Some(client)));
             }
         }
     }

@@ -105,7 +105,9 @@ impl CoroHost {
     fn now(&mut self, id: ConnectionId) -> Result<tokio::sync::MutexGuard<'_, Conn>, Error> {
         let conn = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
         conn.try_lock().map_err(|_| {
-            Error::Protocol(format!("connection {id} is busy: a call of its task is waiting"))
+            Error::Protocol(format!(
+                "connection {id} is busy: a call of its task is waiting"
+            ))
         })
     }
 }

@@ -40,6 +40,10 @@ pub enum Lang {
     Python,
     /// `guests/c/<name>.c`, built by `guests/c/build.sh`.
     C,
+    /// The coro world in Rust: `guests/coro-<name>/`.
+    RustCoro,
+    /// The coro world in Python: `guests/python/coro_<name>.py`.
+    PythonCoro,
 }
 
 impl Lang {
@@ -50,6 +54,17 @@ impl Lang {
             Lang::Js => built_by_script("js", name),
             Lang::Python => built_by_script("python", name),
             Lang::C => built_by_script("c", name),
+            Lang::RustCoro => guest(&format!("coro_{name}")),
+            Lang::PythonCoro => built_by_script("python", &format!("coro_{name}")),
+        }
+    }
+
+    /// The seed's broadcast in this language's worlds: the handler world's
+    /// `broadcast` and the event world's `chat`; a coroutine `broadcast`.
+    pub fn broadcasts(self) -> &'static [&'static str] {
+        match self {
+            Lang::RustCoro | Lang::PythonCoro => &["broadcast"],
+            _ => &["broadcast", "chat"],
         }
     }
 }
@@ -97,6 +112,8 @@ macro_rules! in_every_language {
         in_every_language!(@one js, Js, $($test),*);
         in_every_language!(@one python, Python, $($test),*);
         in_every_language!(@one c, C, $($test),*);
+        in_every_language!(@one rust_coro, RustCoro, $($test),*);
+        in_every_language!(@one python_coro, PythonCoro, $($test),*);
     };
     (@one $module:ident, $lang:ident, $($test:ident),*) => {
         mod $module {
