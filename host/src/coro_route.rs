@@ -133,9 +133,7 @@ impl CoroRoute {
     /// The instance of its own a quarantined client's requests go to.
     fn quarantined(self: &Arc<Self>, client: IpAddr) -> Option<Arc<Instance>> {
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(own) = quarantine.isolated.get(&client) else {
-            return None;
-        };
+        let own = quarantine.isolated.get(&client)?;
         if !own.queue.is_closed() {
             return Some(own.clone());
         }
@@ -226,8 +224,17 @@ impl CoroRoute {
             .await;
         let failure = match ran {
             Ok(Ok(())) => return,
-            Ok(Err((err, culprit))) => (sandbox::failure(&err), culprit),
-            Err(err) => (sandbox::failure(&err), None),
+            Ok(Err((err, culprit))) => (sandbox::failure(&err), Some(culprit)),
+            // A trap aborts the whole instance: the task that had control
+            // last is the one that trapped (unless several resumed at once).
+            Err(err) => {
+                let host = &store.data().host;
+                let culprit = host
+                    .last
+                    .and_then(|id| host.slots.get(&id))
+                    .map(|(_, ip)| *ip);
+                (sandbox::failure(&err), culprit)
+            }
         };
         self.lost(&handle, store, queue, failure);
     }
@@ -244,10 +251,12 @@ impl CoroRoute {
         queue.close();
         let conns = std::mem::take(&mut store.data_mut().host.conns);
         let slots = std::mem::take(&mut store.data_mut().host.slots);
+        // The tasks' calls still waiting hold their connections: gone with it.
+        drop(store);
         tracing::warn!("instance lost with {} tasks: {why}", conns.len());
         let mut slots = slots;
         for (id, conn) in conns {
-            let slot = slots.remove(&id);
+            let slot = slots.remove(&id).map(|(slot, _)| slot);
             if let Ok(conn) = Arc::try_unwrap(conn) {
                 finish(conn.into_inner(), Outcome::Failed(why.clone()), slot);
             }
@@ -283,7 +292,7 @@ async fn serve_tasks(
     acc: &wasmtime::component::Accessor<CoroState>,
     queue: &mut mpsc::UnboundedReceiver<Task>,
     handle: &Instance,
-) -> Result<(), (wasmtime::Error, Option<IpAddr>)> {
+) -> Result<(), (wasmtime::Error, IpAddr)> {
     let mut running = FuturesUnordered::new();
     let mut open = true;
     while open || !running.is_empty() {
@@ -296,7 +305,8 @@ async fn serve_tasks(
                 acc.with(|mut store| {
                     let host = &mut store.data_mut().host;
                     host.conns.insert(id, Arc::new(tokio::sync::Mutex::new(conn)));
-                    host.slots.insert(id, slot);
+                    host.slots.insert(id, (slot, client));
+                    host.last = Some(id);
                 });
                 running.push(async move {
                     let served = coro.call_serve(acc, id, request).await;
@@ -311,11 +321,11 @@ async fn serve_tasks(
                         tracing::warn!("handler of connection {id} returned an error: {why}");
                         Outcome::Failed(why)
                     }
-                    Err(err) => return Err((err, Some(client))),
+                    Err(err) => return Err((err, client)),
                 };
                 let (conn, slot) = acc.with(|mut store| {
                     let host = &mut store.data_mut().host;
-                    (host.conns.remove(&id), host.slots.remove(&id))
+                    (host.conns.remove(&id), host.slots.remove(&id).map(|(slot, _)| slot))
                 });
                 if let Some(conn) = conn.and_then(|c| Arc::try_unwrap(c).ok()) {
                     finish(conn.into_inner(), outcome, slot);

@@ -20,6 +20,7 @@ use crate::meters::Open;
 use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::topics::Topics;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
@@ -37,8 +38,13 @@ pub struct CoroState {
 /// The connections of one instance, and what its route shares.
 pub struct CoroHost {
     pub conns: HashMap<ConnectionId, Shared>,
-    /// Each connection's `--max-connections` slot and route count.
-    pub slots: HashMap<ConnectionId, Open>,
+    /// Each connection's `--max-connections` slot and route count, and its
+    /// client's address.
+    pub slots: HashMap<ConnectionId, (Open, IpAddr)>,
+    /// The connection whose task was last given control (a call of its
+    /// returned, or it started): the one running when the instance traps,
+    /// unless several resumed at once.
+    pub last: Option<ConnectionId>,
     hub: Arc<Hub>,
     topics: Arc<Topics>,
     limits: Arc<Limits>,
@@ -65,6 +71,7 @@ impl CoroState {
             host: CoroHost {
                 conns: HashMap::new(),
                 slots: HashMap::new(),
+                last: None,
                 hub,
                 topics,
                 limits,
@@ -117,6 +124,19 @@ fn conn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) -> Result<Sha
     acc.with(|mut view| view.get().waiting_on(id))
 }
 
+/// Run `call` on connection `id` outside the store; note `id`'s task as
+/// the one resumed with its result.
+async fn on<T, R>(
+    acc: &Accessor<T, HasSelf<CoroHost>>,
+    id: ConnectionId,
+    call: impl AsyncFnOnce(&mut Conn) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let conn = conn(acc, id)?;
+    let result = call(&mut *conn.lock().await).await;
+    acc.with(|mut view| view.get().last = Some(id));
+    result
+}
+
 impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
     async fn upgrade(
         acc: &Accessor<T, Self>,
@@ -124,9 +144,10 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        let conn = conn(acc, id)?;
-        let mut conn = conn.lock().await;
-        handshake::Host::upgrade_with(&mut *conn, protocol, headers).await
+        on(acc, id, async |c| {
+            handshake::Host::upgrade_with(c, protocol, headers).await
+        })
+        .await
     }
 
     async fn recv(
@@ -134,9 +155,10 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         id: ConnectionId,
         timeout_ms: Option<u32>,
     ) -> Result<Option<Frame>, Error> {
-        let conn = conn(acc, id)?;
-        let mut conn = conn.lock().await;
-        connection::Host::recv(&mut *conn, timeout_ms).await
+        on(acc, id, async |c| {
+            connection::Host::recv(c, timeout_ms).await
+        })
+        .await
     }
 
     async fn push(
@@ -146,9 +168,10 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         op: Opcode,
         fin: bool,
     ) -> Result<(), Error> {
-        let conn = conn(acc, id)?;
-        let mut conn = conn.lock().await;
-        connection::Host::push(&mut *conn, data, op, fin).await
+        on(acc, id, async |c| {
+            connection::Host::push(c, data, op, fin).await
+        })
+        .await
     }
 
     async fn push_close(
@@ -157,15 +180,18 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         code: u16,
         reason: String,
     ) -> Result<(), Error> {
-        let conn = conn(acc, id)?;
-        let mut conn = conn.lock().await;
-        connection::Host::push_close(&mut *conn, code, reason).await
+        on(acc, id, async |c| {
+            connection::Host::push_close(c, code, reason).await
+        })
+        .await
     }
 
     async fn close(acc: &Accessor<T, Self>, id: ConnectionId) {
-        if let Ok(conn) = conn(acc, id) {
-            connection::Host::close(&mut *conn.lock().await).await;
-        }
+        let closed = on(acc, id, async |c| {
+            connection::Host::close(c).await;
+            Ok(())
+        });
+        let _ = closed.await;
     }
 
     async fn respond(
@@ -175,9 +201,10 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let conn = conn(acc, id)?;
-        let mut conn = conn.lock().await;
-        connection::Host::respond(&mut *conn, status, headers, body).await
+        on(acc, id, async |c| {
+            connection::Host::respond(c, status, headers, body).await
+        })
+        .await
     }
 }
 

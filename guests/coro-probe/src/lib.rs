@@ -1,0 +1,40 @@
+//! A test guest of the coro world. Each text message is a command: `panic`
+//! traps (ending every task of the instance), `spin` computes forever
+//! without calling the host, `id` answers this connection's id, `count`
+//! answers how many of this instance's tasks are running; anything else is
+//! sent back as it came.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wshost_guest::coro::Connection;
+use wshost_guest::{Error, Request};
+
+/// Tasks of this instance now running (a `static`: shared by all of them).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
+    ws.upgrade().await?;
+    RUNNING.fetch_add(1, Ordering::Relaxed);
+    while let Some(frame) = ws.recv(None).await? {
+        if frame.is_close() {
+            break;
+        }
+        match frame.text_lossy().as_ref() {
+            "panic" => panic!("a task crashing on purpose"),
+            "spin" =>
+            {
+                #[allow(clippy::empty_loop)]
+                loop {}
+            }
+            "id" => ws.push_text(&ws.id().to_string()).await?,
+            "count" => {
+                let running = RUNNING.load(Ordering::Relaxed);
+                ws.push_text(&running.to_string()).await?
+            }
+            other => ws.push_text(other).await?,
+        }
+    }
+    RUNNING.fetch_sub(1, Ordering::Relaxed);
+    Ok(())
+}
+
+wshost_guest::export_coro!(probe);
