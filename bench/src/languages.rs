@@ -11,11 +11,13 @@ use crate::servers::{ROOT, wshost_check, wshost_with};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-/// The echo guest of one language, and its event-world `chat`.
+/// The echo guest of one language, its event-world `chat`, and its
+/// coroutine echo where the language has one (Rust, Python).
 struct Guest {
     lang: &'static str,
     component: PathBuf,
     chat: PathBuf,
+    coro: Option<PathBuf>,
 }
 
 /// Rust's echo (built with wshost) and every other language whose build
@@ -28,6 +30,7 @@ fn guests() -> Vec<Guest> {
         lang: "rust",
         component: rust.join("echo.wasm"),
         chat: rust.join("chat.wasm"),
+        coro: Some(rust.join("coro_echo.wasm")),
     }];
     for (lang, dir) in [("js", "js"), ("python", "python"), ("c", "c")] {
         let out = built.join(dir);
@@ -37,6 +40,7 @@ fn guests() -> Vec<Guest> {
                 lang,
                 component: out.join("echo.wasm"),
                 chat: out.join("chat.wasm"),
+                coro: Some(out.join("coro_echo.wasm")).filter(|p| p.exists()),
             }),
             Ok(run) => println!(
                 "skipping {lang}: {} failed: {}",
@@ -105,6 +109,12 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
             let server = chat_server(&guest.chat, event_idle).await?;
             let (per_conn, _) = load::idle_growth(&server, "/chat", event_idle).await?;
             let figure = format!("event world, chat: idle RSS at {event_idle} conn: KiB/conn");
+            report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
+        }
+        for guest in &guests {
+            let Some(coro) = &guest.coro else { continue };
+            let per_conn = idle_memory(coro, event_idle).await?;
+            let figure = format!("coro world, echo: idle RSS at {event_idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
         }
     }

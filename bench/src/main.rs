@@ -168,9 +168,14 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         &[Kind::Bun, Kind::Node]
     };
-    for &kind in [Kind::Native, Kind::Wshost, Kind::WshostEvents]
-        .iter()
-        .chain(peers)
+    for &kind in [
+        Kind::Native,
+        Kind::Wshost,
+        Kind::WshostEvents,
+        Kind::WshostCoro,
+    ]
+    .iter()
+    .chain(peers)
     {
         match kind.available() {
             Ok(()) => kinds.push(kind),

@@ -20,6 +20,8 @@ pub enum Kind {
     Wshost,
     /// The event world: `event_mirror` and `chat`, one instance per route.
     WshostEvents,
+    /// The coro world: `coro_mirror` and `coro_broadcast`, tasks of a few instances.
+    WshostCoro,
     Bun,
     Node,
 }
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Native => "native",
             Kind::Wshost => "wshost",
             Kind::WshostEvents => "wshost events",
+            Kind::WshostCoro => "wshost coro",
             Kind::Bun => "bun",
             Kind::Node => "node ws",
         }
@@ -51,12 +54,12 @@ impl Kind {
                 cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
                 cmd
             }
-            Kind::Wshost | Kind::WshostEvents => {
+            Kind::Wshost | Kind::WshostEvents | Kind::WshostCoro => {
                 let guests = root.join("target/guests/wasm32-wasip2/guest");
-                let (mirror, broadcast) = if self == Kind::Wshost {
-                    ("mirror", "broadcast")
-                } else {
-                    ("event_mirror", "chat")
+                let (mirror, broadcast) = match self {
+                    Kind::Wshost => ("mirror", "broadcast"),
+                    Kind::WshostEvents => ("event_mirror", "chat"),
+                    _ => ("coro_mirror", "coro_broadcast"),
                 };
                 wshost_serve(&[
                     "--max-connections".into(),
