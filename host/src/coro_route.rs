@@ -38,6 +38,12 @@ use wasmtime::{Engine, Store};
 /// instance is cheaper than a longer queue.
 pub const TASKS_PER_INSTANCE: usize = 2_000;
 
+/// The threads that can run instances at once.
+fn parallelism() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// How long a client address that crashed its own instance is refused.
 const BANNED_FOR: Duration = Duration::from_secs(60);
 
@@ -142,18 +148,24 @@ impl CoroRoute {
         Some(own)
     }
 
+    /// The shared instance with the fewest tasks, a new one when every
+    /// instance is full or fewer instances than cores run: each instance
+    /// runs on one thread at a time, so one per core keeps the cores busy.
     fn shared_instance(self: &Arc<Self>) -> Arc<Instance> {
         let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         instances.retain(|i| !i.queue.is_closed());
-        let open = instances
+        let least = instances
             .iter()
-            .find(|i| i.tasks.load(Ordering::Relaxed) < TASKS_PER_INSTANCE);
-        if let Some(instance) = open {
-            return instance.clone();
+            .min_by_key(|i| i.tasks.load(Ordering::Relaxed))
+            .filter(|i| i.tasks.load(Ordering::Relaxed) < TASKS_PER_INSTANCE);
+        match least {
+            Some(instance) if instances.len() >= parallelism() => instance.clone(),
+            _ => {
+                let instance = self.start(None);
+                instances.push(instance.clone());
+                instance
+            }
         }
-        let instance = self.start(None);
-        instances.push(instance.clone());
-        instance
     }
 
     /// Start an instance's task.
