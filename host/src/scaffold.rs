@@ -36,6 +36,7 @@ impl World {
 const WIT: &[(&str, &str)] = &[
     ("wit/websocket.wit", include_str!("../../wit/websocket.wit")),
     ("wit/events.wit", include_str!("../../wit/events.wit")),
+    ("wit/coro.wit", include_str!("../../wit/coro.wit")),
 ];
 
 /// The guest SDK, copied into a Rust project (it is not on crates.io).
@@ -51,6 +52,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "wshost-guest/src/connection.rs",
         include_str!("../../guest-sdk/src/connection.rs"),
+    ),
+    (
+        "wshost-guest/src/coro.rs",
+        include_str!("../../guest-sdk/src/coro.rs"),
     ),
     (
         "wshost-guest/src/events.rs",
@@ -217,4 +222,28 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
         written.push(target);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file added to the SDK or to `wit/` must be copied too.
+    #[test]
+    fn the_copies_cover_the_sdk_and_the_wit() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (folder, copied, prefix) in [
+            ("guest-sdk/src", SDK, "wshost-guest/src/"),
+            ("wit", WIT, "wit/"),
+        ] {
+            for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let path = format!("{prefix}{name}");
+                assert!(
+                    copied.iter().any(|(p, _)| *p == path),
+                    "{folder}/{name} is not copied into new projects"
+                );
+            }
+        }
+    }
 }
