@@ -128,6 +128,15 @@ impl Conn {
         }
     }
 
+    /// An upgraded connection's inbox; `None` once it is closed.
+    pub fn inbox(&self) -> Result<Option<Arc<crate::inbox::Inbox>>, Error> {
+        match &self.phase {
+            Phase::Upgraded(up) => Ok(Some(up.inbox())),
+            Phase::Closed => Ok(None),
+            Phase::Pending { .. } | Phase::Responded(_) => Err(Error::NotUpgraded),
+        }
+    }
+
     fn upgraded(&mut self) -> Result<&mut Upgraded, Error> {
         match &mut self.phase {
             Phase::Upgraded(up) => Ok(up),

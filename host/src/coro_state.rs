@@ -16,13 +16,17 @@ use crate::config::Limits;
 use crate::conn::{self, Conn};
 use crate::guest_log::{GuestLog, Stream};
 use crate::hub::Hub;
+use crate::inbox::Inbox;
 use crate::meters::Open;
 use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::topics::Topics;
+use crate::websocket;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -108,6 +112,13 @@ impl CoroHost {
         self.conns.get(&id).cloned().ok_or(Error::UnknownConnection)
     }
 
+    /// The inbox of connection `id` (none once closed); its CPU budget
+    /// restarted (the task is about to wait).
+    fn inbox(&mut self, id: ConnectionId) -> Result<Option<Arc<Inbox>>, Error> {
+        self.waited = true;
+        self.now(id)?.inbox()
+    }
+
     /// Connection `id`, for a call that does not wait.
     fn now(&mut self, id: ConnectionId) -> Result<tokio::sync::MutexGuard<'_, Conn>, Error> {
         let conn = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
@@ -150,15 +161,21 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         .await
     }
 
+    /// Waits on the connection's inbox alone, not holding the connection:
+    /// a small future, for what most tasks are doing most of the time.
     async fn recv(
         acc: &Accessor<T, Self>,
         id: ConnectionId,
         timeout_ms: Option<u32>,
     ) -> Result<Option<Frame>, Error> {
-        on(acc, id, async |c| {
-            connection::Host::recv(c, timeout_ms).await
-        })
-        .await
+        let inbox = acc.with(|mut view| view.get().inbox(id))?;
+        let Some(inbox) = inbox else {
+            return Ok(None); // closed
+        };
+        let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
+        let received = websocket::recv_from(&inbox, deadline).await;
+        acc.with(|mut view| view.get().last = Some(id));
+        received
     }
 
     async fn push(

@@ -15,7 +15,7 @@ use crate::inbox::{Delivery, Inbox};
 use crate::outbox::{Batch, Ending, Outbox};
 use crate::pump::{self, Consumer};
 use crate::reader::Held;
-use crate::socket::{Socket, sleep_until};
+use crate::socket::Socket;
 use crate::topics::Subscriptions;
 use crate::utf8::Utf8Fragments;
 use bytes::Bytes;
@@ -126,22 +126,40 @@ impl Upgraded {
     /// The next message for the guest; see `connection.recv` in the WIT. A
     /// deadline already past polls: what has arrived is still returned.
     pub async fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
-        loop {
-            match self.inbox.take() {
-                Some(Some(delivery)) => return deliver(delivery),
-                Some(None) => return Ok(None),
-                None => {}
-            }
-            if deadline.is_some_and(|at| Instant::now() >= at) {
-                return Err(Error::Timeout);
-            }
-            tokio::select! {
-                () = self.inbox.arrival() => {}
-                () = sleep_until(deadline) => {}
-            }
-        }
+        recv_from(&self.inbox, deadline).await
     }
 
+    /// The connection's inbox, for a `recv` that waits without holding the
+    /// connection (the coro world: a pending `recv` is most of a task).
+    pub fn inbox(&self) -> Arc<Inbox> {
+        self.inbox.clone()
+    }
+}
+
+/// The next message in `inbox`, waiting until `deadline` (none: forever).
+pub async fn recv_from(inbox: &Inbox, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
+    loop {
+        match inbox.take() {
+            Some(Some(delivery)) => return deliver(delivery),
+            Some(None) => return Ok(None),
+            None => {}
+        }
+        let Some(at) = deadline else {
+            // Without a timer in its state: what every idle task waits in.
+            inbox.arrival().await;
+            continue;
+        };
+        if Instant::now() >= at {
+            return Err(Error::Timeout);
+        }
+        tokio::select! {
+            () = inbox.arrival() => {}
+            () = tokio::time::sleep_until(at) => {}
+        }
+    }
+}
+
+impl Upgraded {
     /// Queue the guest's frame, after the frames queued for this connection
     /// (none lands between the fragments of a fragmented push); waits while
     /// more than the backpressure limit is queued (a peer that reads slowly
