@@ -20,7 +20,8 @@ pub enum Kind {
     Wshost,
     /// The event world: `event_mirror` and `chat`, one instance per route.
     WshostEvents,
-    /// The coro world: `coro_mirror` and `coro_broadcast`, tasks of a few instances.
+    /// The coro world: `coro_mirror` and `coro_chat` (a topic, as the event
+    /// world's `chat`), tasks of a few instances.
     WshostCoro,
     Bun,
     Node,
@@ -59,7 +60,7 @@ impl Kind {
                 let (mirror, broadcast) = match self {
                     Kind::Wshost => ("mirror", "broadcast"),
                     Kind::WshostEvents => ("event_mirror", "chat"),
-                    _ => ("coro_mirror", "coro_broadcast"),
+                    _ => ("coro_mirror", "coro_chat"),
                 };
                 wshost_serve(&[
                     "--max-connections".into(),
