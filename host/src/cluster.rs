@@ -103,11 +103,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// This process's node number.
-    pub fn node(&self) -> u32 {
-        self.node
-    }
-
     /// The first connection id this node gives out.
     pub fn first_id(&self) -> ConnectionId {
         (u64::from(self.node) << LOCAL_BITS) | 1

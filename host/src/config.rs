@@ -187,6 +187,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The memory, table and CPU caps of one guest instance.
+    pub fn limiter(&self) -> crate::sandbox::GuestLimiter {
+        crate::sandbox::GuestLimiter::new(
+            self.guest_memory,
+            self.guest_table_elements,
+            self.guest_cpu,
+        )
+    }
+
     /// The outbox of a new connection `id`.
     pub fn outbox(&self, id: crate::bindings::ConnectionId) -> Outbox {
         Outbox::new(id, self.mailbox_capacity, self.backpressure).with_byte_cap(self.mailbox_bytes)

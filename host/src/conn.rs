@@ -11,7 +11,6 @@ use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
 use crate::meters::RouteMeters;
-use crate::outbox::Cork;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
 use crate::transport::Stream;
@@ -408,10 +407,7 @@ impl topics::Host for Conn {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        // A handler publishes one message at a time: wake at once.
-        let mut cork = Cork::default();
-        self.topics
-            .publish_message(&topic, &msg, exclude, max, &mut cork)
+        self.topics.publish_message_now(&topic, &msg, exclude, max)
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {

@@ -20,7 +20,7 @@ use crate::conn::{Conn, Outcome};
 use crate::coro_state::CoroState;
 use crate::hub::Hub;
 use crate::meters::{Open, RouteMeters};
-use crate::sandbox::{self, GuestLimiter};
+use crate::sandbox;
 use crate::topics::Topics;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -183,13 +183,8 @@ impl CoroRoute {
 
     /// A fresh, sandboxed store for one instance.
     fn store(&self) -> Store<CoroState> {
-        let limits = &self.limits;
-        let shared = (self.hub.clone(), self.topics.clone(), limits.clone());
-        let limiter = GuestLimiter::new(
-            limits.guest_memory,
-            limits.guest_table_elements,
-            limits.guest_cpu,
-        );
+        let shared = (self.hub.clone(), self.topics.clone(), self.limits.clone());
+        let limiter = self.limits.limiter();
         let mut store = Store::new(
             &self.engine,
             CoroState::new(self.path.clone(), shared, limiter),
@@ -262,11 +257,10 @@ impl CoroRoute {
     ) {
         queue.close();
         let conns = std::mem::take(&mut store.data_mut().host.conns);
-        let slots = std::mem::take(&mut store.data_mut().host.slots);
+        let mut slots = std::mem::take(&mut store.data_mut().host.slots);
         // The tasks' calls still waiting hold their connections: gone with it.
         drop(store);
         tracing::warn!("instance lost with {} tasks: {why}", conns.len());
-        let mut slots = slots;
         for (id, conn) in conns {
             let slot = slots.remove(&id).map(|(slot, _)| slot);
             if let Ok(conn) = Arc::try_unwrap(conn) {

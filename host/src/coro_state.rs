@@ -266,9 +266,7 @@ impl topics::Host for CoroHost {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        let mut cork = crate::outbox::Cork::default();
-        self.topics
-            .publish_message(&topic, &msg, exclude, max, &mut cork)
+        self.topics.publish_message_now(&topic, &msg, exclude, max)
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {

@@ -16,7 +16,7 @@ use crate::config::Limits;
 use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
 use crate::outbox::{Ending, Outbox};
-use crate::sandbox::{self, GuestLimiter};
+use crate::sandbox;
 use crate::socket::{MAX_CLOSE_REASON, truncate};
 use crate::topics::Topics;
 use std::sync::{Arc, Mutex};
@@ -218,12 +218,10 @@ struct Instance {
 
 /// A fresh, sandboxed store holding `host`.
 fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventState> {
-    let limiter = GuestLimiter::new(
-        limits.guest_memory,
-        limits.guest_table_elements,
-        limits.guest_cpu,
+    let mut store = Store::new(
+        engine,
+        EventState::new(host, limits.limiter(), &limits.grants),
     );
-    let mut store = Store::new(engine, EventState::new(host, limiter, &limits.grants));
     sandbox::sandbox(&mut store);
     store
 }

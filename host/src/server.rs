@@ -16,7 +16,7 @@ use crate::event_socket::{self, Accepted};
 use crate::http;
 use crate::hub::Hub;
 use crate::meters::{self, Open, RouteMeters};
-use crate::sandbox::{self, GuestLimiter};
+use crate::sandbox;
 use crate::socket::turned_true;
 use crate::state::HostState;
 use crate::tls::Tls;
@@ -493,14 +493,9 @@ impl Server {
     /// A fresh, sandboxed store for one connection of `route`.
     fn store(&self, route: &HandlerRoute, conn: Conn) -> Store<HostState> {
         let limits = &route.limits;
-        let limiter = GuestLimiter::new(
-            limits.guest_memory,
-            limits.guest_table_elements,
-            limits.guest_cpu,
-        );
         let mut store = Store::new(
             &self.engine,
-            HostState::new(route.path.clone(), conn, limiter, &limits.grants),
+            HostState::new(route.path.clone(), conn, limits.limiter(), &limits.grants),
         );
         sandbox::sandbox(&mut store);
         store

@@ -143,6 +143,18 @@ impl Topics {
         Ok(self.publish_corked(topic, &frame, exclude, cork))
     }
 
+    /// [`Topics::publish_message`], the subscribers woken at once (a guest
+    /// that publishes one message at a time: handler and coro worlds).
+    pub fn publish_message_now(
+        &self,
+        topic: &str,
+        msg: &Message,
+        exclude: Option<ConnectionId>,
+        max: usize,
+    ) -> Result<u32, Error> {
+        self.publish_message(topic, msg, exclude, max, &mut Cork::default())
+    }
+
     /// How many connections are subscribed to `topic`.
     pub fn subscribers(&self, topic: &str) -> u32 {
         self.read().get(topic).map_or(0, |s| s.len() as u32)

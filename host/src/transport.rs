@@ -66,14 +66,6 @@ impl Stream {
             },
         }
     }
-
-    /// The TCP connection under it.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
-        }
-    }
 }
 
 impl AsyncRead for Stream {
