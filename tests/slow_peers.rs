@@ -212,3 +212,27 @@ async fn large_messages_wait_for_the_in_flight_budget_and_small_ones_do_not() {
         assert_eq!(next_text(&mut ws).await, (4 << 20).to_string());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_keeps_no_read_buffer_once_its_message_is_read() {
+    const CLIENTS: usize = 1_000;
+    raise_fd_limit();
+    let server = Server::start(&[("/events", "event_mirror")]);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(server.connect("/events").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet = rss_of(server.pid());
+    for ws in &mut clients {
+        send_text(ws, "hello").await;
+        assert_eq!(next_text(ws).await, "hello");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_of(server.pid());
+    // A read takes an 8 KiB chunk; a socket back to waiting gives it back
+    // (it once kept it: the socket's readiness outlived the read).
+    let per_socket = after.saturating_sub(quiet) / CLIENTS as u64;
+    eprintln!("RSS per socket grew {per_socket} bytes once each echoed a message");
+    assert!(per_socket < 2048, "each socket kept {per_socket} bytes");
+}

@@ -140,11 +140,22 @@ impl Reader {
             }
             // Ready first, then room: a quiet socket costs no buffer.
             let read = match &mut self.big {
-                Some(big) => stream.read_ready(&mut big.payload, |_| {}).await?,
+                Some(big) => stream.read_ready(&mut big.payload, |_| {}).await,
                 None => {
                     let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
-                    stream.read_ready(&mut self.buf, room).await?
+                    stream.read_ready(&mut self.buf, room).await
                 }
+            };
+            let read = match read {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Nothing came after all: wait again holding no chunk
+                    // (every socket that has read a message would keep 8 KiB).
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
+                    continue;
+                }
+                read => read?,
             };
             if read == 0 {
                 return Err(ReadError::Eof);

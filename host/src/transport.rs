@@ -25,22 +25,23 @@ impl Stream {
     /// Wait until the peer has sent something (or closed), then call
     /// `make_room` and move what is ready into `buf`'s spare room, at most
     /// the room `make_room` left. Returns how many bytes; 0 when the peer
-    /// closed. Cancel-safe: nothing is taken from the stream before the
-    /// last step, which does not wait.
+    /// closed; `WouldBlock` when the readiness was stale (nothing came:
+    /// the caller may give the room back before it waits again).
+    /// Cancel-safe: nothing is taken from the stream before the last step,
+    /// which does not wait.
     pub async fn read_ready<B: BufMut>(
         &mut self,
         buf: &mut B,
         mut make_room: impl FnMut(&mut B),
     ) -> io::Result<usize> {
         match self {
-            Stream::Plain(tcp) => loop {
+            Stream::Plain(tcp) => {
+                // Readiness stays set after a read that did not drain the
+                // socket; the read that finds it empty clears it.
                 tcp.readable().await?;
                 make_room(buf);
-                match tcp.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    read => return read,
-                }
-            },
+                tcp.try_read_buf(buf)
+            }
             Stream::Tls(tls) => loop {
                 // Decrypted bytes wait in rustls's buffer, which we copy from.
                 let ready = std::future::poll_fn(|cx| {
