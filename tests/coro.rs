@@ -141,3 +141,21 @@ async fn a_closed_socket_ends_its_task() {
     server.wait_for_log("connection 2 ended").await;
     echoes(&mut stays, "still").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_serves_at_most_coro_tasks_connections() {
+    let server = Server::start_flagged(&["--coro-tasks", "3"], &[("/p", "coro_probe")]);
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(server.connect("/p").await);
+    }
+    // Each answers with the tasks its own instance runs.
+    let mut counts = Vec::new();
+    for ws in &mut clients {
+        send_text(ws, "count").await;
+        counts.push(next_text(ws).await.parse::<usize>().unwrap());
+    }
+    assert!(counts.iter().all(|&n| (1..=3).contains(&n)), "{counts:?}");
+    let instances: f64 = counts.iter().map(|&n| 1.0 / n as f64).sum();
+    assert!(instances.round() >= 4.0, "10 tasks on {instances} instances");
+}

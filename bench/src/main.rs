@@ -9,6 +9,7 @@ mod deflate;
 mod languages;
 mod load;
 mod native;
+mod pending;
 mod raw;
 mod report;
 mod servers;
@@ -110,6 +111,18 @@ enum Command {
     /// What TLS costs: wshost serving `ws://` and `wss://`, per message
     /// (echo), per handshake and per idle socket.
     Tls(Compare),
+    /// What tasks waiting in a coro instance cost the others: echo and a
+    /// burst with P sockets idle, instances capped at 2,000 tasks vs not.
+    Pending {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle sockets on the route, in steps (ascending).
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 2_000, 10_000])]
+        pending: Vec<usize>,
+        /// Seconds each echo load runs.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
     Languages {
@@ -144,6 +157,14 @@ fn main() -> Result<()> {
         Some(Command::Tls(c)) => {
             raise_fd_limit();
             runtime.block_on(tls::run(c.rounds, c.idle, c.seconds))
+        }
+        Some(Command::Pending {
+            rounds,
+            pending,
+            seconds,
+        }) => {
+            raise_fd_limit();
+            runtime.block_on(pending::run(rounds, &pending, seconds))
         }
         Some(Command::Languages {
             rounds,

@@ -77,7 +77,7 @@ pub fn client_frame(payload: &[u8], compressed: bool) -> Vec<u8> {
 }
 
 /// A raw client connection and whether deflate was agreed.
-struct Raw {
+pub struct Raw {
     tcp: Box<dyn Io>,
     buf: Vec<u8>,
     deflate: bool,
@@ -203,11 +203,21 @@ pub async fn echo_once(dial: &Dial, text: &str) -> Result<()> {
 
 /// RSS growth per socket with `conns` sockets open, each having echoed `text` once.
 pub async fn idle(server: &Server, dial: &Dial, conns: usize, text: &str) -> Result<f64> {
-    let compressed = Arc::new(client_frame(&deflate(text), true));
-    let plain = Arc::new(client_frame(text.as_bytes(), false));
     let _first = Raw::connect(dial).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss()?;
+    let open = echoed(dial, conns, text).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss()?;
+    drop(open);
+    Ok(after.saturating_sub(before) as f64 / conns as f64)
+}
+
+/// `conns` sockets, opened 64 at a time, that each echoed `text` once and
+/// stay open (their handlers wait for the next message).
+pub async fn echoed(dial: &Dial, conns: usize, text: &str) -> Result<Vec<Raw>> {
+    let compressed = Arc::new(client_frame(&deflate(text), true));
+    let plain = Arc::new(client_frame(text.as_bytes(), false));
     let gate = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -223,14 +233,25 @@ pub async fn idle(server: &Server, dial: &Dial, conns: usize, text: &str) -> Res
             anyhow::Ok(raw)
         }));
     }
-    let mut open = Vec::new();
+    let mut open = Vec::with_capacity(conns);
     for task in tasks {
         open.push(task.await??);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss()?;
-    drop(open);
-    Ok(after.saturating_sub(before) as f64 / conns as f64)
+    Ok(open)
+}
+
+/// Round trips per second when every one of `conns` sends one message at
+/// once (`text`, uncompressed) and the client waits for all the echoes.
+pub async fn burst(conns: &mut [Raw], text: &str) -> Result<f64> {
+    let frame = client_frame(text.as_bytes(), false);
+    let began = Instant::now();
+    for raw in conns.iter_mut() {
+        raw.tcp.write_all(&frame).await?;
+    }
+    for raw in conns.iter_mut() {
+        raw.read_frame().await?;
+    }
+    Ok(conns.len() as f64 / began.elapsed().as_secs_f64())
 }
 
 /// A chat message as JSON, `size` bytes or a little more.

@@ -14,6 +14,7 @@ from wit_world.imports.types import Opcode, Request
 class WitWorld(wit_world.WitWorld):
     async def serve(self, conn: int, req: Request) -> None:
         await ws.upgrade(conn, None, [])
+        del req  # a waiting task keeps what it holds
         while True:
             try:
                 frame = await ws.recv(conn, None)

@@ -161,16 +161,20 @@ pub fn linkers(engine: &Engine) -> Result<Linkers> {
 
 /// Instance slots a server needs: one per connection (`max_connections`)
 /// when it has a handler-world route, plus [`EVENT_GENERATIONS`] per
-/// event-world route. An event-world socket holds no instance, so a server
-/// of event routes only reserves almost nothing, whatever its connection
-/// limit.
-pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections: usize) -> usize {
+/// event-world route, plus [`coro_instances`] per coro route (given with
+/// its tasks per instance). An event-world socket holds no instance, so a
+/// server of event routes only reserves almost nothing, whatever its
+/// connection limit.
+pub fn instances_needed(
+    routes: impl IntoIterator<Item = (World, usize)>,
+    max_connections: usize,
+) -> usize {
     let (mut handlers, mut events) = (false, 0);
-    for world in worlds {
+    for (world, coro_tasks) in routes {
         match world {
             World::Handler => handlers = true,
             World::Events => events += EVENT_GENERATIONS,
-            World::Coro => events += coro_instances(max_connections),
+            World::Coro => events += coro_instances(max_connections, coro_tasks),
         }
     }
     if handlers {
@@ -186,9 +190,10 @@ pub fn instances_needed(worlds: impl IntoIterator<Item = World>, max_connections
 pub const EVENT_GENERATIONS: usize = 4;
 
 /// Instance slots of one coro route: enough for `max_connections` tasks,
-/// and as many again for old instances draining after reloads or failures.
-pub fn coro_instances(max_connections: usize) -> usize {
-    2 * (max_connections.div_ceil(crate::coro_route::TASKS_PER_INSTANCE) + 1)
+/// `coro_tasks` to an instance, and as many again for old instances
+/// draining after reloads or failures.
+pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
+    2 * (max_connections.div_ceil(coro_tasks) + 1)
 }
 
 /// The world a component implements.

@@ -141,6 +141,9 @@ pub struct Limits {
     pub guest_table_elements: usize,
     /// Connections served at once; more are answered 503.
     pub max_connections: usize,
+    /// Tasks one coro-world instance serves at most; past them the route
+    /// starts another instance.
+    pub coro_tasks: usize,
     /// How long, after SIGINT/SIGTERM, handlers get to return before the process exits.
     pub shutdown_timeout: Duration,
     /// How long any one write to a client may wait for it to read.
@@ -172,6 +175,7 @@ impl Default for Limits {
             guest_memory: 128 << 20,
             guest_table_elements: 100_000,
             max_connections: 10_000,
+            coro_tasks: 2_000,
             shutdown_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             keepalive: Keepalive {

@@ -89,6 +89,7 @@ pub struct LimitsFile {
     pub guest_memory: Option<usize>,
     pub guest_table_elements: Option<usize>,
     pub max_connections: Option<usize>,
+    pub coro_tasks: Option<usize>,
     #[serde(default, deserialize_with = "seconds")]
     pub shutdown_timeout: Option<f64>,
     #[serde(default, deserialize_with = "seconds")]
@@ -165,6 +166,9 @@ impl LimitsFile {
         }
         if let Some(v) = self.max_connections {
             limits.max_connections = positive("max_connections", v)?;
+        }
+        if let Some(v) = self.coro_tasks {
+            limits.coro_tasks = positive("coro_tasks", v)?;
         }
         if let Some(v) = self.shutdown_timeout {
             limits.shutdown_timeout = secs("shutdown_timeout", v)?;

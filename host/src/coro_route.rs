@@ -3,8 +3,8 @@
 //! that waits (`recv`, `push`, ...) suspends alone; its instance runs the
 //! others meanwhile, in the instance's own tokio task.
 //!
-//! An instance takes up to [`TASKS_PER_INSTANCE`] tasks; past that the
-//! route starts another. When a task traps (or its instance runs past its
+//! An instance takes up to `--coro-tasks` tasks; past that the route
+//! starts another. When a task traps (or its instance runs past its
 //! CPU or memory budget) the instance is lost with every task in it: their
 //! connections are ended as a failed handler's are (Close 1011 once
 //! upgraded, 500 before), tasks not yet started go to another instance,
@@ -13,11 +13,11 @@
 //! so another crash costs no one else ([`Quarantine`]); one that crashes
 //! that too is refused for a while (503).
 
-use crate::bindings::coro::{Coro, CoroPre};
+use crate::bindings::coro::CoroPre;
 use crate::bindings::{ConnectionId, Request};
 use crate::config::Limits;
 use crate::conn::{Conn, Outcome};
-use crate::coro_state::CoroState;
+use crate::coro_state::{CoroState, Served};
 use crate::hub::Hub;
 use crate::meters::{Open, RouteMeters};
 use crate::sandbox;
@@ -31,12 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+use wasmtime::component::TypedFunc;
 use wasmtime::{Engine, Store};
-
-/// Tasks one instance serves at most. The cost of a wake-up grows with the
-/// pending tasks of the instance (see the README): past this, a new
-/// instance is cheaper than a longer queue.
-pub const TASKS_PER_INSTANCE: usize = 2_000;
 
 /// The threads that can run instances at once.
 fn parallelism() -> usize {
@@ -157,7 +153,7 @@ impl CoroRoute {
         let least = instances
             .iter()
             .min_by_key(|i| i.tasks.load(Ordering::Relaxed))
-            .filter(|i| i.tasks.load(Ordering::Relaxed) < TASKS_PER_INSTANCE);
+            .filter(|i| i.tasks.load(Ordering::Relaxed) < self.limits.coro_tasks);
         match least {
             Some(instance) if instances.len() >= parallelism() => instance.clone(),
             _ => {
@@ -194,7 +190,7 @@ impl CoroRoute {
     }
 
     /// The median time to make a new instance (`wshost check`): made once
-    /// per `TASKS_PER_INSTANCE` connections, not per connection.
+    /// per `--coro-tasks` connections, not per connection.
     pub async fn instantiate_time(&self, rounds: usize) -> anyhow::Result<Duration> {
         let mut times = Vec::with_capacity(rounds);
         for _ in 0..rounds {
@@ -213,21 +209,23 @@ impl CoroRoute {
     async fn run(self: Arc<Self>, handle: Arc<Instance>, mut queue: mpsc::UnboundedReceiver<Task>) {
         let mut store = self.store();
         let started = Instant::now();
-        let coro = match self.pre.instantiate_async(&mut store).await {
-            Ok(coro) => coro,
+        let instantiated = self.pre.instance_pre().instantiate_async(&mut store).await;
+        let serve = instantiated.and_then(|instance| instance.get_typed_func(&mut store, "serve"));
+        let serve = match serve {
+            Ok(serve) => serve,
             Err(e) => {
                 tracing::error!("cannot instantiate the coro guest: {e:?}");
                 queue.close();
                 while let Some(task) = queue.recv().await {
                     let failed = Outcome::Failed("handler could not start".into());
-                    finish(task.conn, failed, Some(task.slot));
+                    finish(task.conn, failed, task.slot);
                 }
                 return;
             }
         };
         self.meters.instantiate.record(started.elapsed());
         let ran = store
-            .run_concurrent(async |acc| serve_tasks(&coro, acc, &mut queue, &handle).await)
+            .run_concurrent(async |acc| serve_tasks(serve, acc, &mut queue, &handle).await)
             .await;
         let failure = match ran {
             Ok(Ok(())) => return,
@@ -238,8 +236,8 @@ impl CoroRoute {
                 let host = &store.data().host;
                 let culprit = host
                     .last
-                    .and_then(|id| host.slots.get(&id))
-                    .map(|(_, ip)| *ip);
+                    .and_then(|id| host.conns.get(&id))
+                    .map(|served| served.client);
                 (sandbox::failure(&err), culprit)
             }
         };
@@ -257,15 +255,11 @@ impl CoroRoute {
     ) {
         queue.close();
         let conns = std::mem::take(&mut store.data_mut().host.conns);
-        let mut slots = std::mem::take(&mut store.data_mut().host.slots);
         // The tasks' calls still waiting hold their connections: gone with it.
         drop(store);
         tracing::warn!("instance lost with {} tasks: {why}", conns.len());
-        for (id, conn) in conns {
-            let slot = slots.remove(&id).map(|(slot, _)| slot);
-            if let Ok(conn) = Arc::try_unwrap(conn) {
-                finish(conn.into_inner(), Outcome::Failed(why.clone()), slot);
-            }
+        for served in conns.into_values() {
+            end(served, Outcome::Failed(why.clone()));
         }
         while let Ok(task) = queue.try_recv() {
             handle.tasks.fetch_sub(1, Ordering::Relaxed);
@@ -290,11 +284,14 @@ impl CoroRoute {
     }
 }
 
+/// The guest's export: `serve(conn, request) -> result<_, string>`.
+type Serve = TypedFunc<(ConnectionId, Request), (Result<(), String>,)>;
+
 /// Run every task queued to the instance, each as a concurrent call of
 /// `serve`, until the queue is closed and all have ended. A trap ends it
 /// with the error and the client of the task that trapped.
 async fn serve_tasks(
-    coro: &Coro,
+    serve: Serve,
     acc: &wasmtime::component::Accessor<CoroState>,
     queue: &mut mpsc::UnboundedReceiver<Task>,
     handle: &Instance,
@@ -308,15 +305,19 @@ async fn serve_tasks(
                     open = false;
                     continue;
                 };
-                acc.with(|mut store| {
+                // Started here, the call's state is the store's; what waits
+                // for its end is a receiver, not the call with its request.
+                let call = acc.with(|mut store| {
                     let host = &mut store.data_mut().host;
-                    host.conns.insert(id, Arc::new(tokio::sync::Mutex::new(conn)));
-                    host.slots.insert(id, (slot, client));
+                    let conn = Arc::new(tokio::sync::Mutex::new(conn));
+                    host.conns.insert(id, Served { conn, slot, client });
                     host.last = Some(id);
+                    serve.start_call_concurrent(&mut store, (id, request))
                 });
+                let call = call.map_err(|err| (err, client))?;
                 running.push(async move {
-                    let served = coro.call_serve(acc, id, request).await;
-                    (id, client, served)
+                    let served = serve.finish_call_concurrent(acc, call).await;
+                    (id, client, served.map(|(result,)| result))
                 });
             }
             Some((id, client, served)) = running.next() => {
@@ -329,12 +330,8 @@ async fn serve_tasks(
                     }
                     Err(err) => return Err((err, client)),
                 };
-                let (conn, slot) = acc.with(|mut store| {
-                    let host = &mut store.data_mut().host;
-                    (host.conns.remove(&id), host.slots.remove(&id).map(|(slot, _)| slot))
-                });
-                if let Some(conn) = conn.and_then(|c| Arc::try_unwrap(c).ok()) {
-                    finish(conn.into_inner(), outcome, slot);
+                if let Some(served) = acc.with(|mut store| store.data_mut().host.conns.remove(&id)) {
+                    end(served, outcome);
                 }
             }
         }
@@ -342,8 +339,16 @@ async fn serve_tasks(
     Ok(())
 }
 
+/// End a served connection as its task's outcome says (unless a call
+/// still holds it: then it ends with that call).
+fn end(served: Served, outcome: Outcome) {
+    if let Ok(conn) = Arc::try_unwrap(served.conn) {
+        finish(conn.into_inner(), outcome, served.slot);
+    }
+}
+
 /// End a task's connection as its outcome says, off the instance's task.
-fn finish(conn: Conn, outcome: Outcome, slot: Option<Open>) {
+fn finish(conn: Conn, outcome: Outcome, slot: Open) {
     let id = conn.id();
     tokio::spawn(async move {
         conn.finish(outcome).await;

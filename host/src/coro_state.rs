@@ -32,6 +32,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub type Shared = Arc<Mutex<Conn>>;
 
+/// A connection an instance serves: what its task calls on, and what the
+/// route keeps for it until the task ends.
+pub struct Served {
+    pub conn: Shared,
+    /// Its `--max-connections` slot and route count.
+    pub slot: Open,
+    /// The client's address (for quarantine).
+    pub client: IpAddr,
+}
+
 pub struct CoroState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -41,10 +51,7 @@ pub struct CoroState {
 
 /// The connections of one instance, and what its route shares.
 pub struct CoroHost {
-    pub conns: HashMap<ConnectionId, Shared>,
-    /// Each connection's `--max-connections` slot and route count, and its
-    /// client's address.
-    pub slots: HashMap<ConnectionId, (Open, IpAddr)>,
+    pub conns: HashMap<ConnectionId, Served>,
     /// The connection whose task was last given control (a call of its
     /// returned, or it started): the one running when the instance traps,
     /// unless several resumed at once.
@@ -74,7 +81,6 @@ impl CoroState {
             limiter,
             host: CoroHost {
                 conns: HashMap::new(),
-                slots: HashMap::new(),
                 last: None,
                 hub,
                 topics,
@@ -109,7 +115,8 @@ impl CoroHost {
     /// is about to wait).
     fn waiting_on(&mut self, id: ConnectionId) -> Result<Shared, Error> {
         self.waited = true;
-        self.conns.get(&id).cloned().ok_or(Error::UnknownConnection)
+        let served = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
+        Ok(served.conn.clone())
     }
 
     /// The inbox of connection `id` (none once closed); its CPU budget
@@ -121,8 +128,8 @@ impl CoroHost {
 
     /// Connection `id`, for a call that does not wait.
     fn now(&mut self, id: ConnectionId) -> Result<tokio::sync::MutexGuard<'_, Conn>, Error> {
-        let conn = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
-        conn.try_lock().map_err(|_| {
+        let served = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
+        served.conn.try_lock().map_err(|_| {
             Error::Protocol(format!(
                 "connection {id} is busy: a call of its task is waiting"
             ))

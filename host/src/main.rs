@@ -165,6 +165,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
 
+    /// Tasks (connections) one coro-world instance serves at most; past
+    /// them its route starts another instance.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().coro_tasks)]
+    coro_tasks: usize,
+
     /// Seconds handlers get to return after SIGINT/SIGTERM before wshost exits.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_timeout.as_secs_f64())]
     shutdown_timeout: f64,
@@ -525,6 +530,7 @@ fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFi
         guest_memory: given("guest_memory").then_some(args.guest_memory),
         guest_table_elements: given("guest_table_elements").then_some(args.guest_table_elements),
         max_connections: given("max_connections").then_some(args.max_connections),
+        coro_tasks: given("coro_tasks").then_some(args.coro_tasks),
         shutdown_timeout: given("shutdown_timeout").then_some(args.shutdown_timeout),
         write_timeout: given("write_timeout").then_some(args.write_timeout),
         ping_interval: given("ping_interval").then_some(args.ping_interval),

@@ -137,8 +137,11 @@ impl Server {
             }
             inspected.push(component);
         }
-        let worlds = inspected.iter().map(|i| i.world);
-        let instances = component::instances_needed(worlds, limits.max_connections);
+        let routes = specs.iter().zip(&inspected).map(|(spec, inspected)| {
+            let coro_tasks = spec.limits.as_ref().map_or(limits.coro_tasks, |l| l.coro_tasks);
+            (inspected.world, coro_tasks)
+        });
+        let instances = component::instances_needed(routes, limits.max_connections);
         // Every slot of the pool fits the largest route's guest.
         let mut pool = limits.clone();
         for route_limits in specs.iter().filter_map(|s| s.limits.as_deref()) {

@@ -152,10 +152,17 @@ pub async fn recv_from(inbox: &Inbox, deadline: Option<Instant>) -> Result<Optio
         if Instant::now() >= at {
             return Err(Error::Timeout);
         }
-        tokio::select! {
-            () = inbox.arrival() => {}
-            () = tokio::time::sleep_until(at) => {}
-        }
+        // Boxed: a timer in this future's own state would enlarge every
+        // waiting recv, with a timeout or not.
+        Box::pin(arrival_until(inbox, at)).await;
+    }
+}
+
+/// Until something arrives in `inbox`, or `at`.
+async fn arrival_until(inbox: &Inbox, at: Instant) {
+    tokio::select! {
+        () = inbox.arrival() => {}
+        () = tokio::time::sleep_until(at) => {}
     }
 }
 

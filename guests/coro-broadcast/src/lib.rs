@@ -5,8 +5,9 @@
 use wshost_guest::coro::Connection;
 use wshost_guest::{Error, Request, hub};
 
-async fn broadcast(_req: Request, ws: Connection) -> Result<(), Error> {
+async fn broadcast(req: Request, ws: Connection) -> Result<(), Error> {
     ws.upgrade().await?;
+    drop(req);
     loop {
         let frame = match ws.recv(None).await {
             Ok(Some(frame)) => frame,

@@ -6,8 +6,9 @@
 use wshost_guest::coro::Connection;
 use wshost_guest::{Error, Request, topics};
 
-async fn chat(_req: Request, ws: Connection) -> Result<(), Error> {
+async fn chat(req: Request, ws: Connection) -> Result<(), Error> {
     ws.upgrade().await?;
+    drop(req);
     ws.subscribe("chat")?;
     while let Some(frame) = ws.recv(None).await? {
         if frame.is_close() || frame.text() == Some("close") {

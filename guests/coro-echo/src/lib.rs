@@ -6,8 +6,10 @@
 use wshost_guest::coro::Connection;
 use wshost_guest::{Error, Request};
 
-async fn echo(_req: Request, ws: Connection) -> Result<(), Error> {
+async fn echo(req: Request, ws: Connection) -> Result<(), Error> {
     ws.upgrade().await?;
+    // A waiting task keeps what it holds: let the request go.
+    drop(req);
     loop {
         let frame = match ws.recv(None).await {
             Ok(Some(frame)) => frame,

@@ -6,6 +6,7 @@ use wshost_guest::{Error, Request};
 
 async fn mirror(req: Request, ws: Connection) -> Result<(), Error> {
     ws.upgrade_with(req.protocols().next(), &[]).await?;
+    drop(req);
     while let Some(frame) = ws.recv(None).await? {
         if frame.is_close() {
             break;
