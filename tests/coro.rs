@@ -157,5 +157,8 @@ async fn an_instance_serves_at_most_coro_tasks_connections() {
     }
     assert!(counts.iter().all(|&n| (1..=3).contains(&n)), "{counts:?}");
     let instances: f64 = counts.iter().map(|&n| 1.0 / n as f64).sum();
-    assert!(instances.round() >= 4.0, "10 tasks on {instances} instances");
+    assert!(
+        instances.round() >= 4.0,
+        "10 tasks on {instances} instances"
+    );
 }

@@ -38,18 +38,22 @@ pub struct Conn {
 }
 
 enum Phase {
-    /// The request waits for `upgrade` or `respond`.
-    Pending {
-        stream: Stream,
-        head: RequestHead,
-        early: Vec<u8>,
-    },
+    /// The request waits for `upgrade` or `respond` (boxed: most of a
+    /// connection's life is spent upgraded, holding none of this).
+    Pending(Box<Pending>),
     Upgraded(Box<Upgraded>),
     /// Answered over HTTP (by the handler, or by the host refusing a
     /// handshake); what the client still sends is drained at the end.
     Responded(Option<Stream>),
     /// TCP dropped by `close`, or the socket failed.
     Closed,
+}
+
+struct Pending {
+    stream: Stream,
+    head: RequestHead,
+    /// What the client sent after its request head.
+    early: Vec<u8>,
 }
 
 /// How a handler's run ended, which decides what the host still owes the peer.
@@ -75,11 +79,11 @@ impl Conn {
             hub,
             topics,
             meters,
-            phase: Phase::Pending {
+            phase: Phase::Pending(Box::new(Pending {
                 stream,
                 head,
                 early,
-            },
+            })),
             refused_handshake: false,
             shutdown,
             waited: false,
@@ -105,7 +109,8 @@ impl Conn {
     /// or end an upgraded connection with a Close frame (1000, or 1011 on failure).
     pub async fn finish(self, outcome: Outcome) {
         match self.phase {
-            Phase::Pending { mut stream, .. } => {
+            Phase::Pending(pending) => {
+                let mut stream = pending.stream;
                 let body = match &outcome {
                     Outcome::Returned => {
                         "the handler returned without upgrading or responding\n".to_string()
@@ -132,7 +137,7 @@ impl Conn {
         match &self.phase {
             Phase::Upgraded(up) => Ok(Some(up.inbox())),
             Phase::Closed => Ok(None),
-            Phase::Pending { .. } | Phase::Responded(_) => Err(Error::NotUpgraded),
+            Phase::Pending(_) | Phase::Responded(_) => Err(Error::NotUpgraded),
         }
     }
 
@@ -140,7 +145,7 @@ impl Conn {
         match &mut self.phase {
             Phase::Upgraded(up) => Ok(up),
             Phase::Closed => Err(Error::PeerClosed),
-            Phase::Pending { .. } | Phase::Responded(_) => Err(Error::NotUpgraded),
+            Phase::Pending(_) | Phase::Responded(_) => Err(Error::NotUpgraded),
         }
     }
 
@@ -151,16 +156,20 @@ impl Conn {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        if let Phase::Pending { head, .. } = &self.phase {
-            http::check_upgrade(head, protocol.as_deref(), &headers).map_err(Error::Protocol)?;
+        if let Phase::Pending(pending) = &self.phase {
+            http::check_upgrade(&pending.head, protocol.as_deref(), &headers)
+                .map_err(Error::Protocol)?;
         }
         let (mut stream, head, early) =
             match std::mem::replace(&mut self.phase, Phase::Responded(None)) {
-                Phase::Pending {
-                    stream,
-                    head,
-                    early,
-                } => (stream, head, early),
+                Phase::Pending(pending) => {
+                    let Pending {
+                        stream,
+                        head,
+                        early,
+                    } = *pending;
+                    (stream, head, early)
+                }
                 other => {
                     let closed = matches!(other, Phase::Closed);
                     self.phase = other;
@@ -226,7 +235,7 @@ impl Conn {
         let up = match &mut self.phase {
             Phase::Upgraded(up) => up,
             Phase::Closed => return Ok(None),
-            Phase::Pending { .. } | Phase::Responded(_) => return Err(Error::NotUpgraded),
+            Phase::Pending(_) | Phase::Responded(_) => return Err(Error::NotUpgraded),
         };
         up.recv(deadline).await
     }
@@ -250,19 +259,19 @@ impl Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let Phase::Pending { head, .. } = &self.phase else {
+        let Phase::Pending(pending) = &self.phase else {
             return Err(match self.phase {
                 Phase::Closed => Error::PeerClosed,
                 _ => Error::AlreadyAnswered,
             });
         };
         http::check_response(status, &headers).map_err(Error::Protocol)?;
-        let bytes = http::response(status, &headers, &body, head.method == "HEAD");
-        let Phase::Pending { mut stream, .. } =
-            std::mem::replace(&mut self.phase, Phase::Responded(None))
+        let bytes = http::response(status, &headers, &body, pending.head.method == "HEAD");
+        let Phase::Pending(pending) = std::mem::replace(&mut self.phase, Phase::Responded(None))
         else {
             unreachable!("checked above");
         };
+        let mut stream = pending.stream;
         let sent = http::send_and_finish(&mut stream, &bytes, self.limits.write_timeout).await;
         if sent.is_ok() {
             self.phase = Phase::Responded(Some(stream));

@@ -358,6 +358,15 @@ impl Outbox {
         self.wait_until(Outbox::is_abandoned).await
     }
 
+    /// Wait until the writer has work: frames or an ending to write, or,
+    /// once `closing`, a write to give up. Cancel-safe.
+    pub async fn wanted(&self, closing: bool) {
+        match closing {
+            false => self.ready().await,
+            true => self.abandoned().await,
+        }
+    }
+
     /// Wait until the connection is evicted. Cancel-safe.
     pub async fn evicted(&self) {
         self.wait_until(Outbox::is_evicted).await

@@ -9,12 +9,13 @@
 use crate::bindings::{CloseInfo, ConnectionId, Error};
 use crate::config::Keepalive;
 use crate::outbox::Ending;
-use crate::reader::Held;
+use crate::reader::{Held, Read, ReadError};
 use crate::socket::{
-    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, sleep_until, truncate, turned_true,
+    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, truncate, turned_true,
 };
+use std::pin::Pin;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -67,7 +68,8 @@ pub async fn run<C: Consumer>(
     // The Close frame we sent (or meant to), and until when we wait for the
     // peer's reply.
     let mut sent: Option<(u16, String)> = None;
-    let mut deadline: Option<Instant> = None;
+    // Boxed: a timer that only closing sockets need.
+    let mut reply_due: Option<Pin<Box<Sleep>>> = None;
     // Keepalive: when the peer was last heard from, and whether it has been
     // pinged since. The alarm is re-armed only when it rings, not per read.
     let mut heard = Instant::now();
@@ -121,17 +123,35 @@ pub async fn run<C: Consumer>(
                     }
                 }
             }
-            if socket.closing {
-                deadline = Some(Instant::now() + socket.close_timeout());
+            if socket.closing && reply_due.is_none() {
+                let deadline = Instant::now() + socket.close_timeout();
+                reply_due = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
             if socket.broken {
                 return abnormal(sent);
             }
         }
         let may_read = consumer.has_room();
-        tokio::select! {
+        let closing = socket.closing;
+        // What woke the socket is handled once the select's futures are
+        // gone: awaited inside its arms, a reply's write would be stored
+        // beside them in every socket's task (~0.5 KiB each).
+        let woke = tokio::select! {
             biased;
-            read = socket.next(), if may_read => {
+            read = socket.next(), if may_read => Woke::Read(read),
+            _ = outbox.wanted(closing) => Woke::Queue,
+            _ = turned_true(shutdown), if !closing => Woke::Queue,
+            () = consumer.room(), if !may_read => {
+                // Not listening is not the peer's silence.
+                heard = Instant::now();
+                Woke::Queue
+            }
+            _ = overdue(&mut reply_due) => return abnormal(sent),
+            () = &mut alarm, if keepalive.enabled() => Woke::Alarm,
+        };
+        match woke {
+            Woke::Queue => {}
+            Woke::Read(read) => {
                 heard = Instant::now();
                 pinged = false;
                 match socket.incoming(read).await {
@@ -143,7 +163,8 @@ pub async fn run<C: Consumer>(
                     Some(Incoming::Message(..)) => {}
                     Some(Incoming::Close(close)) => {
                         consumer.peer_closed(close.clone());
-                        let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
+                        let theirs =
+                            close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
                         return sent.unwrap_or(theirs);
                     }
                     Some(Incoming::Gone) => return abnormal(sent),
@@ -155,18 +176,13 @@ pub async fn run<C: Consumer>(
                     }
                 }
             }
-            _ = outbox.ready(), if !socket.closing => {}
-            _ = outbox.abandoned(), if socket.closing => {}
-            _ = turned_true(shutdown), if !socket.closing => {}
-            () = consumer.room(), if !may_read => {
-                // Not listening is not the peer's silence.
-                heard = Instant::now();
-            }
-            _ = sleep_until(deadline) => return abnormal(sent),
-            () = &mut alarm, if keepalive.enabled() => {
+            Woke::Alarm => {
                 let now = Instant::now();
                 if keepalive.silent_too_long(heard, now) {
-                    tracing::debug!("connection {id}: nothing heard for {:?}; dropped", now - heard);
+                    tracing::debug!(
+                        "connection {id}: nothing heard for {:?}; dropped",
+                        now - heard
+                    );
                     return abnormal(sent);
                 }
                 if keepalive.ping_due(heard, pinged, now) && !socket.closing {
@@ -176,6 +192,23 @@ pub async fn run<C: Consumer>(
                 alarm.as_mut().reset(keepalive.next(heard, pinged));
             }
         }
+    }
+}
+
+/// What woke a socket's task.
+enum Woke {
+    Read(Result<Read, ReadError>),
+    /// The outbox, the shutdown flag or the consumer's room: checked each turn.
+    Queue,
+    /// The keepalive alarm rang.
+    Alarm,
+}
+
+/// Resolves when the peer's Close reply is overdue; never before we close.
+async fn overdue(reply_due: &mut Option<Pin<Box<Sleep>>>) {
+    match reply_due {
+        Some(timer) => timer.await,
+        None => std::future::pending().await,
     }
 }
 

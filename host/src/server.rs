@@ -138,7 +138,10 @@ impl Server {
             inspected.push(component);
         }
         let routes = specs.iter().zip(&inspected).map(|(spec, inspected)| {
-            let coro_tasks = spec.limits.as_ref().map_or(limits.coro_tasks, |l| l.coro_tasks);
+            let coro_tasks = spec
+                .limits
+                .as_ref()
+                .map_or(limits.coro_tasks, |l| l.coro_tasks);
             (inspected.world, coro_tasks)
         });
         let instances = component::instances_needed(routes, limits.max_connections);

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -155,7 +155,8 @@ impl Socket {
                 None
             }
             Ok(Read::Pong) => None,
-            Err(e) => Some(self.read_failed(e).await),
+            // Boxed: a rare path, kept out of every socket's task.
+            Err(e) => Some(Box::pin(self.read_failed(e)).await),
         }
     }
 
@@ -199,20 +200,30 @@ impl Socket {
     }
 
     async fn write_raw(&mut self, frames: &[Bytes]) -> Result<(), Error> {
-        let outbox = self.outbox.clone();
-        let written = tokio::select! {
-            // Biased: a write that completes at once never polls the
-            // others (no waker or timer registered on the hot path).
-            biased;
-            written = write_all_vectored(&mut self.stream, frames) => written,
-            _ = outbox.abandoned() => {
-                self.broken = true;
-                return Err(Error::PeerClosed);
-            }
-            _ = tokio::time::sleep(self.write_timeout) => {
-                tracing::debug!("the peer read nothing for {:?}: dropped", self.write_timeout);
-                self.broken = true;
-                return Err(Error::PeerClosed);
+        let mut write = std::pin::pin!(write_all_vectored(&mut self.stream, frames));
+        // Most writes complete at once: no waker, no timer. Only a write
+        // that waits for its peer pays for the watch over it (boxed: in
+        // line, its timer would enlarge every socket's task).
+        let at_once = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        let written = match at_once {
+            Poll::Ready(written) => written,
+            Poll::Pending => {
+                let waited = Box::pin(wait_for_peer(write, &self.outbox, self.write_timeout));
+                match waited.await {
+                    Waited::Written(written) => written,
+                    Waited::Abandoned => {
+                        self.broken = true;
+                        return Err(Error::PeerClosed);
+                    }
+                    Waited::TimedOut => {
+                        tracing::debug!(
+                            "the peer read nothing for {:?}: dropped",
+                            self.write_timeout
+                        );
+                        self.broken = true;
+                        return Err(Error::PeerClosed);
+                    }
+                }
             }
         };
         if written.is_ok() {
@@ -357,20 +368,36 @@ fn poll_writev(
     io.poll_write_vectored(cx, &slices[..count])
 }
 
+/// How a write that had to wait for its peer ended.
+enum Waited {
+    Written(std::io::Result<()>),
+    /// The connection was evicted or terminated meanwhile.
+    Abandoned,
+    /// The peer read nothing for the write timeout.
+    TimedOut,
+}
+
+/// Finish `write`, unless the connection is abandoned or the peer takes
+/// longer than `timeout`.
+async fn wait_for_peer(
+    write: Pin<&mut impl Future<Output = std::io::Result<()>>>,
+    outbox: &Outbox,
+    timeout: Duration,
+) -> Waited {
+    tokio::select! {
+        biased;
+        written = write => Waited::Written(written),
+        _ = outbox.abandoned() => Waited::Abandoned,
+        _ = tokio::time::sleep(timeout) => Waited::TimedOut,
+    }
+}
+
 /// Resolves once `flag` is true; never, if its sender goes first.
 pub async fn turned_true(flag: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`: drop it before awaiting again.
     let sender_gone = flag.wait_for(|&set| set).await.is_err();
     if sender_gone {
         std::future::pending::<()>().await;
-    }
-}
-
-/// Resolves at `deadline`; never without one.
-pub async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
