@@ -162,3 +162,57 @@ async fn an_instance_serves_at_most_coro_tasks_connections() {
         "10 tasks on {instances} instances"
     );
 }
+
+/// Ask for `/p` from 127.0.0.`host` by hand: the host's answer.
+async fn answer_from(server: &Server, host: u8) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)),
+            0,
+        ))
+        .unwrap();
+    let mut tcp = socket.connect(server.addr).await.unwrap();
+    let handshake = format!(
+        "GET /p HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, handshake.as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut head),
+    )
+    .await
+    .expect("an answer")
+    .unwrap();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_eight_isolated_clients_a_crashing_client_is_refused_at_once() {
+    let server = Server::start(&[("/p", "coro_probe")]);
+    // Eight addresses crash a shared instance each: each is isolated.
+    for host in 2..10 {
+        let mut culprit = connect_from(&server, host, "/p").await;
+        send_text(&mut culprit, "panic").await;
+        assert_eq!(close_code(&mut culprit).await, Some(1011));
+        server
+            .wait_for_log(&format!("served alone from now on client=127.0.0.{host}\n"))
+            .await;
+        assert!(answer_from(&server, host).await.starts_with("HTTP/1.1 101"));
+    }
+    // The ninth is refused after its first crash, without an instance of its own.
+    let mut culprit = connect_from(&server, 10, "/p").await;
+    send_text(&mut culprit, "panic").await;
+    assert_eq!(close_code(&mut culprit).await, Some(1011));
+    server
+        .wait_for_log("8 clients served alone already: refused for 60s client=127.0.0.10")
+        .await;
+    assert!(answer_from(&server, 10).await.starts_with("HTTP/1.1 503"));
+    // Others are still served.
+    let mut next = connect_from(&server, 11, "/p").await;
+    echoes(&mut next, "alive").await;
+}

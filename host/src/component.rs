@@ -190,10 +190,10 @@ pub fn instances_needed(
 pub const EVENT_GENERATIONS: usize = 4;
 
 /// Instance slots of one coro route: enough for `max_connections` tasks,
-/// `coro_tasks` to an instance, and as many again for old instances
-/// draining after reloads or failures.
+/// `coro_tasks` to an instance, as many again for old instances draining
+/// after reloads or failures, and the quarantined clients' own.
 pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
-    2 * (max_connections.div_ceil(coro_tasks) + 1)
+    2 * (max_connections.div_ceil(coro_tasks) + 1) + crate::coro_route::MAX_ISOLATED
 }
 
 /// The world a component implements.

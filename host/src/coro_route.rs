@@ -43,6 +43,11 @@ fn parallelism() -> usize {
 /// How long a client address that crashed its own instance is refused.
 const BANNED_FOR: Duration = Duration::from_secs(60);
 
+/// Client addresses a route serves in instances of their own at most;
+/// past them a client that crashes a shared instance is refused at once
+/// (many crashing addresses must not take every instance slot).
+pub const MAX_ISOLATED: usize = 8;
+
 /// One request for an instance to serve.
 pub struct Task {
     pub id: ConnectionId,
@@ -270,6 +275,14 @@ impl CoroRoute {
             if handle.only == Some(client) {
                 tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
                 quarantine.isolated.remove(&client);
+                quarantine
+                    .banned
+                    .insert(client, Instant::now() + BANNED_FOR);
+            } else if quarantine.isolated.len() >= MAX_ISOLATED {
+                tracing::warn!(
+                    %client,
+                    "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
+                );
                 quarantine
                     .banned
                     .insert(client, Instant::now() + BANNED_FOR);
