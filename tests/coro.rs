@@ -98,19 +98,7 @@ async fn a_trap_ends_its_instance_and_the_client_behind_it_is_isolated_then_refu
         .wait_for_log("crashed its own instance: refused")
         .await;
     assert_eq!(survivors_and_lost(&mut victims).await, 0);
-    let refused = tokio::net::TcpSocket::new_v4().unwrap();
-    refused
-        .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0))
-        .unwrap();
-    let mut tcp = refused.connect(server.addr).await.unwrap();
-    let handshake = format!(
-        "GET /p HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, handshake.as_bytes())
-        .await
-        .unwrap();
-    let answer = read_until_closed(&mut tcp, WAIT).await;
+    let answer = answer_from(&server, 3).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 }
 
