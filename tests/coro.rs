@@ -204,3 +204,25 @@ async fn past_eight_isolated_clients_a_crashing_client_is_refused_at_once() {
     let mut next = connect_from(&server, 11, "/p").await;
     echoes(&mut next, "alive").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_peer_that_does_not_read_waits_without_holding_up_the_instance() {
+    let server = Server::start(&[("/p", "coro_probe")]);
+    // More than instances: some share the flooding task's instance.
+    let mut others = Vec::new();
+    for _ in 0..more_than_instances() {
+        others.push(server.connect("/p").await);
+    }
+    let before = rss_of(server.pid());
+    let mut flooded = non_reader(&server, "/p").await;
+    send_text(&mut flooded, "flood").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = rss_of(server.pid());
+    for ws in &mut others {
+        echoes(ws, "still here").await;
+    }
+    assert!(
+        during < before + (16 << 20),
+        "RSS grew from {before} to {during} bytes"
+    );
+}

@@ -11,6 +11,7 @@ use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
 use crate::meters::RouteMeters;
+use crate::outbox::Outbox;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
 use crate::transport::Stream;
@@ -241,10 +242,25 @@ impl Conn {
     }
 
     async fn do_push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
+        if let Some(outbox) = self.push_now(data, op, fin)? {
+            outbox.room().await;
+        }
+        Ok(())
+    }
+
+    /// Queue a push; the outbox to wait on for room when the peer is
+    /// behind (see [`Upgraded::queue`]).
+    pub fn push_now(
+        &mut self,
+        data: Vec<u8>,
+        op: Opcode,
+        fin: bool,
+    ) -> Result<Option<Arc<Outbox>>, Error> {
+        self.waited = true;
         if data.len() > self.limits.max_message_size {
             return Err(Error::TooLarge);
         }
-        self.upgraded()?.push(data, op, fin).await
+        self.upgraded()?.queue(data, op, fin)
     }
 
     async fn do_push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {

@@ -311,8 +311,12 @@ async fn serve_tasks(
 ) -> Result<(), (wasmtime::Error, IpAddr)> {
     let mut running = FuturesUnordered::new();
     let mut open = true;
+    let turn_over = acc.with(|mut store| store.data_mut().host.turn_over.clone());
     while open || !running.is_empty() {
         tokio::select! {
+            // Polled between turns of guest work: what a turn published
+            // to many goes out now.
+            () = turn_over.notified() => acc.with(|mut store| store.data_mut().host.uncork()),
             task = queue.recv(), if open => {
                 let Some(Task { id, conn, request, slot, client }) = task else {
                     open = false;

@@ -18,6 +18,7 @@ use crate::guest_log::{GuestLog, Stream};
 use crate::hub::Hub;
 use crate::inbox::Inbox;
 use crate::meters::Open;
+use crate::outbox::{CORK_AT, Cork};
 use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::topics::Topics;
 use crate::websocket;
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -61,6 +62,12 @@ pub struct CoroHost {
     limits: Arc<Limits>,
     /// A task waited (called a waiting import) since the sandbox last asked.
     waited: bool,
+    /// Writers of large fan-outs (publishes to [`CORK_AT`] sockets or more)
+    /// not yet woken: they are once the instance's current turn of guest
+    /// work is over (`turn_over`), so each takes the turn's frames in one
+    /// write, as the event world's batches do.
+    cork: Cork,
+    pub turn_over: Arc<Notify>,
 }
 
 impl CoroState {
@@ -86,6 +93,8 @@ impl CoroState {
                 topics,
                 limits,
                 waited: false,
+                cork: Cork::default(),
+                turn_over: Arc::new(Notify::new()),
             },
         }
     }
@@ -111,6 +120,11 @@ impl Sandboxed for CoroState {
 }
 
 impl CoroHost {
+    /// Wake the writers corked in the turn that has ended.
+    pub fn uncork(&mut self) {
+        self.cork.uncork();
+    }
+
     /// Connection `id` of this instance, its CPU budget restarted (a task
     /// is about to wait).
     fn waiting_on(&mut self, id: ConnectionId) -> Result<Shared, Error> {
@@ -185,6 +199,9 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         received
     }
 
+    /// Queued within one visit to the store, most pushes are done there;
+    /// one waits outside for its peer to take what is queued (or, while
+    /// another call of its task holds the connection, for that call).
     async fn push(
         acc: &Accessor<T, Self>,
         id: ConnectionId,
@@ -192,10 +209,30 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         op: Opcode,
         fin: bool,
     ) -> Result<(), Error> {
-        on(acc, id, async |c| {
-            connection::Host::push(c, data, op, fin).await
-        })
-        .await
+        let queued = acc.with(|mut view| {
+            let host = view.get();
+            host.waited = true;
+            host.last = Some(id);
+            let served = host.conns.get(&id).ok_or(Error::UnknownConnection)?;
+            Ok::<_, Error>(match served.conn.try_lock() {
+                Ok(mut conn) => Ok(conn.push_now(data, op, fin)?),
+                Err(_) => Err(data),
+            })
+        })?;
+        match queued {
+            Ok(None) => Ok(()),
+            Ok(Some(outbox)) => {
+                outbox.room().await;
+                acc.with(|mut view| view.get().last = Some(id));
+                Ok(())
+            }
+            Err(data) => {
+                on(acc, id, async |c| {
+                    connection::Host::push(c, data, op, fin).await
+                })
+                .await
+            }
+        }
     }
 
     async fn push_close(
@@ -273,7 +310,13 @@ impl topics::Host for CoroHost {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        self.topics.publish_message_now(&topic, &msg, exclude, max)
+        let delivered = (self.topics).publish_message(&topic, &msg, exclude, max, &mut self.cork);
+        if self.cork.len() < CORK_AT {
+            self.cork.uncork();
+        } else {
+            self.turn_over.notify_one();
+        }
+        delivered
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {

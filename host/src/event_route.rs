@@ -15,7 +15,7 @@ use crate::bindings::{ConnectionId, Decision, Message, Request};
 use crate::config::Limits;
 use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
-use crate::outbox::{Ending, Outbox};
+use crate::outbox::{CORK_AT, Ending, Outbox};
 use crate::sandbox;
 use crate::socket::{MAX_CLOSE_REASON, truncate};
 use crate::topics::Topics;
@@ -36,9 +36,6 @@ const QUEUE_BYTES: usize = 64 << 20;
 /// Most events served before the writers they sent to are woken: bounds
 /// the latency a batch adds to its first send.
 const BATCH: usize = 64;
-
-/// Writers an event must have sent to for them to wait for the batch's end.
-const CORK_AT: usize = 64;
 
 /// What a socket's task asks of its route's instance.
 pub enum Event {

@@ -37,6 +37,10 @@ pub enum Queued {
     BackedUp,
 }
 
+/// Writers a batch must have queued to for them to wait for the batch's
+/// end; fewer are woken at once (a small room's latency stays low).
+pub const CORK_AT: usize = 64;
+
 /// Writers to wake later: an event instance queues what one batch of events
 /// sends and publishes, then wakes each writer once, so a writer takes all
 /// that the batch queued for it in one write (as uWS corks its sockets for
@@ -228,6 +232,12 @@ impl Outbox {
 
     /// Wait until at most `backpressure` bytes are queued, or the socket
     /// task has ended. Cancel-safe.
+    /// More than the backpressure limit is queued: a push waits for [`Outbox::room`].
+    pub fn is_backed_up(&self) -> bool {
+        let state = self.state();
+        state.bytes > self.backpressure && !state.finished
+    }
+
     pub async fn room(&self) {
         loop {
             let space = self.space.notified();

@@ -172,6 +172,20 @@ impl Upgraded {
     /// more than the backpressure limit is queued (a peer that reads slowly
     /// slows its guest down).
     pub async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
+        if let Some(outbox) = self.queue(data, op, fin)? {
+            outbox.room().await;
+        }
+        Ok(())
+    }
+
+    /// [`Upgraded::push`] without the wait: the outbox to wait on for room
+    /// when it holds more than the backpressure limit (none: go on).
+    pub fn queue(
+        &mut self,
+        data: Vec<u8>,
+        op: Opcode,
+        fin: bool,
+    ) -> Result<Option<Arc<Outbox>>, Error> {
         let (frame, fragmenting) = self.outgoing(data, op, fin)?;
         if self.outbox.push(frame, fragmenting).is_err() {
             return Err(Error::PeerClosed);
@@ -180,8 +194,7 @@ impl Upgraded {
         if !fragmenting {
             self.text = None;
         }
-        self.outbox.room().await;
-        Ok(())
+        Ok(self.outbox.is_backed_up().then(|| self.outbox.clone()))
     }
 
     /// Send the guest's Close frame after what is queued; returns once it

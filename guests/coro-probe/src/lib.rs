@@ -1,8 +1,9 @@
 //! A test guest of the coro world. Each text message is a command: `panic`
 //! traps (ending every task of the instance), `spin` computes forever
 //! without calling the host, `id` answers this connection's id, `count`
-//! answers how many of this instance's tasks are running; anything else is
-//! sent back as it came.
+//! answers how many of this instance's tasks are running, `flood` pushes
+//! 64 KiB messages until a push fails; anything else is sent back as it
+//! came.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wshost_guest::coro::Connection;
@@ -26,6 +27,11 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
                 loop {}
             }
             "id" => ws.push_text(&ws.id().to_string()).await?,
+            "flood" => {
+                let block = vec![7u8; 64 << 10];
+                while ws.push_binary(&block).await.is_ok() {}
+                break;
+            }
             "count" => {
                 let running = RUNNING.load(Ordering::Relaxed);
                 ws.push_text(&running.to_string()).await?
