@@ -310,7 +310,9 @@ impl topics::Host for CoroHost {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        let delivered = (self.topics).publish_message(&topic, &msg, exclude, max, &mut self.cork);
+        let delivered = self
+            .topics
+            .publish_message(&topic, &msg, exclude, max, &mut self.cork);
         if self.cork.len() < CORK_AT {
             self.cork.uncork();
         } else {

@@ -230,22 +230,20 @@ impl Outbox {
         Ok(())
     }
 
-    /// Wait until at most `backpressure` bytes are queued, or the socket
-    /// task has ended. Cancel-safe.
-    /// More than the backpressure limit is queued: a push waits for [`Outbox::room`].
+    /// More than the backpressure limit is queued (and the socket task
+    /// goes on): a push waits for [`Outbox::room`].
     pub fn is_backed_up(&self) -> bool {
         let state = self.state();
         state.bytes > self.backpressure && !state.finished
     }
 
+    /// Wait until at most `backpressure` bytes are queued, or the socket
+    /// task has ended. Cancel-safe.
     pub async fn room(&self) {
         loop {
             let space = self.space.notified();
-            {
-                let state = self.state();
-                if state.bytes <= self.backpressure || state.finished {
-                    return;
-                }
+            if !self.is_backed_up() {
+                return;
             }
             space.await;
         }

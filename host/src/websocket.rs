@@ -168,18 +168,9 @@ async fn arrival_until(inbox: &Inbox, at: Instant) {
 
 impl Upgraded {
     /// Queue the guest's frame, after the frames queued for this connection
-    /// (none lands between the fragments of a fragmented push); waits while
-    /// more than the backpressure limit is queued (a peer that reads slowly
-    /// slows its guest down).
-    pub async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
-        if let Some(outbox) = self.queue(data, op, fin)? {
-            outbox.room().await;
-        }
-        Ok(())
-    }
-
-    /// [`Upgraded::push`] without the wait: the outbox to wait on for room
-    /// when it holds more than the backpressure limit (none: go on).
+    /// (none lands between the fragments of a fragmented push). Returns the
+    /// outbox when it holds more than the backpressure limit: the push is
+    /// to wait for its room (a peer that reads slowly slows its guest down).
     pub fn queue(
         &mut self,
         data: Vec<u8>,
