@@ -151,6 +151,37 @@ async fn an_instance_serves_at_most_coro_tasks_connections() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_tasks_pack_onto_one_instance_per_core_and_the_extra_ones_go() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = Server::start_flagged(&["--coro-tasks", "3"], &[("/p", "coro_probe")]);
+    // A burst: one instance per core full, and two more.
+    let mut burst = Vec::new();
+    for _ in 0..3 * cores + 4 {
+        burst.push(server.connect("/p").await);
+    }
+    for ws in &mut burst {
+        echoes(ws, "hi").await;
+    }
+    drop(burst);
+    server.wait_for_logs("ended", 3 * cores + 4).await;
+    server
+        .wait_for_logs("instance idle, beyond one per core: let go", 2)
+        .await;
+    // As many as the first instances hold: each finds its instance full,
+    // none went to what the burst left.
+    let mut clients = Vec::new();
+    for _ in 0..3 * cores {
+        clients.push(server.connect("/p").await);
+    }
+    let mut counts = Vec::new();
+    for ws in &mut clients {
+        send_text(ws, "count").await;
+        counts.push(next_text(ws).await.parse::<usize>().unwrap());
+    }
+    assert!(counts.iter().all(|&n| n == 3), "{counts:?}");
+}
+
 /// Ask for `/p` from 127.0.0.`host` by hand: the host's answer.
 async fn answer_from(server: &Server, host: u8) -> String {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

@@ -249,6 +249,12 @@ async fn run(cli: Cli) -> Result<()> {
                 for server in &servers {
                     let echo = load::echo(server.addr, n, size, duration).await?;
                     let figure = format!("echo {size} B, {n} conn");
+                    // Each round's figure as it comes: the table gives medians.
+                    eprintln!(
+                        "  {}: {figure}: {:.0} msg/s",
+                        server.kind.name(),
+                        echo.msgs_per_sec
+                    );
                     report.add(
                         &format!("{figure}: msg/s"),
                         Better::Higher,

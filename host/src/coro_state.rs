@@ -25,8 +25,9 @@ use crate::websocket;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -64,10 +65,13 @@ pub struct CoroHost {
     waited: bool,
     /// Writers of large fan-outs (publishes to [`CORK_AT`] sockets or more)
     /// not yet woken: they are once the instance's current turn of guest
-    /// work is over (`turn_over`), so each takes the turn's frames in one
-    /// write, as the event world's batches do.
+    /// work is over, so each takes the turn's frames in one write, as the
+    /// event world's batches do.
     cork: Cork,
-    pub turn_over: Arc<Notify>,
+    /// Wakes the instance's loop, which uncorks when next polled: between
+    /// turns of guest work (a waker, not a `Notify`: the loop and the
+    /// guests run on one thread, with the store, and need no lock).
+    turn_over: Option<Waker>,
 }
 
 impl CoroState {
@@ -94,7 +98,7 @@ impl CoroState {
                 limits,
                 waited: false,
                 cork: Cork::default(),
-                turn_over: Arc::new(Notify::new()),
+                turn_over: None,
             },
         }
     }
@@ -120,9 +124,19 @@ impl Sandboxed for CoroState {
 }
 
 impl CoroHost {
-    /// Wake the writers corked in the turn that has ended.
-    pub fn uncork(&mut self) {
-        self.cork.uncork();
+    /// Between turns of guest work: wake the writers corked in the turn
+    /// that has ended (ready once it has); pending with none corked, to be
+    /// woken by the next large publish.
+    pub fn poll_turn_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.cork.is_empty() {
+            self.cork.uncork();
+            return Poll::Ready(());
+        }
+        match &mut self.turn_over {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => self.turn_over = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Connection `id` of this instance, its CPU budget restarted (a task
@@ -315,8 +329,8 @@ impl topics::Host for CoroHost {
             .publish_message(&topic, &msg, exclude, max, &mut self.cork);
         if self.cork.len() < CORK_AT {
             self.cork.uncork();
-        } else {
-            self.turn_over.notify_one();
+        } else if let Some(loop_) = &self.turn_over {
+            loop_.wake_by_ref();
         }
         delivered
     }

@@ -266,11 +266,16 @@ impl Server {
 
     /// Wait until the log contains `needle`.
     pub async fn wait_for_log(&self, needle: &str) {
+        self.wait_for_logs(needle, 1).await
+    }
+
+    /// Wait until the log has said `needle` `times` times.
+    pub async fn wait_for_logs(&self, needle: &str, times: usize) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < times {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "log never said {needle:?}:\n{}",
+                "log never said {needle:?} {times} times:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
