@@ -134,39 +134,7 @@ impl Upgraded {
     pub fn inbox(&self) -> Arc<Inbox> {
         self.inbox.clone()
     }
-}
 
-/// The next message in `inbox`, waiting until `deadline` (none: forever).
-pub async fn recv_from(inbox: &Inbox, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
-    loop {
-        match inbox.take() {
-            Some(Some(delivery)) => return deliver(delivery),
-            Some(None) => return Ok(None),
-            None => {}
-        }
-        let Some(at) = deadline else {
-            // Without a timer in its state: what every idle task waits in.
-            inbox.arrival().await;
-            continue;
-        };
-        if Instant::now() >= at {
-            return Err(Error::Timeout);
-        }
-        // Boxed: a timer in this future's own state would enlarge every
-        // waiting recv, with a timeout or not.
-        Box::pin(arrival_until(inbox, at)).await;
-    }
-}
-
-/// Until something arrives in `inbox`, or `at`.
-async fn arrival_until(inbox: &Inbox, at: Instant) {
-    tokio::select! {
-        () = inbox.arrival() => {}
-        () = tokio::time::sleep_until(at) => {}
-    }
-}
-
-impl Upgraded {
     /// Queue the guest's frame, after the frames queued for this connection
     /// (none lands between the fragments of a fragmented push). Returns the
     /// outbox when it holds more than the backpressure limit: the push is
@@ -275,6 +243,36 @@ impl Drop for Upgraded {
     /// Dropped without [`Upgraded::finish`] (the guest's `close`): drop TCP.
     fn drop(&mut self) {
         self.outbox.end(Ending::Terminate);
+    }
+}
+
+/// The next message in `inbox`, waiting until `deadline` (none: forever).
+pub async fn recv_from(inbox: &Inbox, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
+    loop {
+        match inbox.take() {
+            Some(Some(delivery)) => return deliver(delivery),
+            Some(None) => return Ok(None),
+            None => {}
+        }
+        let Some(at) = deadline else {
+            // Without a timer in its state: what every idle task waits in.
+            inbox.arrival().await;
+            continue;
+        };
+        if Instant::now() >= at {
+            return Err(Error::Timeout);
+        }
+        // Boxed: a timer in this future's own state would enlarge every
+        // waiting recv, with a timeout or not.
+        Box::pin(arrival_until(inbox, at)).await;
+    }
+}
+
+/// Until something arrives in `inbox`, or `at`.
+async fn arrival_until(inbox: &Inbox, at: Instant) {
+    tokio::select! {
+        () = inbox.arrival() => {}
+        () = tokio::time::sleep_until(at) => {}
     }
 }
 
