@@ -18,7 +18,7 @@ use crate::guest_log::{GuestLog, Stream};
 use crate::hub::Hub;
 use crate::inbox::Inbox;
 use crate::meters::Open;
-use crate::outbox::{CORK_AT, Cork};
+use crate::outbox::Cork;
 use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::topics::Topics;
 use crate::websocket;
@@ -63,7 +63,7 @@ pub struct CoroHost {
     limits: Arc<Limits>,
     /// A task waited (called a waiting import) since the sandbox last asked.
     waited: bool,
-    /// Writers of large fan-outs (publishes to [`CORK_AT`] sockets or more)
+    /// Writers of large fan-outs (publishes to [`crate::outbox::CORK_AT`] sockets or more)
     /// not yet woken: they are once the instance's current turn of guest
     /// work is over, so each takes the turn's frames in one write, as the
     /// event world's batches do.
@@ -327,9 +327,9 @@ impl topics::Host for CoroHost {
         let delivered = self
             .topics
             .publish_message(&topic, &msg, exclude, max, &mut self.cork);
-        if self.cork.len() < CORK_AT {
-            self.cork.uncork();
-        } else if let Some(loop_) = &self.turn_over {
+        if self.cork.uncork_small()
+            && let Some(loop_) = &self.turn_over
+        {
             loop_.wake_by_ref();
         }
         delivered

@@ -15,7 +15,7 @@ use crate::bindings::{ConnectionId, Decision, Message, Request};
 use crate::config::Limits;
 use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
-use crate::outbox::{CORK_AT, Ending, Outbox};
+use crate::outbox::{Ending, Outbox};
 use crate::sandbox;
 use crate::socket::{MAX_CLOSE_REASON, truncate};
 use crate::topics::Topics;
@@ -226,29 +226,19 @@ fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventSt
 impl Instance {
     /// Serve events in batches: what is queued when a batch starts (up to
     /// [`BATCH`]) runs before the writers of its large fan-outs (publishes
-    /// to [`CORK_AT`] sockets or more) are woken, so each of them takes the
+    /// to [`crate::outbox::CORK_AT`] sockets or more) are woken, so each of them takes the
     /// batch's frames in one write.
     async fn run(mut self) {
         while let Some(event) = self.queue.recv().await {
             self.handle(event).await;
             for _ in 1..BATCH {
-                self.uncork_small();
+                self.store.data_mut().host.cork.uncork_small();
                 match self.queue.try_recv() {
                     Ok(event) => self.handle(event).await,
                     Err(_) => break,
                 }
             }
             self.store.data_mut().host.cork.uncork();
-        }
-    }
-
-    /// Wake the writers of a small fan-out at once (an echo, a small room:
-    /// waiting for the batch would only add its latency); a large one waits
-    /// for the batch's end, where each writer takes all its frames at once.
-    fn uncork_small(&mut self) {
-        let cork = &mut self.store.data_mut().host.cork;
-        if cork.len() < CORK_AT {
-            cork.uncork();
         }
     }
 

@@ -49,13 +49,19 @@ pub const CORK_AT: usize = 64;
 pub struct Cork(Vec<Arc<Outbox>>);
 
 impl Cork {
-    /// Writers waiting to be woken.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Wake the writers of a small fan-out at once (an echo, a small room:
+    /// waiting for the batch would only add its latency); true when the
+    /// fan-out is large ([`CORK_AT`] writers or more): they stay corked
+    /// for the batch's end, where each takes all its frames at once.
+    pub fn uncork_small(&mut self) -> bool {
+        if self.0.len() < CORK_AT {
+            self.uncork();
+        }
+        !self.0.is_empty()
     }
 
     /// Wake every writer queued to since the last uncork.
