@@ -21,6 +21,7 @@ use crate::coro_state::{CoroState, Served};
 use crate::hub::Hub;
 use crate::meters::{Open, RouteMeters};
 use crate::sandbox;
+use crate::self_wake::{self, Handled};
 use crate::topics::Topics;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -203,19 +204,22 @@ impl CoroRoute {
         // up (echo at 64 connections: p99 2.5-4.3 ms with the budget, 1.6
         // without). A turn still ends when its guests wait, and a guest
         // that computes is stopped by its CPU budget.
-        tokio::spawn(
-            tokio::task::unconstrained(self.clone().run(instance.clone(), tasks)).instrument(span),
-        );
+        // wasmtime's event loop wakes the task as it runs guest calls:
+        // taken in place, not as yields that wake another worker.
+        let handled = Handled::default();
+        let run = self.clone().run(instance.clone(), tasks, handled.clone());
+        let run = self_wake::run(run, handled);
+        tokio::spawn(tokio::task::unconstrained(run).instrument(span));
         instance
     }
 
     /// A fresh, sandboxed store for one instance.
-    fn store(&self) -> Store<CoroState> {
+    fn store(&self, handled: Handled) -> Store<CoroState> {
         let shared = (self.hub.clone(), self.topics.clone(), self.limits.clone());
         let limiter = self.limits.limiter();
         let mut store = Store::new(
             &self.engine,
-            CoroState::new(self.path.clone(), shared, limiter),
+            CoroState::new(self.path.clone(), shared, (limiter, handled)),
         );
         sandbox::sandbox(&mut store);
         store
@@ -226,7 +230,7 @@ impl CoroRoute {
     pub async fn instantiate_time(&self, rounds: usize) -> anyhow::Result<Duration> {
         let mut times = Vec::with_capacity(rounds);
         for _ in 0..rounds {
-            let mut store = self.store();
+            let mut store = self.store(Handled::default());
             let started = Instant::now();
             let made = self.pre.instantiate_async(&mut store).await;
             times.push(started.elapsed());
@@ -238,8 +242,13 @@ impl CoroRoute {
 
     /// The instance's life: take tasks and run them concurrently until it
     /// fails (or the route is gone and its last task has ended).
-    async fn run(self: Arc<Self>, handle: Arc<Instance>, mut queue: mpsc::UnboundedReceiver<Task>) {
-        let mut store = self.store();
+    async fn run(
+        self: Arc<Self>,
+        handle: Arc<Instance>,
+        mut queue: mpsc::UnboundedReceiver<Task>,
+        handled: Handled,
+    ) {
+        let mut store = self.store(handled);
         let started = Instant::now();
         let instantiated = self.pre.instance_pre().instantiate_async(&mut store).await;
         let serve = instantiated.and_then(|instance| instance.get_typed_func(&mut store, "serve"));

@@ -20,6 +20,7 @@ use crate::inbox::Inbox;
 use crate::meters::Open;
 use crate::outbox::Cork;
 use crate::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::self_wake::Handled;
 use crate::topics::Topics;
 use crate::websocket;
 use std::collections::HashMap;
@@ -72,6 +73,8 @@ pub struct CoroHost {
     /// turns of guest work (a waker, not a `Notify`: the loop and the
     /// guests run on one thread, with the store, and need no lock).
     turn_over: Option<Waker>,
+    /// Messages its tasks received since the instance was last woken.
+    handled: Handled,
 }
 
 impl CoroState {
@@ -81,7 +84,7 @@ impl CoroState {
     pub fn new(
         route: Arc<str>,
         (hub, topics, limits): (Arc<Hub>, Arc<Topics>, Arc<Limits>),
-        limiter: GuestLimiter,
+        (limiter, handled): (GuestLimiter, Handled),
     ) -> Self {
         let logs = [Stream::Stdout, Stream::Stderr].map(|s| GuestLog::new(route.clone(), 0, s));
         let [stdout, stderr] = logs;
@@ -99,6 +102,7 @@ impl CoroState {
                 waited: false,
                 cork: Cork::default(),
                 turn_over: None,
+                handled,
             },
         }
     }
@@ -209,7 +213,11 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
         let received = websocket::recv_from(&inbox, deadline).await;
-        acc.with(|mut view| view.get().last = Some(id));
+        acc.with(|mut view| {
+            let host = view.get();
+            host.last = Some(id);
+            host.handled.one();
+        });
         received
     }
 

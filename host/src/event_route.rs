@@ -17,6 +17,7 @@ use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
 use crate::outbox::{Ending, Outbox};
 use crate::sandbox;
+use crate::self_wake::{self, Handled};
 use crate::socket::{MAX_CLOSE_REASON, truncate};
 use crate::topics::Topics;
 use std::sync::{Arc, Mutex};
@@ -103,6 +104,7 @@ impl EventRoute {
             limits,
             queue: events,
             meters: meters.clone(),
+            handled: Handled::default(),
         };
         EventRoute {
             meters,
@@ -119,7 +121,9 @@ impl EventRoute {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(instance) = idle {
             let span = tracing::info_span!("events", route = %self.path);
-            tokio::spawn(instance.run().instrument(span));
+            // wasmtime wakes the task as it calls the guest: taken in place.
+            let handled = instance.handled.clone();
+            tokio::spawn(self_wake::run(instance.run(), handled).instrument(span));
         }
     }
 
@@ -211,6 +215,8 @@ struct Instance {
     events: Option<Events>,
     queue: mpsc::Receiver<Event>,
     meters: RouteMeters,
+    /// Events handled since the task was last woken (`self_wake`).
+    handled: Handled,
 }
 
 /// A fresh, sandboxed store holding `host`.
@@ -243,6 +249,7 @@ impl Instance {
     }
 
     async fn handle(&mut self, event: Event) {
+        self.handled.one();
         match event {
             Event::Request { id, req, reply } => {
                 let decided = self.call(id, |events, store| {

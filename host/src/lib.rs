@@ -33,6 +33,7 @@ pub mod pump;
 pub mod reader;
 pub mod sandbox;
 pub mod scaffold;
+pub mod self_wake;
 pub mod server;
 pub mod socket;
 pub mod state;
