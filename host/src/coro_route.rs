@@ -10,7 +10,7 @@
 //! upgraded, 500 before), tasks not yet started go to another instance,
 //! and the next request gets a fresh one. A client address whose requests
 //! crashed an instance is served from then on in an instance of its own,
-//! so another crash costs no one else ([`Quarantine`]); one that crashes
+//! so another crash costs no one else (`Quarantine`); one that crashes
 //! that too is refused for a while (503).
 
 use crate::bindings::coro::CoroPre;
@@ -56,7 +56,7 @@ pub struct Task {
     pub request: Request,
     /// Its `--max-connections` slot and its route's count, held until it ends.
     pub slot: Open,
-    /// The client's address, for [`Quarantine`].
+    /// The client's address, for `Quarantine`.
     pub client: IpAddr,
 }
 

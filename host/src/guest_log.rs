@@ -3,7 +3,7 @@
 //!
 //! A guest is not trusted with the log: control characters are escaped (a
 //! `\r` or an ANSI sequence cannot forge or hide a line), and each stream
-//! logs at most [`BURST`] lines at once and [`LINES_PER_SEC`] a second on
+//! logs at most `BURST` lines at once and `LINES_PER_SEC` a second on
 //! average; what is over is counted and reported, not logged.
 
 use bytes::Bytes;
