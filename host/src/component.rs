@@ -46,7 +46,8 @@ pub enum Loaded {
 pub struct Linkers {
     handler: Linker<HostState>,
     events: Linker<EventState>,
-    coro: Linker<CoroState>,
+    /// Only on an engine with concurrency support.
+    coro: Option<Linker<CoroState>>,
 }
 
 /// Core wasm instances, memories and tables one component may hold: a Rust
@@ -81,7 +82,11 @@ const ASYNC_STACK: usize = 512 << 10;
 /// With a `cache` directory, compiled components are kept there and a
 /// restart loads them instead of compiling again (a Python or JavaScript
 /// guest takes seconds to compile).
-pub fn engine(limits: &Limits, cache: Option<&Path>, instances: usize) -> Result<Engine> {
+pub fn engine(
+    limits: &Limits,
+    cache: Option<&Path>,
+    (instances, concurrent): (usize, bool),
+) -> Result<Engine> {
     let slots = u32::try_from(instances).unwrap_or(u32::MAX);
     // Each slot reserves address space for the largest memory a guest may have.
     let memory = limits.guest_memory.next_multiple_of(64 << 10);
@@ -99,8 +104,11 @@ pub fn engine(limits: &Limits, cache: Option<&Path>, instances: usize) -> Result
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        // The coro world's `async func`s (many tasks in one instance).
-        .wasm_component_model_async(true)
+        // The coro world's `async func`s (many tasks in one instance). Off
+        // without a coro route: calls into the other worlds' guests then
+        // skip wasmtime's concurrent event loop (see `Server::new`).
+        .wasm_component_model_async(concurrent)
+        .concurrency_support(concurrent)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
@@ -131,8 +139,9 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
 }
 
-/// The imports guests may use: WASI p2 and each world's interfaces.
-pub fn linkers(engine: &Engine) -> Result<Linkers> {
+/// The imports guests may use: WASI p2 and each world's interfaces (the
+/// coro world's only on an engine made `concurrent`).
+pub fn linkers(engine: &Engine, concurrent: bool) -> Result<Linkers> {
     let mut handler = Linker::new(engine);
     anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut handler))?;
     anyhow(Handler::add_to_linker::<_, HasSelf<Conn>>(
@@ -146,12 +155,17 @@ pub fn linkers(engine: &Engine) -> Result<Linkers> {
         &mut events,
         |state: &mut EventState| &mut state.host,
     ))?;
-    let mut coro = Linker::new(engine);
-    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut coro))?;
-    anyhow(Coro::add_to_linker::<_, HasSelf<CoroHost>>(
-        &mut coro,
-        |state: &mut CoroState| &mut state.host,
-    ))?;
+    let coro = if concurrent {
+        let mut coro = Linker::new(engine);
+        anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut coro))?;
+        anyhow(Coro::add_to_linker::<_, HasSelf<CoroHost>>(
+            &mut coro,
+            |state: &mut CoroState| &mut state.host,
+        ))?;
+        Some(coro)
+    } else {
+        None
+    };
     Ok(Linkers {
         handler,
         events,
@@ -262,7 +276,10 @@ pub fn load(
             Loaded::Events(anyhow(EventsPre::new(pre)).with_context(wrong_types)?)
         }
         World::Coro => {
-            let pre = anyhow(linkers.coro.instantiate_pre(&component)).with_context(imports)?;
+            let Some(coro) = &linkers.coro else {
+                bail!("{source}: a coro-world component on a server started without one");
+            };
+            let pre = anyhow(coro.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Coro(anyhow(CoroPre::new(pre)).with_context(wrong_types)?)
         }
     })
