@@ -121,7 +121,9 @@ impl EventRoute {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(instance) = idle {
             let span = tracing::info_span!("events", route = %self.path);
-            // wasmtime wakes the task as it calls the guest: taken in place.
+            // With a coro route in the server, wasmtime's concurrent loop
+            // wakes the task as it calls the guest: taken in place. Either
+            // way, under load it yields once a wake (`self_wake`).
             let handled = instance.handled.clone();
             tokio::spawn(self_wake::run(instance.run(), handled).instrument(span));
         }
