@@ -18,10 +18,11 @@
 //! though: they let the other sockets queue more for the instance's next
 //! turn. [`run`] keeps that, once per wake and only under load ([`Handled`]).
 
+use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// Polls in a row before a future that keeps waking itself is left to the
@@ -38,7 +39,7 @@ const WOKEN: u8 = 2;
 struct Flag {
     state: AtomicU8,
     /// The waker of the task that last polled.
-    task: Mutex<Option<Waker>>,
+    task: AtomicWaker,
 }
 
 impl Wake for Flag {
@@ -51,10 +52,7 @@ impl Wake for Flag {
             self.state
                 .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire);
         if marked == Err(IDLE) {
-            let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(task) = task {
-                task.wake();
-            }
+            self.task.wake();
         }
     }
 }
@@ -119,7 +117,7 @@ impl Default for Rewaker {
     fn default() -> Self {
         let flag = Arc::new(Flag {
             state: AtomicU8::new(IDLE),
-            task: Mutex::new(None),
+            task: AtomicWaker::new(),
         });
         let waker = Waker::from(flag.clone());
         Rewaker { flag, waker }
@@ -128,12 +126,7 @@ impl Default for Rewaker {
 
 impl Rewaker {
     fn poll<F: Future>(&self, mut future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        {
-            let mut task = self.flag.task.lock().unwrap_or_else(|e| e.into_inner());
-            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
+        self.flag.task.register(cx.waker());
         let mut inner = Context::from_waker(&self.waker);
         for _ in 0..AGAIN {
             self.flag.state.store(POLLING, Ordering::Release);
