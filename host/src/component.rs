@@ -142,35 +142,38 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
 /// The imports guests may use: WASI p2 and each world's interfaces (the
 /// coro world's only on an engine made `concurrent`).
 pub fn linkers(engine: &Engine, concurrent: bool) -> Result<Linkers> {
-    let mut handler = Linker::new(engine);
-    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut handler))?;
-    anyhow(Handler::add_to_linker::<_, HasSelf<Conn>>(
-        &mut handler,
-        |state: &mut HostState| &mut state.conn,
-    ))?;
-    let mut events = Linker::new(engine);
-    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut events))?;
+    let handler = linker(engine, |l| {
+        Handler::add_to_linker::<_, HasSelf<Conn>>(l, |state: &mut HostState| &mut state.conn)
+    })?;
     // Event imports never block: the CPU budget is per event, not per call.
-    anyhow(Events::add_to_linker::<_, HasSelf<EventHost>>(
-        &mut events,
-        |state: &mut EventState| &mut state.host,
-    ))?;
-    let coro = if concurrent {
-        let mut coro = Linker::new(engine);
-        anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut coro))?;
-        anyhow(Coro::add_to_linker::<_, HasSelf<CoroHost>>(
-            &mut coro,
-            |state: &mut CoroState| &mut state.host,
-        ))?;
-        Some(coro)
-    } else {
-        None
-    };
+    let events = linker(engine, |l| {
+        Events::add_to_linker::<_, HasSelf<EventHost>>(l, |state: &mut EventState| &mut state.host)
+    })?;
+    let coro = concurrent
+        .then(|| {
+            linker(engine, |l| {
+                Coro::add_to_linker::<_, HasSelf<CoroHost>>(l, |state: &mut CoroState| {
+                    &mut state.host
+                })
+            })
+        })
+        .transpose()?;
     Ok(Linkers {
         handler,
         events,
         coro,
     })
+}
+
+/// A linker with WASI p2 and what `add` puts in it (one world's imports).
+fn linker<T: wasmtime_wasi::WasiView + 'static>(
+    engine: &Engine,
+    add: impl FnOnce(&mut Linker<T>) -> wasmtime::Result<()>,
+) -> Result<Linker<T>> {
+    let mut linker = Linker::new(engine);
+    anyhow(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+    anyhow(add(&mut linker))?;
+    Ok(linker)
 }
 
 /// Instance slots a server needs: one per connection (`max_connections`)
