@@ -248,6 +248,7 @@ async fn run(cli: Cli) -> Result<()> {
             for &n in &conns {
                 for server in &servers {
                     let echo = load::echo(server.addr, n, size, duration).await?;
+                    server.settle().await?;
                     let figure = format!("echo {size} B, {n} conn");
                     // Each round's figure as it comes: the table gives medians.
                     eprintln!(
@@ -279,6 +280,7 @@ async fn run(cli: Cli) -> Result<()> {
         for server in servers.iter().filter(|_| cli.runs("setup")) {
             let count = if cli.quick { 100 } else { 2000 };
             let rate = load::setup_rate(server.addr, count, 16).await?;
+            server.settle().await?;
             report.add(
                 "connection set-up: conn/s",
                 Better::Higher,
@@ -301,6 +303,7 @@ async fn run(cli: Cli) -> Result<()> {
             let messages = (200_000 / fanout).max(20);
             for server in &servers {
                 let rate = load::broadcast(server.addr, fanout, messages).await?;
+                server.settle().await?;
                 let figure = format!("broadcast to {fanout}: deliveries/s");
                 report.add(&figure, Better::Higher, server.kind.name(), rate);
             }
