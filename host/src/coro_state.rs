@@ -67,7 +67,10 @@ pub struct CoroHost {
     /// Writers of large fan-outs (publishes to [`crate::outbox::CORK_AT`] sockets or more)
     /// not yet woken: they are once the instance's current turn of guest
     /// work is over, so each takes the turn's frames in one write, as the
-    /// event world's batches do.
+    /// event world's batches do. A turn is one of wasmtime's items of
+    /// guest work (it polls the loop before each): a task running until it
+    /// must wait. A task whose `recv`s find its inbox full of a burst takes
+    /// the whole burst in one turn, its publishes with it.
     cork: Cork,
     /// Wakes the instance's loop, which uncorks when next polled: between
     /// turns of guest work (a waker, not a `Notify`: the loop and the
