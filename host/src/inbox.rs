@@ -19,8 +19,8 @@ use tungstenite::Message;
 /// its inbox holds in one turn of its instance, and what it publishes to
 /// many goes out in one write per subscriber. With 16 a publisher's burst
 /// was cut into turns of 16: a fan-out to 1,000 went out at 29 frames a
-/// write instead of 48, 0.8x the event world's deliveries a second (1.0x
-/// with 256).
+/// write instead of 48, 0.8x the event world's deliveries a second
+/// (0.85-0.97x with 256, and 48 frames a write).
 const MAX_MESSAGES: usize = 256;
 /// ...or bytes, each message counted with [`PER_MESSAGE`] more for its
 /// place in the queue (one message of any allowed size is always taken).
