@@ -156,6 +156,17 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
             ["[[route]] /x", "limits.max_connections is the server's"],
         ),
         ("[tls]\ncert = \"c.pem\"\n", ["missing field `key`", "tls"]),
+        (
+            "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb\"]\n",
+            [
+                "trusted_proxies (--trusted-proxy)",
+                "\"lb\" is not an address",
+            ],
+        ),
+        (
+            "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nlimits = { trusted_proxies = [\"::1\"] }\n",
+            ["[[route]] /x", "limits.trusted_proxies is the server's"],
+        ),
     ];
     for (text, needles) in cases {
         let path = write_config(&dir, text);

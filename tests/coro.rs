@@ -14,14 +14,33 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket to `path` from source address 127.0.0.`host`.
 async fn connect_from(server: &Server, host: u8, path: &str) -> Client {
+    connect_as(server, host, path, None).await
+}
+
+/// A TCP connection to the server from source address 127.0.0.`host`.
+async fn tcp_from(server: &Server, host: u8) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
     socket.bind(source).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let url = format!("ws://{}{path}", server.addr);
+    socket.connect(server.addr).await.unwrap()
+}
+
+/// A WebSocket to `path` from 127.0.0.`host`, saying (as a proxy would)
+/// that it comes for `forwarded_for`.
+async fn connect_as(server: &Server, host: u8, path: &str, forwarded_for: Option<&str>) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = tcp_from(server, host).await;
+    let mut request = format!("ws://{}{path}", server.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(client) = forwarded_for {
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+    }
     let (ws, _) = tokio::time::timeout(
         WAIT,
-        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+        tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
     )
     .await
     .expect("handshake timed out")
@@ -184,16 +203,16 @@ async fn after_a_burst_tasks_pack_onto_one_instance_per_core_and_the_extra_ones_
 
 /// Ask for `/p` from 127.0.0.`host` by hand: the host's answer.
 async fn answer_from(server: &Server, host: u8) -> String {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)),
-            0,
-        ))
-        .unwrap();
-    let mut tcp = socket.connect(server.addr).await.unwrap();
+    answer_as(server, host, None).await
+}
+
+/// Ask for `/p` from 127.0.0.`host` by hand, for `forwarded_for` when
+/// given: the host's answer.
+async fn answer_as(server: &Server, host: u8, forwarded_for: Option<&str>) -> String {
+    let mut tcp = tcp_from(server, host).await;
+    let forwarded = forwarded_for.map_or(String::new(), |c| format!("X-Forwarded-For: {c}\r\n"));
     let handshake = format!(
-        "GET /p HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /p HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{forwarded}\r\n",
         server.addr
     );
     tokio::io::AsyncWriteExt::write_all(&mut tcp, handshake.as_bytes())
@@ -280,4 +299,38 @@ async fn a_coro_route_beside_the_other_worlds_serves_them_all() {
         echoes(&mut plain.connect(path).await, path).await;
     }
     plain.wait_for_log("concurrent guest calls: off").await;
+}
+
+/// Behind a load balancer every client is the balancer's address: keyed
+/// on that, one crashing client would get everyone refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_client_it_names_is_quarantined_not_the_proxy() {
+    let server = Server::start_flagged(&["--trusted-proxy", "127.0.0.2"], &[("/p", "coro_probe")]);
+    // The proxy (127.0.0.2) forwards for 203.0.113.7, which crashes twice;
+    // what the client itself put left of its address does not count.
+    for log in [
+        "served alone from now on client=203.0.113.7\n",
+        "crashed its own instance: refused for 60s client=203.0.113.7\n",
+    ] {
+        let via_proxy = Some("6.6.6.6, 203.0.113.7");
+        let mut culprit = connect_as(&server, 2, "/p", via_proxy).await;
+        send_text(&mut culprit, "panic").await;
+        assert_eq!(close_code(&mut culprit).await, Some(1011));
+        server.wait_for_log(log).await;
+    }
+    let refused = answer_as(&server, 2, Some("203.0.113.7")).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    // Others behind the same proxy, and the proxy itself, are served.
+    let mut other = connect_as(&server, 2, "/p", Some("198.51.100.2")).await;
+    echoes(&mut other, "alive").await;
+    assert!(
+        answer_as(&server, 2, None)
+            .await
+            .starts_with("HTTP/1.1 101")
+    );
+    // A peer not trusted cannot name a client: not even to get one refused.
+    let spoofed = answer_as(&server, 3, Some("198.51.100.2")).await;
+    assert!(spoofed.starts_with("HTTP/1.1 101"), "{spoofed}");
+    let mut direct = connect_as(&server, 4, "/p", Some("203.0.113.7")).await;
+    echoes(&mut direct, "not refused").await;
 }

@@ -70,6 +70,17 @@ fn a_malformed_route_is_a_usage_error() {
 }
 
 #[test]
+fn a_trusted_proxy_that_is_no_address_is_refused_by_name() {
+    let echo = format!("/ws={}", guest("echo").display());
+    let stderr = refused(&["--route", &echo, "--trusted-proxy", "lb.internal"], 1);
+    assert!(stderr.contains("--trusted-proxy"), "{stderr}");
+    assert!(
+        stderr.contains("\"lb.internal\" is not an address or network"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_same_route_twice_is_refused() {
     let echo = format!("/ws={}", guest("echo").display());
     let stderr = refused(&["--route", &echo, "--route", &echo], 1);

@@ -1,5 +1,6 @@
 //! What `wshost serve` is told: routes and limits.
 
+use crate::client_addr::TrustedProxies;
 use crate::outbox::Outbox;
 use crate::sandbox::Grants;
 use std::path::PathBuf;
@@ -154,6 +155,8 @@ pub struct Limits {
     pub allowed_origins: Vec<String>,
     /// Agree to permessage-deflate with clients that offer it.
     pub deflate: bool,
+    /// Peers whose `X-Forwarded-For` names the client (server-wide).
+    pub trusted_proxies: TrustedProxies,
     /// Bytes of large messages read and not yet taken by guests, process-wide.
     pub in_flight: usize,
     /// What the guest may reach through WASI (config file only).
@@ -184,6 +187,7 @@ impl Default for Limits {
             },
             allowed_origins: Vec::new(),
             deflate: false,
+            trusted_proxies: TrustedProxies::default(),
             in_flight: 1 << 30,
             grants: Grants::default(),
         }

@@ -4,6 +4,7 @@
 //! every error names the file, the line and the key. Flags given on the
 //! command line override the file (for every route).
 
+use crate::client_addr::TrustedProxies;
 use crate::config::{ComponentSource, Limits, RouteSpec, check_path};
 use crate::sandbox::Grants;
 use crate::tls::TlsFiles;
@@ -101,6 +102,7 @@ pub struct LimitsFile {
     pub allowed_origins: Option<Vec<String>>,
     pub deflate: Option<bool>,
     pub max_in_flight: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl LimitsFile {
@@ -112,6 +114,7 @@ impl LimitsFile {
             ("shutdown_timeout", self.shutdown_timeout.is_some()),
             ("handshake_timeout", self.handshake_timeout.is_some()),
             ("max_in_flight", self.max_in_flight.is_some()),
+            ("trusted_proxies", self.trusted_proxies.is_some()),
         ]
         .into_iter()
         .find_map(|(key, set)| set.then_some(key))
@@ -190,6 +193,15 @@ impl LimitsFile {
         }
         if let Some(v) = self.max_in_flight {
             limits.in_flight = positive("max_in_flight", v)?;
+        }
+        if let Some(v) = &self.trusted_proxies {
+            let nets = v
+                .iter()
+                .map(|n| TrustedProxies::parse(n).map_err(anyhow::Error::msg));
+            let nets = nets
+                .collect::<Result<_>>()
+                .context("trusted_proxies (--trusted-proxy)")?;
+            limits.trusted_proxies = TrustedProxies::new(nets);
         }
         Ok(())
     }

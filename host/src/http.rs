@@ -35,6 +35,14 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The values of every header `name`, in the order sent.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// How many times header `name` was sent.
     fn count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(n, _)| n == name).count()

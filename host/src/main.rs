@@ -216,6 +216,14 @@ struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
 
+    /// Trust this proxy (an address, or a network as 10.0.0.0/8) to name
+    /// the client in `X-Forwarded-For`; repeatable. The host then keys what
+    /// it decides about a client (the coro world's quarantine) on the
+    /// rightmost address there that is not a trusted proxy. Default: none,
+    /// the header is ignored.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/BITS]")]
+    trusted_proxies: Vec<String>,
+
     /// Serve TLS (`wss://`, `https://`) with the certificate chain in this
     /// PEM file (leaf first). It and the key are read again when they change.
     #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
@@ -538,6 +546,7 @@ fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFi
         allowed_origins: given("allowed_origins").then_some(origins),
         deflate: given("deflate").then_some(args.deflate),
         max_in_flight: given("max_in_flight").then_some(args.max_in_flight),
+        trusted_proxies: given("trusted_proxies").then(|| args.trusted_proxies.clone()),
     })
 }
 

@@ -7,6 +7,7 @@
 //! unknown path is answered `404` without instantiating anything.
 
 use crate::bindings::{HandlerPre, Request};
+use crate::client_addr;
 use crate::component::{self, Loaded, World};
 use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
@@ -480,7 +481,9 @@ impl Server {
             }
             Route::Coro(route) => {
                 let mut stream = stream;
-                if route.refuses(remote.ip()) {
+                let forwarded = head.headers_named(client_addr::FORWARDED_FOR);
+                let client = self.limits.trusted_proxies.client(remote.ip(), forwarded);
+                if route.refuses(client) {
                     crate::meters::refused("quarantine");
                     let body = b"this client crashed its handler; try again later\n";
                     let response = http::response(503, &[], body, head.method == "HEAD");
@@ -501,7 +504,7 @@ impl Server {
                     conn,
                     request,
                     slot,
-                    client: remote.ip(),
+                    client,
                 });
             }
         }
