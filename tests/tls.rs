@@ -102,6 +102,16 @@ async fn tls_connect(
     server: &Server,
     roots: &[&CertificateDer<'static>],
 ) -> (TlsStream<TcpStream>, CertificateDer<'static>) {
+    tls_connect_after(server, roots, &[]).await
+}
+
+/// A TLS connection as [`tls_connect`], with `before` sent ahead of the
+/// TLS handshake (as a balancer sends its PROXY header).
+async fn tls_connect_after(
+    server: &Server,
+    roots: &[&CertificateDer<'static>],
+    before: &[u8],
+) -> (TlsStream<TcpStream>, CertificateDer<'static>) {
     let mut store = rustls::RootCertStore::empty();
     for root in roots {
         store.add((*root).clone()).unwrap();
@@ -112,7 +122,8 @@ async fn tls_connect(
         .unwrap()
         .with_root_certificates(store)
         .with_no_client_auth();
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(before).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let tls = tokio::time::timeout(
         WAIT,
@@ -188,6 +199,31 @@ async fn wss_echo_and_https_page_with_a_certificate_chain() {
     assert!(!reply.contains("200 OK"), "{reply}");
     let (hello, _) = echo_round(&mut ws, "still").await;
     assert_eq!(hello, "Привет, still!");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Behind a layer-4 balancer that passes TLS through, the PROXY header is
+/// the only way to learn the client: it comes before the TLS handshake.
+#[tokio::test]
+async fn a_proxy_header_ahead_of_tls_names_the_client() {
+    let dir = tempdir("tls-proxied");
+    let issued = issue("proxied");
+    issued.install(&dir);
+    let flags = ["--trusted-proxy", "127.0.0.1", "--proxy-protocol"];
+    let server = tls_server(&dir, &flags, &[("/p", "probe")]);
+    // v2, TCP over IPv4, from 203.0.113.9:4711 (as AWS NLB sends it).
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c".to_vec();
+    header.extend_from_slice(&[203, 0, 113, 9, 127, 0, 0, 1]);
+    header.extend_from_slice(&[0x12, 0x67, 0x01, 0xbb]); // ports 4711, 443
+    let (mut tls, _) = tls_connect_after(&server, &[&issued.ca], &header).await;
+    tls.write_all(b"GET /p?peer HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n203.0.113.9:4711"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -157,6 +157,8 @@ pub struct Limits {
     pub deflate: bool,
     /// Peers whose `X-Forwarded-For` names the client (server-wide).
     pub trusted_proxies: TrustedProxies,
+    /// Those peers begin each connection with a PROXY protocol header.
+    pub proxy_protocol: bool,
     /// Bytes of large messages read and not yet taken by guests, process-wide.
     pub in_flight: usize,
     /// What the guest may reach through WASI (config file only).
@@ -188,6 +190,7 @@ impl Default for Limits {
             allowed_origins: Vec::new(),
             deflate: false,
             trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
             in_flight: 1 << 30,
             grants: Grants::default(),
         }

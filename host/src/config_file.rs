@@ -103,6 +103,7 @@ pub struct LimitsFile {
     pub deflate: Option<bool>,
     pub max_in_flight: Option<usize>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
 }
 
 impl LimitsFile {
@@ -115,6 +116,7 @@ impl LimitsFile {
             ("handshake_timeout", self.handshake_timeout.is_some()),
             ("max_in_flight", self.max_in_flight.is_some()),
             ("trusted_proxies", self.trusted_proxies.is_some()),
+            ("proxy_protocol", self.proxy_protocol.is_some()),
         ]
         .into_iter()
         .find_map(|(key, set)| set.then_some(key))
@@ -203,6 +205,9 @@ impl LimitsFile {
                 .context("trusted_proxies (--trusted-proxy)")?;
             limits.trusted_proxies = TrustedProxies::new(nets);
         }
+        if let Some(v) = self.proxy_protocol {
+            limits.proxy_protocol = v;
+        }
         Ok(())
     }
 }
@@ -265,6 +270,11 @@ impl ConfigFile {
             .apply(&mut limits)
             .with_context(|| format!("{file}: [limits]"))?;
         overrides.apply(&mut limits)?;
+        anyhow::ensure!(
+            !limits.proxy_protocol || !limits.trusted_proxies.is_empty(),
+            "proxy_protocol (--proxy-protocol) needs trusted_proxies (--trusted-proxy): \
+             the balancers whose PROXY header is believed"
+        );
         Ok(limits)
     }
 

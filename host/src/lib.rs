@@ -30,6 +30,7 @@ pub mod hub;
 pub mod inbox;
 pub mod meters;
 pub mod outbox;
+pub mod proxy_protocol;
 pub mod pump;
 pub mod reader;
 pub mod sandbox;

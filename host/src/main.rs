@@ -224,6 +224,13 @@ struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "ADDR[/BITS]")]
     trusted_proxies: Vec<String>,
 
+    /// Connections from `--trusted-proxy` peers begin with a PROXY protocol
+    /// header (v1 or v2, as HAProxy and AWS NLB send): it names the client,
+    /// which guests then get as `remote-addr`. Such a connection without
+    /// one is dropped; others are served as they come.
+    #[arg(long)]
+    proxy_protocol: bool,
+
     /// Serve TLS (`wss://`, `https://`) with the certificate chain in this
     /// PEM file (leaf first). It and the key are read again when they change.
     #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
@@ -547,6 +554,7 @@ fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFi
         deflate: given("deflate").then_some(args.deflate),
         max_in_flight: given("max_in_flight").then_some(args.max_in_flight),
         trusted_proxies: given("trusted_proxies").then(|| args.trusted_proxies.clone()),
+        proxy_protocol: given("proxy_protocol").then_some(args.proxy_protocol),
     })
 }
 

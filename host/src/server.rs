@@ -17,6 +17,7 @@ use crate::event_socket::{self, Accepted};
 use crate::http;
 use crate::hub::Hub;
 use crate::meters::{self, Open, RouteMeters};
+use crate::proxy_protocol::{self, ProxyHeaderError};
 use crate::sandbox;
 use crate::socket::turned_true;
 use crate::state::HostState;
@@ -90,6 +91,17 @@ impl Route {
             Route::Coro(_) => "coro",
         }
     }
+}
+
+/// A request read off a new connection, and the route it is for.
+struct Arrived {
+    stream: Stream,
+    head: http::RequestHead,
+    /// What the client sent after the head.
+    early: Vec<u8>,
+    route: Arc<Route>,
+    /// The peer, or the client a trusted proxy's PROXY header named.
+    remote: SocketAddr,
 }
 
 pub struct Server {
@@ -338,7 +350,7 @@ impl Server {
             );
             let write_timeout = self.limits.write_timeout;
             tokio::spawn(async move {
-                if let Some(mut stream) = self.open(tcp, remote).await {
+                if let Some((mut stream, _)) = self.open(tcp, remote).await {
                     let response = http::response(503, &[], body.as_bytes(), false);
                     http::refuse(&mut stream, &response, write_timeout).await;
                 }
@@ -352,17 +364,33 @@ impl Server {
         });
     }
 
-    /// The connection's stream: on a TLS listener, after the TLS handshake
-    /// (within the handshake timeout); `None` if that failed.
-    async fn open(&self, tcp: TcpStream, remote: SocketAddr) -> Option<Stream> {
+    /// The connection's stream and its peer: the client a trusted proxy's
+    /// PROXY header names (`--proxy-protocol`), else the TCP peer; on a TLS
+    /// listener, after the TLS handshake. Each step within the handshake
+    /// timeout; `None` if one failed.
+    async fn open(&self, mut tcp: TcpStream, remote: SocketAddr) -> Option<(Stream, SocketAddr)> {
         let _ = tcp.set_nodelay(true);
+        let limits = &self.limits;
+        let mut peer = remote;
+        if limits.proxy_protocol && limits.trusted_proxies.trusts(remote.ip()) {
+            let read = proxy_protocol::read_source(&mut tcp);
+            let read = tokio::time::timeout(limits.head_timeout, read).await;
+            match read.unwrap_or(Err(ProxyHeaderError::TimedOut)) {
+                Ok(source) => peer = source.unwrap_or(remote),
+                Err(e) => {
+                    tracing::info!(%remote, "dropped: {e}");
+                    meters::refused("proxy_header");
+                    return None;
+                }
+            }
+        }
         let Some(tls) = &self.tls else {
-            return Some(Stream::Plain(tcp));
+            return Some((Stream::Plain(tcp), peer));
         };
-        match tls.accept(tcp, self.limits.head_timeout).await {
-            Ok(stream) => Some(stream),
+        match tls.accept(tcp, limits.head_timeout).await {
+            Ok(stream) => Some((stream, peer)),
             Err(e) => {
-                tracing::debug!(%remote, "TLS handshake failed: {e}");
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
                 meters::refused("tls");
                 None
             }
@@ -376,14 +404,14 @@ impl Server {
         tcp: TcpStream,
         remote: SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<(Stream, http::RequestHead, Vec<u8>, Arc<Route>)> {
+    ) -> Option<Arrived> {
         let head = async {
-            let mut stream = self.open(tcp, remote).await?;
+            let (mut stream, remote) = self.open(tcp, remote).await?;
             let limits = &self.limits;
             let head = http::read_head(&mut stream, limits.max_head_size, limits.head_timeout);
-            Some((head.await, stream))
+            Some((head.await, stream, remote))
         };
-        let (head, mut stream) = tokio::select! {
+        let (head, mut stream, remote) = tokio::select! {
             head = head => head?,
             // A request still arriving at shutdown is not worth waiting for.
             _ = turned_true(shutdown) => return None,
@@ -425,7 +453,13 @@ impl Server {
             http::refuse(&mut stream, &response, self.limits.write_timeout).await;
             return None;
         }
-        Some((stream, head, early, route?))
+        Some(Arrived {
+            stream,
+            head,
+            early,
+            route: route?,
+            remote,
+        })
     }
 
     /// Serve one connection; `slot` (its `--max-connections` permit) is
@@ -438,7 +472,14 @@ impl Server {
         slot: OwnedSemaphorePermit,
     ) {
         let read = self.read_request(tcp, remote, &mut shutdown).await;
-        let Some((stream, head, early, route)) = read else {
+        let Some(Arrived {
+            stream,
+            head,
+            early,
+            route,
+            remote,
+        }) = read
+        else {
             return;
         };
         let slot = route.meters().opened(slot);

@@ -11,6 +11,7 @@
 //! - `nap=MS`: upgrade, push `napping`, sleep MS without reading, then push
 //!   the size of each message received.
 //! - `env=NAME`: answer 200 with environment variable NAME, or `unset`.
+//! - `peer`: answer 200 with the request's `remote-addr`.
 //! - `file=PATH`: answer 200 with the file at PATH, or 404 and the error.
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
 //! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
@@ -104,6 +105,11 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
         "env" => {
             let value = std::env::var(arg).unwrap_or_else(|_| "unset".into());
             return ws.respond(wshost_guest::Response::text(value)).map_err(str);
+        }
+        "peer" => {
+            return ws
+                .respond(wshost_guest::Response::text(req.remote_addr))
+                .map_err(str);
         }
         "file" => {
             let response = match std::fs::read_to_string(arg) {
