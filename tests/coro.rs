@@ -334,3 +334,32 @@ async fn behind_a_trusted_proxy_the_client_it_names_is_quarantined_not_the_proxy
     let mut direct = connect_as(&server, 4, "/p", Some("203.0.113.7")).await;
     echoes(&mut direct, "not refused").await;
 }
+
+/// An IPv6 subscriber picks addresses from its /64 at will: known by each
+/// one, it could crash a shared instance again from every new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_client_is_quarantined_by_its_64_not_by_each_address() {
+    let server = Server::start_flagged(&["--trusted-proxy", "127.0.0.2"], &[("/p", "coro_probe")]);
+    let crash_as = async |client: &str, log: &str| {
+        let mut culprit = connect_as(&server, 2, "/p", Some(client)).await;
+        send_text(&mut culprit, "panic").await;
+        assert_eq!(close_code(&mut culprit).await, Some(1011));
+        server.wait_for_log(&format!("{log} client={client}")).await;
+    };
+    crash_as(
+        "2001:db8:1:2::a",
+        "crashed a shared instance: served alone from now on",
+    )
+    .await;
+    // Another address of that /64 is served in the same instance of its
+    // own: its crash is that instance's, and the whole /64 is refused.
+    crash_as(
+        "2001:db8:1:2::b",
+        "crashed its own instance: refused for 60s",
+    )
+    .await;
+    let refused = answer_as(&server, 2, Some("2001:db8:1:2:ffff::1")).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let next_door = answer_as(&server, 2, Some("2001:db8:1:3::a")).await;
+    assert!(next_door.starts_with("HTTP/1.1 101"), "{next_door}");
+}

@@ -26,7 +26,7 @@ use crate::topics::Topics;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,17 @@ const BANNED_FOR: Duration = Duration::from_secs(60);
 /// (many crashing addresses must not take every instance slot).
 pub const MAX_ISOLATED: usize = 8;
 
+/// What the quarantine knows a client by: its address; for IPv6 its /64,
+/// the network one subscriber is given and picks addresses from at will
+/// (as rate limiters count it): else each crash could come from a new
+/// address, and crash a shared instance again.
+fn quarantine_key(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
 /// One request for an instance to serve.
 pub struct Task {
     pub id: ConnectionId,
@@ -65,11 +76,11 @@ struct Instance {
     queue: mpsc::UnboundedSender<Task>,
     /// Tasks queued to it or running in it.
     tasks: AtomicUsize,
-    /// Serves only this client address (quarantined).
+    /// Serves only this client (its [`quarantine_key`]: quarantined).
     only: Option<IpAddr>,
 }
 
-/// Client addresses whose requests crashed an instance.
+/// Clients (by [`quarantine_key`]) whose requests crashed an instance.
 #[derive(Default)]
 struct Quarantine {
     /// Served in an instance of their own.
@@ -114,6 +125,7 @@ impl CoroRoute {
     /// Whether requests from `client` are refused (it crashed an instance
     /// of its own lately).
     pub fn refuses(&self, client: IpAddr) -> bool {
+        let client = quarantine_key(client);
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
         match quarantine.banned.get(&client) {
             Some(until) if Instant::now() < *until => true,
@@ -140,6 +152,7 @@ impl CoroRoute {
 
     /// The instance of its own a quarantined client's requests go to.
     fn quarantined(self: &Arc<Self>, client: IpAddr) -> Option<Arc<Instance>> {
+        let client = quarantine_key(client);
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
         let own = quarantine.isolated.get(&client)?;
         if !own.queue.is_closed() {
@@ -307,27 +320,24 @@ impl CoroRoute {
             self.serve(task);
         }
         if let Some(client) = culprit {
+            let key = quarantine_key(client);
             let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-            if handle.only == Some(client) {
+            if handle.only == Some(key) {
                 tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
-                quarantine.isolated.remove(&client);
-                quarantine
-                    .banned
-                    .insert(client, Instant::now() + BANNED_FOR);
+                quarantine.isolated.remove(&key);
+                quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
             } else if quarantine.isolated.len() >= MAX_ISOLATED {
                 tracing::warn!(
                     %client,
                     "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
                 );
-                quarantine
-                    .banned
-                    .insert(client, Instant::now() + BANNED_FOR);
+                quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
             } else {
                 tracing::warn!(%client, "crashed a shared instance: served alone from now on");
                 quarantine
                     .isolated
-                    .entry(client)
-                    .or_insert_with(|| self.start(Some(client)));
+                    .entry(key)
+                    .or_insert_with(|| self.start(Some(key)));
             }
         }
     }
