@@ -363,3 +363,45 @@ async fn an_ipv6_client_is_quarantined_by_its_64_not_by_each_address() {
     let next_door = answer_as(&server, 2, Some("2001:db8:1:3::a")).await;
     assert!(next_door.starts_with("HTTP/1.1 101"), "{next_door}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_and_the_quarantine_are_counted_in_metrics() {
+    use support::admin::{admin_addr, admin_get, sample};
+    let flags = ["--admin", "127.0.0.1:0", "--coro-tasks", "2"];
+    let server = Server::start_flagged(&flags, &[("/p", "coro_probe")]);
+    let admin = admin_addr(&server).await;
+    let metric = async |series: &str| sample(&admin_get(&admin, "/metrics").await.1, series);
+    let instances = r#"wshost_coro_instances{route="/p"}"#;
+    let isolated = r#"wshost_quarantined_total{route="/p",action="isolated"}"#;
+    let banned = r#"wshost_quarantined_total{route="/p",action="banned"}"#;
+
+    // Three tasks, two to an instance: two instances at least.
+    let mut clients = clients_from(&server, 2, 3).await;
+    for ws in &mut clients {
+        echoes(ws, "hi").await;
+    }
+    assert!(metric(instances).await >= 2.0);
+    assert_eq!((metric(isolated).await, metric(banned).await), (0.0, 0.0));
+
+    let crash = async |log: &str| {
+        let mut culprit = connect_from(&server, 3, "/p").await;
+        send_text(&mut culprit, "panic").await;
+        assert_eq!(close_code(&mut culprit).await, Some(1011));
+        server.wait_for_log(log).await;
+    };
+    crash("served alone from now on client=127.0.0.3").await;
+    assert_eq!(metric(isolated).await, 1.0);
+    // Its own instance is lost with its second crash, and none replaces it.
+    let before = metric(instances).await;
+    crash("crashed its own instance: refused").await;
+    assert_eq!(metric(banned).await, 1.0);
+    let started = Instant::now();
+    while metric(instances).await != before - 1.0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} instances",
+            metric(instances).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -19,7 +19,7 @@ use crate::config::Limits;
 use crate::conn::{Conn, Outcome};
 use crate::coro_state::{CoroState, Served};
 use crate::hub::Hub;
-use crate::meters::{Open, RouteMeters};
+use crate::meters::{self, Open, RouteMeters};
 use crate::sandbox;
 use crate::self_wake::{self, Handled};
 use crate::topics::Topics;
@@ -220,7 +220,12 @@ impl CoroRoute {
         // wasmtime's event loop wakes the task as it runs guest calls:
         // taken in place, not as yields that wake another worker.
         let handled = Handled::default();
+        let running = meters::Running::new(&self.path);
         let run = self.clone().run(instance.clone(), tasks, handled.clone());
+        let run = async move {
+            run.await;
+            drop(running);
+        };
         let run = self_wake::run(run, handled);
         tokio::spawn(tokio::task::unconstrained(run).instrument(span));
         instance
@@ -326,14 +331,17 @@ impl CoroRoute {
                 tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
                 quarantine.isolated.remove(&key);
                 quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
+                meters::quarantined(&self.path, "banned");
             } else if quarantine.isolated.len() >= MAX_ISOLATED {
                 tracing::warn!(
                     %client,
                     "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
                 );
                 quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
+                meters::quarantined(&self.path, "banned");
             } else {
                 tracing::warn!(%client, "crashed a shared instance: served alone from now on");
+                meters::quarantined(&self.path, "isolated");
                 quarantine
                     .isolated
                     .entry(key)

@@ -22,6 +22,8 @@ pub const INSTANTIATE: &str = "wshost_instantiate_seconds";
 pub const EVENT: &str = "wshost_event_seconds";
 pub const EVICTIONS: &str = "wshost_evictions_total";
 pub const PUBLISH_FANOUT: &str = "wshost_publish_fanout";
+pub const CORO_INSTANCES: &str = "wshost_coro_instances";
+pub const QUARANTINED: &str = "wshost_quarantined_total";
 pub const CLUSTER_CONNECTED: &str = "wshost_cluster_connected";
 pub const CLUSTER_SENT: &str = "wshost_cluster_sent_total";
 pub const CLUSTER_RECEIVED: &str = "wshost_cluster_received_total";
@@ -61,6 +63,11 @@ fn describe() {
     );
     describe_counter!(EVICTIONS, "Connections evicted for not taking their queue.");
     describe_histogram!(PUBLISH_FANOUT, "Subscribers a topic message was queued to.");
+    describe_gauge!(CORO_INSTANCES, "Coro-world instances running, per route.");
+    describe_counter!(
+        QUARANTINED,
+        "Clients that crashed a coro instance: isolated (served alone) or banned."
+    );
     describe_gauge!(
         CLUSTER_CONNECTED,
         "1 while subscribed to the cluster's Redis."
@@ -137,6 +144,28 @@ pub fn guest_failed(kind: &'static str) {
 
 pub fn evicted() {
     counter!(EVICTIONS).increment(1);
+}
+
+/// A running coro-world instance of `route`, counted until dropped.
+pub struct Running(Gauge);
+
+impl Running {
+    pub fn new(route: &str) -> Self {
+        let gauge = gauge!(CORO_INSTANCES, "route" => route.to_string());
+        gauge.increment(1.0);
+        Running(gauge)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// A client crashed a coro instance of `route`: `isolated` or `banned`.
+pub fn quarantined(route: &str, action: &'static str) {
+    counter!(QUARANTINED, "route" => route.to_string(), "action" => action).increment(1);
 }
 
 pub fn published(subscribers: u32) {
