@@ -311,3 +311,68 @@ async fn reloads_under_load_drop_no_connection() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reload gives a coro route new instances; the old ones serve their
+/// tasks to the end, then go (an instance holds its memory: kept, every
+/// reload would leak one per core).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_coro_route_lets_its_old_instances_go_once_their_tasks_end() {
+    let dir = tempdir("reload-coro");
+    let app = deploy(&dir, "coro_mirror");
+    let server = Server::start_with(&[
+        "--admin".into(),
+        "127.0.0.1:0".into(),
+        "--route".into(),
+        format!("/c={}", app.display()),
+    ]);
+    let admin = admin_addr(&server).await;
+    let instances = async || {
+        let (_, metrics) = admin_get(&admin, "/metrics").await;
+        sample(&metrics, r#"wshost_coro_instances{route="/c"}"#)
+    };
+    let mut old = server.connect("/c").await;
+    send_text(&mut old, "a").await;
+    assert_eq!(next_text(&mut old).await, "a");
+    assert_eq!(instances().await, 1.0);
+
+    deploy(&dir, "coro_echo");
+    server.signal("HUP");
+    server.wait_for_log("reloaded 1 of 1 routes").await;
+    let mut new = server.connect("/c").await;
+    send_text(&mut new, "b").await;
+    assert_eq!(
+        next_text(&mut new).await,
+        "Привет, b!",
+        "new tasks get the new code"
+    );
+    assert_eq!(next_text(&mut new).await, "Как ты там, b?");
+    send_text(&mut old, "c").await;
+    assert_eq!(next_text(&mut old).await, "c", "the open one keeps the old");
+    assert_eq!(instances().await, 2.0);
+
+    drop(old);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while instances().await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} instances: the old one stays",
+            instances().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send_text(&mut new, "d").await;
+    assert_eq!(next_text(&mut new).await, "Привет, d!");
+
+    // An idle instance (kept for the next task) goes at the reload itself.
+    drop(new);
+    server.wait_for_log("connection 2 ended").await;
+    assert_eq!(instances().await, 1.0);
+    server.signal("HUP");
+    server.wait_for_logs("reloaded 1 of 1 routes", 2).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while instances().await != 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the idle one stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

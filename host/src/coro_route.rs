@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -71,9 +71,16 @@ pub struct Task {
     pub client: IpAddr,
 }
 
+/// What an instance's queue carries.
+enum Queued {
+    Task(Box<Task>),
+    /// The route was replaced (a reload): let go once idle.
+    Retire,
+}
+
 /// A route's handle on one of its instances.
 struct Instance {
-    queue: mpsc::UnboundedSender<Task>,
+    queue: mpsc::UnboundedSender<Queued>,
     /// Tasks queued to it or running in it.
     tasks: AtomicUsize,
     /// Serves only this client (its [`quarantine_key`]: quarantined).
@@ -100,6 +107,9 @@ pub struct CoroRoute {
     /// The shared instances, newest last.
     instances: Mutex<Vec<Arc<Instance>>>,
     quarantine: Mutex<Quarantine>,
+    /// Replaced by a reload: its instances serve their tasks to the end,
+    /// then go.
+    retired: AtomicBool,
 }
 
 impl CoroRoute {
@@ -119,7 +129,19 @@ impl CoroRoute {
             pre,
             instances: Mutex::default(),
             quarantine: Mutex::default(),
+            retired: AtomicBool::new(false),
         })
+    }
+
+    /// The route was replaced (a reload): each instance goes once idle,
+    /// its open connections served to their end on this code.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        for instance in instances.iter().chain(quarantine.isolated.values()) {
+            let _ = instance.queue.send(Queued::Retire);
+        }
     }
 
     /// Whether requests from `client` are refused (it crashed an instance
@@ -144,9 +166,11 @@ impl CoroRoute {
             None => self.shared_instance(),
         };
         instance.tasks.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::error::SendError(task)) = instance.queue.send(task) {
-            // It was lost just now: another one takes the task.
-            self.serve(task);
+        if let Err(mpsc::error::SendError(Queued::Task(task))) =
+            instance.queue.send(Queued::Task(Box::new(task)))
+        {
+            // It was lost or let go just now: another one takes the task.
+            self.serve(*task);
         }
     }
 
@@ -192,14 +216,18 @@ impl CoroRoute {
         }
     }
 
-    /// Whether `instance` is not one of the route's first instances (one
-    /// per core, kept while the route lives): an extra one, started for a
-    /// burst, or a quarantined client's own. Idle, it is let go (its
-    /// memory and pool slot with it).
-    fn is_extra(&self, instance: &Instance) -> bool {
+    /// Why `instance`, idle, is let go (its memory and pool slot with it),
+    /// if it is: the route is retired; or it is not one of the route's
+    /// first instances (one per core, kept while the route lives) but an
+    /// extra one, started for a burst, or a quarantined client's own.
+    fn lets_go_when_idle(&self, instance: &Instance) -> Option<&'static str> {
+        if self.retired.load(Ordering::SeqCst) {
+            return Some("its route replaced");
+        }
         let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         let at = instances.iter().position(|i| std::ptr::eq(&**i, instance));
         at.is_none_or(|at| at >= parallelism())
+            .then_some("beyond one per core")
     }
 
     /// Start an instance's task.
@@ -263,7 +291,7 @@ impl CoroRoute {
     async fn run(
         self: Arc<Self>,
         handle: Arc<Instance>,
-        mut queue: mpsc::UnboundedReceiver<Task>,
+        mut queue: mpsc::UnboundedReceiver<Queued>,
         handled: Handled,
     ) {
         let mut store = self.store(handled);
@@ -275,9 +303,11 @@ impl CoroRoute {
             Err(e) => {
                 tracing::error!("cannot instantiate the coro guest: {e:?}");
                 queue.close();
-                while let Some(task) = queue.recv().await {
-                    let failed = Outcome::Failed("handler could not start".into());
-                    finish(task.conn, failed, task.slot);
+                while let Some(queued) = queue.recv().await {
+                    if let Queued::Task(task) = queued {
+                        let failed = Outcome::Failed("handler could not start".into());
+                        finish(task.conn, failed, task.slot);
+                    }
                 }
                 return;
             }
@@ -309,7 +339,7 @@ impl CoroRoute {
         self: &Arc<Self>,
         handle: &Instance,
         mut store: Store<CoroState>,
-        mut queue: mpsc::UnboundedReceiver<Task>,
+        mut queue: mpsc::UnboundedReceiver<Queued>,
         (why, culprit): (String, Option<IpAddr>),
     ) {
         queue.close();
@@ -320,9 +350,16 @@ impl CoroRoute {
         for served in conns.into_values() {
             end(served, Outcome::Failed(why.clone()));
         }
-        while let Ok(task) = queue.try_recv() {
-            handle.tasks.fetch_sub(1, Ordering::Relaxed);
-            self.serve(task);
+        while let Ok(queued) = queue.try_recv() {
+            if let Queued::Task(task) = queued {
+                handle.tasks.fetch_sub(1, Ordering::Relaxed);
+                self.serve(*task);
+            }
+        }
+        if self.retired.load(Ordering::SeqCst) {
+            // New requests go to the route that replaced this one, whose
+            // quarantine starts anew (as with new code).
+            return;
         }
         if let Some(client) = culprit {
             let key = quarantine_key(client);
@@ -361,7 +398,7 @@ type Serve = TypedFunc<(ConnectionId, Request), (Result<(), String>,)>;
 async fn serve_tasks(
     serve: Serve,
     acc: &wasmtime::component::Accessor<CoroState>,
-    queue: &mut mpsc::UnboundedReceiver<Task>,
+    queue: &mut mpsc::UnboundedReceiver<Queued>,
     (route, handle): (&CoroRoute, &Instance),
 ) -> Result<(), (wasmtime::Error, IpAddr)> {
     let mut running = FuturesUnordered::new();
@@ -377,11 +414,21 @@ async fn serve_tasks(
             // every turn of the instance.
             biased;
             () = turn_over => {}
-            task = queue.recv(), if open => {
-                let Some(Task { id, conn, request, slot, client }) = task else {
-                    open = false;
-                    continue;
+            queued = queue.recv(), if open => {
+                let task = match queued {
+                    Some(Queued::Task(task)) => task,
+                    Some(Queued::Retire) => {
+                        if handle.tasks.load(Ordering::Relaxed) == 0 {
+                            queue.close(); // idle: let go now
+                        }
+                        continue;
+                    }
+                    None => {
+                        open = false;
+                        continue;
+                    }
                 };
+                let Task { id, conn, request, slot, client } = *task;
                 // Started here, the call's state is the store's; what waits
                 // for its end is a receiver, not the call with its request.
                 let call = acc.with(|mut store| {
@@ -398,10 +445,12 @@ async fn serve_tasks(
                 });
             }
             Some((id, client, served)) = running.next() => {
-                if handle.tasks.fetch_sub(1, Ordering::Relaxed) == 1 && route.is_extra(handle) {
+                if handle.tasks.fetch_sub(1, Ordering::Relaxed) == 1
+                    && let Some(why) = route.lets_go_when_idle(handle)
+                {
                     // Tasks queued before this still run; one sent after
                     // is handed to another instance.
-                    tracing::debug!("instance idle, beyond one per core: let go");
+                    tracing::debug!("instance idle, {why}: let go");
                     queue.close();
                 }
                 let outcome = match served {

@@ -257,6 +257,10 @@ impl Server {
                     }
                     let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
                     routes.insert(spec.path.clone(), Arc::new(route));
+                    drop(routes);
+                    if let Route::Coro(old) = &*old {
+                        old.retire();
+                    }
                     reloaded += 1;
                 }
                 Err(e) => tracing::error!("route {} keeps its running component: {e:#}", spec.path),
