@@ -10,9 +10,14 @@ use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_connection_then_exits_0() {
-    let mut server = Server::start(&[("/echo", "echo"), ("/mirror", "mirror")]);
+    let mut server = Server::start(&[
+        ("/echo", "echo"),
+        ("/mirror", "mirror"),
+        ("/events", "event_mirror"),
+        ("/coro", "coro_mirror"),
+    ]);
     let mut clients = Vec::new();
-    for path in ["/echo", "/echo", "/mirror"] {
+    for path in ["/echo", "/echo", "/mirror", "/events", "/coro", "/coro"] {
         clients.push(server.connect(path).await);
     }
     assert_still_answers(&mut clients[0]).await;
@@ -26,7 +31,7 @@ async fn sigterm_sends_1001_to_every_connection_then_exits_0() {
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
     assert!(
-        server.log().contains("shutting down: 3 connections open"),
+        server.log().contains("shutting down: 6 connections open"),
         "{}",
         server.log()
     );
