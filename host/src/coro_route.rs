@@ -96,6 +96,27 @@ struct Quarantine {
     banned: HashMap<IpAddr, Instant>,
 }
 
+impl Quarantine {
+    /// Refuse `key` for [`BANNED_FOR`] from `now`; bans over by then are
+    /// forgotten, so the map holds the last minute's crashers, not every
+    /// address that ever crashed (a client need never come back).
+    fn ban(&mut self, key: IpAddr, now: Instant) {
+        self.banned.retain(|_, until| *until > now);
+        self.banned.insert(key, now + BANNED_FOR);
+    }
+
+    fn is_banned(&mut self, key: IpAddr, now: Instant) -> bool {
+        match self.banned.get(&key) {
+            Some(until) if now < *until => true,
+            Some(_) => {
+                self.banned.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 pub struct CoroRoute {
     pub path: Arc<str>,
     pub meters: RouteMeters,
@@ -149,14 +170,7 @@ impl CoroRoute {
     pub fn refuses(&self, client: IpAddr) -> bool {
         let client = quarantine_key(client);
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        match quarantine.banned.get(&client) {
-            Some(until) if Instant::now() < *until => true,
-            Some(_) => {
-                quarantine.banned.remove(&client);
-                false
-            }
-            None => false,
-        }
+        quarantine.is_banned(client, Instant::now())
     }
 
     /// Hand `task` to an instance with room (starting one when none has).
@@ -367,14 +381,14 @@ impl CoroRoute {
             if handle.only == Some(key) {
                 tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
                 quarantine.isolated.remove(&key);
-                quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
+                quarantine.ban(key, Instant::now());
                 meters::quarantined(&self.path, "banned");
             } else if quarantine.isolated.len() >= MAX_ISOLATED {
                 tracing::warn!(
                     %client,
                     "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
                 );
-                quarantine.banned.insert(key, Instant::now() + BANNED_FOR);
+                quarantine.ban(key, Instant::now());
                 meters::quarantined(&self.path, "banned");
             } else {
                 tracing::warn!(%client, "crashed a shared instance: served alone from now on");
@@ -486,4 +500,31 @@ fn finish(conn: Conn, outcome: Outcome, slot: Open) {
         tracing::debug!("connection {id} ended");
         drop(slot);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_known_by_their_64_and_ipv4_by_its_address() {
+        let key = |s: &str| quarantine_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn bans_end_and_ended_ones_are_forgotten_at_the_next_ban() {
+        let mut quarantine = Quarantine::default();
+        let t0 = Instant::now();
+        let ip = |n: u8| IpAddr::from([203, 0, 113, n]);
+        for n in 1..=3 {
+            quarantine.ban(ip(n), t0);
+        }
+        assert!(quarantine.is_banned(ip(1), t0 + BANNED_FOR / 2));
+        assert!(!quarantine.is_banned(ip(1), t0 + BANNED_FOR));
+        quarantine.ban(ip(4), t0 + BANNED_FOR + Duration::from_secs(1));
+        assert_eq!(quarantine.banned.keys().collect::<Vec<_>>(), [&ip(4)]);
+    }
 }
