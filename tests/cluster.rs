@@ -1,6 +1,7 @@
 //! `--cluster`: three wshost processes on one real `redis-server` (started
-//! by each test on a free port): topics and sends by id across processes,
-//! in both worlds, and Redis going away and coming back mid-test.
+//! by each test on a free port): topics across processes in all three
+//! worlds, sends by id in the handler and event worlds, and Redis going
+//! away and coming back mid-test.
 
 mod support;
 
@@ -97,6 +98,7 @@ fn node(redis: &Redis) -> Server {
             ("/chat", "chat"),
             ("/probe", "probe"),
             ("/events", "event_probe"),
+            ("/coro", "coro_chat"),
         ],
     )
 }
@@ -111,7 +113,7 @@ async fn texts(ws: &mut Client, count: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_share_topics_in_both_worlds() {
+async fn three_processes_share_topics_in_all_three_worlds() {
     const EACH: usize = 50;
     let redis = Redis::start();
     let nodes = [node(&redis), node(&redis), node(&redis)];
@@ -120,16 +122,17 @@ async fn three_processes_share_topics_in_both_worlds() {
     for server in &nodes {
         subscribers.push(server.connect("/chat").await);
         subscribers.push(server.connect("/probe?topic=chat").await);
+        subscribers.push(server.connect("/coro").await);
     }
     redis.wait_subscribed("chat", 3).await;
 
-    // Every subscriber publishes EACH messages: 6 publishers on 3 processes.
+    // Every subscriber publishes EACH messages: 9 publishers on 3 processes.
     for k in 0..EACH {
         for (i, ws) in subscribers.iter_mut().enumerate() {
-            if i % 2 == 0 {
-                send_text(ws, &format!("e{i}-{k}")).await; // chat: `Сервер：X`
-            } else {
-                send_text(ws, &format!("pub h{i}-{k}")).await;
+            match i % 3 {
+                1 => send_text(ws, &format!("pub h{i}-{k}")).await,
+                // chat and coro_chat publish `Сервер：X`.
+                _ => send_text(ws, &format!("w{i}-{k}")).await,
             }
         }
     }
@@ -162,7 +165,7 @@ async fn three_processes_share_topics_in_both_worlds() {
         assert!(late.is_err(), "a message arrived twice: {late:?}");
     }
     // A process whose last subscriber left drops its subscription in Redis.
-    subscribers.truncate(4);
+    subscribers.truncate(6);
     redis.wait_subscribed("chat", 2).await;
 }
 
