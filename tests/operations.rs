@@ -376,3 +376,42 @@ async fn a_reloaded_coro_route_lets_its_old_instances_go_once_their_tasks_end() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// glibc keeps what a burst of connections used; once the burst has gone
+/// the host gives it back (`malloc_trim`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_has_gone_its_memory_is_given_back() {
+    const BURST: usize = 1500;
+    raise_fd_limit();
+    let server = Server::start(&[("/c", "coro_mirror")]);
+    let mut first = server.connect("/c").await;
+    send_text(&mut first, "a").await;
+    assert_eq!(next_text(&mut first).await, "a");
+    let before = rss_of(server.pid());
+
+    let mut burst = Vec::new();
+    while burst.len() < BURST {
+        let batch = (0..100).map(|_| server.connect("/c"));
+        burst.extend(futures_util::future::join_all(batch).await);
+    }
+    for ws in burst.iter_mut().step_by(100) {
+        send_text(ws, "b").await;
+        assert_eq!(next_text(ws).await, "b");
+    }
+    let during = rss_of(server.pid());
+    drop(burst);
+    server
+        .wait_for_log("a burst of connections has gone: gave back")
+        .await;
+    let after = rss_of(server.pid());
+    let mib = |b: u64| b as f64 / 1048576.0;
+    assert!(
+        after < before + (during - before) / 2,
+        "resident {:.1} MiB before the burst, {:.1} during, {:.1} after",
+        mib(before),
+        mib(during),
+        mib(after)
+    );
+    send_text(&mut first, "c").await;
+    assert_eq!(next_text(&mut first).await, "c");
+}

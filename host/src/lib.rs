@@ -42,6 +42,7 @@ pub mod state;
 pub mod tls;
 pub mod topics;
 pub mod transport;
+pub mod trim;
 pub mod utf8;
 pub mod websocket;
 

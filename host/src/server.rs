@@ -24,6 +24,7 @@ use crate::state::HostState;
 use crate::tls::Tls;
 use crate::topics::Topics;
 use crate::transport::Stream;
+use crate::trim;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -118,6 +119,8 @@ pub struct Server {
     next_id: AtomicU64,
     /// One permit per open connection (`--max-connections`).
     slots: Arc<Semaphore>,
+    /// The most connections open at once since memory was last given back.
+    peak: trim::Peak,
     /// One permit per 503 being served.
     refusals: Arc<Semaphore>,
     /// Turns true when the server shuts down; every connection task holds a receiver.
@@ -201,6 +204,7 @@ impl Server {
             routes: RwLock::new(routes),
             topics,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            peak: trim::Peak::default(),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shutdown: watch::channel(false).0,
             shutting_down: Arc::default(),
@@ -308,6 +312,10 @@ impl Server {
                 route.start();
             }
         }
+        let trims = tokio::spawn({
+            let server = self.clone();
+            async move { trim::after_bursts(&server.peak, || server.open_now()).await }
+        });
         let mut stop = std::pin::pin!(stop);
         loop {
             let accepted = tokio::select! {
@@ -324,7 +332,8 @@ impl Server {
             }
         }
         drop(listener);
-        let open = self.limits.max_connections - self.slots.available_permits();
+        trims.abort();
+        let open = self.open_now();
         tracing::info!("shutting down: {open} connections open");
         self.shutting_down.store(true, Ordering::Release);
         self.shutdown.send_replace(true);
@@ -334,9 +343,14 @@ impl Server {
             .await
             .is_err()
         {
-            let open = self.limits.max_connections - self.slots.available_permits();
+            let open = self.open_now();
             tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
         }
+    }
+
+    /// Connections open now.
+    fn open_now(&self) -> usize {
+        self.limits.max_connections - self.slots.available_permits()
     }
 
     /// Serve a new connection in its own task, or refuse it with 503 when
@@ -362,6 +376,7 @@ impl Server {
             });
             return;
         };
+        self.peak.saw(self.open_now());
         let shutdown = self.shutdown.subscribe();
         tokio::spawn(async move {
             self.handle_connection(tcp, remote, shutdown, slot).await;
