@@ -59,15 +59,18 @@ pub async fn after_bursts(peak: &Peak, open: impl Fn() -> usize) {
 /// Return free heap pages to the kernel; logs what it gave back.
 fn trim() {
     let before = resident();
+    let started = std::time::Instant::now();
     release();
+    let took = started.elapsed();
     let after = resident();
     if let (Some(before), Some(after)) = (before, after) {
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         tracing::info!(
-            "a burst of connections has gone: gave back {:.1} MiB (resident {:.1} -> {:.1} MiB)",
+            "a burst of connections has gone: gave back {:.1} MiB (resident {:.1} -> {:.1} MiB) in {:.1} ms",
             mib(before.saturating_sub(after)),
             mib(before),
-            mib(after)
+            mib(after),
+            took.as_secs_f64() * 1e3
         );
     }
 }
