@@ -243,33 +243,46 @@ async fn watch_reloads_an_event_route_and_open_sockets_stay_on_the_old_code() {
 }
 
 /// Clients that keep talking through repeated reloads (SIGHUP) of a
-/// handler route and an event route: none is dropped, none misses a reply.
+/// handler route, an event route and a coro route (whose clients connect
+/// anew for each round: new tasks meet instances being retired): none is
+/// dropped, none misses a reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_drop_no_connection() {
-    const CLIENTS: usize = 50;
+    const CLIENTS: usize = 60;
     const RELOADS: usize = 3;
     let dir = tempdir("reload-load");
     let echo = deploy(&dir, "echo");
-    let chat = dir.join("chat.wasm");
-    std::fs::copy(guest("chat"), &chat).unwrap();
+    let [chat, coro] = ["chat", "coro_echo"].map(|name| {
+        let copy = dir.join(format!("{name}.wasm"));
+        std::fs::copy(guest(name), &copy).unwrap();
+        copy
+    });
     let server = Server::start_with(&[
         "--route".into(),
         format!("/echo={}", echo.display()),
         "--route".into(),
         format!("/chat={}", chat.display()),
+        "--route".into(),
+        format!("/coro={}", coro.display()),
     ]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        let path = if i % 2 == 0 { "/echo" } else { "/chat" };
+        let path = ["/echo", "/chat", "/coro"][i % 3];
         let mut ws = server.connect(path).await;
+        let url = format!("ws://{}{path}", server.addr);
         let stop = stop.clone();
         clients.push(tokio::spawn(async move {
             let mut rounds = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
                 let word = format!("c{i}r{rounds}");
+                if path == "/coro" && rounds > 0 {
+                    let _ = futures_util::SinkExt::close(&mut ws).await;
+                    let connected = tokio_tungstenite::connect_async(url.as_str()).await;
+                    ws = connected.expect("a coro client could not connect").0;
+                }
                 send_text(&mut ws, &word).await;
-                if path == "/echo" {
+                if path != "/chat" {
                     assert_eq!(next_text(&mut ws).await, format!("Привет, {word}!"));
                     assert_eq!(next_text(&mut ws).await, format!("Как ты там, {word}?"));
                 } else {
@@ -284,7 +297,7 @@ async fn reloads_under_load_drop_no_connection() {
     }
     for reload in 1..=RELOADS {
         server.signal("HUP");
-        let done = "reloaded 2 of 2 routes";
+        let done = "reloaded 3 of 3 routes";
         let deadline = tokio::time::Instant::now() + WAIT;
         while server.log().matches(done).count() < reload {
             assert!(tokio::time::Instant::now() < deadline, "{}", server.log());
@@ -302,7 +315,7 @@ async fn reloads_under_load_drop_no_connection() {
     let log = server.log();
     let times: Vec<&str> = log
         .lines()
-        .filter_map(|l| l.split("reloaded 2 of 2 routes in ").nth(1))
+        .filter_map(|l| l.split("reloaded 3 of 3 routes in ").nth(1))
         .collect();
     eprintln!("{CLIENTS} clients, {total} round trips through {RELOADS} reloads taking {times:?}");
     assert!(
