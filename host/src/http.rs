@@ -29,14 +29,11 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first value of header `name` (give it lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers_named(name).next()
     }
 
     /// The values of every header `name`, in the order sent.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a str> {
+    pub fn headers_named<'a>(&'a self, name: &str) -> impl DoubleEndedIterator<Item = &'a str> {
         self.headers
             .iter()
             .filter(move |(n, _)| n == name)
@@ -45,7 +42,7 @@ impl RequestHead {
 
     /// How many times header `name` was sent.
     fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n == name).count()
+        self.headers_named(name).count()
     }
 
     /// The request asks for a WebSocket (whether or not it is a valid handshake).
