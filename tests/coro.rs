@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use support::*;
 use tokio_tungstenite::MaybeTlsStream;
@@ -15,14 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// A WebSocket to `path` from source address 127.0.0.`host`.
 async fn connect_from(server: &Server, host: u8, path: &str) -> Client {
     connect_as(server, host, path, None).await
-}
-
-/// A TCP connection to the server from source address 127.0.0.`host`.
-async fn tcp_from(server: &Server, host: u8) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
-    socket.bind(source).unwrap();
-    socket.connect(server.addr).await.unwrap()
 }
 
 /// A WebSocket to `path` from 127.0.0.`host`, saying (as a proxy would)

@@ -7,19 +7,11 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A TCP connection to the server from 127.0.0.`host`.
-async fn tcp_from(server: &Server, host: u8) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
-    socket.bind(source).unwrap();
-    socket.connect(server.addr).await.unwrap()
-}
 
 /// Everything the server sends back to `bytes` from 127.0.0.`host`, until
 /// it closes.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::clients::run_client;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -186,9 +186,7 @@ async fn wss_echo_and_https_page_with_a_certificate_chain() {
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    let mut page = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut page)).await;
-    let page = String::from_utf8_lossy(&page);
+    let page = read_until_closed(&mut tls, WAIT).await;
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
     assert!(page.contains("<h1>Сервер WebSocket Swoole</h1>"), "{page}");
 
@@ -219,9 +217,7 @@ async fn a_proxy_header_ahead_of_tls_names_the_client() {
     tls.write_all(b"GET /p?peer HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = read_until_closed(&mut tls, WAIT).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("\r\n\r\n203.0.113.9:4711"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -357,9 +357,21 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
+/// A TCP connection to `server` from source address 127.0.0.`host` (so the
+/// server can tell clients apart by address).
+pub async fn tcp_from(server: &Server, host: u8) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    let source = SocketAddr::new(std::net::Ipv4Addr::new(127, 0, 0, host).into(), 0);
+    socket.bind(source).unwrap();
+    socket.connect(server.addr).await.unwrap()
+}
+
 /// What the server sends until it closes (or resets) the connection; panics
 /// if that takes longer than `within`.
-pub async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> String {
+pub async fn read_until_closed(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> String {
     let mut response = Vec::new();
     // On a reset, what arrived before it is kept in `response`.
     let _ = tokio::time::timeout(within, tcp.read_to_end(&mut response))
