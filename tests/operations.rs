@@ -111,6 +111,43 @@ async fn guest_failures_are_counted_by_kind() {
     );
 }
 
+/// The wasm pool's gauges: its instances while handler-world connections
+/// are open, and the warm slots (and the memory they keep) once they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_gauges_show_instances_then_the_warm_slots_they_leave() {
+    let server = Server::start_flagged(&["--admin", "127.0.0.1:0"], &[("/echo", "echo")]);
+    let admin = admin_addr(&server).await;
+    let (_, metrics) = admin_get(&admin, "/metrics").await;
+    assert_eq!(sample(&metrics, "wshost_pool_instances"), 0.0, "{metrics}");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut ws = server.connect("/echo").await;
+        send_text(&mut ws, &format!("hi {i}")).await;
+        next_text(&mut ws).await;
+        clients.push(ws);
+    }
+    let (_, metrics) = admin_get(&admin, "/metrics").await;
+    assert_eq!(sample(&metrics, "wshost_pool_instances"), 3.0, "{metrics}");
+    drop(clients);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let (_, metrics) = admin_get(&admin, "/metrics").await;
+        if sample(&metrics, "wshost_pool_instances") == 0.0 {
+            break metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        sample(&metrics, "wshost_pool_warm_slots") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "wshost_pool_resident_bytes") > 0.0,
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_503_as_soon_as_shutdown_starts() {
     let mut server = Server::start_flagged(

@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
+/// Gauges read from elsewhere just before each scrape (the wasm pool's).
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
 /// Serve admin requests on `listener` until the process ends;
 /// `shutting_down` turns true when the server starts to shut down.
 pub async fn serve(
     listener: TcpListener,
-    metrics: PrometheusHandle,
+    (metrics, refresh): (PrometheusHandle, Refresh),
     shutting_down: Arc<AtomicBool>,
 ) {
     loop {
@@ -23,12 +26,16 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (metrics, shutting_down) = (metrics.clone(), shutting_down.clone());
-        tokio::spawn(answer(stream, metrics, shutting_down));
+        let metrics = (metrics.clone(), refresh.clone());
+        tokio::spawn(answer(stream, metrics, shutting_down.clone()));
     }
 }
 
-async fn answer(stream: TcpStream, metrics: PrometheusHandle, shutting_down: Arc<AtomicBool>) {
+async fn answer(
+    stream: TcpStream,
+    (metrics, refresh): (PrometheusHandle, Refresh),
+    shutting_down: Arc<AtomicBool>,
+) {
     let timeout = Duration::from_secs(5);
     let mut stream = Stream::Plain(stream);
     let Ok((head, _)) = http::read_head(&mut stream, 8 << 10, timeout).await else {
@@ -42,7 +49,10 @@ async fn answer(stream: TcpStream, metrics: PrometheusHandle, shutting_down: Arc
         http::response(status, &headers, body.as_bytes(), head.method == "HEAD")
     };
     let response = match head.path.as_str() {
-        "/metrics" => text(200, metrics.render()),
+        "/metrics" => {
+            refresh();
+            text(200, metrics.render())
+        }
         "/healthz" => text(200, "ok\n".into()),
         "/readyz" if shutting_down.load(Ordering::Acquire) => text(503, "shutting down\n".into()),
         "/readyz" => text(200, "ready\n".into()),

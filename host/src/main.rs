@@ -354,6 +354,9 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
             tracing::info!("admin listening on http://{}", admin.local_addr()?);
+            let pool = server.clone();
+            let refresh: wshost::admin::Refresh = Arc::new(move || pool.meter_pool());
+            let metrics = (metrics, refresh);
             tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
         }
         if let Some(url) = &cluster {

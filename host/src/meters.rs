@@ -24,6 +24,9 @@ pub const EVICTIONS: &str = "wshost_evictions_total";
 pub const PUBLISH_FANOUT: &str = "wshost_publish_fanout";
 pub const CORO_INSTANCES: &str = "wshost_coro_instances";
 pub const QUARANTINED: &str = "wshost_quarantined_total";
+pub const POOL_INSTANCES: &str = "wshost_pool_instances";
+pub const POOL_WARM_SLOTS: &str = "wshost_pool_warm_slots";
+pub const POOL_RESIDENT: &str = "wshost_pool_resident_bytes";
 pub const CLUSTER_CONNECTED: &str = "wshost_cluster_connected";
 pub const CLUSTER_SENT: &str = "wshost_cluster_sent_total";
 pub const CLUSTER_RECEIVED: &str = "wshost_cluster_received_total";
@@ -67,6 +70,16 @@ fn describe() {
     describe_counter!(
         QUARANTINED,
         "Clients that crashed a coro instance: isolated (served alone) or banned."
+    );
+    describe_gauge!(POOL_INSTANCES, "Wasm instances in the pool (all worlds).");
+    describe_gauge!(
+        POOL_WARM_SLOTS,
+        "The pool's memory slots used before and free now."
+    );
+    describe_gauge!(
+        POOL_RESIDENT,
+        Unit::Bytes,
+        "Memory the pool's free slots keep resident for the next instance."
     );
     describe_gauge!(
         CLUSTER_CONNECTED,
@@ -166,6 +179,22 @@ impl Drop for Running {
 /// A client crashed a coro instance of `route`: `isolated` or `banned`.
 pub fn quarantined(route: &str, action: &'static str) {
     counter!(QUARANTINED, "route" => route.to_string(), "action" => action).increment(1);
+}
+
+/// The wasm pool of `engine` as it stands, read at each scrape: what a
+/// burst of handler-world connections leaves behind is its warm slots,
+/// each keeping up to `component::KEEP_RESIDENT` of memory and table
+/// resident (a trim gives back the heap, not these).
+pub fn pool(engine: &wasmtime::Engine) {
+    let Some(pool) = engine.pooling_allocator_metrics() else {
+        return;
+    };
+    gauge!(POOL_INSTANCES).set(pool.component_instances() as f64);
+    gauge!(POOL_WARM_SLOTS).set(pool.unused_warm_memories());
+    let resident = pool.unused_memory_bytes_resident()
+        + pool.unused_table_bytes_resident()
+        + pool.unused_stack_bytes_resident().unwrap_or(0);
+    gauge!(POOL_RESIDENT).set(resident as f64);
 }
 
 pub fn published(subscribers: u32) {

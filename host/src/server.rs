@@ -232,6 +232,11 @@ impl Server {
     }
 
     /// Turns true when the server starts to shut down.
+    /// Set the wasm pool's gauges from the engine (see [`crate::meters::pool`]).
+    pub fn meter_pool(&self) {
+        crate::meters::pool(&self.engine);
+    }
+
     pub fn shutting_down(&self) -> Arc<AtomicBool> {
         self.shutting_down.clone()
     }
