@@ -269,8 +269,9 @@ async fn a_push_to_a_peer_that_does_not_read_waits_without_holding_up_the_instan
 }
 
 /// A server without a coro route runs its guests without wasmtime's
-/// concurrent event loop; one with a coro route runs every world's on it.
-/// Both serve the other worlds alike, and their logs say which.
+/// concurrent event loop; one with a coro route runs the coro routes'
+/// guests on it, on an engine of their own, and the other worlds' without.
+/// Both serve every world, and their logs say which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coro_route_beside_the_other_worlds_serves_them_all() {
     let server = Server::start(&[
@@ -284,7 +285,9 @@ async fn a_coro_route_beside_the_other_worlds_serves_them_all() {
             echoes(&mut ws, &format!("{path} {i}")).await;
         }
     }
-    server.wait_for_log("concurrent guest calls: on").await;
+    server
+        .wait_for_log("concurrent guest calls: on, for the coro routes alone")
+        .await;
     let plain = Server::start(&[("/h", "mirror"), ("/e", "event_mirror")]);
     for path in ["/h", "/e"] {
         echoes(&mut plain.connect(path).await, path).await;

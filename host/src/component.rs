@@ -42,12 +42,72 @@ pub enum Loaded {
     Coro(CoroPre<CoroState>),
 }
 
-/// One linker per world: their stores hold different state.
-pub struct Linkers {
+/// The engines routes run on, and a linker per world (their stores hold
+/// different state). wasmtime's concurrent event loop
+/// (`Config::concurrency_support`), which the coro world runs on, costs
+/// every other call into a guest of its engine (echo at 64 connections on
+/// one engine: server CPU a message 9.6 against 8.2 µs in the event world,
+/// 9.3-9.8 against 8.5-9.0 in the handler world), so coro routes get an
+/// engine of their own and the other worlds keep one without it.
+pub struct Engines {
+    /// The handler and event worlds'.
+    plain: Engine,
     handler: Linker<HostState>,
     events: Linker<EventState>,
-    /// Only on an engine with concurrency support.
-    coro: Option<Linker<CoroState>>,
+    /// The coro world's, on a server with a coro route.
+    coro: Option<(Engine, Linker<CoroState>)>,
+}
+
+impl Engines {
+    /// Engines for routes of `worlds` (each with its tasks per coro
+    /// instance), each engine's pool sized for its own routes' instances
+    /// (see [`instances_needed`]) and every slot for `pool`'s largest guest.
+    pub fn new(pool: &Limits, cache: Option<&Path>, worlds: &[(World, usize)]) -> Result<Self> {
+        let (plain_slots, coro_slots) = instances_needed(worlds, pool.max_connections);
+        let plain = engine(pool, cache, (plain_slots, false))?;
+        let handler = linker(&plain, |l| {
+            Handler::add_to_linker::<_, HasSelf<Conn>>(l, |state: &mut HostState| &mut state.conn)
+        })?;
+        // Event imports never block: the CPU budget is per event, not per call.
+        let events = linker(&plain, |l| {
+            Events::add_to_linker::<_, HasSelf<EventHost>>(l, |state: &mut EventState| {
+                &mut state.host
+            })
+        })?;
+        let coro = match coro_slots {
+            0 => None,
+            slots => {
+                let engine = engine(pool, cache, (slots, true))?;
+                let linker = linker(&engine, |l| {
+                    Coro::add_to_linker::<_, HasSelf<CoroHost>>(l, |state: &mut CoroState| {
+                        &mut state.host
+                    })
+                })?;
+                Some((engine, linker))
+            }
+        };
+        Ok(Engines {
+            plain,
+            handler,
+            events,
+            coro,
+        })
+    }
+
+    /// The engine of the handler and event worlds.
+    pub fn plain(&self) -> &Engine {
+        &self.plain
+    }
+
+    /// The coro world's engine, on a server with a coro route.
+    pub fn coro(&self) -> Option<&Engine> {
+        self.coro.as_ref().map(|(engine, _)| engine)
+    }
+
+    /// Every engine (for their epoch ticks and pool gauges).
+    pub fn all(&self) -> impl Iterator<Item = &Engine> {
+        std::iter::once(&self.plain).chain(self.coro())
+    }
 }
 
 /// Core wasm instances, memories and tables one component may hold: a Rust
@@ -72,7 +132,7 @@ const KEEP_RESIDENT: usize = 64 << 10;
 const MAX_WASM_STACK: usize = 256 << 10;
 const ASYNC_STACK: usize = 512 << 10;
 
-/// The engine every route's components run on: component model, epoch
+/// An engine for routes' components: component model, epoch
 /// interruption (see `sandbox`), and a pooling instance allocator sized for
 /// `instances` (see [`instances_needed`]): instantiating takes a
 /// pre-reserved slot, with copy-on-write memory images, instead of fresh
@@ -82,7 +142,7 @@ const ASYNC_STACK: usize = 512 << 10;
 /// With a `cache` directory, compiled components are kept there and a
 /// restart loads them instead of compiling again (a Python or JavaScript
 /// guest takes seconds to compile).
-pub fn engine(
+fn engine(
     limits: &Limits,
     cache: Option<&Path>,
     (instances, concurrent): (usize, bool),
@@ -104,9 +164,8 @@ pub fn engine(
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        // The coro world's `async func`s (many tasks in one instance). Off
-        // without a coro route: calls into the other worlds' guests then
-        // skip wasmtime's concurrent event loop (see `Server::new`).
+        // The coro world's `async func`s (many tasks in one instance): on
+        // its engine only (see [`Engines`]).
         .wasm_component_model_async(concurrent)
         .concurrency_support(concurrent)
         .epoch_interruption(true)
@@ -139,32 +198,6 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
 }
 
-/// The imports guests may use: WASI p2 and each world's interfaces (the
-/// coro world's only on an engine made `concurrent`).
-pub fn linkers(engine: &Engine, concurrent: bool) -> Result<Linkers> {
-    let handler = linker(engine, |l| {
-        Handler::add_to_linker::<_, HasSelf<Conn>>(l, |state: &mut HostState| &mut state.conn)
-    })?;
-    // Event imports never block: the CPU budget is per event, not per call.
-    let events = linker(engine, |l| {
-        Events::add_to_linker::<_, HasSelf<EventHost>>(l, |state: &mut EventState| &mut state.host)
-    })?;
-    let coro = concurrent
-        .then(|| {
-            linker(engine, |l| {
-                Coro::add_to_linker::<_, HasSelf<CoroHost>>(l, |state: &mut CoroState| {
-                    &mut state.host
-                })
-            })
-        })
-        .transpose()?;
-    Ok(Linkers {
-        handler,
-        events,
-        coro,
-    })
-}
-
 /// A linker with WASI p2 and what `add` puts in it (one world's imports).
 fn linker<T: wasmtime_wasi::WasiView + 'static>(
     engine: &Engine,
@@ -176,29 +209,27 @@ fn linker<T: wasmtime_wasi::WasiView + 'static>(
     Ok(linker)
 }
 
-/// Instance slots a server needs: one per connection (`max_connections`)
-/// when it has a handler-world route, plus [`EVENT_GENERATIONS`] per
-/// event-world route, plus [`coro_instances`] per coro route (given with
-/// its tasks per instance). An event-world socket holds no instance, so a
-/// server of event routes only reserves almost nothing, whatever its
-/// connection limit.
-pub fn instances_needed(
-    routes: impl IntoIterator<Item = (World, usize)>,
-    max_connections: usize,
-) -> usize {
-    let (mut handlers, mut events) = (false, 0);
-    for (world, coro_tasks) in routes {
+/// Instance slots a server needs, on its plain engine and on its coro
+/// engine: one per connection (`max_connections`) when it has a
+/// handler-world route, plus [`EVENT_GENERATIONS`] per event-world route;
+/// and [`coro_instances`] per coro route (given with its tasks per
+/// instance). An event-world socket holds no instance, so a server of event
+/// routes only reserves almost nothing, whatever its connection limit.
+pub fn instances_needed(routes: &[(World, usize)], max_connections: usize) -> (usize, usize) {
+    let (mut handlers, mut events, mut coro) = (false, 0, 0);
+    for &(world, coro_tasks) in routes {
         match world {
             World::Handler => handlers = true,
             World::Events => events += EVENT_GENERATIONS,
-            World::Coro => events += coro_instances(max_connections, coro_tasks),
+            World::Coro => coro += coro_instances(max_connections, coro_tasks),
         }
     }
-    if handlers {
+    let plain = if handlers {
         max_connections + events
     } else {
         events
-    }
+    };
+    (plain, coro)
 }
 
 /// Instances of one event route that may live at once: after a reload the
@@ -253,12 +284,16 @@ pub fn inspect(source: &ComponentSource) -> Result<Inspected<'_>> {
 }
 
 /// Compile an inspected component and link it for its world.
-pub fn load(
-    engine: &Engine,
-    linkers: &Linkers,
-    source: &ComponentSource,
-    inspected: &Inspected,
-) -> Result<Loaded> {
+pub fn load(engines: &Engines, source: &ComponentSource, inspected: &Inspected) -> Result<Loaded> {
+    let coro = || {
+        engines.coro.as_ref().with_context(|| {
+            format!("{source}: a coro-world component on a server started without one")
+        })
+    };
+    let engine = match inspected.world {
+        World::Coro => &coro()?.0,
+        World::Handler | World::Events => &engines.plain,
+    };
     let component = anyhow(Component::new(engine, &inspected.bytes))
         .context("not a valid WebAssembly component")
         .with_context(|| source.to_string())?;
@@ -271,18 +306,15 @@ pub fn load(
     let imports = || format!("{source}: imports something wshost does not provide");
     Ok(match inspected.world {
         World::Handler => {
-            let pre = anyhow(linkers.handler.instantiate_pre(&component)).with_context(imports)?;
+            let pre = anyhow(engines.handler.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Handler(anyhow(HandlerPre::new(pre)).with_context(wrong_types)?)
         }
         World::Events => {
-            let pre = anyhow(linkers.events.instantiate_pre(&component)).with_context(imports)?;
+            let pre = anyhow(engines.events.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Events(anyhow(EventsPre::new(pre)).with_context(wrong_types)?)
         }
         World::Coro => {
-            let Some(coro) = &linkers.coro else {
-                bail!("{source}: a coro-world component on a server started without one");
-            };
-            let pre = anyhow(coro.instantiate_pre(&component)).with_context(imports)?;
+            let pre = anyhow(coro()?.1.instantiate_pre(&component)).with_context(imports)?;
             Loaded::Coro(anyhow(CoroPre::new(pre)).with_context(wrong_types)?)
         }
     })

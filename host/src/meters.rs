@@ -181,19 +181,24 @@ pub fn quarantined(route: &str, action: &'static str) {
     counter!(QUARANTINED, "route" => route.to_string(), "action" => action).increment(1);
 }
 
-/// The wasm pool of `engine` as it stands, read at each scrape: what a
-/// burst of handler-world connections leaves behind is its warm slots,
-/// each keeping up to `component::KEEP_RESIDENT` of memory and table
-/// resident (a trim gives back the heap, not these).
-pub fn pool(engine: &wasmtime::Engine) {
-    let Some(pool) = engine.pooling_allocator_metrics() else {
-        return;
-    };
-    gauge!(POOL_INSTANCES).set(pool.component_instances() as f64);
-    gauge!(POOL_WARM_SLOTS).set(pool.unused_warm_memories());
-    let resident = pool.unused_memory_bytes_resident()
-        + pool.unused_table_bytes_resident()
-        + pool.unused_stack_bytes_resident().unwrap_or(0);
+/// The wasm pools of `engines` as they stand, read at each scrape: what a
+/// burst of handler-world connections leaves behind is warm slots, each
+/// keeping up to `component::KEEP_RESIDENT` of memory and table resident
+/// (a trim gives back the heap, not these).
+pub fn pool<'a>(engines: impl IntoIterator<Item = &'a wasmtime::Engine>) {
+    let (mut instances, mut warm, mut resident) = (0, 0, 0);
+    for pool in engines
+        .into_iter()
+        .filter_map(|e| e.pooling_allocator_metrics())
+    {
+        instances += pool.component_instances();
+        warm += pool.unused_warm_memories();
+        resident += pool.unused_memory_bytes_resident()
+            + pool.unused_table_bytes_resident()
+            + pool.unused_stack_bytes_resident().unwrap_or(0);
+    }
+    gauge!(POOL_INSTANCES).set(instances as f64);
+    gauge!(POOL_WARM_SLOTS).set(warm);
     gauge!(POOL_RESIDENT).set(resident as f64);
 }
 

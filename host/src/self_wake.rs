@@ -4,8 +4,9 @@
 //! returns, the task goes to the back of the run queue and a parked worker
 //! is woken to take it — a context switch (and the task moving threads) for
 //! nothing. wasmtime's component-model event loop (on with
-//! `concurrency_support`, which the coro world needs: on a server with a coro
-//! route, every world's guest calls go through it) does that on every call
+//! `concurrency_support` on the coro routes' engine, which the coro world
+//! needs; before the coro routes had an engine of their own, every world's
+//! guest calls went through it) does that on every call
 //! into a guest: the call's result is sent on a channel that the same poll
 //! then reads. Measured echoing over one connection: two context switches
 //! per message instead of one; 28k messages/s where the handler world does

@@ -8,7 +8,7 @@
 
 use crate::bindings::{HandlerPre, Request};
 use crate::client_addr;
-use crate::component::{self, Loaded, World};
+use crate::component::{self, Engines, Loaded};
 use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
 use crate::coro_route::{CoroRoute, Task};
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 
 /// 503 refusals served at once; past them a connection over the limit is
 /// dropped without one (a flood must not grow tasks without bound).
@@ -106,8 +106,7 @@ struct Arrived {
 }
 
 pub struct Server {
-    engine: Engine,
-    linkers: component::Linkers,
+    engines: Engines,
     /// What each route was started with, read again by [`Server::reload`].
     specs: Vec<RouteSpec>,
     /// The routes now served: a reload swaps a route's entry; requests
@@ -153,14 +152,17 @@ impl Server {
             }
             inspected.push(component);
         }
-        let routes = specs.iter().zip(&inspected).map(|(spec, inspected)| {
-            let coro_tasks = spec
-                .limits
-                .as_ref()
-                .map_or(limits.coro_tasks, |l| l.coro_tasks);
-            (inspected.world, coro_tasks)
-        });
-        let instances = component::instances_needed(routes, limits.max_connections);
+        let worlds: Vec<_> = specs
+            .iter()
+            .zip(&inspected)
+            .map(|(spec, inspected)| {
+                let coro_tasks = spec
+                    .limits
+                    .as_ref()
+                    .map_or(limits.coro_tasks, |l| l.coro_tasks);
+                (inspected.world, coro_tasks)
+            })
+            .collect();
         // Every slot of the pool fits the largest route's guest.
         let mut pool = limits.clone();
         for route_limits in specs.iter().filter_map(|s| s.limits.as_deref()) {
@@ -169,37 +171,24 @@ impl Server {
                 .guest_table_elements
                 .max(route_limits.guest_table_elements);
         }
-        // wasmtime's concurrent event loop is what the coro world runs on;
-        // it costs every other guest call too (echo at 64 connections: 8.2
-        // against 9.6 µs of server CPU a message in the event world, 8.5-9.0
-        // against 9.3-9.8 in the handler world), so only with a coro route.
-        let concurrent = inspected.iter().any(|c| c.world == World::Coro);
-        let on_off = if concurrent {
-            "on (a coro route)"
-        } else {
-            "off"
+        let engines = Engines::new(&pool, cache, &worlds)?;
+        let on_off = match engines.coro() {
+            Some(_) => "on, for the coro routes alone",
+            None => "off",
         };
         tracing::info!("concurrent guest calls: {on_off}");
-        let engine = component::engine(&pool, cache, (instances, concurrent))?;
-        sandbox::start_epoch_ticker(&engine);
-        let linkers = component::linkers(&engine, concurrent)?;
+        engines.all().for_each(sandbox::start_epoch_ticker);
         crate::budget::init(limits.in_flight);
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();
         for (spec, inspected) in specs.iter().zip(&inspected) {
-            let loaded = component::load(&engine, &linkers, &spec.source, inspected)?;
-            let route = new_route(
-                spec,
-                loaded,
-                None,
-                (&engine, &route_limits(spec, &limits), &topics),
-            );
+            let loaded = component::load(&engines, &spec.source, inspected)?;
+            let route = new_route(spec, loaded, None, (&route_limits(spec, &limits), &topics));
             routes.insert(spec.path.clone(), Arc::new(route));
         }
         Ok(Server {
-            engine,
-            linkers,
+            engines,
             specs: specs.to_vec(),
             routes: RwLock::new(routes),
             topics,
@@ -234,7 +223,7 @@ impl Server {
     /// Turns true when the server starts to shut down.
     /// Set the wasm pool's gauges from the engine (see [`crate::meters::pool`]).
     pub fn meter_pool(&self) {
-        crate::meters::pool(&self.engine);
+        crate::meters::pool(self.engines.all());
     }
 
     pub fn shutting_down(&self) -> Arc<AtomicBool> {
@@ -293,14 +282,9 @@ impl Server {
                 inspected.world.name()
             );
         }
-        let loaded = component::load(&self.engine, &self.linkers, &spec.source, &inspected)?;
+        let loaded = component::load(&self.engines, &spec.source, &inspected)?;
         let limits = route_limits(spec, &self.limits);
-        Ok(new_route(
-            spec,
-            loaded,
-            Some(old),
-            (&self.engine, &limits, &self.topics),
-        ))
+        Ok(new_route(spec, loaded, Some(old), (&limits, &self.topics)))
     }
 
     /// Accept connections until `stop` resolves, then shut down gracefully:
@@ -579,7 +563,7 @@ impl Server {
     fn store(&self, route: &HandlerRoute, conn: Conn) -> Store<HostState> {
         let limits = &route.limits;
         let mut store = Store::new(
-            &self.engine,
+            self.engines.plain(),
             HostState::new(route.path.clone(), conn, limits.limiter(), &limits.grants),
         );
         sandbox::sandbox(&mut store);
@@ -675,7 +659,7 @@ fn new_route(
     spec: &RouteSpec,
     loaded: Loaded,
     old: Option<&Route>,
-    (engine, limits, topics): (&Engine, &Arc<Limits>, &Arc<Topics>),
+    (limits, topics): (&Arc<Limits>, &Arc<Topics>),
 ) -> Route {
     let path: Arc<str> = spec.path.as_str().into();
     match loaded {
@@ -692,20 +676,19 @@ fn new_route(
                 limits: limits.clone(),
             }))
         }
-        Loaded::Events(pre) => Route::Events(Arc::new(EventRoute::new(
-            path,
-            engine,
-            pre,
-            limits.clone(),
-            topics.clone(),
-        ))),
+        Loaded::Events(pre) => {
+            let engine = pre.instance_pre().engine().clone();
+            let route = EventRoute::new(path, &engine, pre, limits.clone(), topics.clone());
+            Route::Events(Arc::new(route))
+        }
         Loaded::Coro(pre) => {
             let hub = match old {
                 Some(Route::Coro(old)) => old.hub.clone(),
                 _ => Hub::new(),
             };
             let shared = (limits.clone(), hub, topics.clone());
-            Route::Coro(CoroRoute::new(path, engine, pre, shared))
+            let engine = pre.instance_pre().engine().clone();
+            Route::Coro(CoroRoute::new(path, &engine, pre, shared))
         }
     }
 }
