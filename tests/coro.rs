@@ -129,6 +129,25 @@ async fn a_task_that_computes_forever_is_stopped_by_its_instances_cpu_limit() {
     echoes(&mut next, "alive").await;
 }
 
+/// A server with a coro route runs two engines, and one thread keeps time
+/// for both: a coro task and a handler-world guest that compute forever
+/// are each stopped by the CPU limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_limit_stops_runaway_guests_of_both_engines() {
+    let server = Server::start_flagged(
+        &["--guest-cpu-timeout", "0.3"],
+        &[("/p", "coro_probe"), ("/spin", "spin")],
+    );
+    let mut coro = server.connect("/p").await;
+    let started = Instant::now();
+    send_text(&mut coro, "spin").await;
+    let mut handler = server.connect("/spin").await;
+    assert_eq!(close_code(&mut coro).await, Some(1011));
+    assert_eq!(close_code(&mut handler).await, Some(1011));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    echoes(&mut server.connect("/p").await, "alive").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_socket_ends_its_task() {
     let server = Server::start(&[("/p", "coro_probe")]);

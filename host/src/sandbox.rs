@@ -33,15 +33,22 @@ pub enum LimitExceeded {
     Table(usize),
 }
 
-/// Advance `engine`'s epoch every [`TICK`] for as long as the engine lives.
-pub fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
+/// Advance the epoch of each of `engines` every [`TICK`], from one thread
+/// (one wake-up a tick, however many engines), for as long as they live.
+pub fn start_epoch_ticker<'a>(engines: impl IntoIterator<Item = &'a Engine>) {
+    let weak: Vec<_> = engines.into_iter().map(Engine::weak).collect();
     std::thread::Builder::new()
         .name("wshost-epoch".into())
         .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
+            loop {
+                let mut alive = false;
+                for engine in weak.iter().filter_map(|weak| weak.upgrade()) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    return;
+                }
                 std::thread::sleep(TICK);
             }
         })

@@ -177,7 +177,7 @@ impl Server {
             None => "off",
         };
         tracing::info!("concurrent guest calls: {on_off}");
-        engines.all().for_each(sandbox::start_epoch_ticker);
+        sandbox::start_epoch_ticker(engines.all());
         crate::budget::init(limits.in_flight);
         let limits = Arc::new(limits);
         let topics = Topics::new();
