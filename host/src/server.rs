@@ -220,12 +220,12 @@ impl Server {
         self.next_id.store(first, Ordering::Relaxed);
     }
 
-    /// Turns true when the server starts to shut down.
-    /// Set the wasm pool's gauges from the engine (see [`crate::meters::pool`]).
+    /// Set the wasm pools' gauges from the engines (see [`crate::meters::pool`]).
     pub fn meter_pool(&self) {
         crate::meters::pool(self.engines.all());
     }
 
+    /// Turns true when the server starts to shut down.
     pub fn shutting_down(&self) -> Arc<AtomicBool> {
         self.shutting_down.clone()
     }
