@@ -18,7 +18,6 @@ pub mod config_file;
 pub mod conn;
 pub mod coro_route;
 pub mod coro_state;
-pub mod deflate;
 pub mod demo;
 pub mod event_route;
 pub mod event_socket;
@@ -43,8 +42,9 @@ pub mod tls;
 pub mod topics;
 pub mod transport;
 pub mod trim;
-pub mod utf8;
 pub mod websocket;
 
 pub use config::{ComponentSource, Limits, RouteSpec};
 pub use server::Server;
+/// The protocol's modules the host uses as its own.
+pub use wshost_proto::{deflate, utf8};

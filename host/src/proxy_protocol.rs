@@ -7,35 +7,29 @@
 //! Read only from `--trusted-proxy` peers, and required of them
 //! (`--proxy-protocol`), as HAProxy's `accept-proxy` and nginx's
 //! `proxy_protocol` listeners do: anyone else could name any client.
-//! Parsing is the `ppp` crate's; this reads exactly the header's bytes off
-//! the socket, so what follows (a TLS handshake, a request) is untouched.
+//! What the bytes mean is `wshost_proto::proxy` (the `ppp` crate's
+//! parser); this reads exactly the header's bytes off the socket, so what
+//! follows (a TLS handshake, a request) is untouched.
 
-use ppp::{HeaderResult, PartialResult, v1, v2};
 use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-/// A v1 header is at most 107 bytes; a v2 one 16 and its addresses and
-/// TLVs, which balancers keep small (an AWS endpoint id, a TLS note).
-const MAX_HEADER: usize = 4096;
+use wshost_proto::proxy::{self, MAX_HEADER, ProxyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
     #[error("the proxy closed before its PROXY header was complete")]
     Closed,
-    #[error("no PROXY protocol header (is the balancer set to send one?): {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Header(#[from] ProxyError),
     #[error("no complete PROXY header within the handshake timeout")]
     TimedOut,
-    #[error("a PROXY header of over {MAX_HEADER} bytes")]
-    TooLong,
     #[error("reading the PROXY header: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Read the PROXY header at the start of `tcp`: the client's address, or
-/// `None` when the proxy speaks for itself (a v2 `LOCAL` health check, a
-/// v1 `UNKNOWN`, or an address family other than TCP over IP).
+/// `None` when the proxy speaks for itself (see [`proxy::Header`]).
 pub async fn read_source(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut taken = Vec::new();
     let mut peeked = vec![0u8; MAX_HEADER];
@@ -47,43 +41,18 @@ pub async fn read_source(tcp: &mut TcpStream) -> Result<Option<SocketAddr>, Prox
             return Err(ProxyHeaderError::Closed);
         }
         let seen = [&taken[..], &peeked[..n]].concat();
-        let parsed = HeaderResult::parse(&seen);
-        if parsed.is_incomplete() {
-            if seen.len() >= MAX_HEADER {
-                return Err(ProxyHeaderError::TooLong);
-            }
+        let Some(header) = proxy::parse(&seen)? else {
             tcp.read_exact(&mut peeked[..n]).await?;
             taken.extend_from_slice(&peeked[..n]);
             continue;
-        }
-        let (len, source) = match parsed {
-            HeaderResult::V1(Ok(header)) => (header.header.len(), v1_source(header.addresses)),
-            HeaderResult::V2(Ok(header)) => (header.len(), v2_source(&header)),
-            HeaderResult::V1(Err(e)) => return Err(ProxyHeaderError::Invalid(e.to_string())),
-            HeaderResult::V2(Err(e)) => return Err(ProxyHeaderError::Invalid(e.to_string())),
         };
-        let rest = len - taken.len();
+        // What is not taken yet of the header (`parse` keeps it within
+        // `seen`; a prefix taken while incomplete is never past its end).
+        let rest = header.len.checked_sub(taken.len()).ok_or_else(|| {
+            ProxyError::Invalid("the header ended inside bytes already read".into())
+        })?;
         tcp.read_exact(&mut peeked[..rest]).await?;
-        return Ok(source);
-    }
-}
-
-fn v1_source(addresses: v1::Addresses) -> Option<SocketAddr> {
-    match addresses {
-        v1::Addresses::Tcp4(a) => Some((a.source_address, a.source_port).into()),
-        v1::Addresses::Tcp6(a) => Some((a.source_address, a.source_port).into()),
-        v1::Addresses::Unknown => None,
-    }
-}
-
-fn v2_source(header: &v2::Header) -> Option<SocketAddr> {
-    if header.command == v2::Command::Local {
-        return None;
-    }
-    match header.addresses {
-        v2::Addresses::IPv4(a) => Some((a.source_address, a.source_port).into()),
-        v2::Addresses::IPv6(a) => Some((a.source_address, a.source_port).into()),
-        v2::Addresses::Unspecified | v2::Addresses::Unix(_) => None,
+        return Ok(header.source);
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_proto::decode::DecodeError;
 
 /// The longest reason a Close frame can carry (125-byte payload less the code).
 pub const MAX_CLOSE_REASON: usize = 123;
@@ -276,15 +277,17 @@ impl Socket {
                     code: CloseCode::Abnormal.into(),
                 };
             }
-            ReadError::TooLarge(why) => {
+            ReadError::Decode(DecodeError::TooLarge(why)) => {
                 tracing::debug!("peer's message refused: {why}");
                 (CloseCode::Size, Error::TooLarge)
             }
-            ReadError::Utf8 => (
+            ReadError::Decode(DecodeError::Utf8) => (
                 CloseCode::Invalid,
                 Error::Protocol("text message is not valid UTF-8".into()),
             ),
-            ReadError::Protocol(why) => (CloseCode::Protocol, Error::Protocol(why)),
+            ReadError::Decode(DecodeError::Protocol(why)) => {
+                (CloseCode::Protocol, Error::Protocol(why))
+            }
         };
         let reason = match &error {
             Error::Protocol(why) => truncate(why, MAX_CLOSE_REASON).to_string(),

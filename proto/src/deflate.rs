@@ -167,7 +167,9 @@ impl Inflater {
                     .set_dictionary(&self.history)
                     .map_err(|e| InflateError::Corrupt(e.to_string()))?;
             }
-            let mut out = Vec::with_capacity((data.len() * 3).clamp(64, max.max(64)));
+            // Room for a typical ratio up front, never more than `max`:
+            // what a message inflates to is counted, not trusted.
+            let mut out = Vec::with_capacity(data.len().saturating_mul(3).min(max));
             for input in [data, &TAIL[..]] {
                 inflate_all(inflater, input, &mut out, max)?;
             }
@@ -196,33 +198,37 @@ impl Inflater {
     }
 }
 
+/// Bytes inflated at once, into a fixed chunk on the stack before they are
+/// counted against the limit and appended: `out` grows only by what was
+/// really produced, never by arithmetic on a guess.
+const INFLATE_CHUNK: usize = 8 << 10;
+
+/// Inflate all of `input` onto `out`; `TooLarge` as soon as `out` would
+/// pass `max` bytes.
 fn inflate_all(
     inflater: &mut Decompress,
     mut input: &[u8],
     out: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), InflateError> {
+    let mut chunk = [0u8; INFLATE_CHUNK];
     loop {
-        if out.len() == out.capacity() {
-            if out.len() >= max {
-                return Err(InflateError::TooLarge(max));
-            }
-            out.reserve((out.len()).clamp(4096, max - out.len()));
-        }
         let before = (inflater.total_in(), inflater.total_out());
         let status = inflater
-            .decompress_vec(input, out, FlushDecompress::Sync)
+            .decompress(input, &mut chunk, FlushDecompress::Sync)
             .map_err(|e| InflateError::Corrupt(e.to_string()))?;
         let used = (inflater.total_in() - before.0) as usize;
-        let made = inflater.total_out() - before.1;
+        let made = (inflater.total_out() - before.1) as usize;
         input = &input[used..];
-        if out.len() > max {
+        if made > max - out.len() {
             return Err(InflateError::TooLarge(max));
         }
+        out.extend_from_slice(&chunk[..made]);
         match status {
             Status::StreamEnd => return Ok(()),
-            _ if input.is_empty() && out.len() < out.capacity() => return Ok(()),
-            _ if used == 0 && made == 0 && out.len() < out.capacity() => {
+            // All input taken and the output flushed: the chunk had room left.
+            _ if input.is_empty() && made < chunk.len() => return Ok(()),
+            _ if used == 0 && made == 0 => {
                 return Err(InflateError::Corrupt("no progress".into()));
             }
             _ => {}
@@ -384,6 +390,50 @@ mod tests {
         assert_eq!(
             inflater.inflate(payload, 100),
             Err(InflateError::TooLarge(100))
+        );
+    }
+
+    /// A raw deflate stream of `len` zeros, sync-flushed, less its tail: a
+    /// client's compressed message.
+    fn zeros(len: usize) -> Vec<u8> {
+        let mut compressor = Compress::new(Compression::best(), false);
+        let mut out = Vec::with_capacity(len / 500 + 1024);
+        compressor
+            .compress_vec(&vec![0u8; len], &mut out, FlushCompress::Sync)
+            .unwrap();
+        assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        out
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_every_limit_without_a_panic() {
+        // The review's C1: ~22 KB inflating to 22 MB panicked the socket's
+        // task (`clamp` with min > max) once within 4 KiB of the limit.
+        let bomb = zeros(22 << 20);
+        assert!(bomb.len() < 32 << 10, "{} bytes", bomb.len());
+        let agreed = Agreed {
+            server_bits: 15,
+            client_bits: None,
+        };
+        let mut inflater = Inflater::new(&agreed);
+        for max in [0, 1, 63, 64, 4095, 4097, 8191, 8193, 1 << 20, 16 << 20] {
+            assert_eq!(
+                inflater.inflate(&bomb, max),
+                Err(InflateError::TooLarge(max)),
+                "max {max}"
+            );
+        }
+        // Exactly at the limit is allowed; one byte over is not.
+        let small = zeros(10_000);
+        assert_eq!(inflater.inflate(&small, 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            inflater.inflate(&small, 9_999),
+            Err(InflateError::TooLarge(9_999))
+        );
+        assert_eq!(
+            inflater.inflate(&small, 1 << 20).unwrap(),
+            vec![0u8; 10_000]
         );
     }
 
