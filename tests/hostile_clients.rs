@@ -198,3 +198,101 @@ async fn settled_fds(pid: u32, target: Option<usize>) -> usize {
         last = now;
     }
 }
+
+/// A panic of ours in a socket's task (injected: a debug build panics on a
+/// message that begins with `WSHOST_TEST_PANIC`) ends that connection alone
+/// and gives back all it held, in every world: its `--max-connections`
+/// slot, its share of the in-flight budget, its topic subscriptions, its
+/// guest's wait (the guest hears the connection end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_socket_task_leaks_nothing_in_any_world() {
+    let mut command = wshost();
+    command.env("WSHOST_TEST_PANIC", "boom");
+    let mut args: Vec<String> = [
+        "--max-connections",
+        "2",
+        "--max-in-flight",
+        "100000",
+        "--admin",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let routes = [("/echo", "echo"), ("/chat", "chat"), ("/coro", "coro_chat")];
+    args.extend(route_args(&routes));
+    let server = Server::start_command(command, &args);
+    let admin = support::admin::admin_addr(&server).await;
+    // 90 KB of a 100 KB budget, held by the message as its task panics.
+    let mut bomb = b"boom".to_vec();
+    bomb.resize(90_000, b'x');
+    let mut panics = 0;
+    for (path, _) in routes {
+        // More panics than slots: each must give its slot back.
+        for _ in 0..3 {
+            let mut ws = server.connect(path).await;
+            let bomb = tokio_tungstenite::tungstenite::Message::binary(bomb.clone());
+            futures_util::SinkExt::send(&mut ws, bomb).await.unwrap();
+            assert_eq!(
+                close_code(&mut ws).await,
+                None,
+                "{path}: dropped, no Close frame"
+            );
+            panics += 1;
+            server
+                .wait_for_logs("its socket's task panicked", panics)
+                .await;
+            // Its guest heard the connection end (the handler returned,
+            // on-close ran, the coro task ended), and its slot came back.
+            server.wait_for_logs(" ended", panics).await;
+            none_open(&admin, path).await;
+        }
+    }
+
+    // The budget is whole again: 90 KB more are read at once.
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let large = "y".repeat(90_000);
+    send_text(&mut echo, &large).await;
+    assert_eq!(next_text(&mut echo).await, format!("Привет, {large}!"));
+    // The panicked chat and coro sockets left the topic: a publish reaches
+    // this one subscriber alone.
+    let mut chat = server.connect("/chat").await;
+    send_text(&mut chat, "hi").await;
+    assert_eq!(next_text(&mut chat).await, "Сервер：hi");
+    let (_, metrics) = support::admin::admin_get(&admin, "/metrics").await;
+    use support::admin::sample;
+    assert_eq!(
+        sample(&metrics, "wshost_publish_fanout_sum"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"wshost_panics_total{task="socket"}"#),
+        9.0
+    );
+    drop((echo, chat));
+    none_open(&admin, "/echo").await;
+    none_open(&admin, "/chat").await;
+    // Every slot comes back: two coro connections at once still fit.
+    let mut a = server.connect("/coro").await;
+    let mut b = server.connect("/coro").await;
+    send_text(&mut a, "both").await;
+    assert_eq!(next_text(&mut a).await, "Сервер：both");
+    assert_eq!(next_text(&mut b).await, "Сервер：both");
+}
+
+/// Wait until route `path` has no connection open (its slots given back).
+async fn none_open(admin: &str, path: &str) {
+    let open = format!(r#"wshost_connections_open{{route="{path}"}}"#);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, metrics) = support::admin::admin_get(admin, "/metrics").await;
+        if support::admin::sample(&metrics, &open) == 0.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} stays above 0:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -327,12 +327,17 @@ impl CoroRoute {
             }
         };
         self.meters.instantiate.record(started.elapsed());
-        let ran = store
-            .run_concurrent(async |acc| serve_tasks(serve, acc, &mut queue, (&self, &handle)).await)
-            .await;
+        let ran = store.run_concurrent(async |acc| {
+            serve_tasks(serve, acc, &mut queue, (&self, &handle)).await
+        });
+        // A panic of ours in a host function loses the instance as a trap
+        // does (its tasks end with 1011 or 500, queued ones go elsewhere).
+        let ran = sandbox::guarded(ran).await;
         let failure = match ran {
             Ok(Ok(())) => return,
             Ok(Err((err, culprit))) => (sandbox::failure(&err), Some(culprit)),
+            // Our own bug: no client is to blame.
+            Err(err) if err.is::<sandbox::HostPanic>() => (sandbox::failure(&err), None),
             // A trap aborts the whole instance: the task that had control
             // last is the one that trapped (unless several resumed at once).
             Err(err) => {

@@ -146,13 +146,40 @@ async fn serve_socket(
     (mut shutdown, keepalive): (watch::Receiver<bool>, Keepalive),
     slot: Open,
 ) {
+    // Should this task go without reporting the close (dropped at
+    // shutdown, or a panic outside the guarded pump), the guard reports it.
+    let mut report = CloseReport {
+        route: Some(route.clone()),
+        id,
+    };
     // By reference: moved, the socket would take room twice in this task.
     let mut events = Events { route: &route, id };
-    let (code, reason) = pump::run(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
+    let (code, reason) =
+        pump::run_guarded(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
     // Dropped (TCP closed) before the guest hears of it.
     drop(socket);
+    report.route = None;
     route.close(id, code, reason).await;
     drop(slot);
+}
+
+/// Reports a socket's close to its route if the socket's task ends without
+/// doing so: the route's host state (outbox, subscriptions, attachment) is
+/// released and the guest's `on-close` runs, from a task of its own.
+struct CloseReport {
+    route: Option<Arc<EventRoute>>,
+    id: ConnectionId,
+}
+
+impl Drop for CloseReport {
+    fn drop(&mut self) {
+        let (Some(route), Ok(runtime)) = (self.route.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let id = self.id;
+        runtime.spawn(async move { route.close(id, ABNORMAL, String::new()).await });
+    }
 }
 
 /// The event route takes the socket's messages, as `on-message` events.

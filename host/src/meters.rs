@@ -32,6 +32,7 @@ pub const CLUSTER_SENT: &str = "wshost_cluster_sent_total";
 pub const CLUSTER_RECEIVED: &str = "wshost_cluster_received_total";
 pub const CLUSTER_DROPPED: &str = "wshost_cluster_dropped_total";
 pub const CLUSTER_RECONNECTS: &str = "wshost_cluster_reconnects_total";
+pub const PANICS: &str = "wshost_panics_total";
 
 /// Install the Prometheus recorder; before any route is loaded, so the
 /// routes' handles count into it.
@@ -65,6 +66,10 @@ fn describe() {
         "Time an event-world guest took per event."
     );
     describe_counter!(EVICTIONS, "Connections evicted for not taking their queue.");
+    describe_counter!(
+        PANICS,
+        "Panics of the host's own code caught and confined, by task (a bug: please report)."
+    );
     describe_histogram!(PUBLISH_FANOUT, "Subscribers a topic message was queued to.");
     describe_gauge!(CORO_INSTANCES, "Coro-world instances running, per route.");
     describe_counter!(
@@ -153,6 +158,17 @@ pub fn refused(reason: &'static str) {
 /// A guest call failed: `trap`, `cpu`, `memory` or `table`.
 pub fn guest_failed(kind: &'static str) {
     counter!(GUEST_FAILURES, "kind" => kind).increment(1);
+}
+
+/// A panic of ours was caught in a `task` (`socket`, `guest_call`):
+/// counted; returns what it said, if it said it as text.
+pub fn panicked(task: &'static str, panic: &(dyn std::any::Any + Send)) -> String {
+    counter!(PANICS, "task" => task).increment(1);
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not text)".into())
 }
 
 pub fn evicted() {

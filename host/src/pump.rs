@@ -13,6 +13,8 @@ use crate::reader::{Held, Read, ReadError};
 use crate::socket::{
     GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, truncate, turned_true,
 };
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -54,10 +56,53 @@ pub trait Consumer {
     async fn drained(&mut self) {}
 }
 
+/// [`run`], with a panic in it (a bug of ours) confined to this socket: it
+/// is logged and the socket ends as if the peer had gone ([`ABNORMAL`]),
+/// so the caller's ending (the guest told, the slot and every charge given
+/// back) runs as for any other end. The socket itself may be mid-write:
+/// the caller drops it without another word to the peer.
+pub async fn run_guarded<C: Consumer>(
+    socket: &mut Socket,
+    consumer: &mut C,
+    id: ConnectionId,
+    shutdown: &mut watch::Receiver<bool>,
+    keepalive: Keepalive,
+) -> (u16, String) {
+    let run = run(socket, consumer, id, shutdown, keepalive);
+    match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(ended) => ended,
+        Err(panic) => {
+            socket.broken = true;
+            let why = crate::meters::panicked("socket", &*panic);
+            tracing::error!("connection {id}: its socket's task panicked: {why}");
+            (ABNORMAL, String::new())
+        }
+    }
+}
+
+/// Debug builds only: a message that begins with the bytes of
+/// `WSHOST_TEST_PANIC` panics the socket's task as a bug of ours would, so
+/// the tests can prove such a panic leaks nothing.
+#[cfg(debug_assertions)]
+fn injected_panic(msg: &Message) {
+    static WORD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let word = WORD.get_or_init(|| std::env::var("WSHOST_TEST_PANIC").ok());
+    let payload: &[u8] = match msg {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(data) => data,
+        _ => &[],
+    };
+    if let Some(word) = word.as_deref()
+        && payload.starts_with(word.as_bytes())
+    {
+        panic!("injected by WSHOST_TEST_PANIC");
+    }
+}
+
 /// Pump `socket` until it has closed; returns the Close code and reason the
 /// connection ended with: ours if the host or guest closed first, the
 /// peer's otherwise, [`ABNORMAL`] when no Close frame was exchanged.
-pub async fn run<C: Consumer>(
+async fn run<C: Consumer>(
     socket: &mut Socket,
     consumer: &mut C,
     id: ConnectionId,
@@ -158,6 +203,8 @@ pub async fn run<C: Consumer>(
                     None => {}
                     // Messages that cross our Close frame are dropped.
                     Some(Incoming::Message(msg, held)) if sent.is_none() => {
+                        #[cfg(debug_assertions)]
+                        injected_panic(&msg);
                         consumer.message(msg, held).await
                     }
                     Some(Incoming::Message(..)) => {}

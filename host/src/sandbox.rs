@@ -182,6 +182,9 @@ pub fn limit_hit(err: &wasmtime::Error) -> Option<&LimitExceeded> {
 
 /// Log why a guest's call failed; returns the short reason its peer is given.
 pub fn failure(err: &wasmtime::Error) -> String {
+    if let Some(panic) = err.downcast_ref::<HostPanic>() {
+        return panic.to_string();
+    }
     crate::meters::guest_failed(match limit_hit(err) {
         Some(LimitExceeded::Cpu(_)) => "cpu",
         Some(LimitExceeded::Memory(_)) => "memory",
@@ -232,5 +235,25 @@ mod tests {
             assert!(l.tick().is_ok());
         }
         assert_eq!(l.tick().err(), Some(LimitExceeded::Cpu(TICK * 3)));
+    }
+}
+
+/// A panic of ours in a host function, caught by [`guarded`].
+#[derive(Debug, thiserror::Error)]
+#[error("the host panicked: {0}")]
+pub struct HostPanic(String);
+
+/// A guest call with a panic of ours in a host function (a bug) turned into
+/// the call's failure: the instance is discarded as after a trap, and the
+/// connection ends as a failed handler's does.
+pub async fn guarded<T>(call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = crate::meters::panicked("guest_call", &*panic);
+            tracing::error!("a host function panicked in a guest call: {why}");
+            Err(HostPanic(why).into())
+        }
     }
 }

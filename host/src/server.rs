@@ -627,18 +627,22 @@ impl Server {
         let instance = route.pre.instantiate_async(&mut store).await;
         route.meters.instantiate.record(started.elapsed());
         let outcome = match instance {
-            Ok(handler) => match handler.call_handle(&mut store, &request).await {
-                Ok(Ok(())) => Outcome::Returned,
-                Ok(Err(why)) => {
-                    if store.data().conn.refused_handshake() {
-                        tracing::debug!("handler returned an error after a bad handshake: {why}");
-                    } else {
-                        tracing::warn!("handler returned an error: {why}");
+            Ok(handler) => {
+                match sandbox::guarded(handler.call_handle(&mut store, &request)).await {
+                    Ok(Ok(())) => Outcome::Returned,
+                    Ok(Err(why)) => {
+                        if store.data().conn.refused_handshake() {
+                            tracing::debug!(
+                                "handler returned an error after a bad handshake: {why}"
+                            );
+                        } else {
+                            tracing::warn!("handler returned an error: {why}");
+                        }
+                        Outcome::Failed(why)
                     }
-                    Outcome::Failed(why)
+                    Err(err) => Outcome::Failed(sandbox::failure(&err)),
                 }
-                Err(err) => Outcome::Failed(sandbox::failure(&err)),
-            },
+            }
             Err(e) => {
                 tracing::error!("cannot instantiate the handler: {e:?}");
                 Outcome::Failed("handler could not start".into())

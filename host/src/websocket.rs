@@ -48,6 +48,20 @@ pub struct Upgraded {
 /// The guest takes the peer's messages from its inbox.
 struct Guest(Arc<Inbox>);
 
+/// Held by a socket's task: when it goes, by any path, the outbox takes no
+/// more pushes and the inbox says the connection has ended.
+struct Ended {
+    inbox: Arc<Inbox>,
+    outbox: Arc<Outbox>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.outbox.finish();
+        self.inbox.end();
+    }
+}
+
 impl Consumer for Guest {
     fn has_room(&self) -> bool {
         self.0.has_room()
@@ -91,13 +105,21 @@ impl Upgraded {
         let outbox = socket.outbox.clone();
         let deflate = socket.compresses();
         let mut guest = Guest(inbox.clone());
+        // However the task ends (its pump returned, panicked, or the task
+        // was dropped), the guest hears that the connection has ended and
+        // its pushes fail: a guest never waits on a socket that is gone.
+        let ended = Ended {
+            inbox: inbox.clone(),
+            outbox: outbox.clone(),
+        };
         let task = async move {
+            let ended = ended;
             let mut socket = socket;
             // Made here, when the socket's task first runs: made in `start`,
             // on the guest's fiber stack, this future (several KiB) would
             // leave those stack pages resident in every instance (measured:
             // +11 KiB per idle handler-world connection).
-            let run = Box::pin(pump::run(
+            let run = Box::pin(pump::run_guarded(
                 &mut socket,
                 &mut guest,
                 id,
@@ -109,7 +131,7 @@ impl Upgraded {
             // TCP is closed before the guest hears of it.
             socket.outbox.finish();
             drop(socket);
-            guest.0.end();
+            drop(ended);
         };
         Upgraded {
             outbox,
