@@ -317,3 +317,20 @@ fn a_bad_cluster_url_is_refused_naming_it() {
         "{err}"
     );
 }
+
+/// The Redis URL's password never reaches the log (the review's minor:
+/// `--cluster redis://:PASSWORD@host` was logged as given).
+#[tokio::test]
+async fn the_cluster_password_is_not_logged() {
+    // Nothing listens on port 1: the server starts on local delivery and
+    // logs the outage, naming the URL.
+    let server = Server::start_flagged(
+        &["--cluster", "redis://:hunter2-secret@127.0.0.1:1/0"],
+        &[("/chat", "chat")],
+    );
+    server.wait_for_log("unreachable").await;
+    server.wait_for_log("cluster: node").await;
+    let log = server.log();
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(log.contains("redis://***@127.0.0.1:1/0"), "{log}");
+}

@@ -135,6 +135,25 @@ async fn a_flag_on_the_command_line_overrides_the_file_for_every_route() {
 }
 
 #[test]
+fn nonsensical_flags_are_refused_naming_them() {
+    for (flags, needle) in [
+        (
+            &["--write-timeout", "0"][..],
+            "write_timeout (--write-timeout) must be more than 0",
+        ),
+        (
+            &["--ping-interval", "60", "--idle-timeout", "30"][..],
+            "ping_interval (--ping-interval, 60s) must be shorter than idle_timeout (--idle-timeout, 30s)",
+        ),
+    ] {
+        let out = wshost().arg("serve").args(flags).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(needle), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_bad_file_is_refused_naming_the_line_and_key() {
     let dir = tempdir("config-bad");
     let cases = [
@@ -146,6 +165,27 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
         (
             "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nworld = \"events\"\n",
             ["says world events", "world handler"],
+        ),
+        (
+            "[limits]\nwrite_timeout = 0\n",
+            [
+                "write_timeout (--write-timeout) must be more than 0",
+                "[limits]",
+            ],
+        ),
+        (
+            "[limits]\nping_interval = 30\nidle_timeout = 30\n",
+            [
+                "ping_interval (--ping-interval, 30s) must be shorter than idle_timeout",
+                "[limits]",
+            ],
+        ),
+        (
+            "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nlimits = { idle_timeout = 10 }\n",
+            [
+                "[[route]] /x",
+                "must be shorter than idle_timeout (--idle-timeout, 10s)",
+            ],
         ),
         (
             "[limits]\nhub_queue = 0\n",

@@ -73,6 +73,7 @@ impl Cluster {
     pub async fn join(url: &str, topics: Arc<Topics>) -> Result<Arc<Cluster>> {
         Cluster::check_url(url)?;
         let client = redis::Client::open(url)?;
+        let url = redacted(url);
         let node = match within(claim(&client)).await {
             Ok(node) => node,
             Err(why) => {
@@ -99,7 +100,8 @@ impl Cluster {
 
     /// Check `url` is a Redis URL (without connecting).
     pub fn check_url(url: &str) -> Result<()> {
-        redis::Client::open(url).with_context(|| format!("cluster {url}: not a Redis URL"))?;
+        redis::Client::open(url)
+            .with_context(|| format!("cluster {}: not a Redis URL", redacted(url)))?;
         Ok(())
     }
 
@@ -198,6 +200,19 @@ async fn within<T>(op: impl Future<Output = redis::RedisResult<T>>) -> Result<T,
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
+    }
+}
+
+/// `url` as it may be logged or printed: a password (or whole user info)
+/// in it becomes `***`, so `redis://:secret@host` is `redis://***@host`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -400,6 +415,18 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_logged_without_its_user_info() {
+        assert_eq!(
+            redacted("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redacted("rediss://app:p@ss@db"), "rediss://***@db");
+        assert_eq!(redacted("redis://db:6379"), "redis://db:6379");
+        assert_eq!(redacted("redis://db/0?x=a@b"), "redis://db/0?x=a@b");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
     use crate::frame::{self, Kind};
 
     #[test]

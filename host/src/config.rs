@@ -198,6 +198,37 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Refuse settings that cannot work, naming the key and its flag: a
+    /// zero timeout would drop every connection at once, a ping interval
+    /// at or past the idle timeout would drop quiet peers before pinging
+    /// them. (Counts are refused at 0 as they are read.)
+    pub fn check(&self) -> Result<(), String> {
+        let timeouts = [
+            ("write_timeout", self.write_timeout),
+            ("handshake_timeout", self.head_timeout),
+            ("close_timeout", self.close_timeout),
+            ("guest_cpu_timeout", self.guest_cpu),
+        ];
+        for (key, value) in timeouts {
+            if value.is_zero() {
+                let flag = key.replace('_', "-");
+                return Err(format!("{key} (--{flag}) must be more than 0 seconds"));
+            }
+        }
+        if let Keepalive {
+            ping_interval: Some(ping),
+            idle_timeout: Some(idle),
+        } = self.keepalive
+            && ping >= idle
+        {
+            return Err(format!(
+                "ping_interval (--ping-interval, {ping:?}) must be shorter than idle_timeout \
+                 (--idle-timeout, {idle:?}): a quiet peer would be dropped before it is pinged"
+            ));
+        }
+        Ok(())
+    }
+
     /// The memory, table and CPU caps of one guest instance.
     pub fn limiter(&self) -> crate::sandbox::GuestLimiter {
         crate::sandbox::GuestLimiter::new(

@@ -270,6 +270,12 @@ impl ConfigFile {
             .apply(&mut limits)
             .with_context(|| format!("{file}: [limits]"))?;
         overrides.apply(&mut limits)?;
+        limits
+            .check()
+            .map_err(|why| match self.path.as_os_str().is_empty() {
+                true => anyhow::anyhow!("{why}"),
+                false => anyhow::anyhow!("{file}: [limits] or flags: {why}"),
+            })?;
         anyhow::ensure!(
             !limits.proxy_protocol || !limits.trusted_proxies.is_empty(),
             "proxy_protocol (--proxy-protocol) needs trusted_proxies (--trusted-proxy): \
@@ -307,6 +313,10 @@ impl ConfigFile {
             let mut limits = base.clone();
             route.limits.apply(&mut limits).with_context(context)?;
             overrides.apply(&mut limits)?;
+            limits
+                .check()
+                .map_err(anyhow::Error::msg)
+                .with_context(context)?;
             limits.grants = Grants {
                 env: route.env.clone().into_iter().collect(),
                 dirs: route

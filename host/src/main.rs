@@ -505,7 +505,7 @@ fn check_config(path: &Path) -> Result<()> {
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
     if let Some(url) = &file.cluster {
         wshost::cluster::Cluster::check_url(url)?;
-        println!("cluster: {url}");
+        println!("cluster: {}", wshost::cluster::redacted(url));
     }
     if let Some(files) = file.tls_files() {
         Tls::load(files.clone())?;
