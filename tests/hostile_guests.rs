@@ -101,3 +101,30 @@ async fn crashes_after_upgrade_close_1011_and_before_upgrade_answer_500() {
         "{log}"
     );
 }
+
+/// The review's M1: a call that fails or says "closed" at once is not a
+/// wait. A guest that calls `push` (or `recv`) in a loop after its peer has
+/// gone is stopped by its CPU budget as `loop {}` is, in the handler world
+/// and in the coro world (where it held its whole instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_return_at_once_after_the_peer_left_do_not_renew_the_cpu_budget() {
+    let server = Server::start_flagged(
+        &["--guest-cpu-timeout", "0.3"],
+        &[ECHO, ("/probe", "probe"), ("/coro", "coro_probe")],
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    for (at, call) in [("push", 1), ("recv", 2)] {
+        let mut ws = server.connect(&format!("/probe?after-close={at}")).await;
+        assert_eq!(next_text(&mut ws).await, "ready");
+        drop(ws);
+        server.wait_for_logs("handler stopped: ran for over", call).await;
+    }
+    for (command, stops) in [("after-close-push", 3), ("after-close-recv", 4)] {
+        let mut ws = server.connect("/coro").await;
+        send_text(&mut ws, command).await;
+        assert_eq!(next_text(&mut ws).await, "ready");
+        drop(ws);
+        server.wait_for_logs("handler stopped: ran for over", stops).await;
+    }
+    assert_still_answers(&mut echo).await;
+}

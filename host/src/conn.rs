@@ -12,6 +12,7 @@ use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
 use crate::meters::RouteMeters;
 use crate::outbox::Outbox;
+use crate::sandbox;
 use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use crate::topics::{Subscriptions, Topics};
 use crate::transport::Stream;
@@ -256,7 +257,6 @@ impl Conn {
         op: Opcode,
         fin: bool,
     ) -> Result<Option<Arc<Outbox>>, Error> {
-        self.waited = true;
         if data.len() > self.limits.max_message_size {
             return Err(Error::TooLarge);
         }
@@ -343,27 +343,30 @@ impl connection::Host for Conn {
     }
 
     async fn upgrade(&mut self) -> Result<(), Error> {
-        self.waited = true;
-        self.do_upgrade(None, Vec::new()).await
+        let (upgraded, suspended) = sandbox::suspends(self.do_upgrade(None, Vec::new())).await;
+        self.waited |= suspended || upgraded.is_ok();
+        upgraded
     }
 
     async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Frame>, Error> {
-        let received = self
-            .do_recv(timeout_ms.map(|ms| Duration::from_millis(ms.into())))
-            .await;
-        // A poll that found nothing did not wait.
-        self.waited |= !(timeout_ms == Some(0) && matches!(received, Err(Error::Timeout)));
+        let timeout = timeout_ms.map(|ms| Duration::from_millis(ms.into()));
+        let (received, suspended) = sandbox::suspends(self.do_recv(timeout)).await;
+        // A frame, or a real wait: not a poll that found nothing, nor
+        // "closed" said again at once.
+        self.waited |= suspended || matches!(received, Ok(Some(_)));
         received
     }
 
     async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
-        self.waited = true;
-        self.do_push(data, op, fin).await
+        let (pushed, suspended) = sandbox::suspends(self.do_push(data, op, fin)).await;
+        self.waited |= suspended || pushed.is_ok();
+        pushed
     }
 
     async fn push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
-        self.waited = true;
-        self.do_push_close(code, reason).await
+        let (pushed, suspended) = sandbox::suspends(self.do_push_close(code, reason)).await;
+        self.waited |= suspended || pushed.is_ok();
+        pushed
     }
 
     async fn close(&mut self) {
@@ -377,8 +380,9 @@ impl connection::Host for Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        self.waited = true;
-        self.do_respond(status, headers, body).await
+        let (sent, suspended) = sandbox::suspends(self.do_respond(status, headers, body)).await;
+        self.waited |= suspended || sent.is_ok();
+        sent
     }
 }
 
@@ -388,8 +392,9 @@ impl handshake::Host for Conn {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        self.waited = true;
-        self.do_upgrade(protocol, headers).await
+        let (upgraded, suspended) = sandbox::suspends(self.do_upgrade(protocol, headers)).await;
+        self.waited |= suspended || upgraded.is_ok();
+        upgraded
     }
 }
 

@@ -146,18 +146,14 @@ impl CoroHost {
         Poll::Pending
     }
 
-    /// Connection `id` of this instance, its CPU budget restarted (a task
-    /// is about to wait).
+    /// Connection `id` of this instance, for a call that may wait.
     fn waiting_on(&mut self, id: ConnectionId) -> Result<Shared, Error> {
-        self.waited = true;
         let served = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
         Ok(served.conn.clone())
     }
 
-    /// The inbox of connection `id` (none once closed); its CPU budget
-    /// restarted (the task is about to wait).
+    /// The inbox of connection `id` (none once closed).
     fn inbox(&mut self, id: ConnectionId) -> Result<Option<Arc<Inbox>>, Error> {
-        self.waited = true;
         self.now(id)?.inbox()
     }
 
@@ -178,15 +174,24 @@ fn conn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) -> Result<Sha
 }
 
 /// Run `call` on connection `id` outside the store; note `id`'s task as
-/// the one resumed with its result.
+/// the one resumed with its result, and restart the instance's CPU budget
+/// if the call really waited (as the handler world's `Conn` judges it).
 async fn on<T, R>(
     acc: &Accessor<T, HasSelf<CoroHost>>,
     id: ConnectionId,
     call: impl AsyncFnOnce(&mut Conn) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let conn = conn(acc, id)?;
-    let result = call(&mut *conn.lock().await).await;
-    acc.with(|mut view| view.get().last = Some(id));
+    let (result, waited) = {
+        let mut conn = conn.lock().await;
+        let result = call(&mut conn).await;
+        (result, conn.take_waited())
+    };
+    acc.with(|mut view| {
+        let host = view.get();
+        host.last = Some(id);
+        host.waited |= waited;
+    });
     result
 }
 
@@ -215,11 +220,14 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             return Ok(None); // closed
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
-        let received = websocket::recv_from(&inbox, deadline).await;
+        let (received, suspended) =
+            sandbox::suspends(websocket::recv_from(&inbox, deadline)).await;
         acc.with(|mut view| {
             let host = view.get();
             host.last = Some(id);
             host.handled.one();
+            // A frame, or a real wait: not "closed" said again at once.
+            host.waited |= suspended || matches!(received, Ok(Some(_)));
         });
         received
     }
@@ -236,13 +244,16 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
     ) -> Result<(), Error> {
         let queued = acc.with(|mut view| {
             let host = view.get();
-            host.waited = true;
             host.last = Some(id);
             let served = host.conns.get(&id).ok_or(Error::UnknownConnection)?;
-            Ok::<_, Error>(match served.conn.try_lock() {
+            let queued = match served.conn.try_lock() {
                 Ok(mut conn) => Ok(conn.push_now(data, op, fin)?),
                 Err(_) => Err(data),
-            })
+            };
+            // Queued: the guest made progress (a push that fails at once,
+            // to a closed socket, does not restart the budget).
+            host.waited |= queued.is_ok();
+            Ok::<_, Error>(queued)
         })?;
         match queued {
             Ok(None) => Ok(()),

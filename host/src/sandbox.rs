@@ -8,8 +8,11 @@
 //! interrupted once it has run for its CPU budget since it last *waited*:
 //! a handler-world guest for a frame or for its socket (`recv`, `push`,
 //! `push-close`, `upgrade`, `respond`), an event-world guest since its event
-//! began. Other host calls (`id`, hub, topics, clocks) do not restart the
-//! budget, so `loop { id() }` is stopped like `loop {}`.
+//! began. Only a wait that was real restarts it: a call that suspended, or
+//! one that brought something (a frame, a queued push). One that fails or
+//! says "closed" at once does not, so `loop { push() }` after the peer has
+//! gone is stopped like `loop {}`; other host calls (`id`, hub, topics,
+//! clocks) never restart it, so neither is `loop { id() }`.
 
 use std::time::Duration;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
@@ -149,6 +152,20 @@ pub fn wasi(
         }
     }
     builder.build()
+}
+
+/// Run `call`, telling whether it suspended (was pending at least once):
+/// whether the guest really waited in it.
+pub async fn suspends<F: Future>(call: F) -> (F::Output, bool) {
+    let mut call = std::pin::pin!(call);
+    let mut suspended = false;
+    let output = std::future::poll_fn(|cx| {
+        let poll = call.as_mut().poll(cx);
+        suspended |= poll.is_pending();
+        poll
+    })
+    .await;
+    (output, suspended)
 }
 
 /// Anything whose store can be sandboxed: it hands out its limiter.

@@ -2,8 +2,10 @@
 //! traps (ending every task of the instance), `spin` computes forever
 //! without calling the host, `id` answers this connection's id, `count`
 //! answers how many of this instance's tasks are running, `flood` pushes
-//! 64 KiB messages until a push fails; anything else is sent back as it
-//! came.
+//! 64 KiB messages until a push fails, `after-close-push` and
+//! `after-close-recv` wait for the connection to end and then call `push`
+//! (or `recv`) forever, each failing (or saying closed) at once; anything
+//! else is sent back as it came.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wshost_guest::coro::Connection;
@@ -27,6 +29,17 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
                 loop {}
             }
             "id" => ws.push_text(&ws.id().to_string()).await?,
+            command @ ("after-close-push" | "after-close-recv") => {
+                ws.push_text("ready").await?;
+                while ws.recv(None).await?.is_some() {}
+                loop {
+                    if command == "after-close-push" {
+                        let _ = std::hint::black_box(ws.push_text("anyone?").await);
+                    } else {
+                        let _ = std::hint::black_box(ws.recv(None).await);
+                    }
+                }
+            }
             "flood" => {
                 let block = vec![7u8; 64 << 10];
                 while ws.push_binary(&block).await.is_ok() {}

@@ -18,6 +18,9 @@
 //! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
 //!   as a text fragment, sleep 300 ms, push `lo` ending it.
 //! - `spin-calls`: upgrade, then call `id` forever.
+//! - `after-close=push` / `after-close=recv`: upgrade, push `ready`, wait
+//!   for the connection to end, then call `push` (or `recv`) forever, each
+//!   failing (or saying closed) at once.
 //! - `binary`: upgrade, push the bytes 0, 1, 2, 255 as a binary message.
 //! - `upgrade-then-return`: upgrade and return (the host closes with 1000).
 //! - `fail-before-upgrade` / `fail-after-upgrade`: return an error.
@@ -142,6 +145,18 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(300));
             ws.push(b"lo", Opcode::Continuation, true).map_err(str)?;
             ws.recv(None).map_err(str)?;
+        }
+        "after-close" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_text("ready").map_err(str)?;
+            while ws.recv(None).map_err(str)?.is_some() {}
+            loop {
+                if arg == "push" {
+                    let _ = std::hint::black_box(ws.push_text("anyone?"));
+                } else {
+                    let _ = std::hint::black_box(ws.recv(None));
+                }
+            }
         }
         "spin-calls" => {
             ws.upgrade().map_err(str)?;
