@@ -418,3 +418,26 @@ async fn instances_and_the_quarantine_are_counted_in_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The review's C2: on a host of many cores the coro pool (sized from the
+/// connection limit alone) was smaller than the one-instance-per-core rule,
+/// and every request past the pool got 500. Played with `WSHOST_CORES`: 40
+/// cores, 100 connections at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
+    let mut command = wshost();
+    command.env("WSHOST_CORES", "40");
+    let mut args: Vec<String> = ["--max-connections", "100"].map(String::from).to_vec();
+    args.extend(route_args(&[("/p", "coro_probe")]));
+    let server = Server::start_command(command, &args);
+    // One instance per core for the first 40: 30 connections, 30 instances.
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(server.connect("/p").await);
+    }
+    for ws in &mut clients {
+        echoes(ws, "hi").await;
+        send_text(ws, "count").await;
+        assert_eq!(next_text(ws).await, "1", "one task to each instance");
+    }
+}

@@ -117,14 +117,18 @@ async fn calls_that_return_at_once_after_the_peer_left_do_not_renew_the_cpu_budg
         let mut ws = server.connect(&format!("/probe?after-close={at}")).await;
         assert_eq!(next_text(&mut ws).await, "ready");
         drop(ws);
-        server.wait_for_logs("handler stopped: ran for over", call).await;
+        server
+            .wait_for_logs("handler stopped: ran for over", call)
+            .await;
     }
     for (command, stops) in [("after-close-push", 3), ("after-close-recv", 4)] {
         let mut ws = server.connect("/coro").await;
         send_text(&mut ws, command).await;
         assert_eq!(next_text(&mut ws).await, "ready");
         drop(ws);
-        server.wait_for_logs("handler stopped: ran for over", stops).await;
+        server
+            .wait_for_logs("handler stopped: ran for over", stops)
+            .await;
     }
     assert_still_answers(&mut echo).await;
 }

@@ -8,6 +8,7 @@ use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{Handler, HandlerPre};
 use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
+use crate::coro_route::coro_instances;
 use crate::coro_state::{CoroHost, CoroState};
 use crate::event_state::{EventHost, EventState};
 use crate::state::HostState;
@@ -212,7 +213,7 @@ fn linker<T: wasmtime_wasi::WasiView + 'static>(
 /// Instance slots a server needs, on its plain engine and on its coro
 /// engine: one per connection (`max_connections`) when it has a
 /// handler-world route, plus [`EVENT_GENERATIONS`] per event-world route;
-/// and [`coro_instances`] per coro route (given with its tasks per
+/// and [`coro_instances`] per coro route (the coro scheduler's rule) (given with its tasks per
 /// instance). An event-world socket holds no instance, so a server of event
 /// routes only reserves almost nothing, whatever its connection limit.
 pub fn instances_needed(routes: &[(World, usize)], max_connections: usize) -> (usize, usize) {
@@ -236,13 +237,6 @@ pub fn instances_needed(routes: &[(World, usize)], max_connections: usize) -> (u
 /// route's old instance serves its open sockets until they close, beside
 /// the new one (so up to three reloads in a row while old sockets stay).
 pub const EVENT_GENERATIONS: usize = 4;
-
-/// Instance slots of one coro route: enough for `max_connections` tasks,
-/// `coro_tasks` to an instance, as many again for old instances draining
-/// after reloads or failures, and the quarantined clients' own.
-pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
-    2 * (max_connections.div_ceil(coro_tasks) + 1) + crate::coro_route::MAX_ISOLATED
-}
 
 /// The world a component implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,10 +35,33 @@ use tracing::Instrument;
 use wasmtime::component::TypedFunc;
 use wasmtime::{Engine, Store};
 
-/// The threads that can run instances at once.
+/// The threads that can run instances at once: `WSHOST_CORES` when set
+/// (a container whose CPU quota is below what the machine shows; the tests,
+/// to play a large host), else the machine's available parallelism.
 fn parallelism() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CORES.get_or_init(|| {
+        std::env::var("WSHOST_CORES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// The scheduling rule, which the pool's size must match: shared instances
+/// a coro route runs at most. One per core first (kept while the route
+/// lives, however few tasks each has), then more only as tasks fill them,
+/// `coro_tasks` to an instance.
+fn max_shared_instances(max_connections: usize, coro_tasks: usize) -> usize {
+    parallelism().min(max_connections) + max_connections.div_ceil(coro_tasks)
+}
+
+/// Instance slots of one coro route in the pool: its shared instances
+/// ([`max_shared_instances`]), as many again for old instances draining
+/// after reloads or failures, and the quarantined clients' own.
+pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
+    2 * (max_shared_instances(max_connections, coro_tasks) + 1) + MAX_ISOLATED
 }
 
 /// How long a client address that crashed its own instance is refused.
@@ -220,6 +243,10 @@ impl CoroRoute {
             false => (head.iter().min_by_key(tasks).filter(|i| tasks(i) < cap))
                 .or_else(|| extra.iter().find(|i| tasks(i) < cap)),
         };
+        // No room for another in the pool's share of this route: the least
+        // loaded takes the task over its cap (never a 500 for lack of slots).
+        let full = instances.len() >= max_shared_instances(self.limits.max_connections, cap);
+        let pick = pick.or_else(|| full.then(|| instances.iter().min_by_key(tasks)).flatten());
         match pick {
             Some(instance) => instance.clone(),
             None => {
