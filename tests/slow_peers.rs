@@ -236,3 +236,67 @@ async fn a_socket_keeps_no_read_buffer_once_its_message_is_read() {
     eprintln!("RSS per socket grew {per_socket} bytes once each echoed a message");
     assert!(per_socket < 2048, "each socket kept {per_socket} bytes");
 }
+
+/// The review's M5 (reading): timeouts measure progress, not completion.
+/// A 256 KiB message arriving in pieces over 2.5 s is not silence to an
+/// idle timeout of 1 s: any byte read counts as the peer heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_upload_outlives_the_idle_timeout() {
+    use support::raw::*;
+    let server = Server::start_flagged(
+        &["--idle-timeout", "1", "--ping-interval", "0"],
+        &[("/mirror", "mirror")],
+    );
+    let mut ws = RawWs::connect(&server, "/mirror").await;
+    let payload: Vec<u8> = (0..256 << 10).map(|i| i as u8).collect();
+    let bytes = RawFrame::new(BINARY, payload.clone()).encode(Some([9, 8, 7, 6]));
+    for piece in bytes.chunks(bytes.len() / 16 + 1) {
+        ws.send_bytes(piece).await;
+        tokio::time::sleep(Duration::from_millis(160)).await;
+    }
+    let echoed = ws.recv().await.expect("the message echoed, not a drop");
+    assert_eq!(echoed.opcode, BINARY);
+    assert_eq!(echoed.payload, payload);
+}
+
+/// The review's M5 (writing): the write timeout is a time in which the
+/// peer takes no byte, not one for a whole batch. A client reading 2 MiB
+/// slowly but steadily (through a small receive buffer) over seconds gets
+/// it all with --write-timeout 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_reader_outlives_the_write_timeout() {
+    use support::raw::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_flagged(&["--write-timeout", "1"], &[("/mirror", "mirror")]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(server.addr).await.unwrap();
+    let request = "GET /mirror HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let size = 2 << 20;
+    let frame = RawFrame::new(BINARY, vec![5u8; size]).encode(Some([1, 2, 3, 4]));
+    tcp.write_all(&frame).await.unwrap();
+    // The 101, then the echo's header (10 bytes) and payload, read slowly.
+    let mut got = 0;
+    let mut chunk = vec![0u8; 16 << 10];
+    let started = std::time::Instant::now();
+    while got < size {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+            .await
+            .expect("the server keeps writing")
+            .unwrap();
+        assert!(
+            n > 0,
+            "dropped after {got} bytes in {:?}: {}",
+            started.elapsed(),
+            server.log()
+        );
+        got += n;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("2 MiB read slowly in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "read too fast to test anything"
+    );
+}

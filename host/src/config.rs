@@ -147,7 +147,8 @@ pub struct Limits {
     pub coro_tasks: usize,
     /// How long, after SIGINT/SIGTERM, handlers get to return before the process exits.
     pub shutdown_timeout: Duration,
-    /// How long any one write to a client may wait for it to read.
+    /// How long a write to a client may wait without the client taking a
+    /// byte (a slow reader that reads is not dropped).
     pub write_timeout: Duration,
     /// Pings to quiet sockets, and when a silent one is dropped.
     pub keepalive: Keepalive,

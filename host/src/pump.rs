@@ -119,6 +119,9 @@ async fn run<C: Consumer>(
     // pinged since. The alarm is re-armed only when it rings, not per read.
     let mut heard = Instant::now();
     let mut pinged = false;
+    // Bytes read when the alarm last rang: any byte counts as heard, so a
+    // long message arriving slowly is not silence.
+    let mut received = socket.bytes_received();
     let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
     let mut alarm = std::pin::pin!(alarm);
     loop {
@@ -225,6 +228,11 @@ async fn run<C: Consumer>(
             }
             Woke::Alarm => {
                 let now = Instant::now();
+                if socket.bytes_received() != received {
+                    received = socket.bytes_received();
+                    heard = now;
+                    pinged = false;
+                }
                 if keepalive.silent_too_long(heard, now) {
                     tracing::debug!(
                         "connection {id}: nothing heard for {:?}; dropped",

@@ -57,6 +57,9 @@ pub struct Reader {
     big: Option<(Large, Charge)>,
     /// What the large frames of the message under way took.
     charges: Vec<Charge>,
+    /// Bytes read off the socket, ever: progress a timeout can see while
+    /// a long message is still arriving.
+    received: u64,
 }
 
 impl Reader {
@@ -65,7 +68,13 @@ impl Reader {
             decoder: Decoder::new(&early, max_frame, max_message),
             big: None,
             charges: Vec::new(),
+            received: 0,
         }
+    }
+
+    /// Bytes read off the socket so far (any byte counts as the peer heard).
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// Inflate messages sent compressed (RSV1), as negotiated.
@@ -121,6 +130,7 @@ impl Reader {
             if read == 0 {
                 return Err(ReadError::Eof);
             }
+            self.received += read as u64;
         }
     }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -161,6 +162,11 @@ impl Socket {
         }
     }
 
+    /// Bytes read off the socket so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.reader.received()
+    }
+
     /// Write every frame the outbox holds, in one vectored write.
     pub async fn write_queued(&mut self) -> Result<(), Error> {
         let batch = self.outbox.take_all();
@@ -201,7 +207,12 @@ impl Socket {
     }
 
     async fn write_raw(&mut self, frames: &[Bytes]) -> Result<(), Error> {
-        let mut write = std::pin::pin!(write_all_vectored(&mut self.stream, frames));
+        // Bytes the peer has taken so far: the write timeout is a time
+        // without progress, not for the whole batch.
+        let accepted = AtomicU64::new(0);
+        let fd = self.stream.fd();
+        let write = write_all_vectored(&mut self.stream, frames, &accepted);
+        let mut write = std::pin::pin!(write);
         // Most writes complete at once: no waker, no timer. Only a write
         // that waits for its peer pays for the watch over it (boxed: in
         // line, its timer would enlarge every socket's task).
@@ -209,7 +220,8 @@ impl Socket {
         let written = match at_once {
             Poll::Ready(written) => written,
             Poll::Pending => {
-                let waited = Box::pin(wait_for_peer(write, &self.outbox, self.write_timeout));
+                let peer = (&*self.outbox, &accepted, fd);
+                let waited = Box::pin(wait_for_peer(write, peer, self.write_timeout));
                 match waited.await {
                     Waited::Written(written) => written,
                     Waited::Abandoned => {
@@ -218,7 +230,7 @@ impl Socket {
                     }
                     Waited::TimedOut => {
                         tracing::debug!(
-                            "the peer read nothing for {:?}: dropped",
+                            "the peer took no byte for {:?}: dropped",
                             self.write_timeout
                         );
                         self.broken = true;
@@ -324,7 +336,11 @@ pub fn check_close(code: u16, reason: &str) -> Result<(), Error> {
 }
 
 /// Write every byte of `frames`, as few syscalls as the socket allows.
-async fn write_all_vectored(io: &mut Stream, frames: &[Bytes]) -> std::io::Result<()> {
+async fn write_all_vectored(
+    io: &mut Stream,
+    frames: &[Bytes],
+    accepted: &AtomicU64,
+) -> std::io::Result<()> {
     let (mut first, mut offset) = (0, 0);
     while first < frames.len() {
         let mut written = std::future::poll_fn(|cx| {
@@ -334,6 +350,7 @@ async fn write_all_vectored(io: &mut Stream, frames: &[Bytes]) -> std::io::Resul
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
+        accepted.fetch_add(written as u64, Ordering::Relaxed);
         while written > 0 {
             let left = frames[first].len() - offset;
             if written >= left {
@@ -383,15 +400,36 @@ enum Waited {
 /// Finish `write`, unless the connection is abandoned or the peer takes
 /// longer than `timeout`.
 async fn wait_for_peer(
-    write: Pin<&mut impl Future<Output = std::io::Result<()>>>,
-    outbox: &Outbox,
+    mut write: Pin<&mut impl Future<Output = std::io::Result<()>>>,
+    (outbox, accepted, fd): (&Outbox, &AtomicU64, std::os::fd::RawFd),
     timeout: Duration,
 ) -> Waited {
-    tokio::select! {
-        biased;
-        written = write => Waited::Written(written),
-        _ = outbox.abandoned() => Waited::Abandoned,
-        _ = tokio::time::sleep(timeout) => Waited::TimedOut,
+    // What the peer has taken: bytes we wrote, and the kernel's queue to it
+    // shrinking (with a large send buffer the kernel calls the socket
+    // writable again only once much of it has drained).
+    let progress = || {
+        let unacked = crate::transport::unacknowledged(fd).unwrap_or(0);
+        (accepted.load(Ordering::Relaxed), unacked)
+    };
+    let mut seen = progress();
+    let alarm = tokio::time::sleep(timeout);
+    let mut alarm = std::pin::pin!(alarm);
+    loop {
+        tokio::select! {
+            biased;
+            written = &mut write => return Waited::Written(written),
+            _ = outbox.abandoned() => return Waited::Abandoned,
+            _ = &mut alarm => {
+                // Timed out only if the peer took no byte since the alarm
+                // was set: a slow reader that reads is not a dead one.
+                let now = progress();
+                if now.0 == seen.0 && now.1 >= seen.1 {
+                    return Waited::TimedOut;
+                }
+                seen = now;
+                alarm.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+        }
     }
 }
 

@@ -69,6 +69,30 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// The socket's descriptor, for [`unacknowledged`] while a write holds
+    /// the stream.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Plain(tcp) => tcp.as_raw_fd(),
+            Stream::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+        }
+    }
+}
+
+/// Bytes written to socket `fd` and not yet acknowledged by the peer
+/// (`TIOCOUTQ`): they fall as the peer reads, however rarely the kernel
+/// says the socket is writable again (with a large send buffer, seconds
+/// apart).
+pub fn unacknowledged(fd: std::os::fd::RawFd) -> Option<u32> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid;
+    // a descriptor that is not a TCP socket makes it fail, not misbehave.
+    let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then(|| u32::try_from(queued).unwrap_or(0))
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
