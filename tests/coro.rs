@@ -441,3 +441,41 @@ async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
         assert_eq!(next_text(ws).await, "1", "one task to each instance");
     }
 }
+
+/// The review's M10: the quarantine blamed the task whose call completed
+/// last, not the one that trapped. Here a third task computes while A's
+/// `panic` and B's message arrive: both calls complete in one turn, B runs
+/// first and its call completes last, then A traps; B was isolated for
+/// A's crash. Now a crash is pinned on a client only when its task alone
+/// could have been running, and never on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
+    let mut command = wshost();
+    command.env("WSHOST_CORES", "1"); // one shared instance
+    let mut args: Vec<String> = ["--guest-cpu-timeout", "5"].map(String::from).to_vec();
+    args.extend(route_args(&[("/p", "coro_probe")]));
+    let server = Server::start_command(command, &args);
+    let mut worker = connect_from(&server, 4, "/p").await;
+    let mut innocent = connect_from(&server, 3, "/p").await;
+    let mut culprit = connect_from(&server, 2, "/p").await;
+    echoes(&mut innocent, "hi").await;
+    send_text(&mut worker, "work").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_text(&mut innocent, "meanwhile").await;
+    send_text(&mut culprit, "panic").await;
+    assert_eq!(close_code(&mut culprit).await, Some(1011));
+    server.wait_for_log("instance lost with 3 tasks").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    assert!(
+        !log.contains("client=127.0.0.3"),
+        "the innocent was blamed:\n{log}"
+    );
+    let culprit_blamed = log.contains("served alone from now on client=127.0.0.2");
+    assert!(
+        culprit_blamed || log.contains("instance crash not attributed"),
+        "{log}"
+    );
+    eprintln!("the culprit blamed with certainty: {culprit_blamed}");
+    drop(worker);
+}

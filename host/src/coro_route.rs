@@ -365,14 +365,21 @@ impl CoroRoute {
             Ok(Err((err, culprit))) => (sandbox::failure(&err), Some(culprit)),
             // Our own bug: no client is to blame.
             Err(err) if err.is::<sandbox::HostPanic>() => (sandbox::failure(&err), None),
-            // A trap aborts the whole instance: the task that had control
-            // last is the one that trapped (unless several resumed at once).
+            // A trap aborts the whole instance, and wasmtime does not say
+            // in which task: the culprit is the one task that could have
+            // been running, if there was one; otherwise no one is blamed
+            // (a guess blamed innocent clients under load) and the crash is
+            // counted as unattributed.
             Err(err) => {
                 let host = &store.data().host;
-                let culprit = host
-                    .last
-                    .and_then(|id| host.conns.get(&id))
-                    .map(|served| served.client);
+                let culprit = host.culprit();
+                if culprit.is_none() {
+                    tracing::warn!(
+                        "instance crash not attributed: {} of its tasks could have been running; no one quarantined",
+                        host.runnable()
+                    );
+                    meters::quarantined(&self.path, "unattributed");
+                }
                 (sandbox::failure(&err), culprit)
             }
         };
@@ -481,7 +488,7 @@ async fn serve_tasks(
                     let host = &mut store.data_mut().host;
                     let conn = Arc::new(tokio::sync::Mutex::new(conn));
                     host.conns.insert(id, Served { conn, slot, client });
-                    host.last = Some(id);
+                    host.resumed(id);
                     serve.start_call_concurrent(&mut store, (id, request))
                 });
                 let call = call.map_err(|err| (err, client))?;
@@ -507,7 +514,12 @@ async fn serve_tasks(
                     }
                     Err(err) => return Err((err, client)),
                 };
-                if let Some(served) = acc.with(|mut store| store.data_mut().host.conns.remove(&id)) {
+                let served = acc.with(|mut store| {
+                    let host = &mut store.data_mut().host;
+                    host.waits(id);
+                    host.conns.remove(&id)
+                });
+                if let Some(served) = served {
                     end(served, outcome);
                 }
             }

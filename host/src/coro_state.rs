@@ -55,10 +55,13 @@ pub struct CoroState {
 /// The connections of one instance, and what its route shares.
 pub struct CoroHost {
     pub conns: HashMap<ConnectionId, Served>,
-    /// The connection whose task was last given control (a call of its
-    /// returned, or it started): the one running when the instance traps,
-    /// unless several resumed at once.
-    pub last: Option<ConnectionId>,
+    /// The tasks that may be running: given control (a call of theirs
+    /// returned, or they started) and not waiting in a call since. The
+    /// instance runs one task at a time, and only a task that runs can
+    /// trap, so when it traps the culprit is certain only if this holds
+    /// one task ([`CoroHost::culprit`]); "the task whose call returned
+    /// last" blamed innocent clients under load (the review's M10).
+    runnable: Vec<ConnectionId>,
     hub: Arc<Hub>,
     topics: Arc<Topics>,
     limits: Arc<Limits>,
@@ -98,7 +101,7 @@ impl CoroState {
             limiter,
             host: CoroHost {
                 conns: HashMap::new(),
-                last: None,
+                runnable: Vec::new(),
                 hub,
                 topics,
                 limits,
@@ -146,15 +149,49 @@ impl CoroHost {
         Poll::Pending
     }
 
+    /// Task `id` was given control: its call returned, or it started.
+    pub fn resumed(&mut self, id: ConnectionId) {
+        if !self.runnable.contains(&id) {
+            self.runnable.push(id);
+        }
+    }
+
+    /// Task `id` waits in a call (or has ended): it runs no more until
+    /// [`CoroHost::resumed`].
+    pub fn waits(&mut self, id: ConnectionId) {
+        self.runnable.retain(|&r| r != id);
+    }
+
+    /// The client of the task that must have trapped: the one task that
+    /// could have been running; `None` when several could.
+    pub fn culprit(&self) -> Option<std::net::IpAddr> {
+        match self.runnable[..] {
+            [id] => self.conns.get(&id).map(|served| served.client),
+            _ => None,
+        }
+    }
+
+    /// Tasks that could have been running.
+    pub fn runnable(&self) -> usize {
+        self.runnable.len()
+    }
+
     /// Connection `id` of this instance, for a call that may wait.
     fn waiting_on(&mut self, id: ConnectionId) -> Result<Shared, Error> {
         let served = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
-        Ok(served.conn.clone())
+        let conn = served.conn.clone();
+        self.waits(id);
+        Ok(conn)
     }
 
-    /// The inbox of connection `id` (none once closed).
+    /// The inbox of connection `id` (none once closed: `recv` then returns
+    /// at once, and its task runs on).
     fn inbox(&mut self, id: ConnectionId) -> Result<Option<Arc<Inbox>>, Error> {
-        self.now(id)?.inbox()
+        let inbox = self.now(id)?.inbox()?;
+        if inbox.is_some() {
+            self.waits(id);
+        }
+        Ok(inbox)
     }
 
     /// Connection `id`, for a call that does not wait.
@@ -189,7 +226,7 @@ async fn on<T, R>(
     };
     acc.with(|mut view| {
         let host = view.get();
-        host.last = Some(id);
+        host.resumed(id);
         host.waited |= waited;
     });
     result
@@ -223,7 +260,7 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         let (received, suspended) = sandbox::suspends(websocket::recv_from(&inbox, deadline)).await;
         acc.with(|mut view| {
             let host = view.get();
-            host.last = Some(id);
+            host.resumed(id);
             host.handled.one();
             // A frame, or a real wait: not "closed" said again at once.
             host.waited |= suspended || matches!(received, Ok(Some(_)));
@@ -243,7 +280,6 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
     ) -> Result<(), Error> {
         let queued = acc.with(|mut view| {
             let host = view.get();
-            host.last = Some(id);
             let served = host.conns.get(&id).ok_or(Error::UnknownConnection)?;
             let queued = match served.conn.try_lock() {
                 Ok(mut conn) => Ok(conn.push_now(data, op, fin)?),
@@ -252,13 +288,16 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             // Queued: the guest made progress (a push that fails at once,
             // to a closed socket, does not restart the budget).
             host.waited |= queued.is_ok();
+            if !matches!(queued, Ok(None)) {
+                host.waits(id); // it waits for room, or for its connection
+            }
             Ok::<_, Error>(queued)
         })?;
         match queued {
             Ok(None) => Ok(()),
             Ok(Some(outbox)) => {
                 outbox.room().await;
-                acc.with(|mut view| view.get().last = Some(id));
+                acc.with(|mut view| view.get().resumed(id));
                 Ok(())
             }
             Err(data) => {

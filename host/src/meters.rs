@@ -192,7 +192,8 @@ impl Drop for Running {
     }
 }
 
-/// A client crashed a coro instance of `route`: `isolated` or `banned`.
+/// A crash of a coro instance of `route`: its client `isolated` or
+/// `banned`, or `unattributed` when more than one task could have trapped.
 pub fn quarantined(route: &str, action: &'static str) {
     counter!(QUARANTINED, "route" => route.to_string(), "action" => action).increment(1);
 }

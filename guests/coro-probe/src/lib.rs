@@ -2,7 +2,8 @@
 //! traps (ending every task of the instance), `spin` computes forever
 //! without calling the host, `id` answers this connection's id, `count`
 //! answers how many of this instance's tasks are running, `flood` pushes
-//! 64 KiB messages until a push fails, `after-close-push` and
+//! 64 KiB messages until a push fails, `work` computes for 300 ms (reading
+//! the clock, no other call) and answers `worked`, `after-close-push` and
 //! `after-close-recv` wait for the connection to end and then call `push`
 //! (or `recv`) forever, each failing (or saying closed) at once; anything
 //! else is sent back as it came.
@@ -29,6 +30,13 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
                 loop {}
             }
             "id" => ws.push_text(&ws.id().to_string()).await?,
+            "work" => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                while std::time::Instant::now() < until {
+                    std::hint::black_box(0);
+                }
+                ws.push_text("worked").await?;
+            }
             command @ ("after-close-push" | "after-close-recv") => {
                 ws.push_text("ready").await?;
                 while ws.recv(None).await?.is_some() {}
