@@ -364,3 +364,42 @@ async fn a_thousand_sockets_on_one_instance_are_all_answered() {
         );
     }
 }
+
+/// The review's M9: a socket whose message found its route's queue full
+/// waited for room inside its read, writing nothing meanwhile (nor pinging,
+/// nor closing). Here the instance naps 3 s with 5,000 messages sent after
+/// it (more than the queue's 4,096): a topic message published meanwhile
+/// still reaches the socket at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_waiting_for_room_in_its_routes_queue_still_writes() {
+    let server = Server::start(&[("/probe", "event_probe"), ("/straight", "probe")]);
+    let mut event = server.connect("/probe").await;
+    assert_eq!(ask(&mut event, "sub news").await, "Ok(true)");
+    let (mut sink, mut stream) = event.split();
+    sink.send(Message::text("nap 3000")).await.unwrap();
+    let sender = tokio::spawn(async move {
+        for _ in 0..5_000 {
+            if sink.send(Message::text("id")).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut straight = server.connect("/straight?topic=news").await;
+    let published = std::time::Instant::now();
+    send_text(&mut straight, "pub hello").await;
+    let first = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("a message within the wait");
+    let took = published.elapsed();
+    assert!(
+        matches!(&first, Some(Ok(Message::Text(t))) if t.as_str() == "hello"),
+        "{first:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "the topic message waited {took:?} for the napping instance"
+    );
+    drop(sender);
+}

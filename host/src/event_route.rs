@@ -67,6 +67,15 @@ pub enum Event {
     },
 }
 
+/// The bytes a message takes of its route's queue budget.
+fn queue_bytes(msg: &Message) -> u32 {
+    let len = match msg {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+    };
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 /// A route's handle on its instance's queue.
 pub struct EventRoute {
     pub path: Arc<str>,
@@ -152,18 +161,39 @@ impl EventRoute {
         .await
     }
 
-    /// Queue a message, once the queue has room for its bytes.
-    pub async fn message(&self, id: ConnectionId, msg: Message) {
-        let len = match &msg {
-            Message::Text(text) => text.len(),
-            Message::Binary(data) => data.len(),
+    /// Queue a message if the queue has room for it and its bytes now;
+    /// else hand it back (see [`EventRoute::message_when_room`]).
+    pub fn try_message(&self, id: ConnectionId, msg: Message) -> Result<(), Message> {
+        let Ok(_room) = self.room.clone().try_acquire_many_owned(queue_bytes(&msg)) else {
+            return Err(msg);
         };
-        let bytes = u32::try_from(len).unwrap_or(u32::MAX);
-        // The semaphore is never closed.
+        match self.queue.try_reserve() {
+            Ok(place) => {
+                place.send(Event::Message { id, msg, _room });
+                Ok(())
+            }
+            Err(_) => Err(msg),
+        }
+    }
+
+    /// Wait until the queue has room for `msg` and its bytes, then queue
+    /// it (taking it out of `msg`). Cancel-safe: the message is taken only
+    /// once there is room, so a socket's task may wait here in a `select!`
+    /// and still write, ping and close meanwhile.
+    pub async fn message_when_room(&self, id: ConnectionId, msg: &mut Option<Message>) {
+        let Some(bytes) = msg.as_ref().map(queue_bytes) else {
+            return;
+        };
+        // The semaphore is never closed; the queue closes with the route.
         let Ok(_room) = self.room.clone().acquire_many_owned(bytes).await else {
             return;
         };
-        self.send(Event::Message { id, msg, _room }).await
+        let Ok(place) = self.queue.reserve().await else {
+            return;
+        };
+        if let Some(msg) = msg.take() {
+            place.send(Event::Message { id, msg, _room });
+        }
     }
 
     pub async fn drain(&self, id: ConnectionId) {

@@ -153,7 +153,12 @@ async fn serve_socket(
         id,
     };
     // By reference: moved, the socket would take room twice in this task.
-    let mut events = Events { route: &route, id };
+    let mut events = Events {
+        route: &route,
+        id,
+        waiting: None,
+        held: Held::default(),
+    };
     let (code, reason) =
         pump::run_guarded(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
     // Dropped (TCP closed) before the guest hears of it.
@@ -186,13 +191,35 @@ impl Drop for CloseReport {
 struct Events<'a> {
     route: &'a EventRoute,
     id: ConnectionId,
+    /// A message the route's queue had no room for: the socket reads no
+    /// more until it is queued, and meanwhile writes, pings and closes as
+    /// ever (the review's M9: it waited inside its read, deaf to all).
+    waiting: Option<Message>,
+    /// That message's share of the in-flight budget, kept while it waits.
+    held: Held,
 }
 
 impl Consumer for Events<'_> {
+    fn has_room(&self) -> bool {
+        self.waiting.is_none()
+    }
+
+    async fn room(&mut self) {
+        self.route
+            .message_when_room(self.id, &mut self.waiting)
+            .await;
+        if self.waiting.is_none() {
+            self.held = Held::default();
+        }
+    }
+
     /// The route's queue has a byte bound of its own: the message's share
     /// of the in-flight budget is given back as it is queued.
-    async fn message(&mut self, msg: tungstenite::Message, _held: Held) {
-        self.route.message(self.id, to_guest(msg)).await;
+    async fn message(&mut self, msg: tungstenite::Message, held: Held) {
+        if let Err(msg) = self.route.try_message(self.id, to_guest(msg)) {
+            self.waiting = Some(msg);
+            self.held = held;
+        }
     }
 
     async fn drained(&mut self) {

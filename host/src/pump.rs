@@ -36,11 +36,15 @@ pub trait Consumer {
         true
     }
 
-    /// Resolves once [`Consumer::has_room`] may have turned true. Cancel-safe.
-    async fn room(&self) {}
+    /// Resolves once [`Consumer::has_room`] may have turned true (making
+    /// that room, if it must). Cancel-safe.
+    async fn room(&mut self) {}
 
     /// A whole message from the peer; `held` (its share of the in-flight
-    /// budget) is to be dropped once the message is taken.
+    /// budget) is to be dropped once the message is taken. It must not
+    /// wait for the consumer to make room (the socket's writes, pings and
+    /// Close frames would wait with it): a consumer without room keeps
+    /// the message and says so through [`Consumer::has_room`].
     async fn message(&mut self, msg: Message, held: Held);
 
     /// The host sent the peer a Close frame of its own (shutdown, eviction).

@@ -67,7 +67,7 @@ impl Consumer for Guest {
         self.0.has_room()
     }
 
-    async fn room(&self) {
+    async fn room(&mut self) {
         self.0.room().await
     }
 

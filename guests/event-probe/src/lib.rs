@@ -10,6 +10,7 @@
 //! Messages: `whoami`, `set N`, `sub T`, `unsub T`, `pub T M`, `pubx T M`,
 //! `count T`, `open`, `close CODE REASON`, `terminate`, `panic`, `spin`, `bomb`,
 //! `flood N` (N sends of 64 KiB; `drained` follows on drain), `buffered`,
+//! `nap MS` (sleep MS, holding up the route's instance; answers `napped`),
 //! `id`, `send ID M` (M to socket ID, here or on another process).
 
 use wshost_guest::events::{Decision, Handler, Message, SendStatus, Socket, UpgradeOptions};
@@ -70,6 +71,11 @@ impl Handler for Probe {
                 format!("{closed:?}")
             }
             "terminate" => return ws.terminate(),
+            "nap" => {
+                let ms = rest.parse().unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                "napped".into()
+            }
             "panic" => panic!("event crashing on purpose"),
             "spin" => loop {
                 std::hint::spin_loop();
