@@ -334,3 +334,120 @@ async fn the_cluster_password_is_not_logged() {
     assert!(!log.contains("hunter2"), "{log}");
     assert!(log.contains("redis://***@127.0.0.1:1/0"), "{log}");
 }
+
+/// A TCP relay to `to` whose connections can be frozen: they stay open
+/// but carry nothing more, as a hung proxy or a partition leaves them (no
+/// FIN, no RST). Connections made after a freeze carry bytes again.
+struct Relay {
+    port: u16,
+    /// Connections accepted so far, and the first one not frozen.
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    live_from: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (accepted, live_from) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let relay = Relay {
+            port,
+            accepted: accepted.clone(),
+            live_from: live_from.clone(),
+        };
+        /// Carry bytes one way while connection `mine` is not frozen.
+        async fn pump(
+            mut from: OwnedReadHalf,
+            mut to: OwnedWriteHalf,
+            mine: u64,
+            live_from: Arc<AtomicU64>,
+        ) {
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n) = from.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if mine < live_from.load(Ordering::SeqCst) {
+                    // Frozen: hold both sockets open, carry nothing.
+                    let _keep = (from, to);
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mine = accepted.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::TcpStream::connect(("127.0.0.1", to))
+                    .await
+                    .unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, mine, live_from.clone()));
+                tokio::spawn(pump(sr, cw, mine, live_from.clone()));
+            }
+        });
+        relay
+    }
+
+    /// Freeze every connection made so far.
+    fn freeze_existing(&self) {
+        use std::sync::atomic::Ordering;
+        let accepted = self.accepted.load(Ordering::SeqCst);
+        self.live_from.store(accepted, Ordering::SeqCst);
+    }
+}
+
+/// The review's M8: a subscription whose link went silent without FIN or
+/// RST was never noticed (delivery from other processes stopped for good,
+/// `wshost_cluster_connected` stayed 1). The subscriber now pings Redis:
+/// the silence is noticed within ~10 s and the subscription made anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_link_that_goes_silent_is_noticed_and_replaced() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.port).await;
+    let through_relay = format!("redis://127.0.0.1:{}", relay.port);
+    let a = Server::start_flagged(&["--cluster", &through_relay], &[("/chat", "chat")]);
+    let b = node(&redis);
+    let mut a1 = a.connect("/chat").await;
+    let mut b1 = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+    send_text(&mut b1, "before").await;
+    assert_eq!(next_text(&mut a1).await, "Сервер：before");
+    assert_eq!(next_text(&mut b1).await, "Сервер：before");
+
+    // Connections made after the freeze carry bytes again: the relay lets
+    // a new subscription through, as a healed network would.
+    relay.freeze_existing();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while !a.log().contains("no answer to PING") {
+        assert!(
+            Instant::now() < deadline,
+            "the silent link was never noticed:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let crossed = loop {
+        send_text(&mut b1, "after").await;
+        assert_eq!(next_text(&mut b1).await, "Сервер：after");
+        let got = tokio::time::timeout(Duration::from_millis(300), next(&mut a1)).await;
+        if let Ok(Some(Ok(msg))) = got {
+            break msg.into_text().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivery never resumed:\n{}",
+            a.log()
+        );
+    };
+    assert_eq!(crossed, "Сервер：after");
+}

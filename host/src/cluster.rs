@@ -45,8 +45,16 @@ const QUEUE: usize = 65_536;
 const BATCH: usize = 256;
 /// How long one Redis operation may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// First wait after a failure to reach (or use) Redis; it doubles with
+/// each failure in a row, up to [`MAX_BACKOFF`].
+const BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between attempts to reach Redis.
-const BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the subscription connection is pinged: a link that goes silent
+/// without FIN or RST (a hung proxy, a partition, a stopped Redis) is
+/// noticed within this and [`TIMEOUT`], not never. TCP keepalive alone
+/// does not see a peer that is there but does not answer.
+const PING_EVERY: Duration = Duration::from_secs(5);
 /// A node's claim on its number lasts this long, renewed every third of it.
 const CLAIM: Duration = Duration::from_secs(300);
 
@@ -216,13 +224,31 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Logs an outage once, and the reconnection after it.
+/// Logs an outage once, and the reconnection after it; paces the attempts
+/// (every failure path waits, the wait doubling: a Redis that refuses
+/// SUBSCRIBE or PUBLISH, say by its ACLs, is not hammered).
 struct Outage {
     what: &'static str,
     since: Option<Instant>,
+    backoff: Duration,
 }
 
 impl Outage {
+    fn new(what: &'static str) -> Self {
+        Outage {
+            what,
+            since: None,
+            backoff: BACKOFF,
+        }
+    }
+
+    /// A failure: logged if it starts an outage; wait before trying again.
+    async fn failed(&mut self, why: &str) {
+        self.down(why);
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
     fn down(&mut self, why: &str) {
         if self.since.is_none() {
             self.since = Some(Instant::now());
@@ -234,6 +260,7 @@ impl Outage {
     }
 
     fn up(&mut self) {
+        self.backoff = BACKOFF;
         if let Some(since) = self.since.take() {
             meters::cluster_reconnected();
             tracing::info!(
@@ -253,17 +280,13 @@ async fn listen(
     topics: Arc<Topics>,
     mut changed: mpsc::UnboundedReceiver<Arc<str>>,
 ) {
-    let mut outage = Outage {
-        what: "subscriptions",
-        since: None,
-    };
+    let mut outage = Outage::new("subscriptions");
     let topic_prefix = format!("{PREFIX}t:");
     loop {
         let pubsub = match within(client.get_async_pubsub()).await {
             Ok(pubsub) => pubsub,
             Err(why) => {
-                outage.down(&why);
-                tokio::time::sleep(BACKOFF).await;
+                outage.failed(&why).await;
                 continue;
             }
         };
@@ -274,18 +297,26 @@ async fn listen(
         channels.extend(topics.names().iter().map(|t| topic_channel(t)));
         let count = channels.len() - 1;
         if let Err(why) = within(sink.subscribe(channels)).await {
-            outage.down(&why);
+            outage.failed(&why).await;
             continue;
         }
         outage.up();
         meters::cluster_connected(true);
         tracing::info!("cluster: subscribed to this node's channel and {count} topics");
-        loop {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        let why = loop {
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(msg) => received(node, &topic_prefix, &topics, &msg),
-                    None => break,
+                    None => break "the subscription connection closed".to_string(),
                 },
+                _ = ping.tick() => {
+                    if let Err(why) = within(sink.ping::<redis::Value>()).await {
+                        break format!("no answer to PING on the subscription ({why})");
+                    }
+                }
                 Some(topic) = changed.recv() => {
                     let channel = topic_channel(&topic);
                     let done = if topics.has(&topic) {
@@ -293,14 +324,14 @@ async fn listen(
                     } else {
                         within(sink.unsubscribe(channel)).await
                     };
-                    if done.is_err() {
-                        break;
+                    if let Err(why) = done {
+                        break why;
                     }
                 }
             }
-        }
+        };
         meters::cluster_connected(false);
-        outage.down("the subscription connection closed");
+        outage.failed(&why).await;
     }
 }
 
@@ -354,25 +385,22 @@ fn whole_frame(bytes: &[u8]) -> bool {
 /// node's claim on its number. Forever, reconnecting; while Redis is
 /// unreachable what is queued is dropped (at-most-once).
 async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Outgoing>) {
-    let mut outage = Outage {
-        what: "publishing",
-        since: None,
-    };
+    let mut outage = Outage::new("publishing");
     loop {
         let mut conn = match within(client.get_multiplexed_async_connection()).await {
             Ok(conn) => conn,
             Err(why) => {
-                outage.down(&why);
                 let mut dropped = 0;
                 while queued.try_recv().is_ok() {
                     dropped += 1;
                 }
                 meters::cluster_dropped("redis_down", dropped);
-                tokio::time::sleep(BACKOFF).await;
+                outage.failed(&why).await;
                 continue;
             }
         };
-        outage.up();
+        // Reachable again once something succeeds on it (a connection that
+        // Redis then refuses to publish on is no recovery).
         let mut renewal = tokio::time::interval(CLAIM / 3);
         loop {
             let first = tokio::select! {
@@ -382,9 +410,10 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
                     let mut renew = redis::cmd("SET");
                     renew.arg(node_key(node)).arg(std::process::id()).arg("EX").arg(CLAIM.as_secs());
                     if let Err(why) = within(renew.query_async::<()>(&mut conn)).await {
-                        outage.down(&why);
+                        outage.failed(&why).await;
                         break;
                     }
+                    outage.up();
                     continue;
                 }
             };
@@ -401,10 +430,13 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
                 count += 1;
             }
             match within(pipe.query_async::<()>(&mut conn)).await {
-                Ok(()) => meters::cluster_sent(count),
+                Ok(()) => {
+                    outage.up();
+                    meters::cluster_sent(count);
+                }
                 Err(why) => {
                     meters::cluster_dropped("redis_down", count);
-                    outage.down(&why);
+                    outage.failed(&why).await;
                     break;
                 }
             }
