@@ -275,9 +275,13 @@ async fn a_panic_in_a_socket_task_leaks_nothing_in_any_world() {
     // Every slot comes back: two coro connections at once still fit.
     let mut a = server.connect("/coro").await;
     let mut b = server.connect("/coro").await;
-    send_text(&mut a, "both").await;
-    assert_eq!(next_text(&mut a).await, "Сервер：both");
-    assert_eq!(next_text(&mut b).await, "Сервер：both");
+    // Each hears its own message once subscribed (a coro task subscribes
+    // after its 101); then a's hears b's.
+    send_text(&mut a, "a").await;
+    assert_eq!(next_text(&mut a).await, "Сервер：a");
+    send_text(&mut b, "b").await;
+    while next_text(&mut b).await != "Сервер：b" {}
+    assert_eq!(next_text(&mut a).await, "Сервер：b");
 }
 
 /// Wait until route `path` has no connection open (its slots given back).
