@@ -175,8 +175,15 @@ async fn memory_returns_to_baseline_after_a_burst_of_large_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_wait_for_the_in_flight_budget_and_small_ones_do_not() {
     const CLIENTS: usize = 10;
+    // The budget, and its overdraft's reserve (the largest message): at
+    // most 8 + 4 MiB in flight.
     let server = Server::start_flagged(
-        &["--max-in-flight", "8388608"],
+        &[
+            "--max-in-flight",
+            "8388608",
+            "--max-message-size",
+            "4194304",
+        ],
         &[("/probe", "probe"), ("/echo", "echo")],
     );
     let mut echo = healthy_echo(&server, "/echo").await;

@@ -1,112 +1,208 @@
-//! The process-wide budget of bytes in flight: large messages read from
-//! peers and not yet taken by their guests. A socket about to read a frame
-//! larger than a read chunk first takes its size from the budget and waits
-//! while the budget is spent (its peer then waits on TCP, as for a full
-//! inbox); the bytes come back when the message's memory is freed. Small
-//! frames (chat, control frames) are never held up, so the budget caps the
-//! memory a flood of large messages can pin without stalling the rest.
+//! The process-wide budget of bytes in flight: what peers have sent of the
+//! messages under way (fragments and large frames being assembled) and of
+//! whole large messages not yet taken by their guests (`--max-in-flight`).
+//!
+//! Bytes are charged as they arrive, never as a header announces them: a
+//! header that claims 16 MiB costs nothing until its payload comes, so
+//! idle connections that announce large frames pin no budget. Charges are
+//! served first come, first served (a `tokio` semaphore is FIFO), so a
+//! large message is never starved by a stream of small charges. A small
+//! message read whole in one chunk is not charged (the per-connection
+//! inbox and queue bounds cover it), so chat never waits here.
+//!
+//! Charging as bytes arrive can leave every connection holding part of a
+//! message and waiting for more: none could finish. So a connection that
+//! waits while its message is under way may take the one *overdraft*: it
+//! then charges the rest of its message to a reserve of the size of the
+//! largest message, which only one message uses at a time, and must finish
+//! within [`OVERDRAFT_DEADLINE`] (a peer that holds the overdraft and
+//! trickles is closed, 1008). Memory in flight is at most the budget plus
+//! that reserve.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// How long a message that took the overdraft may take to finish.
+pub const OVERDRAFT_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Budget {
+    /// `--max-in-flight` bytes.
+    main: Arc<Semaphore>,
     total: usize,
-    left: AtomicUsize,
-    freed: Notify,
+    /// The reserve for the overdraft: the largest message's bytes.
+    reserve: Arc<Semaphore>,
+    reserve_total: usize,
+    /// One permit: who may charge the reserve.
+    overdraft: Arc<Semaphore>,
 }
 
 static GLOBAL: OnceLock<Arc<Budget>> = OnceLock::new();
 
-/// Set the process's budget (the first server started sets it).
-pub fn init(total: usize) {
-    let _ = GLOBAL.set(Budget::new(total));
+/// Set the process's budget (the first server started sets it): `total`
+/// bytes, and a reserve of `largest_message` for the overdraft.
+pub fn init(total: usize, largest_message: usize) {
+    let _ = GLOBAL.set(Budget::new(total, largest_message));
 }
 
 /// The process's budget; unlimited if none was set.
 pub fn global() -> &'static Arc<Budget> {
-    GLOBAL.get_or_init(|| Budget::new(usize::MAX))
+    GLOBAL.get_or_init(|| Budget::new(usize::MAX, usize::MAX))
+}
+
+/// Permits a semaphore can hold and take at once.
+fn permits(n: usize) -> usize {
+    n.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize)
 }
 
 impl Budget {
-    pub fn new(total: usize) -> Arc<Self> {
+    pub fn new(total: usize, largest_message: usize) -> Arc<Self> {
+        let (total, reserve_total) = (permits(total), permits(largest_message));
         Arc::new(Budget {
+            main: Arc::new(Semaphore::new(total)),
             total,
-            left: AtomicUsize::new(total),
-            freed: Notify::new(),
+            reserve: Arc::new(Semaphore::new(reserve_total)),
+            reserve_total,
+            overdraft: Arc::new(Semaphore::new(1)),
         })
     }
 
-    /// Take `n` bytes, waiting until they are free (a message larger than
-    /// the whole budget waits for all of it). Cancel-safe.
-    pub async fn take(self: &Arc<Self>, n: usize) -> Charge {
-        let n = n.min(self.total);
-        let mut logged = false;
-        loop {
-            let freed = self.freed.notified();
-            let taken = self
-                .left
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                    left.checked_sub(n)
-                });
-            if taken.is_ok() {
-                return Charge {
-                    budget: self.clone(),
-                    n,
-                };
-            }
-            if !logged {
-                tracing::debug!("a read of {n} bytes waits for the in-flight budget");
-                logged = true;
-            }
-            freed.await;
+    /// Bytes not charged.
+    pub fn left(&self) -> usize {
+        self.main.available_permits()
+    }
+
+    /// `n` bytes now, if the budget has them.
+    pub fn try_take(&self, n: usize) -> Option<Charge> {
+        let n = permits(n).min(self.total);
+        match self.main.clone().try_acquire_many_owned(n as u32) {
+            Ok(permit) => Some(Charge::of(permit)),
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => None,
         }
     }
 
-    /// Bytes not taken.
-    pub fn left(&self) -> usize {
-        self.left.load(Ordering::Acquire)
+    /// `n` bytes, waiting in line for them. Cancel-safe.
+    pub async fn take(&self, n: usize) -> Charge {
+        let n = permits(n).min(self.total);
+        // The semaphore is never closed.
+        let permit = self.main.clone().acquire_many_owned(n as u32).await;
+        Charge::of(permit.expect("never closed"))
+    }
+
+    /// The overdraft, waiting in line for it. Cancel-safe.
+    pub async fn overdraft(&self) -> Overdraft {
+        let token = self.overdraft.clone().acquire_owned().await;
+        Overdraft {
+            _token: token.expect("never closed"),
+        }
+    }
+
+    /// `n` bytes of the reserve, for the holder of the [`Overdraft`] (a
+    /// message larger than the reserve takes all of it). Cancel-safe.
+    pub async fn take_reserve(&self, _overdraft: &Overdraft, n: usize) -> Charge {
+        let n = permits(n).min(self.reserve_total);
+        let permit = self.reserve.clone().acquire_many_owned(n as u32).await;
+        Charge::of(permit.expect("never closed"))
     }
 }
 
-/// Bytes taken from a [`Budget`], given back on drop.
+/// The right to charge the reserve; one holder at a time.
 #[derive(Debug)]
-pub struct Charge {
-    budget: Arc<Budget>,
-    n: usize,
+pub struct Overdraft {
+    _token: OwnedSemaphorePermit,
 }
 
-impl Drop for Charge {
-    fn drop(&mut self) {
-        self.budget.left.fetch_add(self.n, Ordering::AcqRel);
-        self.budget.freed.notify_waiters();
+/// Bytes taken from a [`Budget`], given back on drop; charges of one
+/// message merge into one.
+#[derive(Debug, Default)]
+pub struct Charge {
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Charge {
+    fn of(permit: OwnedSemaphorePermit) -> Self {
+        Charge {
+            permits: vec![permit],
+        }
+    }
+
+    /// Bytes this charge holds.
+    pub fn bytes(&self) -> usize {
+        self.permits
+            .iter()
+            .map(OwnedSemaphorePermit::num_permits)
+            .sum()
+    }
+
+    /// Add `other` to this charge.
+    pub fn merge(&mut self, other: Charge) {
+        for permit in other.permits {
+            match self
+                .permits
+                .iter_mut()
+                .find(|p| Arc::ptr_eq(p.semaphore(), permit.semaphore()))
+            {
+                Some(same) => same.merge(permit),
+                None => self.permits.push(permit),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
-    async fn a_taker_waits_until_bytes_come_back() {
-        let budget = Budget::new(100);
+    async fn takers_wait_in_line_and_bytes_come_back() {
+        let budget = Budget::new(100, 50);
         let first = budget.take(70).await;
+        assert!(budget.try_take(50).is_none());
         let waiting = tokio::spawn({
             let budget = budget.clone();
             async move { budget.take(50).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished());
+        // First come, first served: a small charge that would fit waits
+        // behind the larger one ahead of it.
+        let small = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.take(10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!small.is_finished(), "jumped the line");
         drop(first);
         let second = waiting.await.unwrap();
-        assert_eq!(budget.left(), 50);
-        drop(second);
+        let third = small.await.unwrap();
+        assert_eq!(budget.left(), 40);
+        let mut merged = second;
+        merged.merge(third);
+        assert_eq!(merged.bytes(), 60);
+        drop(merged);
+        assert_eq!(budget.left(), 100);
         // Larger than the whole budget: takes all of it.
         let all = budget.take(1000).await;
         assert_eq!(budget.left(), 0);
         drop(all);
-        assert_eq!(budget.left(), 100);
+    }
+
+    #[tokio::test]
+    async fn the_overdraft_has_one_holder_and_a_reserve_of_its_own() {
+        let budget = Budget::new(10, 50);
+        let _spent = budget.take(10).await;
+        let overdraft = budget.overdraft().await;
+        let other = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.overdraft().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!other.is_finished(), "one holder at a time");
+        let reserve = budget.take_reserve(&overdraft, 40).await;
+        assert_eq!(reserve.bytes(), 40);
+        drop(overdraft);
+        let _next = other.await.unwrap();
+        drop(reserve);
     }
 }

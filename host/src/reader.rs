@@ -1,23 +1,28 @@
 //! Reading a socket's frames: the socket's bytes into the protocol's
 //! [`Decoder`] (`wshost_proto::decode`, which checks, joins and inflates),
-//! with the process's in-flight budget ([`crate::budget`]) taken for large
-//! frames.
+//! each byte of a message under way charged to the process's in-flight
+//! budget ([`crate::budget`]) as it arrives.
 //!
 //! Buffers are sized by what is in flight: an idle connection holds none,
 //! small frames are read in chunks, and a large frame straight into a
-//! buffer of its own size (after taking that from the in-flight budget),
-//! which becomes its message without a copy. Nothing is kept after a
-//! message.
+//! buffer of its own size, slice by charged slice, which becomes its
+//! message without a copy. Nothing is kept after a message.
 
-use crate::budget::{self, Charge};
+use crate::budget::{self, Charge, Overdraft};
 use crate::transport::Stream;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::time::Duration;
+use tokio::time::Instant;
 use tungstenite::Message;
 use wshost_proto::decode::{self, DecodeError, Decoder, Large};
 use wshost_proto::deflate::Inflater;
 
 /// Bytes asked of the socket at once when no large frame is in flight.
 const CHUNK: usize = 8 << 10;
+/// Bytes of a large frame charged, then read, at a time: what a connection
+/// in the middle of a large frame may hold of the budget beyond what it has
+/// read (64 connections that announced 16 MiB frames and stopped: 4 MiB).
+const SLICE: usize = 64 << 10;
 
 /// One thing the peer sent.
 #[derive(Debug)]
@@ -41,22 +46,30 @@ pub enum ReadError {
     /// The peer closed TCP without a Close frame.
     #[error("the peer went away")]
     Eof,
+    /// The message that took the budget's overdraft was not finished in
+    /// time (close with 1008).
+    #[error("a message that took the overdraft was not finished within {0:?}")]
+    Overdue(Duration),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// What a message's frames took from the in-flight budget.
+/// What a message's bytes took from the in-flight budget.
 #[derive(Debug, Default)]
 pub struct Held {
-    _charges: Vec<Charge>,
+    _charge: Charge,
 }
 
 pub struct Reader {
     decoder: Decoder,
-    /// The large frame being read, if any, and its charge.
-    big: Option<(Large, Charge)>,
-    /// What the large frames of the message under way took.
-    charges: Vec<Charge>,
+    /// The large frame being read, if any.
+    big: Option<Large>,
+    /// What the message under way holds of the budget: its bytes being
+    /// assembled, its large frame's bytes read, and the slice about to be.
+    charge: Charge,
+    /// The budget's overdraft, while the message under way uses it, and
+    /// when that message must be done.
+    overdraft: Option<(Overdraft, Instant)>,
     /// Bytes read off the socket, ever: progress a timeout can see while
     /// a long message is still arriving.
     received: u64,
@@ -67,7 +80,8 @@ impl Reader {
         Reader {
             decoder: Decoder::new(&early, max_frame, max_message),
             big: None,
-            charges: Vec::new(),
+            charge: Charge::default(),
+            overdraft: None,
             received: 0,
         }
     }
@@ -83,11 +97,10 @@ impl Reader {
     }
 
     /// The next thing the peer sends. Cancel-safe: what was read waits in
-    /// the buffers for the next call.
+    /// the buffers for the next call, what was charged in [`Reader::charge`].
     pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
         loop {
-            if let Some((large, charge)) = self.big.take_if(|(big, _)| big.is_complete()) {
-                self.charges.push(charge);
+            if let Some(large) = self.big.take_if(|big| big.is_complete()) {
                 match self.decoder.finish_large(large)? {
                     Some(read) => return Ok(self.charged(read)),
                     None => continue,
@@ -98,26 +111,39 @@ impl Reader {
                     self.decoder.release_idle_buffer();
                     return Ok(self.charged(read));
                 }
-                if let Some(len) = self.decoder.large_frame_ahead(CHUNK) {
-                    let charge = budget::global().take(len).await;
-                    let large = self.decoder.start_large().expect("a frame ahead");
-                    self.big = Some((large, charge));
+                // Fragments joined so far are charged before more is read.
+                self.cover(self.decoder.assembling()).await?;
+                if self.decoder.large_frame_ahead(CHUNK).is_some() {
+                    self.big = self.decoder.start_large();
                     continue;
                 }
             }
-            // Ready first, then room: a quiet socket costs no buffer.
-            let read = match &mut self.big {
-                Some((big, _)) => {
-                    // Never past the frame's end, whatever the capacity.
-                    let missing = big.missing();
-                    let mut payload = (&mut big.payload).limit(missing);
-                    stream.read_ready(&mut payload, |_| {}).await
+            // A large frame's next slice is charged before it is read.
+            let slice = match &self.big {
+                Some(big) => {
+                    let under_way = self.decoder.assembling() + big.payload.len();
+                    let slice = big.missing().min(SLICE);
+                    self.cover(under_way + slice).await?;
+                    Some(slice)
                 }
-                None => {
-                    let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
-                    stream.read_ready(self.decoder.buffer(), room).await
-                }
+                None => None,
             };
+            let deadline = self.overdraft.as_ref().map(|(_, due)| *due);
+            // Ready first, then room: a quiet socket costs no buffer.
+            let read = within(deadline, async {
+                match (&mut self.big, slice) {
+                    (Some(big), Some(slice)) => {
+                        // Never past the charged slice, whatever the capacity.
+                        let mut payload = (&mut big.payload).limit(slice);
+                        stream.read_ready(&mut payload, |_| {}).await
+                    }
+                    _ => {
+                        let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
+                        stream.read_ready(self.decoder.buffer(), room).await
+                    }
+                }
+            })
+            .await?;
             let read = match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Nothing came after all: wait again holding no chunk
@@ -134,18 +160,66 @@ impl Reader {
         }
     }
 
-    /// `read` with the charges of its message, if it ends one.
+    /// Hold at least `bytes` of the budget for the message under way:
+    /// charge what is missing, waiting in line for it, or (while waiting)
+    /// take the overdraft and charge the rest of the message to its reserve.
+    /// Cancel-safe: what was taken is kept in `self`.
+    async fn cover(&mut self, bytes: usize) -> Result<(), ReadError> {
+        let missing = bytes.saturating_sub(self.charge.bytes());
+        if missing == 0 {
+            return Ok(());
+        }
+        let budget = budget::global();
+        if self.overdraft.is_none() {
+            if let Some(charge) = budget.try_take(missing) {
+                self.charge.merge(charge);
+                return Ok(());
+            }
+            tracing::debug!("a read of {missing} bytes waits for the in-flight budget");
+            tokio::select! {
+                charge = budget.take(missing) => {
+                    self.charge.merge(charge);
+                    return Ok(());
+                }
+                overdraft = budget.overdraft() => {
+                    tracing::debug!("a message under way takes the in-flight budget's overdraft");
+                    let due = Instant::now() + budget::OVERDRAFT_DEADLINE;
+                    self.overdraft = Some((overdraft, due));
+                }
+            }
+        }
+        let Some((overdraft, due)) = &self.overdraft else {
+            unreachable!("taken above");
+        };
+        let reserve = within(Some(*due), budget.take_reserve(overdraft, missing)).await?;
+        self.charge.merge(reserve);
+        Ok(())
+    }
+
+    /// `read` with the charge of its message, if it ends one (the
+    /// overdraft, if the message took it, is given up).
     fn charged(&mut self, read: decode::Read) -> Read {
         match read {
-            decode::Read::Message(msg) => Read::Message(
-                msg,
-                Held {
-                    _charges: std::mem::take(&mut self.charges),
-                },
-            ),
+            decode::Read::Message(msg) => {
+                self.overdraft = None;
+                let held = Held {
+                    _charge: std::mem::take(&mut self.charge),
+                };
+                Read::Message(msg, held)
+            }
             decode::Read::Ping(data) => Read::Ping(data),
             decode::Read::Pong => Read::Pong,
             decode::Read::Close(close) => Read::Close(close),
         }
+    }
+}
+
+/// `op`, cut at `deadline` (if any) with [`ReadError::Overdue`].
+async fn within<T>(deadline: Option<Instant>, op: impl Future<Output = T>) -> Result<T, ReadError> {
+    match deadline {
+        None => Ok(op.await),
+        Some(due) => tokio::time::timeout_at(due, op)
+            .await
+            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE)),
     }
 }

@@ -178,7 +178,13 @@ impl Server {
         };
         tracing::info!("concurrent guest calls: {on_off}");
         sandbox::start_epoch_ticker(engines.all());
-        crate::budget::init(limits.in_flight);
+        // The overdraft's reserve fits the largest message of any route.
+        let largest = specs
+            .iter()
+            .filter_map(|spec| spec.limits.as_ref())
+            .map(|l| l.max_message_size)
+            .fold(limits.max_message_size, usize::max);
+        crate::budget::init(limits.in_flight, largest);
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();

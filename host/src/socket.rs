@@ -300,6 +300,7 @@ impl Socket {
             ReadError::Decode(DecodeError::Protocol(why)) => {
                 (CloseCode::Protocol, Error::Protocol(why))
             }
+            ReadError::Overdue(_) => (CloseCode::Policy, Error::Protocol(e.to_string())),
         };
         let reason = match &error {
             Error::Protocol(why) => truncate(why, MAX_CLOSE_REASON).to_string(),
