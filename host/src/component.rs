@@ -262,6 +262,13 @@ pub struct Inspected<'a> {
     pub world: World,
 }
 
+impl Inspected<'_> {
+    /// What tells these bytes from others ([`crate::reload::fingerprint`]).
+    pub fn fingerprint(&self) -> u64 {
+        crate::reload::fingerprint(&self.bytes)
+    }
+}
+
 /// Read `source` and find its world from its exports, before any engine
 /// exists (the instance pool is sized by the worlds served); every error
 /// names the component and the problem.

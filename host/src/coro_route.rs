@@ -57,11 +57,15 @@ fn max_shared_instances(max_connections: usize, coro_tasks: usize) -> usize {
     parallelism().min(max_connections) + max_connections.div_ceil(coro_tasks)
 }
 
+/// Versions of a coro route the pool has room for at once: the current
+/// one and one whose old instances drain after a reload.
+pub const VERSIONS: usize = 2;
+
 /// Instance slots of one coro route in the pool: its shared instances
-/// ([`max_shared_instances`]), as many again for old instances draining
-/// after reloads or failures, and the quarantined clients' own.
+/// ([`max_shared_instances`]) for each of its [`VERSIONS`] (old instances
+/// draining after reloads or failures), and the quarantined clients' own.
 pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
-    2 * (max_shared_instances(max_connections, coro_tasks) + 1) + MAX_ISOLATED
+    VERSIONS * (max_shared_instances(max_connections, coro_tasks) + 1) + MAX_ISOLATED
 }
 
 /// How long a client address that crashed its own instance is refused.

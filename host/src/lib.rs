@@ -32,6 +32,7 @@ pub mod outbox;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod reader;
+pub mod reload;
 pub mod sandbox;
 pub mod scaffold;
 pub mod self_wake;

@@ -18,6 +18,7 @@ use crate::http;
 use crate::hub::Hub;
 use crate::meters::{self, Open, RouteMeters};
 use crate::proxy_protocol::{self, ProxyHeaderError};
+use crate::reload::{Version, Versions};
 use crate::sandbox;
 use crate::socket::turned_true;
 use crate::state::HostState;
@@ -84,6 +85,25 @@ impl Route {
         }
     }
 
+    /// This version of the route, alive while it holds instances (an
+    /// event or coro route; a handler route's instances are per request).
+    fn version(&self) -> Option<Version> {
+        match self {
+            Route::Handler(_) => None,
+            Route::Events(route) => Some(Arc::downgrade(route) as Version),
+            Route::Coro(route) => Some(Arc::downgrade(route) as Version),
+        }
+    }
+
+    /// Versions of this route the instance pool has room for at once.
+    fn versions_room(&self) -> Option<usize> {
+        match self {
+            Route::Handler(_) => None,
+            Route::Events(_) => Some(component::EVENT_GENERATIONS),
+            Route::Coro(_) => Some(crate::coro_route::VERSIONS),
+        }
+    }
+
     /// The world the route's component implements.
     pub fn world(&self) -> &'static str {
         match self {
@@ -128,6 +148,8 @@ pub struct Server {
     shutting_down: Arc<AtomicBool>,
     /// Set when the listener serves `wss://` (`--tls-cert`).
     tls: Option<Arc<Tls>>,
+    /// What each route was loaded from, and its versions still serving.
+    versions: Versions,
 }
 
 impl Server {
@@ -188,9 +210,11 @@ impl Server {
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();
+        let versions = Versions::default();
         for (spec, inspected) in specs.iter().zip(&inspected) {
             let loaded = component::load(&engines, &spec.source, inspected)?;
             let route = new_route(spec, loaded, None, (&route_limits(spec, &limits), &topics));
+            versions.loaded(&spec.path, inspected.fingerprint(), route.version());
             routes.insert(spec.path.clone(), Arc::new(route));
         }
         Ok(Server {
@@ -206,6 +230,7 @@ impl Server {
             tls: None,
             limits,
             next_id: AtomicU64::new(1),
+            versions,
         })
     }
 
@@ -249,16 +274,19 @@ impl Server {
     /// route as it was and the log says why. Returns how many were reloaded.
     pub fn reload(&self) -> usize {
         let started = Instant::now();
-        let mut reloaded = 0;
+        let (mut reloaded, mut unchanged) = (0, 0);
         for spec in &self.specs {
             let Some(old) = self.route(&spec.path) else {
                 continue;
             };
             match self.load_again(spec, &old) {
-                Ok(route) => {
+                Ok(None) => unchanged += 1,
+                Ok(Some((route, fingerprint))) => {
                     if let Route::Events(route) = &route {
                         route.start();
                     }
+                    self.versions
+                        .loaded(&spec.path, fingerprint, route.version());
                     let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
                     routes.insert(spec.path.clone(), Arc::new(route));
                     drop(routes);
@@ -271,15 +299,21 @@ impl Server {
             }
         }
         tracing::info!(
-            "reloaded {reloaded} of {} routes in {} ms",
+            "reloaded {reloaded} of {} routes in {} ms ({unchanged} unchanged)",
             self.specs.len(),
             started.elapsed().as_millis()
         );
         reloaded
     }
 
-    fn load_again(&self, spec: &RouteSpec, old: &Route) -> Result<Route> {
+    /// `spec`'s component loaded again, unless its bytes did not change;
+    /// refused when the pool has no room for another version of the route.
+    fn load_again(&self, spec: &RouteSpec, old: &Route) -> Result<Option<(Route, u64)>> {
         let inspected = component::inspect(&spec.source)?;
+        let fingerprint = inspected.fingerprint();
+        if self.versions.unchanged(&spec.path, fingerprint) {
+            return Ok(None);
+        }
         if inspected.world.name() != old.world() {
             bail!(
                 "{}: its world changed from {} to {} (restart wshost to change a route's world)",
@@ -288,9 +322,15 @@ impl Server {
                 inspected.world.name()
             );
         }
+        if let Some(room) = old.versions_room() {
+            self.versions
+                .room(&spec.path, room)
+                .map_err(anyhow::Error::msg)?;
+        }
         let loaded = component::load(&self.engines, &spec.source, &inspected)?;
         let limits = route_limits(spec, &self.limits);
-        Ok(new_route(spec, loaded, Some(old), (&limits, &self.topics)))
+        let route = new_route(spec, loaded, Some(old), (&limits, &self.topics));
+        Ok(Some((route, fingerprint)))
     }
 
     /// Accept connections until `stop` resolves, then shut down gracefully:
