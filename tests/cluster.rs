@@ -451,3 +451,72 @@ async fn a_redis_link_that_goes_silent_is_noticed_and_replaced() {
     };
     assert_eq!(crossed, "Сервер：after");
 }
+
+/// The review's M7: what waits for Redis was bounded by count alone (65,536
+/// messages of up to 16 MiB) and what comes from it not at all. Both are
+/// bounded in bytes now, and a message over 4 MiB does not cross: a few
+/// would cost every node its subscription (Redis drops a pub/sub client
+/// past 32 MiB of output buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_for_redis_is_bounded_in_bytes_and_huge_messages_stay_local() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.port).await;
+    let through_relay = format!("redis://127.0.0.1:{}", relay.port);
+    let a = Server::start_flagged(
+        &["--cluster", &through_relay, "--admin", "127.0.0.1:0"],
+        &[("/chat", "chat"), ("/events", "event_probe")],
+    );
+    let admin = admin_addr(&a).await;
+    let metric = async |series: &str| sample(&admin_get(&admin, "/metrics").await.1, series);
+    let b = node(&redis);
+    let mut a1 = a.connect("/chat").await;
+    let mut b1 = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+
+    // Over 4 MiB: delivered here, not across.
+    let huge = "h".repeat(5 << 20);
+    send_text(&mut a1, &huge).await;
+    assert_eq!(
+        next_text(&mut a1).await.len(),
+        "Сервер：".len() + huge.len()
+    );
+    send_text(&mut a1, "small").await;
+    assert_eq!(next_text(&mut a1).await, "Сервер：small");
+    assert_eq!(
+        next_text(&mut b1).await,
+        "Сервер：small",
+        "only the small one crossed"
+    );
+    assert_eq!(
+        metric(r#"wshost_cluster_dropped_total{reason="too_large"}"#).await,
+        1.0
+    );
+
+    // Redis's link stalls: 200 MiB published meanwhile (by an event guest
+    // that publishes without subscribing) wait in at most 64 MiB; the rest
+    // is dropped and counted.
+    relay.freeze_existing();
+    drop(a1);
+    let events = a.connect("/events").await;
+    let (mut sink, mut stream) = futures_util::StreamExt::split(events);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
+    });
+    let command = format!("pub chat {}", "p".repeat(512 << 10));
+    for _ in 0..400 {
+        let message = tokio_tungstenite::tungstenite::Message::text(command.clone());
+        futures_util::SinkExt::send(&mut sink, message)
+            .await
+            .unwrap();
+    }
+    let full = r#"wshost_cluster_dropped_total{reason="queue_full"}"#;
+    let deadline = Instant::now() + WAIT;
+    while metric(full).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was dropped for the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reader.abort();
+}

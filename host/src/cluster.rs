@@ -29,6 +29,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
@@ -41,6 +42,18 @@ pub const NODE_BITS: u32 = 64 - LOCAL_BITS;
 const PREFIX: &str = "wshost:";
 /// Messages waiting to be published to Redis; past it they are dropped.
 const QUEUE: usize = 65_536;
+/// Bytes of messages waiting to be published to Redis, or received from it
+/// and waiting to be fanned out; past either, messages are dropped and
+/// counted (`queue_full`, `incoming_full`): a Redis that stalls, or a flood
+/// from other processes, costs this much memory at most, each way.
+const QUEUE_BYTES: usize = 64 << 20;
+/// What a queued message costs beyond its payload (its channel, its slot).
+const PER_MESSAGE: usize = 64;
+/// The largest message that crosses to other processes; a larger one is
+/// delivered locally only, and counted (`too_large`). Redis itself drops a
+/// pub/sub client whose output buffer passes 32 MiB (8 MiB for 60 s) by
+/// default: a few messages of 16 MiB would cost every node its subscription.
+pub const MAX_CROSSING: usize = 4 << 20;
 /// Messages published in one pipeline.
 const BATCH: usize = 256;
 /// How long one Redis operation may take.
@@ -63,6 +76,37 @@ struct Outgoing {
     channel: String,
     /// The origin node, (for a send) the target id, then the frame.
     payload: Vec<u8>,
+    /// Its bytes of the outgoing queue's bound, given back once it is sent
+    /// (or dropped).
+    _queued: Queued,
+}
+
+/// Bytes counted against a queue's bound while alive.
+struct Queued {
+    bytes: usize,
+    total: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    /// `bytes` more in the queue counted by `total`, unless that passes
+    /// [`QUEUE_BYTES`].
+    fn take(total: &Arc<AtomicUsize>, bytes: usize) -> Option<Queued> {
+        total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + bytes <= QUEUE_BYTES).then_some(queued + bytes)
+            })
+            .ok()?;
+        Some(Queued {
+            bytes,
+            total: total.clone(),
+        })
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// This process's membership in a cluster.
@@ -72,6 +116,8 @@ pub struct Cluster {
     /// Topics whose local interest changed, for the subscriber task.
     changes: mpsc::UnboundedSender<Arc<str>>,
     outgoing: mpsc::Sender<Outgoing>,
+    /// Bytes in `outgoing`.
+    outgoing_bytes: Arc<AtomicUsize>,
 }
 
 impl Cluster {
@@ -98,6 +144,7 @@ impl Cluster {
             node,
             changes,
             outgoing,
+            outgoing_bytes: Arc::default(),
         });
         topics.set_relay(cluster.clone());
         tokio::spawn(listen(node, client.clone(), topics, changed));
@@ -119,11 +166,24 @@ impl Cluster {
     }
 
     fn queue(&self, channel: String, payload: Vec<u8>) {
-        if self
-            .outgoing
-            .try_send(Outgoing { channel, payload })
-            .is_err()
-        {
+        if payload.len() > MAX_CROSSING + 12 {
+            tracing::debug!(
+                "cluster: a message of {} bytes is not sent to other processes (at most {MAX_CROSSING})",
+                payload.len()
+            );
+            meters::cluster_dropped("too_large", 1);
+            return;
+        }
+        let Some(queued) = Queued::take(&self.outgoing_bytes, payload.len() + PER_MESSAGE) else {
+            meters::cluster_dropped("queue_full", 1);
+            return;
+        };
+        let outgoing = Outgoing {
+            channel,
+            payload,
+            _queued: queued,
+        };
+        if self.outgoing.try_send(outgoing).is_err() {
             meters::cluster_dropped("queue_full", 1);
         }
     }
@@ -281,7 +341,11 @@ async fn listen(
     mut changed: mpsc::UnboundedReceiver<Arc<str>>,
 ) {
     let mut outage = Outage::new("subscriptions");
-    let topic_prefix = format!("{PREFIX}t:");
+    // Fanned out by a task of its own: a fan-out to many sockets must not
+    // keep this task from reading (redis-rs would buffer without bound).
+    let (incoming, arrived) = mpsc::unbounded_channel();
+    let incoming_bytes = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(fan_out(node, topics.clone(), arrived));
     loop {
         let pubsub = match within(client.get_async_pubsub()).await {
             Ok(pubsub) => pubsub,
@@ -309,7 +373,15 @@ async fn listen(
         let why = loop {
             tokio::select! {
                 msg = stream.next() => match msg {
-                    Some(msg) => received(node, &topic_prefix, &topics, &msg),
+                    Some(msg) => {
+                        let bytes = msg.get_payload_bytes().len() + PER_MESSAGE;
+                        match Queued::take(&incoming_bytes, bytes) {
+                            Some(queued) => {
+                                let _ = incoming.send((msg, queued));
+                            }
+                            None => meters::cluster_dropped("incoming_full", 1),
+                        }
+                    }
                     None => break "the subscription connection closed".to_string(),
                 },
                 _ = ping.tick() => {
@@ -332,6 +404,18 @@ async fn listen(
         };
         meters::cluster_connected(false);
         outage.failed(&why).await;
+    }
+}
+
+/// Deliver what other nodes send, as the subscription task hands it over.
+async fn fan_out(
+    node: u32,
+    topics: Arc<Topics>,
+    mut arrived: mpsc::UnboundedReceiver<(redis::Msg, Queued)>,
+) {
+    let topic_prefix = format!("{PREFIX}t:");
+    while let Some((msg, _queued)) = arrived.recv().await {
+        received(node, &topic_prefix, &topics, &msg);
     }
 }
 
@@ -421,15 +505,30 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
                 return; // the cluster handle is gone
             };
             let mut pipe = redis::pipe();
-            pipe.publish(first.channel, first.payload).ignore();
-            let mut count = 1;
-            while count < BATCH
+            // Counted against the bound until the pipeline is sent.
+            let mut held = Vec::with_capacity(BATCH);
+            let Outgoing {
+                channel,
+                payload,
+                _queued,
+            } = first;
+            pipe.publish(channel, payload).ignore();
+            held.push(_queued);
+            while held.len() < BATCH
                 && let Ok(next) = queued.try_recv()
             {
-                pipe.publish(next.channel, next.payload).ignore();
-                count += 1;
+                let Outgoing {
+                    channel,
+                    payload,
+                    _queued,
+                } = next;
+                pipe.publish(channel, payload).ignore();
+                held.push(_queued);
             }
-            match within(pipe.query_async::<()>(&mut conn)).await {
+            let count = held.len();
+            let sent = within(pipe.query_async::<()>(&mut conn)).await;
+            drop(held);
+            match sent {
                 Ok(()) => {
                     outage.up();
                     meters::cluster_sent(count);

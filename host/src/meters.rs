@@ -237,7 +237,8 @@ pub fn cluster_received(kind: &'static str) {
     counter!(CLUSTER_RECEIVED, "kind" => kind).increment(1);
 }
 
-/// Messages not sent to Redis: `queue_full`, `redis_down`.
+/// Messages not sent to Redis (`queue_full`, `redis_down`, `too_large`)
+/// or not fanned out from it (`incoming_full`).
 pub fn cluster_dropped(reason: &'static str, messages: usize) {
     counter!(CLUSTER_DROPPED, "reason" => reason).increment(messages as u64);
 }
