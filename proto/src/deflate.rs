@@ -10,7 +10,8 @@
 //! primed with the socket's own history: the last bytes it sent, at most
 //! the window the host asked the client to keep (`client_max_window_bits`,
 //! 1 KiB when the client lets us choose), none with
-//! `client_no_context_takeover`. A topic message sent to many deflate
+//! `client_no_context_takeover` (asked of a client that does not let us
+//! choose its window, which would cost 32 KiB a socket). A topic message sent to many deflate
 //! sockets is compressed once per thread, not once per socket.
 
 use bytes::Bytes;
@@ -25,6 +26,10 @@ const CLIENT_WINDOW_BITS: u8 = 10;
 /// table) costs more than a short message saves. Measured with 256 B JSON
 /// echoed at 64 connections: 0.64x the rate without deflate when compressed.
 const MIN_COMPRESSED: usize = 1024;
+/// The largest frame whose compressed form a thread keeps for the next
+/// socket it goes to (a topic message to many sockets is compressed once a
+/// thread): larger ones are compressed again for each.
+const CACHED_AT_MOST: usize = 256 << 10;
 /// The empty stored block that ends every compressed message (§7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -102,9 +107,17 @@ fn accept(offer: &str) -> Option<(Agreed, bool)> {
             _ => return None,
         }
     }
-    if offered_client_bits && let Some(client) = &mut agreed.client_bits {
-        let limit = seen_value(offer, "client_max_window_bits").unwrap_or(15);
-        *client = CLIENT_WINDOW_BITS.min(limit).max(9);
+    match &mut agreed.client_bits {
+        Some(client) if offered_client_bits => {
+            let limit = seen_value(offer, "client_max_window_bits").unwrap_or(15);
+            *client = CLIENT_WINDOW_BITS.min(limit).max(9);
+        }
+        // A client that does not let us choose its window would compress
+        // with 32 KiB of history, all of which the host would keep per
+        // socket: answer `client_no_context_takeover` instead, which a
+        // server may send unasked (§7.1.1.1), and keep none.
+        Some(_) => agreed.client_bits = None,
+        None => {}
     }
     Some((agreed, offered_client_bits))
 }
@@ -272,7 +285,11 @@ pub fn compress_frame(frame: &Bytes, bits: u8) -> Bytes {
         crate::frame::Kind::Binary
     };
     let out = crate::frame::encode_compressed(kind, &compressed);
-    LAST.with_borrow_mut(|last| *last = Some((frame.clone(), bits, out.clone())));
+    // Kept for the next socket only when small: every worker thread keeps
+    // its last one, and one of 16 MiB each would stay for good.
+    if frame.len() <= CACHED_AT_MOST {
+        LAST.with_borrow_mut(|last| *last = Some((frame.clone(), bits, out.clone())));
+    }
     out
 }
 
@@ -333,9 +350,11 @@ mod tests {
             agreed("permessage-deflate; client_max_window_bits").as_deref(),
             Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=10")
         );
+        // Without client_max_window_bits: no context takeover asked, no
+        // 32 KiB of history kept.
         assert_eq!(
             agreed("permessage-deflate").as_deref(),
-            Some("permessage-deflate; server_no_context_takeover")
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
         );
         assert_eq!(
             agreed("permessage-deflate; client_no_context_takeover; server_max_window_bits=12")
@@ -364,7 +383,7 @@ mod tests {
         // The first acceptable offer wins.
         assert_eq!(
             agreed("permessage-deflate; server_max_window_bits=8, permessage-deflate").as_deref(),
-            Some("permessage-deflate; server_no_context_takeover")
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
         );
     }
 
@@ -435,6 +454,16 @@ mod tests {
             inflater.inflate(&small, 1 << 20).unwrap(),
             vec![0u8; 10_000]
         );
+    }
+
+    #[test]
+    fn a_large_compressed_frame_is_not_kept_by_the_thread() {
+        let large = crate::frame::encode(crate::frame::Kind::Binary, true, &vec![1u8; 1 << 20]);
+        let compressed = compress_frame(&large, 15);
+        assert_eq!(compressed[0], 0xC2);
+        LAST.with_borrow(|last| {
+            assert!(last.as_ref().is_none_or(|(from, ..)| from.len() <= CACHED_AT_MOST))
+        });
     }
 
     #[test]
