@@ -403,7 +403,8 @@ impl Server {
             );
             let write_timeout = self.limits.write_timeout;
             tokio::spawn(async move {
-                if let Some((mut stream, _)) = self.open(tcp, remote).await {
+                let deadline = tokio::time::Instant::now() + self.limits.head_timeout;
+                if let Some((mut stream, _)) = self.open(tcp, remote, deadline).await {
                     let response = http::response(503, &[], body.as_bytes(), false);
                     http::refuse(&mut stream, &response, write_timeout).await;
                 }
@@ -422,13 +423,18 @@ impl Server {
     /// PROXY header names (`--proxy-protocol`), else the TCP peer; on a TLS
     /// listener, after the TLS handshake. Each step within the handshake
     /// timeout; `None` if one failed.
-    async fn open(&self, mut tcp: TcpStream, remote: SocketAddr) -> Option<(Stream, SocketAddr)> {
+    async fn open(
+        &self,
+        mut tcp: TcpStream,
+        remote: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) -> Option<(Stream, SocketAddr)> {
         let _ = tcp.set_nodelay(true);
         let limits = &self.limits;
         let mut peer = remote;
         if limits.proxy_protocol && limits.trusted_proxies.trusts(remote.ip()) {
             let read = proxy_protocol::read_source(&mut tcp);
-            let read = tokio::time::timeout(limits.head_timeout, read).await;
+            let read = tokio::time::timeout_at(deadline, read).await;
             match read.unwrap_or(Err(ProxyHeaderError::TimedOut)) {
                 Ok(source) => peer = source.unwrap_or(remote),
                 Err(e) => {
@@ -441,7 +447,8 @@ impl Server {
         let Some(tls) = &self.tls else {
             return Some((Stream::Plain(tcp), peer));
         };
-        match tls.accept(tcp, limits.head_timeout).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tls.accept(tcp, left).await {
             Ok(stream) => Some((stream, peer)),
             Err(e) => {
                 tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -459,11 +466,19 @@ impl Server {
         remote: SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Arrived> {
+        // One deadline for all that comes before the request: a PROXY
+        // header, a TLS handshake and the head each took the whole timeout.
+        let limits = &self.limits;
+        let deadline = tokio::time::Instant::now() + limits.head_timeout;
         let head = async {
-            let (mut stream, remote) = self.open(tcp, remote).await?;
-            let limits = &self.limits;
-            let head = http::read_head(&mut stream, limits.max_head_size, limits.head_timeout);
-            Some((head.await, stream, remote))
+            let (mut stream, remote) = self.open(tcp, remote, deadline).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let head = http::read_head(&mut stream, limits.max_head_size, left).await;
+            let head = head.map_err(|e| match e {
+                http::HeadError::Timeout(_) => http::HeadError::Timeout(limits.head_timeout),
+                e => e,
+            });
+            Some((head, stream, remote))
         };
         let (head, mut stream, remote) = tokio::select! {
             head = head => head?,

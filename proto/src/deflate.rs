@@ -462,7 +462,10 @@ mod tests {
         let compressed = compress_frame(&large, 15);
         assert_eq!(compressed[0], 0xC2);
         LAST.with_borrow(|last| {
-            assert!(last.as_ref().is_none_or(|(from, ..)| from.len() <= CACHED_AT_MOST))
+            assert!(
+                last.as_ref()
+                    .is_none_or(|(from, ..)| from.len() <= CACHED_AT_MOST)
+            )
         });
     }
 
