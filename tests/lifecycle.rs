@@ -120,3 +120,22 @@ async fn a_flood_past_max_connections_is_refused_in_bounded_tasks() {
     }
     assert_still_answers(&mut echo).await;
 }
+
+/// The review's minor: a SIGHUP while the server was still starting (a JS
+/// or Python component takes seconds to load) killed it. It is noted, and
+/// the routes are reloaded once the server is up.
+#[tokio::test]
+async fn a_sighup_during_start_up_is_a_reload_not_a_death() {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("(sleep 0.3; kill -HUP $$) & exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_wshost"))
+        .env("WSHOST_TEST_SLOW_START_MS", "1000");
+    let server = Server::start_command(command, &route_args(&[("/echo", "echo")]));
+    server
+        .wait_for_log("SIGHUP during start-up: reloading the routes' components now")
+        .await;
+    let mut ws = healthy_echo(&server, "/echo").await;
+    assert_still_answers(&mut ws).await;
+}

@@ -302,6 +302,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
+    // SIGHUP's default action ends the process: held until the reload
+    // handler is in place (loading a JS or Python component takes seconds).
+    hangup_during_start_up::hold();
+    // Debug builds only: a start-up as slow as a large component's, for
+    // the test of a SIGHUP meanwhile.
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("WSHOST_TEST_SLOW_START_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     let overrides = overrides(&args, &explicit)?;
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
@@ -365,6 +377,11 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
         }
         let stop = shutdown_signal()?;
         reload_on_hangup(server.clone(), tls.clone())?;
+        if hangup_during_start_up::came() {
+            tracing::info!("SIGHUP during start-up: reloading the routes' components now");
+            let server = server.clone();
+            tokio::task::spawn_blocking(move || server.reload());
+        }
         if let Some(tls) = &tls {
             tokio::spawn(tls.clone().watch());
         }
@@ -562,6 +579,30 @@ fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFi
 }
 
 /// Reload every route's component, and the TLS certificate, on each SIGHUP.
+/// A SIGHUP before the reload handler exists is noted, not fatal.
+mod hangup_during_start_up {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static CAME: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn note(_: libc::c_int) {
+        CAME.store(true, Ordering::SeqCst);
+    }
+
+    /// Note SIGHUPs instead of dying of them (tokio's handler, installed
+    /// later, takes over).
+    pub fn hold() {
+        let note: extern "C" fn(libc::c_int) = note;
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe { libc::signal(libc::SIGHUP, note as libc::sighandler_t) };
+    }
+
+    /// Whether one came before [`super::reload_on_hangup`] took over.
+    pub fn came() -> bool {
+        CAME.load(Ordering::SeqCst)
+    }
+}
+
 fn reload_on_hangup(server: Arc<Server>, tls: Option<Arc<Tls>>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
