@@ -188,6 +188,13 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
             ],
         ),
         (
+            "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\ndirs = [{ host = \"no-such-dir\", guest = \"/data\" }]\n",
+            [
+                "[[route]] /x",
+                "no-such-dir (granted as /data) is not a directory",
+            ],
+        ),
+        (
             "[limits]\nhub_queue = 0\n",
             ["hub_queue (--hub-queue) must be at least 1", "[limits]"],
         ),

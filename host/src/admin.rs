@@ -2,6 +2,10 @@
 //! `/metrics` (Prometheus text), `/healthz` (the process is alive) and
 //! `/readyz` (routes loaded and not shutting down: it turns 503 as soon as
 //! shutdown starts, so a load balancer drains the server first).
+//!
+//! Meant for a private network: at most [`MAX_OPEN`] requests are answered
+//! at once (more are closed at once), each within 5 s, and a listener on an
+//! address other than loopback is warned about at start.
 
 use crate::http;
 use crate::transport::Stream;
@@ -14,6 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// Gauges read from elsewhere just before each scrape (the wasm pool's).
 pub type Refresh = Arc<dyn Fn() + Send + Sync>;
 
+/// Admin requests answered at once; past it a connection is closed
+/// unanswered (a scraper retries; a flood costs no memory).
+pub const MAX_OPEN: usize = 32;
+
 /// Serve admin requests on `listener` until the process ends;
 /// `shutting_down` turns true when the server starts to shut down.
 pub async fn serve(
@@ -21,13 +29,28 @@ pub async fn serve(
     (metrics, refresh): (PrometheusHandle, Refresh),
     shutting_down: Arc<AtomicBool>,
 ) {
+    if let Ok(addr) = listener.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            "the admin listener is on {addr}, not loopback: /metrics tells anyone who reaches it the routes and their load"
+        );
+    }
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_OPEN));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            continue; // dropped: MAX_OPEN requests are being answered
+        };
         let metrics = (metrics.clone(), refresh.clone());
-        tokio::spawn(answer(stream, metrics, shutting_down.clone()));
+        let answered = answer(stream, metrics, shutting_down.clone());
+        tokio::spawn(async move {
+            answered.await;
+            drop(permit);
+        });
     }
 }
 

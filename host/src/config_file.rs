@@ -317,13 +317,25 @@ impl ConfigFile {
                 .check()
                 .map_err(anyhow::Error::msg)
                 .with_context(context)?;
+            let dirs: Vec<_> = route
+                .dirs
+                .iter()
+                .map(|d| (dir.join(&d.host), d.guest.clone()))
+                .collect();
+            // Checked here, once: a grant that cannot be opened would be
+            // warned about at every connection.
+            for (host, guest) in &dirs {
+                if !host.is_dir() {
+                    bail!(
+                        "{}: dirs: {} (granted as {guest}) is not a directory",
+                        context(),
+                        host.display()
+                    );
+                }
+            }
             limits.grants = Grants {
                 env: route.env.clone().into_iter().collect(),
-                dirs: route
-                    .dirs
-                    .iter()
-                    .map(|d| (dir.join(&d.host), d.guest.clone()))
-                    .collect(),
+                dirs,
             };
             specs.push(RouteSpec {
                 path: route.path.clone(),

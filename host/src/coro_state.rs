@@ -97,7 +97,7 @@ impl CoroState {
         let wasi = sandbox::wasi(&limits.grants, stdout, stderr);
         CoroState {
             wasi,
-            table: ResourceTable::new(),
+            table: sandbox::resource_table(limits.coro_tasks),
             limiter,
             host: CoroHost {
                 conns: HashMap::new(),

@@ -44,7 +44,7 @@ impl EventState {
         let wasi = sandbox::wasi(grants, logs[0].clone(), logs[1].clone());
         EventState {
             wasi,
-            table: ResourceTable::new(),
+            table: sandbox::resource_table(64),
             logs,
             limiter,
             host,

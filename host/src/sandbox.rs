@@ -154,6 +154,18 @@ pub fn wasi(
     builder.build()
 }
 
+/// A store's resource table (WASI streams, pollables, the component-model's
+/// tasks), capped: wasmtime's default lets a guest hold a million entries.
+/// `per_connection` entries for each connection the store serves at once.
+pub fn resource_table(connections: usize) -> wasmtime::component::ResourceTable {
+    /// Entries one connection's guest may hold; a handler that echoes holds
+    /// a handful.
+    const PER_CONNECTION: usize = 1_024;
+    let mut table = wasmtime::component::ResourceTable::new();
+    table.set_max_capacity(connections.max(1).saturating_mul(PER_CONNECTION));
+    table
+}
+
 /// Run `call`, telling whether it suspended (was pending at least once):
 /// whether the guest really waited in it.
 pub async fn suspends<F: Future>(call: F) -> (F::Output, bool) {

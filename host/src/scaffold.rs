@@ -214,7 +214,15 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
         let folder = target.parent().expect("a file in the project");
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating {}", folder.display()))?;
-        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+        // A new file, never through a link or over one already there (a
+        // symlink planted in the folder would have us write elsewhere).
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .with_context(|| format!("creating {}", target.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("writing {}", target.display()))?;
         if path.ends_with(".sh") {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;

@@ -23,7 +23,7 @@ impl HostState {
         let wasi = sandbox::wasi(grants, stdout, GuestLog::new(route, id, Stream::Stderr));
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table: sandbox::resource_table(1),
             conn,
             limiter,
         }
