@@ -232,3 +232,28 @@ async fn an_event_only_server_reserves_no_instance_per_connection() {
         "{stderr}"
     );
 }
+
+/// The review's minor: the compile cache holds native code wasmtime runs,
+/// and was trusted whoever could write to it. A cache directory writable
+/// by others is refused, naming it (a new one is made 0700).
+#[test]
+fn a_compile_cache_others_may_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir("cache-open");
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let echo = format!("/echo={}", guest("echo").display());
+    let out = wshost()
+        .args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(&open)
+        .args(["--route", &echo])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writable by no one else"), "{stderr}");
+    assert!(stderr.contains(&open.display().to_string()), "{stderr}");
+
+    let _ = std::fs::remove_dir_all(&dir);
+}

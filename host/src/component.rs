@@ -14,6 +14,7 @@ use crate::event_state::{EventHost, EventState};
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -189,14 +190,38 @@ fn engine(
 /// wasmtime's on-disk cache of compiled code in `dir`, keyed by the
 /// component's bytes and the engine's settings.
 fn compile_cache(dir: &Path) -> Result<Cache> {
-    std::fs::create_dir_all(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .with_context(|| format!("cannot create the compile cache {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("compile cache {}", dir.display()))?;
+    trusted(&dir)?;
     let mut config = CacheConfig::new();
     config.with_directory(&dir);
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
+}
+
+/// The cache holds native code wasmtime runs: refuse one that another user
+/// owns or may write to (they could put code there to run as us).
+fn trusted(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("compile cache {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        bail!(
+            "compile cache {}: owned by uid {} with mode {:o}; it must be ours and writable by no one else \
+             (it holds native code wasmtime runs): fix it (chmod go-w) or pass --no-cache",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// A linker with WASI p2 and what `add` puts in it (one world's imports).
