@@ -312,6 +312,34 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert_eq!(presented, second.leaf);
     assert_eq!(echo_round(&mut renewed, "new").await.0, "Привет, new!");
     assert_eq!(echo_round(&mut open, "old").await.0, "Привет, old!");
+
+    // A renewal that keeps the files' modification times (`cp -p`) is seen
+    // too: the files are compared by what they hold.
+    let third = issue("third");
+    let times: Vec<_> = ["chain.pem", "key.pem"]
+        .iter()
+        .map(|name| {
+            std::fs::metadata(dir.join(name))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    let before = reloads(&server);
+    third.install(&dir);
+    for (name, time) in ["chain.pem", "key.pem"].iter().zip(times) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.join(name))
+            .unwrap();
+        file.set_modified(time).unwrap();
+    }
+    wait_until("the same-time renewal loaded", &server, || {
+        reloads(&server) > before
+    })
+    .await;
+    let (_, presented) = wss(&server, "/ws", &[&first.ca, &second.ca, &third.ca]).await;
+    assert_eq!(presented, third.leaf);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -43,7 +43,9 @@ struct Certs {
     stamps: Mutex<Stamps>,
 }
 
-type Stamps = (Option<SystemTime>, Option<SystemTime>);
+/// What the files hold, fingerprinted: a renewal that keeps the old
+/// modification time (`cp -p`, `rsync -t`, a coarse clock) is a change too.
+type Stamps = (Option<u64>, Option<u64>);
 
 impl Tls {
     /// Read the files; fails naming the one that is missing or not PEM, or
@@ -139,8 +141,12 @@ impl ResolvesServerCert for Certs {
 }
 
 fn stamps(files: &TlsFiles) -> Stamps {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    (modified(&files.cert), modified(&files.key))
+    let held = |path: &Path| {
+        std::fs::read(path)
+            .ok()
+            .map(|b| crate::reload::fingerprint(&b))
+    };
+    (held(&files.cert), held(&files.key))
 }
 
 /// The chain (leaf first) and its key, checked to belong together.
