@@ -8,7 +8,7 @@ use wshost_proto::decode::{Decoder, Large, Read};
 use wshost_proto::deflate::{Agreed, Inflater};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&config, mut input)) = data.split_first() else {
+    let Some((&config, input)) = data.split_first() else {
         return;
     };
     let (max_frame, max_message) = match config & 3 {
@@ -35,47 +35,14 @@ fuzz_target!(|data: &[u8]| {
         }));
     }
     let mut large: Option<Large> = None;
-    loop {
-        if let Some(whole) = large.take_if(|l| l.is_complete()) {
-            match decoder.finish_large(whole) {
-                Ok(Some(read)) => check(&read, max_message),
-                Ok(None) => {}
-                Err(_) => return,
-            }
-            continue;
-        }
-        if large.is_none() {
-            match decoder.parse() {
-                Ok(Some(read)) => {
-                    check(&read, max_message);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(_) => return,
-            }
-            if let Some(len) = decoder.large_frame_ahead(threshold) {
-                assert!(len > threshold && len <= max_frame);
-                large = Some(decoder.start_large().expect("a frame ahead"));
-                continue;
-            }
-        }
-        if input.is_empty() {
-            return;
-        }
-        let n = chunk.min(input.len());
-        match &mut large {
-            Some(l) => {
-                let n = n.min(l.missing());
-                l.payload.extend_from_slice(&input[..n]);
-                input = &input[n..];
-            }
-            None => {
-                decoder.buffer().extend_from_slice(&input[..n]);
-                input = &input[n..];
-            }
-        }
-        assert!(decoder.assembling() <= max_message);
-    }
+    let _ = wshost_fuzz::drive(
+        &mut decoder,
+        &mut large,
+        input,
+        (chunk, threshold),
+        |read| check(&read, max_message),
+    );
+    assert!(decoder.assembling() <= max_message);
 });
 
 fn check(read: &Read, max_message: usize) {

@@ -92,45 +92,15 @@ fuzz_target!(|script: Script| {
             Op::Deliver(n) => Some(n as usize),
         };
         let n = deliver.unwrap_or(0).min(pending.len());
-        let mut chunk: &[u8] = &pending[..n];
-        // Drive the decoder over this chunk as the host's reader does.
-        loop {
-            if let Some(whole) = large.take_if(|l| l.is_complete()) {
-                match decoder.finish_large(whole) {
-                    Ok(Some(read)) => echo(read, agreed.as_ref(), max_message),
-                    Ok(None) => {}
-                    Err(_) => return,
-                }
-                continue;
-            }
-            if large.is_none() {
-                match decoder.parse() {
-                    Ok(Some(read)) => {
-                        echo(read, agreed.as_ref(), max_message);
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(_) => return,
-                }
-                if decoder.large_frame_ahead(64).is_some() {
-                    large = decoder.start_large();
-                    continue;
-                }
-            }
-            if chunk.is_empty() {
-                break;
-            }
-            match &mut large {
-                Some(l) => {
-                    let k = chunk.len().min(l.missing());
-                    l.payload.extend_from_slice(&chunk[..k]);
-                    chunk = &chunk[k..];
-                }
-                None => {
-                    decoder.buffer().extend_from_slice(chunk);
-                    chunk = &[];
-                }
-            }
+        let driven = wshost_fuzz::drive(
+            &mut decoder,
+            &mut large,
+            &pending[..n],
+            (n.max(1), 64),
+            |read| echo(read, agreed.as_ref(), max_message),
+        );
+        if driven.is_err() {
+            return;
         }
         pending.drain(..n);
     }

@@ -507,25 +507,23 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
             let mut pipe = redis::pipe();
             // Counted against the bound until the pipeline is sent.
             let mut held = Vec::with_capacity(BATCH);
-            let Outgoing {
-                channel,
-                payload,
-                _queued,
-            } = first;
-            pipe.publish(channel, payload).ignore();
-            held.push(_queued);
-            while held.len() < BATCH
-                && let Ok(next) = queued.try_recv()
-            {
+            let mut add = |outgoing: Outgoing| {
                 let Outgoing {
                     channel,
                     payload,
                     _queued,
-                } = next;
+                } = outgoing;
                 pipe.publish(channel, payload).ignore();
                 held.push(_queued);
+            };
+            add(first);
+            let mut count = 1;
+            while count < BATCH
+                && let Ok(next) = queued.try_recv()
+            {
+                add(next);
+                count += 1;
             }
-            let count = held.len();
             let sent = within(pipe.query_async::<()>(&mut conn)).await;
             drop(held);
             match sent {
