@@ -47,5 +47,3 @@ pub mod websocket;
 
 pub use config::{ComponentSource, Limits, RouteSpec};
 pub use server::Server;
-/// The protocol's modules the host uses as its own.
-pub use wshost_proto::{deflate, utf8};

@@ -5,11 +5,10 @@
 //! Every frame the host sends is framed by [`crate::frame`] (a burst of
 //! queued frames is one vectored write, and a frame published to many
 //! connections is the same bytes for all) and, on a socket that agreed to
-//! permessage-deflate, compressed on its way out ([`crate::deflate`]).
+//! permessage-deflate, compressed on its way out ([`wshost_proto::deflate`]).
 
 use crate::bindings::{CloseInfo, Error};
 use crate::config::Limits;
-use crate::deflate::{self, Agreed, Inflater};
 use crate::frame::{self, Kind};
 use crate::meters::RouteMeters;
 use crate::outbox::{Batch, Outbox};
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 use wshost_proto::decode::DecodeError;
+use wshost_proto::deflate::{self, Agreed, Inflater};
 
 /// The longest reason a Close frame can carry (125-byte payload less the code).
 pub const MAX_CLOSE_REASON: usize = 123;

@@ -17,7 +17,6 @@ use crate::pump::{self, Consumer};
 use crate::reader::Held;
 use crate::socket::Socket;
 use crate::topics::Subscriptions;
-use crate::utf8::Utf8Fragments;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -26,6 +25,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_proto::utf8::Utf8Fragments;
 
 /// Pushes this large go out without being copied into their frame.
 const UNCOPIED: usize = 16 << 10;
