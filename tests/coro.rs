@@ -479,3 +479,28 @@ async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
     eprintln!("the culprit blamed with certainty: {culprit_blamed}");
     drop(worker);
 }
+
+/// A client does not escape the quarantine by crashing together with a
+/// message on its own second connection: the tasks that could have been
+/// running are all its own, so the crash is pinned on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_beside_the_culprits_own_second_connection_is_still_its_own() {
+    let mut command = wshost();
+    command.env("WSHOST_CORES", "1"); // one shared instance
+    let mut args: Vec<String> = ["--guest-cpu-timeout", "5"].map(String::from).to_vec();
+    args.extend(route_args(&[("/p", "coro_probe")]));
+    let server = Server::start_command(command, &args);
+    let mut worker = connect_from(&server, 4, "/p").await;
+    let mut second = connect_from(&server, 2, "/p").await;
+    let mut culprit = connect_from(&server, 2, "/p").await;
+    echoes(&mut second, "hi").await;
+    send_text(&mut worker, "work").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_text(&mut second, "cover").await;
+    send_text(&mut culprit, "panic").await;
+    assert_eq!(close_code(&mut culprit).await, Some(1011));
+    server
+        .wait_for_log("served alone from now on client=127.0.0.2")
+        .await;
+    drop(worker);
+}

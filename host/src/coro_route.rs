@@ -376,11 +376,11 @@ impl CoroRoute {
             // counted as unattributed.
             Err(err) => {
                 let host = &store.data().host;
-                let culprit = host.culprit();
+                let culprit = host.culprit(quarantine_key);
                 if culprit.is_none() {
                     tracing::warn!(
-                        "instance crash not attributed: {} of its tasks could have been running; no one quarantined",
-                        host.runnable()
+                        "instance crash not attributed: tasks of {} clients could have been running; no one quarantined",
+                        host.runnable_clients()
                     );
                     meters::quarantined(&self.path, "unattributed");
                 }

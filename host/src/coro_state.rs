@@ -23,7 +23,7 @@ use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::self_wake::Handled;
 use crate::topics::Topics;
 use crate::websocket;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -56,12 +56,14 @@ pub struct CoroState {
 pub struct CoroHost {
     pub conns: HashMap<ConnectionId, Served>,
     /// The tasks that may be running: given control (a call of theirs
-    /// returned, or they started) and not waiting in a call since. The
-    /// instance runs one task at a time, and only a task that runs can
-    /// trap, so when it traps the culprit is certain only if this holds
-    /// one task ([`CoroHost::culprit`]); "the task whose call returned
-    /// last" blamed innocent clients under load (the review's M10).
-    runnable: Vec<ConnectionId>,
+    /// returned, they started, or they called the host) and not waiting in
+    /// a call since. The instance runs one task at a time, and only a task
+    /// that runs can trap, so when it traps the culprit is among these
+    /// ([`CoroHost::culprit`]); "the task whose call returned last" blamed
+    /// innocent clients under load (the review's M10). A task that goes on
+    /// computing after starting a call it does not await (a guest's own
+    /// `join!`) and traps without calling the host again escapes it.
+    runnable: HashSet<ConnectionId>,
     hub: Arc<Hub>,
     topics: Arc<Topics>,
     limits: Arc<Limits>,
@@ -101,7 +103,7 @@ impl CoroState {
             limiter,
             host: CoroHost {
                 conns: HashMap::new(),
-                runnable: Vec::new(),
+                runnable: HashSet::new(),
                 hub,
                 topics,
                 limits,
@@ -149,31 +151,40 @@ impl CoroHost {
         Poll::Pending
     }
 
-    /// Task `id` was given control: its call returned, or it started.
+    /// Task `id` has control: its call returned, it started, or it calls.
     pub fn resumed(&mut self, id: ConnectionId) {
-        if !self.runnable.contains(&id) {
-            self.runnable.push(id);
-        }
+        self.runnable.insert(id);
     }
 
     /// Task `id` waits in a call (or has ended): it runs no more until
     /// [`CoroHost::resumed`].
     pub fn waits(&mut self, id: ConnectionId) {
-        self.runnable.retain(|&r| r != id);
+        self.runnable.remove(&id);
     }
 
-    /// The client of the task that must have trapped: the one task that
-    /// could have been running; `None` when several could.
-    pub fn culprit(&self) -> Option<std::net::IpAddr> {
-        match self.runnable[..] {
-            [id] => self.conns.get(&id).map(|served| served.client),
-            _ => None,
-        }
+    /// The client whose task must have trapped: the one client (as `key`
+    /// knows clients) of the tasks that could have been running; `None`
+    /// when they are several clients' (a client's own several connections
+    /// do not hide it).
+    pub fn culprit(&self, key: impl Fn(IpAddr) -> IpAddr) -> Option<IpAddr> {
+        let mut clients = self
+            .runnable
+            .iter()
+            .filter_map(|id| self.conns.get(id))
+            .map(|served| served.client);
+        let first = clients.next()?;
+        clients.all(|c| key(c) == key(first)).then_some(first)
     }
 
-    /// Tasks that could have been running.
-    pub fn runnable(&self) -> usize {
-        self.runnable.len()
+    /// The clients whose tasks could have been running.
+    pub fn runnable_clients(&self) -> usize {
+        let clients: HashSet<IpAddr> = self
+            .runnable
+            .iter()
+            .filter_map(|id| self.conns.get(id))
+            .map(|served| served.client)
+            .collect();
+        clients.len()
     }
 
     /// Connection `id` of this instance, for a call that may wait.
@@ -194,8 +205,12 @@ impl CoroHost {
         Ok(inbox)
     }
 
-    /// Connection `id`, for a call that does not wait.
+    /// Connection `id`, for a call that does not wait (its task, calling,
+    /// has control).
     fn now(&mut self, id: ConnectionId) -> Result<tokio::sync::MutexGuard<'_, Conn>, Error> {
+        if self.conns.contains_key(&id) {
+            self.runnable.insert(id);
+        }
         let served = self.conns.get(&id).ok_or(Error::UnknownConnection)?;
         served.conn.try_lock().map_err(|_| {
             Error::Protocol(format!(
@@ -280,7 +295,12 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
     ) -> Result<(), Error> {
         let queued = acc.with(|mut view| {
             let host = view.get();
-            let served = host.conns.get(&id).ok_or(Error::UnknownConnection)?;
+            if !host.conns.contains_key(&id) {
+                return Err(Error::UnknownConnection);
+            }
+            // Calling, its task has control.
+            host.runnable.insert(id);
+            let served = &host.conns[&id];
             let queued = match served.conn.try_lock() {
                 Ok(mut conn) => Ok(conn.push_now(data, op, fin)?),
                 Err(_) => Err(data),
