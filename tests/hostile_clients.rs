@@ -269,6 +269,9 @@ async fn a_panic_in_a_socket_task_leaks_nothing_in_any_world() {
         sample(&metrics, r#"wshost_panics_total{task="socket"}"#),
         9.0
     );
+    // Every charge came back (the 90 KB echo above would pass with one
+    // leaked, through the overdraft's reserve; this gauge would not).
+    assert_eq!(sample(&metrics, "wshost_in_flight_bytes"), 0.0, "{metrics}");
     drop((echo, chat));
     none_open(&admin, "/echo").await;
     none_open(&admin, "/chat").await;
@@ -304,9 +307,10 @@ async fn none_open(admin: &str, path: &str) {
 /// The review's M4: a frame header announcing 16 MiB took 16 MiB of the
 /// in-flight budget before any payload came, so a few idle connections
 /// that sent 14 bytes each froze large messages for everyone. Bytes are
-/// now charged as they arrive: 64 such connections hold a slice each.
+/// now charged as they arrive: 64 such connections hold a 64 KiB slice
+/// each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_announcing_large_frames_pin_no_budget() {
+async fn headers_announcing_large_frames_pin_only_a_slice() {
     let server = Server::start_flagged(
         &["--max-in-flight", "33554432"],
         &[("/mirror", "mirror"), ("/echo", "echo")],

@@ -269,12 +269,12 @@ async fn a_slow_but_steady_upload_outlives_the_idle_timeout() {
 /// The review's M5 (writing): the write timeout is a time in which the
 /// peer takes no byte, not one for a whole batch. A client reading 2 MiB
 /// slowly but steadily (through a small receive buffer) over seconds gets
-/// it all with --write-timeout 1.
+/// it all with --write-timeout 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_steady_reader_outlives_the_write_timeout() {
     use support::raw::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = Server::start_flagged(&["--write-timeout", "1"], &[("/mirror", "mirror")]);
+    let server = Server::start_flagged(&["--write-timeout", "2"], &[("/mirror", "mirror")]);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut tcp = socket.connect(server.addr).await.unwrap();

@@ -3,21 +3,24 @@
 //! whole large messages not yet taken by their guests (`--max-in-flight`).
 //!
 //! Bytes are charged as they arrive, never as a header announces them: a
-//! header that claims 16 MiB costs nothing until its payload comes, so
-//! idle connections that announce large frames pin no budget. Charges are
-//! served first come, first served (a `tokio` semaphore is FIFO), so a
-//! large message is never starved by a stream of small charges. A small
-//! message read whole in one chunk is not charged (the per-connection
-//! inbox and queue bounds cover it), so chat never waits here.
+//! header that claims 16 MiB costs one read slice (64 KiB) until its
+//! payload comes, so idle connections that announce large frames pin
+//! little. Charges wait in line (a `tokio` semaphore is FIFO) while a read
+//! waits; a read cancelled to write (the socket's task does both) joins
+//! the line again. A small message read whole in one chunk is not charged
+//! (the per-connection inbox and queue bounds cover it), so chat never
+//! waits here.
 //!
 //! Charging as bytes arrive can leave every connection holding part of a
 //! message and waiting for more: none could finish. So a connection that
-//! waits while its message is under way may take the one *overdraft*: it
-//! then charges the rest of its message to a reserve of the size of the
-//! largest message, which only one message uses at a time, and must finish
-//! within [`OVERDRAFT_DEADLINE`] (a peer that holds the overdraft and
-//! trickles is closed, 1008). Memory in flight is at most the budget plus
-//! that reserve.
+//! waits while it holds part of its message may take the one *overdraft*:
+//! it then charges the rest of its message to a reserve of the size of the
+//! largest message, and must finish within [`OVERDRAFT_DEADLINE`] (its
+//! socket's task enforces it whatever it is doing: a peer that holds the
+//! overdraft and trickles is closed, 1013). Memory in flight is at most the
+//! budget plus that reserve (what a compressed message inflates to beyond
+//! its compressed bytes is not charged: bounded per connection by the
+//! message size limit).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -71,6 +74,12 @@ impl Budget {
     /// Bytes not charged.
     pub fn left(&self) -> usize {
         self.main.available_permits()
+    }
+
+    /// Bytes charged, of the budget and of the overdraft's reserve.
+    pub fn held(&self) -> usize {
+        (self.total - self.main.available_permits())
+            + (self.reserve_total - self.reserve.available_permits())
     }
 
     /// `n` bytes now, if the budget has them.

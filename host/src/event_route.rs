@@ -69,11 +69,7 @@ pub enum Event {
 
 /// The bytes a message takes of its route's queue budget.
 fn queue_bytes(msg: &Message) -> u32 {
-    let len = match msg {
-        Message::Text(text) => text.len(),
-        Message::Binary(data) => data.len(),
-    };
-    u32::try_from(len).unwrap_or(u32::MAX)
+    u32::try_from(crate::frame::payload_len(msg)).unwrap_or(u32::MAX)
 }
 
 /// A route's handle on its instance's queue.
@@ -184,14 +180,13 @@ impl EventRoute {
         let Some(bytes) = msg.as_ref().map(queue_bytes) else {
             return;
         };
-        // The semaphore is never closed; the queue closes with the route.
-        let Ok(_room) = self.room.clone().acquire_many_owned(bytes).await else {
-            return;
-        };
-        let Ok(place) = self.queue.reserve().await else {
-            return;
-        };
-        if let Some(msg) = msg.take() {
+        let room = self.room.clone().acquire_many_owned(bytes).await;
+        let place = self.queue.reserve().await;
+        // The message is taken either way: queued, or dropped when the
+        // route's instance task is gone (else the socket would wait for
+        // room that never comes, and spin).
+        let msg = msg.take();
+        if let (Ok(_room), Ok(place), Some(msg)) = (room, place, msg) {
             place.send(Event::Message { id, msg, _room });
         }
     }

@@ -33,6 +33,7 @@ pub const CLUSTER_RECEIVED: &str = "wshost_cluster_received_total";
 pub const CLUSTER_DROPPED: &str = "wshost_cluster_dropped_total";
 pub const CLUSTER_RECONNECTS: &str = "wshost_cluster_reconnects_total";
 pub const PANICS: &str = "wshost_panics_total";
+pub const IN_FLIGHT: &str = "wshost_in_flight_bytes";
 
 /// Install the Prometheus recorder; before any route is loaded, so the
 /// routes' handles count into it.
@@ -66,6 +67,11 @@ fn describe() {
         "Time an event-world guest took per event."
     );
     describe_counter!(EVICTIONS, "Connections evicted for not taking their queue.");
+    describe_gauge!(
+        IN_FLIGHT,
+        Unit::Bytes,
+        "Bytes of messages under way or not yet taken by guests (--max-in-flight, and the overdraft)."
+    );
     describe_counter!(
         PANICS,
         "Panics of the host's own code caught and confined, by task (a bug: please report)."
@@ -217,6 +223,11 @@ pub fn pool<'a>(engines: impl IntoIterator<Item = &'a wasmtime::Engine>) {
     gauge!(POOL_INSTANCES).set(instances as f64);
     gauge!(POOL_WARM_SLOTS).set(warm);
     gauge!(POOL_RESIDENT).set(resident as f64);
+}
+
+/// The in-flight budget's charged bytes, read at each scrape.
+pub fn in_flight(bytes: usize) {
+    gauge!(IN_FLIGHT).set(bytes as f64);
 }
 
 pub fn published(subscribers: u32) {

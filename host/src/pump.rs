@@ -123,9 +123,12 @@ async fn run<C: Consumer>(
     // pinged since. The alarm is re-armed only when it rings, not per read.
     let mut heard = Instant::now();
     let mut pinged = false;
-    // Bytes read when the alarm last rang: any byte counts as heard, so a
-    // long message arriving slowly is not silence.
+    // Bytes read when the peer was last heard: any byte counts as heard, so
+    // a long message arriving slowly is not silence.
     let mut received = socket.bytes_received();
+    // The message that took the in-flight budget's overdraft must be done
+    // by then, whatever the socket is doing (boxed: rare).
+    let mut overdraft_due: Option<Pin<Box<Sleep>>> = None;
     let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
     let mut alarm = std::pin::pin!(alarm);
     loop {
@@ -185,6 +188,13 @@ async fn run<C: Consumer>(
         }
         let may_read = consumer.has_room();
         let closing = socket.closing;
+        match socket.overdraft_due() {
+            Some(due) if overdraft_due.is_none() => {
+                overdraft_due = Some(Box::pin(tokio::time::sleep_until(due)));
+            }
+            None => overdraft_due = None,
+            Some(_) => {}
+        }
         // What woke the socket is handled once the select's futures are
         // gone: awaited inside its arms, a reply's write would be stored
         // beside them in every socket's task (~0.5 KiB each).
@@ -199,6 +209,10 @@ async fn run<C: Consumer>(
                 Woke::Queue
             }
             _ = overdue(&mut reply_due) => return abnormal(sent),
+            _ = overdue(&mut overdraft_due) => {
+                overdraft_due = None;
+                Woke::Read(Err(ReadError::Overdue(crate::budget::OVERDRAFT_DEADLINE)))
+            }
             () = &mut alarm, if keepalive.enabled() => Woke::Alarm,
         };
         match woke {
@@ -206,6 +220,7 @@ async fn run<C: Consumer>(
             Woke::Read(read) => {
                 heard = Instant::now();
                 pinged = false;
+                received = socket.bytes_received();
                 match socket.incoming(read).await {
                     None => {}
                     // Messages that cross our Close frame are dropped.
@@ -232,7 +247,11 @@ async fn run<C: Consumer>(
             }
             Woke::Alarm => {
                 let now = Instant::now();
-                if socket.bytes_received() != received {
+                // Any byte is hearing from the peer; and a socket that does
+                // not read because it waits on us (its consumer's room, the
+                // in-flight budget) has not been silent.
+                let waits_on_us = !may_read || socket.reading_waits_on_us();
+                if socket.bytes_received() != received || waits_on_us {
                     received = socket.bytes_received();
                     heard = now;
                     pinged = false;

@@ -70,6 +70,8 @@ pub struct Reader {
     /// The budget's overdraft, while the message under way uses it, and
     /// when that message must be done.
     overdraft: Option<(Overdraft, Instant)>,
+    /// The read is waiting for the budget, not for the peer.
+    waiting: bool,
     /// Bytes read off the socket, ever: progress a timeout can see while
     /// a long message is still arriving.
     received: u64,
@@ -82,6 +84,7 @@ impl Reader {
             big: None,
             charge: Charge::default(),
             overdraft: None,
+            waiting: false,
             received: 0,
         }
     }
@@ -99,6 +102,7 @@ impl Reader {
     /// The next thing the peer sends. Cancel-safe: what was read waits in
     /// the buffers for the next call, what was charged in [`Reader::charge`].
     pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
+        self.waiting = false;
         loop {
             if let Some(large) = self.big.take_if(|big| big.is_complete()) {
                 match self.decoder.finish_large(large)? {
@@ -128,22 +132,18 @@ impl Reader {
                 }
                 None => None,
             };
-            let deadline = self.overdraft.as_ref().map(|(_, due)| *due);
             // Ready first, then room: a quiet socket costs no buffer.
-            let read = within(deadline, async {
-                match (&mut self.big, slice) {
-                    (Some(big), Some(slice)) => {
-                        // Never past the charged slice, whatever the capacity.
-                        let mut payload = (&mut big.payload).limit(slice);
-                        stream.read_ready(&mut payload, |_| {}).await
-                    }
-                    _ => {
-                        let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
-                        stream.read_ready(self.decoder.buffer(), room).await
-                    }
+            let read = match (&mut self.big, slice) {
+                (Some(big), Some(slice)) => {
+                    // Never past the charged slice, whatever the capacity.
+                    let mut payload = (&mut big.payload).limit(slice);
+                    stream.read_ready(&mut payload, |_| {}).await
                 }
-            })
-            .await?;
+                _ => {
+                    let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
+                    stream.read_ready(self.decoder.buffer(), room).await
+                }
+            };
             let read = match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Nothing came after all: wait again holding no chunk
@@ -176,24 +176,45 @@ impl Reader {
                 return Ok(());
             }
             tracing::debug!("a read of {missing} bytes waits for the in-flight budget");
+            self.waiting = true;
+            // Only a connection already holding part of its message may
+            // take the overdraft (one that holds nothing waits in line: it
+            // pins nothing meanwhile); the budget first, when both are free.
+            let holds = self.charge.bytes() > 0;
             tokio::select! {
+                biased;
                 charge = budget.take(missing) => {
+                    self.waiting = false;
                     self.charge.merge(charge);
                     return Ok(());
                 }
-                overdraft = budget.overdraft() => {
+                overdraft = budget.overdraft(), if holds => {
                     tracing::debug!("a message under way takes the in-flight budget's overdraft");
                     let due = Instant::now() + budget::OVERDRAFT_DEADLINE;
                     self.overdraft = Some((overdraft, due));
                 }
             }
         }
-        let Some((overdraft, due)) = &self.overdraft else {
+        let Some((overdraft, _)) = &self.overdraft else {
             unreachable!("taken above");
         };
-        let reserve = within(Some(*due), budget.take_reserve(overdraft, missing)).await?;
+        self.waiting = true;
+        let reserve = budget.take_reserve(overdraft, missing).await;
+        self.waiting = false;
         self.charge.merge(reserve);
         Ok(())
+    }
+
+    /// When the message that took the overdraft must be done (the socket's
+    /// task holds it to that, with [`ReadError::Overdue`]).
+    pub fn overdraft_due(&self) -> Option<Instant> {
+        self.overdraft.as_ref().map(|(_, due)| *due)
+    }
+
+    /// Whether the last read waited for the in-flight budget rather than
+    /// for the peer: not the peer's silence.
+    pub fn waits_for_budget(&self) -> bool {
+        self.waiting
     }
 
     /// `read` with the charge of its message, if it ends one (the
@@ -211,15 +232,5 @@ impl Reader {
             decode::Read::Pong => Read::Pong,
             decode::Read::Close(close) => Read::Close(close),
         }
-    }
-}
-
-/// `op`, cut at `deadline` (if any) with [`ReadError::Overdue`].
-async fn within<T>(deadline: Option<Instant>, op: impl Future<Output = T>) -> Result<T, ReadError> {
-    match deadline {
-        None => Ok(op.await),
-        Some(due) => tokio::time::timeout_at(due, op)
-            .await
-            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE)),
     }
 }

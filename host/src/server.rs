@@ -254,6 +254,7 @@ impl Server {
     /// Set the wasm pools' gauges from the engines (see [`crate::meters::pool`]).
     pub fn meter_pool(&self) {
         crate::meters::pool(self.engines.all());
+        crate::meters::in_flight(crate::budget::global().held());
     }
 
     /// Turns true when the server starts to shut down.

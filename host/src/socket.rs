@@ -167,6 +167,17 @@ impl Socket {
         self.reader.received()
     }
 
+    /// When the message under way must be done, if it took the in-flight
+    /// budget's overdraft.
+    pub fn overdraft_due(&self) -> Option<tokio::time::Instant> {
+        self.reader.overdraft_due()
+    }
+
+    /// Whether reading waits on us (the in-flight budget), not on the peer.
+    pub fn reading_waits_on_us(&self) -> bool {
+        self.reader.waits_for_budget()
+    }
+
     /// Write every frame the outbox holds, in one vectored write.
     pub async fn write_queued(&mut self) -> Result<(), Error> {
         let batch = self.outbox.take_all();
@@ -300,7 +311,8 @@ impl Socket {
             ReadError::Decode(DecodeError::Protocol(why)) => {
                 (CloseCode::Protocol, Error::Protocol(why))
             }
-            ReadError::Overdue(_) => (CloseCode::Policy, Error::Protocol(e.to_string())),
+            // The server is short of memory for messages: try again later.
+            ReadError::Overdue(_) => (CloseCode::Again, Error::Protocol(e.to_string())),
         };
         let reason = match &error {
             Error::Protocol(why) => truncate(why, MAX_CLOSE_REASON).to_string(),

@@ -86,11 +86,20 @@ impl Stream {
 /// says the socket is writable again (with a large send buffer, seconds
 /// apart).
 pub fn unacknowledged(fd: std::os::fd::RawFd) -> Option<u32> {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid;
-    // a descriptor that is not a TCP socket makes it fail, not misbehave.
-    let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
-    (done == 0).then(|| u32::try_from(queued).unwrap_or(0))
+    #[cfg(target_os = "linux")]
+    {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer, which is
+        // valid; a descriptor that is not a TCP socket makes it fail.
+        let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        (done == 0).then(|| u32::try_from(queued).unwrap_or(0))
+    }
+    // Elsewhere only the bytes written count as progress.
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
 }
 
 impl AsyncRead for Stream {
