@@ -142,6 +142,10 @@ fn nonsensical_flags_are_refused_naming_them() {
             "write_timeout (--write-timeout) must be more than 0",
         ),
         (
+            &["--max-in-flight", "5000000000"][..],
+            "max_in_flight (--max-in-flight) is at most 4294967295 bytes",
+        ),
+        (
             &["--ping-interval", "60", "--idle-timeout", "30"][..],
             "ping_interval (--ping-interval, 60s) must be shorter than idle_timeout (--idle-timeout, 30s)",
         ),

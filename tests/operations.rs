@@ -77,15 +77,8 @@ async fn metrics_move_as_clients_come_talk_and_go() {
 
     // A closed connection leaves the gauge.
     drop(echo);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, metrics) = admin_get(&admin, "/metrics").await;
-        if sample(&metrics, r#"wshost_connections_open{route="/echo"}"#) == 0.0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let open = r#"wshost_connections_open{route="/echo"}"#;
+    support::admin::wait_for_sample(&admin, open, 0.0).await;
     assert_eq!(admin_get(&admin, "/nothing").await.0, 404);
 }
 

@@ -216,6 +216,13 @@ impl Limits {
                 return Err(format!("{key} (--{flag}) must be more than 0 seconds"));
             }
         }
+        // The budget's semaphore counts in u32 at once.
+        if self.in_flight > u32::MAX as usize {
+            return Err(format!(
+                "max_in_flight (--max-in-flight) is at most {} bytes",
+                u32::MAX
+            ));
+        }
         if let Keepalive {
             ping_interval: Some(ping),
             idle_timeout: Some(idle),

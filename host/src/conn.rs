@@ -242,6 +242,14 @@ impl Conn {
         up.recv(deadline).await
     }
 
+    /// A waiting call's outcome (and whether it suspended), noted for the
+    /// CPU budget: it restarts when the call really waited or did what it
+    /// was asked; not when it failed at once (a push to a closed socket).
+    fn waited_if<T>(&mut self, (result, suspended): (Result<T, Error>, bool)) -> Result<T, Error> {
+        self.waited |= suspended || result.is_ok();
+        result
+    }
+
     async fn do_push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
         if let Some(outbox) = self.push_now(data, op, fin)? {
             outbox.room().await;
@@ -343,9 +351,8 @@ impl connection::Host for Conn {
     }
 
     async fn upgrade(&mut self) -> Result<(), Error> {
-        let (upgraded, suspended) = sandbox::suspends(self.do_upgrade(None, Vec::new())).await;
-        self.waited |= suspended || upgraded.is_ok();
-        upgraded
+        let done = sandbox::suspends(self.do_upgrade(None, Vec::new())).await;
+        self.waited_if(done)
     }
 
     async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Frame>, Error> {
@@ -358,15 +365,13 @@ impl connection::Host for Conn {
     }
 
     async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
-        let (pushed, suspended) = sandbox::suspends(self.do_push(data, op, fin)).await;
-        self.waited |= suspended || pushed.is_ok();
-        pushed
+        let done = sandbox::suspends(self.do_push(data, op, fin)).await;
+        self.waited_if(done)
     }
 
     async fn push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
-        let (pushed, suspended) = sandbox::suspends(self.do_push_close(code, reason)).await;
-        self.waited |= suspended || pushed.is_ok();
-        pushed
+        let done = sandbox::suspends(self.do_push_close(code, reason)).await;
+        self.waited_if(done)
     }
 
     async fn close(&mut self) {
@@ -380,9 +385,8 @@ impl connection::Host for Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let (sent, suspended) = sandbox::suspends(self.do_respond(status, headers, body)).await;
-        self.waited |= suspended || sent.is_ok();
-        sent
+        let done = sandbox::suspends(self.do_respond(status, headers, body)).await;
+        self.waited_if(done)
     }
 }
 
@@ -392,9 +396,8 @@ impl handshake::Host for Conn {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        let (upgraded, suspended) = sandbox::suspends(self.do_upgrade(protocol, headers)).await;
-        self.waited |= suspended || upgraded.is_ok();
-        upgraded
+        let done = sandbox::suspends(self.do_upgrade(protocol, headers)).await;
+        self.waited_if(done)
     }
 }
 

@@ -191,8 +191,24 @@ impl EventRoute {
         }
     }
 
-    pub async fn drain(&self, id: ConnectionId) {
-        self.send(Event::Drain { id }).await
+    /// Queue `on-drain` if the queue has room now; whether it did.
+    pub fn try_drain(&self, id: ConnectionId) -> bool {
+        match self.queue.try_reserve() {
+            Ok(place) => {
+                place.send(Event::Drain { id });
+                true
+            }
+            // Full; or closed, and then there is no one to tell.
+            Err(mpsc::error::TrySendError::Full(())) => false,
+            Err(mpsc::error::TrySendError::Closed(())) => true,
+        }
+    }
+
+    /// Queue `on-drain` once the queue has room. Cancel-safe.
+    pub async fn drain_when_room(&self, id: ConnectionId) {
+        if let Ok(place) = self.queue.reserve().await {
+            place.send(Event::Drain { id });
+        }
     }
 
     /// The socket has closed; returns once the guest's `on-close` has run.

@@ -158,6 +158,7 @@ async fn serve_socket(
         id,
         waiting: None,
         held: Held::default(),
+        drain_owed: false,
     };
     let (code, reason) =
         pump::run_guarded(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
@@ -197,6 +198,8 @@ struct Events<'a> {
     waiting: Option<Message>,
     /// That message's share of the in-flight budget, kept while it waits.
     held: Held,
+    /// `on-drain` is owed, after the waiting message (if any).
+    drain_owed: bool,
 }
 
 impl Consumer for Events<'_> {
@@ -222,8 +225,9 @@ impl Consumer for Events<'_> {
         }
     }
 
+    /// Never waits for the queue (as `message`): owed until it has room.
     async fn drained(&mut self) {
-        self.route.drain(self.id).await;
+        self.drain_owed = self.waiting.is_some() || !self.route.try_drain(self.id);
     }
 }
 

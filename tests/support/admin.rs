@@ -38,3 +38,19 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
+
+/// Wait until the admin listener at `addr` reports `series` at `value`.
+pub async fn wait_for_sample(addr: &str, series: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, metrics) = admin_get(addr, "/metrics").await;
+        if sample(&metrics, series) == value {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never {value}:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
