@@ -271,6 +271,7 @@ async fn a_panic_in_a_socket_task_leaks_nothing_in_any_world() {
     );
     // Every charge came back (the 90 KB echo above would pass with one
     // leaked, through the overdraft's reserve; this gauge would not).
+    assert!(metrics.contains("wshost_in_flight_bytes "), "{metrics}");
     assert_eq!(sample(&metrics, "wshost_in_flight_bytes"), 0.0, "{metrics}");
     drop((echo, chat));
     none_open(&admin, "/echo").await;
@@ -291,4 +292,86 @@ async fn a_panic_in_a_socket_task_leaks_nothing_in_any_world() {
 async fn none_open(admin: &str, path: &str) {
     let open = format!(r#"wshost_connections_open{{route="{path}"}}"#);
     support::admin::wait_for_sample(admin, &open, 0.0).await;
+}
+
+/// The review's M4: a frame header announcing 16 MiB took 16 MiB of the
+/// in-flight budget before any payload came, so a few idle connections
+/// that sent 14 bytes each froze large messages for everyone. Bytes are
+/// now charged as they arrive: 64 such connections hold a 64 KiB slice
+/// each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_announcing_large_frames_pin_only_a_slice() {
+    let server = Server::start_flagged(
+        &["--max-in-flight", "33554432"],
+        &[("/mirror", "mirror"), ("/echo", "echo")],
+    );
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let mut ws = RawWs::connect(&server, "/mirror").await;
+        ws.send_bytes(&header_claiming(16 << 20, true)).await;
+        idle.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut echo = server.connect("/mirror").await;
+    let large = vec![7u8; 1 << 20];
+    futures_util::SinkExt::send(
+        &mut echo,
+        tokio_tungstenite::tungstenite::Message::binary(large.clone()),
+    )
+    .await
+    .unwrap();
+    match next(&mut echo).await {
+        Some(Ok(msg)) => assert_eq!(msg.into_data(), large),
+        other => panic!("no echo of 1 MiB: {other:?}"),
+    }
+    drop(idle);
+}
+
+/// The review's M3: fragments of 8 KiB or less were never charged, so 40
+/// connections of unfinished fragmented messages held 404 MiB past a
+/// 64 MiB --max-in-flight. Every byte of a message under way is charged
+/// now: 40 connections sending 2 MiB each of unfinished fragments (80 MiB)
+/// hold at most the budget (4 MiB) and its overdraft's reserve (4 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_small_fragments_are_charged_to_the_budget() {
+    let server = Server::start_flagged(
+        &[
+            "--max-in-flight",
+            "4194304",
+            "--max-message-size",
+            "4194304",
+        ],
+        &[("/mirror", "mirror"), ("/echo", "echo")],
+    );
+    let mut echo = healthy_echo(&server, "/echo").await;
+    let baseline = rss_of(server.pid());
+    let mut senders = Vec::new();
+    for _ in 0..40 {
+        let mut ws = RawWs::connect(&server, "/mirror").await;
+        senders.push(tokio::spawn(async move {
+            let piece = vec![3u8; 8 << 10];
+            ws.send(&RawFrame::new(BINARY, piece.clone()).fin(false))
+                .await;
+            for _ in 1..256 {
+                ws.send(&RawFrame::new(CONTINUATION, piece.clone()).fin(false))
+                    .await;
+            }
+            ws
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let during = rss_of(server.pid());
+    eprintln!(
+        "80 MiB of unfinished fragments: RSS {} KiB -> {} KiB",
+        baseline / 1024,
+        during / 1024
+    );
+    assert!(
+        during < baseline + (32 << 20),
+        "RSS grew from {baseline} to {during} bytes"
+    );
+    assert_still_answers(&mut echo).await;
+    for sender in senders {
+        sender.abort();
+    }
 }

@@ -204,15 +204,20 @@ struct Events<'a> {
 
 impl Consumer for Events<'_> {
     fn has_room(&self) -> bool {
-        self.waiting.is_none()
+        self.waiting.is_none() && !self.drain_owed
     }
 
+    /// What waits goes in order: the message, then `on-drain`.
     async fn room(&mut self) {
         self.route
             .message_when_room(self.id, &mut self.waiting)
             .await;
         if self.waiting.is_none() {
             self.held = Held::default();
+            if self.drain_owed {
+                self.route.drain_when_room(self.id).await;
+                self.drain_owed = false;
+            }
         }
     }
 

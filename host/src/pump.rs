@@ -126,6 +126,11 @@ async fn run<C: Consumer>(
     // Bytes read when the peer was last heard: any byte counts as heard, so
     // a long message arriving slowly is not silence.
     let mut received = socket.bytes_received();
+    // Bytes the peer sent that wait unread in the kernel when the alarm last
+    // rang: growing while we do not read (a full inbox or route queue, the
+    // in-flight budget), they show the peer is there; they stay put when it
+    // is silent, and it is dropped as any silent peer.
+    let mut unread = 0;
     // The message that took the in-flight budget's overdraft must be done
     // by then, whatever the socket is doing (boxed: rare).
     let mut overdraft_due: Option<Pin<Box<Sleep>>> = None;
@@ -200,6 +205,12 @@ async fn run<C: Consumer>(
         // beside them in every socket's task (~0.5 KiB each).
         let woke = tokio::select! {
             biased;
+            // First: a peer whose ready frames would win every turn must
+            // not outlast the overdraft's deadline.
+            _ = overdue(&mut overdraft_due) => {
+                overdraft_due = None;
+                Woke::Read(Err(ReadError::Overdue(crate::budget::OVERDRAFT_DEADLINE)))
+            }
             read = socket.next(), if may_read => Woke::Read(read),
             _ = outbox.wanted(closing) => Woke::Queue,
             _ = turned_true(shutdown), if !closing => Woke::Queue,
@@ -209,10 +220,6 @@ async fn run<C: Consumer>(
                 Woke::Queue
             }
             _ = overdue(&mut reply_due) => return abnormal(sent),
-            _ = overdue(&mut overdraft_due) => {
-                overdraft_due = None;
-                Woke::Read(Err(ReadError::Overdue(crate::budget::OVERDRAFT_DEADLINE)))
-            }
             () = &mut alarm, if keepalive.enabled() => Woke::Alarm,
         };
         match woke {
@@ -247,15 +254,15 @@ async fn run<C: Consumer>(
             }
             Woke::Alarm => {
                 let now = Instant::now();
-                // Any byte is hearing from the peer; and a socket that does
-                // not read because it waits on us (its consumer's room, the
-                // in-flight budget) has not been silent.
-                let waits_on_us = !may_read || socket.reading_waits_on_us();
-                if socket.bytes_received() != received || waits_on_us {
+                // Any byte is hearing from the peer, read or still waiting
+                // in the kernel while we do not read.
+                let unread_now = socket.unread();
+                if socket.bytes_received() != received || unread_now > unread {
                     received = socket.bytes_received();
                     heard = now;
                     pinged = false;
                 }
+                unread = unread_now;
                 if keepalive.silent_too_long(heard, now) {
                     tracing::debug!(
                         "connection {id}: nothing heard for {:?}; dropped",

@@ -70,8 +70,6 @@ pub struct Reader {
     /// The budget's overdraft, while the message under way uses it, and
     /// when that message must be done.
     overdraft: Option<(Overdraft, Instant)>,
-    /// The read is waiting for the budget, not for the peer.
-    waiting: bool,
     /// Bytes read off the socket, ever: progress a timeout can see while
     /// a long message is still arriving.
     received: u64,
@@ -84,7 +82,6 @@ impl Reader {
             big: None,
             charge: Charge::default(),
             overdraft: None,
-            waiting: false,
             received: 0,
         }
     }
@@ -102,7 +99,6 @@ impl Reader {
     /// The next thing the peer sends. Cancel-safe: what was read waits in
     /// the buffers for the next call, what was charged in [`Reader::charge`].
     pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
-        self.waiting = false;
         loop {
             if let Some(large) = self.big.take_if(|big| big.is_complete()) {
                 match self.decoder.finish_large(large)? {
@@ -132,18 +128,24 @@ impl Reader {
                 }
                 None => None,
             };
-            // Ready first, then room: a quiet socket costs no buffer.
-            let read = match (&mut self.big, slice) {
-                (Some(big), Some(slice)) => {
-                    // Never past the charged slice, whatever the capacity.
-                    let mut payload = (&mut big.payload).limit(slice);
-                    stream.read_ready(&mut payload, |_| {}).await
+            // Ready first, then room: a quiet socket costs no buffer. A
+            // message that took the overdraft is held to its deadline here
+            // too (the socket's task arms its own timer only between reads).
+            let due = self.overdraft_due();
+            let read = until(due, async {
+                match (&mut self.big, slice) {
+                    (Some(big), Some(slice)) => {
+                        // Never past the charged slice, whatever the capacity.
+                        let mut payload = (&mut big.payload).limit(slice);
+                        stream.read_ready(&mut payload, |_| {}).await
+                    }
+                    _ => {
+                        let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
+                        stream.read_ready(self.decoder.buffer(), room).await
+                    }
                 }
-                _ => {
-                    let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
-                    stream.read_ready(self.decoder.buffer(), room).await
-                }
-            };
+            })
+            .await?;
             let read = match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Nothing came after all: wait again holding no chunk
@@ -176,7 +178,6 @@ impl Reader {
                 return Ok(());
             }
             tracing::debug!("a read of {missing} bytes waits for the in-flight budget");
-            self.waiting = true;
             // Only a connection already holding part of its message may
             // take the overdraft (one that holds nothing waits in line: it
             // pins nothing meanwhile); the budget first, when both are free.
@@ -184,7 +185,6 @@ impl Reader {
             tokio::select! {
                 biased;
                 charge = budget.take(missing) => {
-                    self.waiting = false;
                     self.charge.merge(charge);
                     return Ok(());
                 }
@@ -198,9 +198,8 @@ impl Reader {
         let Some((overdraft, _)) = &self.overdraft else {
             unreachable!("taken above");
         };
-        self.waiting = true;
-        let reserve = budget.take_reserve(overdraft, missing).await;
-        self.waiting = false;
+        let due = self.overdraft_due();
+        let reserve = until(due, budget.take_reserve(overdraft, missing)).await?;
         self.charge.merge(reserve);
         Ok(())
     }
@@ -209,12 +208,6 @@ impl Reader {
     /// task holds it to that, with [`ReadError::Overdue`]).
     pub fn overdraft_due(&self) -> Option<Instant> {
         self.overdraft.as_ref().map(|(_, due)| *due)
-    }
-
-    /// Whether the last read waited for the in-flight budget rather than
-    /// for the peer: not the peer's silence.
-    pub fn waits_for_budget(&self) -> bool {
-        self.waiting
     }
 
     /// `read` with the charge of its message, if it ends one (the
@@ -232,5 +225,16 @@ impl Reader {
             decode::Read::Pong => Read::Pong,
             decode::Read::Close(close) => Read::Close(close),
         }
+    }
+}
+
+/// `op`, cut at `due` (if any) with [`ReadError::Overdue`]; the timer is
+/// boxed, so a socket without the overdraft carries none in its task.
+async fn until<T>(due: Option<Instant>, op: impl Future<Output = T>) -> Result<T, ReadError> {
+    match due {
+        None => Ok(op.await),
+        Some(due) => Box::pin(tokio::time::timeout_at(due, op))
+            .await
+            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE)),
     }
 }

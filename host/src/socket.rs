@@ -173,9 +173,9 @@ impl Socket {
         self.reader.overdraft_due()
     }
 
-    /// Whether reading waits on us (the in-flight budget), not on the peer.
-    pub fn reading_waits_on_us(&self) -> bool {
-        self.reader.waits_for_budget()
+    /// Bytes the peer has sent that wait unread in the kernel.
+    pub fn unread(&self) -> usize {
+        crate::transport::unread(self.stream.fd()).unwrap_or(0)
     }
 
     /// Write every frame the outbox holds, in one vectored write.

@@ -81,6 +81,24 @@ impl Stream {
     }
 }
 
+/// Bytes the peer has sent that wait in socket `fd`'s kernel buffer, not
+/// yet read (`FIONREAD`): they grow while we do not read and the peer
+/// talks, and stay put when the peer is silent.
+pub fn unread(fd: std::os::fd::RawFd) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+        let done = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) };
+        (done == 0).then(|| usize::try_from(waiting).unwrap_or(0))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// Bytes written to socket `fd` and not yet acknowledged by the peer
 /// (`TIOCOUTQ`): they fall as the peer reads, however rarely the kernel
 /// says the socket is writable again (with a large send buffer, seconds
