@@ -83,6 +83,14 @@ impl GuestLog {
 }
 
 impl LineBuffer {
+    /// Say how many lines were dropped since the last said, if any.
+    fn report_dropped(&mut self) {
+        if self.dropped > 0 {
+            let dropped = std::mem::take(&mut self.dropped);
+            tracing::warn!(target: "guest", route = %self.route, conn = self.conn, "{dropped} lines of guest output dropped (over {LINES_PER_SEC} a second)");
+        }
+    }
+
     fn emit(&mut self) {
         let now = Instant::now();
         let refill = now.duration_since(self.refilled).as_secs_f64() * LINES_PER_SEC;
@@ -94,10 +102,7 @@ impl LineBuffer {
             return;
         }
         self.allowance -= 1.0;
-        if self.dropped > 0 {
-            let dropped = std::mem::take(&mut self.dropped);
-            tracing::warn!(target: "guest", route = %self.route, conn = self.conn, "{dropped} lines of guest output dropped (over {LINES_PER_SEC} a second)");
-        }
+        self.report_dropped();
         let line = String::from_utf8_lossy(&self.pending);
         let line = escape_controls(line.trim_end_matches('\r'));
         match self.stream {
@@ -132,6 +137,10 @@ impl Drop for LineBuffer {
         if !self.pending.is_empty() {
             self.emit();
         }
+        // Said when the next line is logged, or here: a guest that floods
+        // and then stops would otherwise never have its drops reported (a
+        // flood faster than the refill left the test of it to timing).
+        self.report_dropped();
     }
 }
 
