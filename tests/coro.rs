@@ -442,28 +442,37 @@ async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
     }
 }
 
-/// The review's M10: the quarantine blamed the task whose call completed
-/// last, not the one that trapped. Here a third task computes while A's
-/// `panic` and B's message arrive: both calls complete in one turn, B runs
-/// first and its call completes last, then A traps; B was isolated for
-/// A's crash. Now a crash is pinned on a client only when its task alone
-/// could have been running, and never on B.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
+/// One shared instance (`WSHOST_CORES=1`): a third task (127.0.0.4)
+/// computes 300 ms while the culprit's (127.0.0.2) `panic` and a message of
+/// another connection (from 127.0.0.`other`) arrive, so both calls complete
+/// in one turn; the culprit's instance is lost. The server, and the worker
+/// (kept open).
+async fn crash_beside_a_message_from(other: u8) -> (Server, Client) {
     let mut command = wshost();
-    command.env("WSHOST_CORES", "1"); // one shared instance
+    command.env("WSHOST_CORES", "1");
     let mut args: Vec<String> = ["--guest-cpu-timeout", "5"].map(String::from).to_vec();
     args.extend(route_args(&[("/p", "coro_probe")]));
     let server = Server::start_command(command, &args);
     let mut worker = connect_from(&server, 4, "/p").await;
-    let mut innocent = connect_from(&server, 3, "/p").await;
+    let mut beside = connect_from(&server, other, "/p").await;
     let mut culprit = connect_from(&server, 2, "/p").await;
-    echoes(&mut innocent, "hi").await;
+    echoes(&mut beside, "hi").await;
     send_text(&mut worker, "work").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    send_text(&mut innocent, "meanwhile").await;
+    send_text(&mut beside, "meanwhile").await;
     send_text(&mut culprit, "panic").await;
     assert_eq!(close_code(&mut culprit).await, Some(1011));
+    (server, worker)
+}
+
+/// The review's M10: the quarantine blamed the task whose call completed
+/// last, not the one that trapped. B's message arrives beside A's `panic`:
+/// B runs first and its call completes last, then A traps; B was isolated
+/// for A's crash. Now a crash is pinned on a client only when its tasks
+/// alone could have been running, and never on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
+    let (server, _worker) = crash_beside_a_message_from(3).await;
     server.wait_for_log("instance lost with 3 tasks").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = server.log();
@@ -477,7 +486,6 @@ async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
         "{log}"
     );
     eprintln!("the culprit blamed with certainty: {culprit_blamed}");
-    drop(worker);
 }
 
 /// A client does not escape the quarantine by crashing together with a
@@ -485,22 +493,8 @@ async fn a_crash_is_not_blamed_on_a_client_whose_message_arrived_meanwhile() {
 /// running are all its own, so the crash is pinned on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_beside_the_culprits_own_second_connection_is_still_its_own() {
-    let mut command = wshost();
-    command.env("WSHOST_CORES", "1"); // one shared instance
-    let mut args: Vec<String> = ["--guest-cpu-timeout", "5"].map(String::from).to_vec();
-    args.extend(route_args(&[("/p", "coro_probe")]));
-    let server = Server::start_command(command, &args);
-    let mut worker = connect_from(&server, 4, "/p").await;
-    let mut second = connect_from(&server, 2, "/p").await;
-    let mut culprit = connect_from(&server, 2, "/p").await;
-    echoes(&mut second, "hi").await;
-    send_text(&mut worker, "work").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    send_text(&mut second, "cover").await;
-    send_text(&mut culprit, "panic").await;
-    assert_eq!(close_code(&mut culprit).await, Some(1011));
+    let (server, _worker) = crash_beside_a_message_from(2).await;
     server
         .wait_for_log("served alone from now on client=127.0.0.2")
         .await;
-    drop(worker);
 }
