@@ -86,38 +86,37 @@ impl Stream {
 /// talks, and stay put when the peer is silent.
 pub fn unread(fd: std::os::fd::RawFd) -> Option<usize> {
     #[cfg(target_os = "linux")]
-    {
-        let mut waiting: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int through the pointer, which is valid.
-        let done = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) };
-        (done == 0).then(|| usize::try_from(waiting).unwrap_or(0))
-    }
+    return queue_len(fd, libc::FIONREAD);
     #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        None
-    }
+    return queue_len(fd, 0);
 }
 
 /// Bytes written to socket `fd` and not yet acknowledged by the peer
 /// (`TIOCOUTQ`): they fall as the peer reads, however rarely the kernel
 /// says the socket is writable again (with a large send buffer, seconds
 /// apart).
-pub fn unacknowledged(fd: std::os::fd::RawFd) -> Option<u32> {
+pub fn unacknowledged(fd: std::os::fd::RawFd) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    return queue_len(fd, libc::TIOCOUTQ);
+    #[cfg(not(target_os = "linux"))]
+    return queue_len(fd, 0);
+}
+
+/// One of socket `fd`'s queue lengths, asked of the kernel by `request`;
+/// `None` where it cannot say (elsewhere than Linux, only the bytes we
+/// read and write count as progress).
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn queue_len(fd: std::os::fd::RawFd, request: libc::c_ulong) -> Option<usize> {
     #[cfg(target_os = "linux")]
     {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ writes one int through the pointer, which is
-        // valid; a descriptor that is not a TCP socket makes it fail.
-        let done = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
-        (done == 0).then(|| u32::try_from(queued).unwrap_or(0))
+        let mut len: libc::c_int = 0;
+        // SAFETY: both requests write one int through the pointer, which is
+        // valid; a descriptor that is not a TCP socket makes them fail.
+        let done = unsafe { libc::ioctl(fd, request, &mut len) };
+        (done == 0).then(|| usize::try_from(len).unwrap_or(0))
     }
-    // Elsewhere only the bytes written count as progress.
     #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        None
-    }
+    None
 }
 
 impl AsyncRead for Stream {
