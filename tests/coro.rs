@@ -498,3 +498,65 @@ async fn a_crash_beside_the_culprits_own_second_connection_is_still_its_own() {
         .wait_for_log("served alone from now on client=127.0.0.2")
         .await;
 }
+
+/// The review's M2: a client whose messages never stop arriving keeps its
+/// task running, each `recv` (and `push`) done at once, and its instance
+/// ran no other task until the backlog was gone. One shared instance
+/// (`WSHOST_CORES=1`); a raw client asks for `slow-echo` (200 µs of guest
+/// work a message: the task is slower than its client, so its inbox is
+/// never empty), sends 20,000 small messages at once and reads its echoes;
+/// meanwhile another connection's echoes must come back promptly, while
+/// that backlog (4 s of work) is still being worked through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_stops_sending_does_not_starve_its_instances_other_tasks() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::raw::{RawFrame, RawWs, TEXT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut command = wshost();
+    command.env("WSHOST_CORES", "1");
+    let server = Server::start_command(command, &route_args(&[("/p", "coro_probe")]));
+    let mut other = server.connect("/p").await;
+    echoes(&mut other, "first").await;
+
+    const MESSAGES: usize = 20_000;
+    let frame = RawFrame::new(TEXT, vec![b'x'; 32]).encode(Some([1, 2, 3, 4]));
+    let echo_len = 2 + 32;
+    let mut flood = RawWs::connect(&server, "/p").await;
+    flood.send(&RawFrame::new(TEXT, "slow-echo")).await;
+    assert_eq!(flood.recv().await.unwrap().payload, b"slow");
+    let (tcp, _) = flood.into_parts();
+    let (mut from_server, mut to_server) = tcp.into_split();
+    let backlog = frame.repeat(MESSAGES);
+    tokio::spawn(async move {
+        let _ = to_server.write_all(&backlog).await;
+        std::future::pending::<()>().await; // keep the connection open
+    });
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let counted = echoed.clone();
+    tokio::spawn(async move {
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = from_server.read(&mut chunk).await {
+            counted.fetch_add(n, Ordering::Relaxed);
+        }
+    });
+    while echoed.load(Ordering::Relaxed) < 100 * echo_len {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for n in 0..10 {
+        let asked = Instant::now();
+        echoes(&mut other, &format!("turn {n}")).await;
+        slowest = slowest.max(asked.elapsed());
+    }
+    let done = echoed.load(Ordering::Relaxed) / echo_len;
+    eprintln!("slowest echo {slowest:?} with {done} of {MESSAGES} flood messages echoed");
+    assert!(
+        slowest < Duration::from_millis(250),
+        "an echo took {slowest:?} beside the flood"
+    );
+    assert!(
+        done < MESSAGES,
+        "the backlog was gone before the last echo: the test proves nothing"
+    );
+}

@@ -83,7 +83,20 @@ pub struct CoroHost {
     turn_over: Option<Waker>,
     /// Messages its tasks received since the instance was last woken.
     handled: Handled,
+    /// Calls of the current turn that were done at once (see
+    /// [`CoroHost::turn_spent`]).
+    calls_this_turn: u32,
 }
+
+/// Calls done at once (a `recv` that finds a frame waiting, a `push` with
+/// room) a task may make in one turn of its instance before it is made to
+/// wait a moment: the instance runs one task at a time, and a task whose
+/// client keeps its inbox full would otherwise never give the others a
+/// turn (the review's M2). tokio's cooperative budget works the same way,
+/// at 128 operations; a coro task's `recv` and `push` are fewer and
+/// heavier, so 64. An echo at 200 µs of guest work a message, beside a
+/// client 4 s of work ahead: answered within a few ms, not after the 4 s.
+const TURN_BUDGET: u32 = 64;
 
 impl CoroState {
     /// A guest gets no environment, arguments, files or sockets beyond its
@@ -111,6 +124,7 @@ impl CoroState {
                 cork: Cork::default(),
                 turn_over: None,
                 handled,
+                calls_this_turn: 0,
             },
         }
     }
@@ -140,6 +154,7 @@ impl CoroHost {
     /// that has ended (ready once it has); pending with none corked, to be
     /// woken by the next large publish.
     pub fn poll_turn_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.calls_this_turn = 0;
         if !self.cork.is_empty() {
             self.cork.uncork();
             return Poll::Ready(());
@@ -149,6 +164,18 @@ impl CoroHost {
             None => self.turn_over = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// Count a call of task `id` that was done at once; whether the turn's
+    /// budget is spent, and the task must give the others a turn. Then it
+    /// waits (is not running) until [`CoroHost::resumed`].
+    fn turn_spent(&mut self, id: ConnectionId) -> bool {
+        self.calls_this_turn += 1;
+        let spent = self.calls_this_turn >= TURN_BUDGET;
+        if spent {
+            self.waits(id);
+        }
+        spent
     }
 
     /// Task `id` has control: its call returned, it started, or it calls.
@@ -247,6 +274,21 @@ async fn on<T, R>(
     result
 }
 
+/// Task `id` has spent its turn: wait a moment (pending once, woken at
+/// once), so the instance runs the tasks that are ready before it.
+async fn give_a_turn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| match std::mem::replace(&mut yielded, true) {
+        true => Poll::Ready(()),
+        false => {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+    acc.with(|mut view| view.get().resumed(id));
+}
+
 impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
     async fn upgrade(
         acc: &Accessor<T, Self>,
@@ -273,13 +315,17 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
         let (received, suspended) = sandbox::suspends(websocket::recv_from(&inbox, deadline)).await;
-        acc.with(|mut view| {
+        let spent = acc.with(|mut view| {
             let host = view.get();
             host.resumed(id);
             host.handled.one();
             // A frame, or a real wait: not "closed" said again at once.
             host.waited |= suspended || matches!(received, Ok(Some(_)));
+            !suspended && host.turn_spent(id)
         });
+        if spent {
+            give_a_turn(acc, id).await;
+        }
         received
     }
 
@@ -314,7 +360,12 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             Ok::<_, Error>(queued)
         })?;
         match queued {
-            Ok(None) => Ok(()),
+            Ok(None) => {
+                if acc.with(|mut view| view.get().turn_spent(id)) {
+                    give_a_turn(acc, id).await;
+                }
+                Ok(())
+            }
             Ok(Some(outbox)) => {
                 outbox.room().await;
                 acc.with(|mut view| view.get().resumed(id));

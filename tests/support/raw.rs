@@ -118,6 +118,11 @@ impl RawWs {
         ws
     }
 
+    /// The TCP stream, and what was read past the handshake.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.tcp, self.buf)
+    }
+
     /// Send `frame` masked, as a client must.
     pub async fn send(&mut self, frame: &RawFrame) {
         self.send_bytes(&frame.encode(Some([0x37, 0xfa, 0x21, 0x3d])))

@@ -1,7 +1,9 @@
 //! A test guest of the coro world. Each text message is a command: `panic`
 //! traps (ending every task of the instance), `spin` computes forever
 //! without calling the host, `id` answers this connection's id, `count`
-//! answers how many of this instance's tasks are running, `flood` pushes
+//! answers how many of this instance's tasks are running, `slow-echo`
+//! answers `slow` and from then on echoes each message after computing
+//! 200 µs for it (a task slower than its client), `flood` pushes
 //! 64 KiB messages until a push fails, `work` computes for 300 ms (reading
 //! the clock, no other call) and answers `worked`, `after-close-push` and
 //! `after-close-recv` wait for the connection to end and then call `push`
@@ -51,6 +53,20 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
             "flood" => {
                 let block = vec![7u8; 64 << 10];
                 while ws.push_binary(&block).await.is_ok() {}
+                break;
+            }
+            "slow-echo" => {
+                ws.push_text("slow").await?;
+                while let Some(frame) = ws.recv(None).await? {
+                    let until = std::time::Instant::now() + std::time::Duration::from_micros(200);
+                    while std::time::Instant::now() < until {
+                        std::hint::black_box(0);
+                    }
+                    if frame.is_close() {
+                        break;
+                    }
+                    ws.push(&frame.data, frame.opcode, true).await?;
+                }
                 break;
             }
             "count" => {
