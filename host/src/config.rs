@@ -1,12 +1,12 @@
 //! What `wshost serve` is told: routes and limits.
 
-use crate::client_addr::TrustedProxies;
 use crate::outbox::Outbox;
 use crate::sandbox::Grants;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::time::Instant;
+use wshost_proto::forwarded::TrustedProxies;
 
 /// One `--route PATH=FILE.wasm` (or a config file's `[[route]]`): requests
 /// for exactly `PATH` go to the component in `FILE`.

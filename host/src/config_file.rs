@@ -4,7 +4,6 @@
 //! every error names the file, the line and the key. Flags given on the
 //! command line override the file (for every route).
 
-use crate::client_addr::TrustedProxies;
 use crate::config::{ComponentSource, Limits, RouteSpec, check_path};
 use crate::sandbox::Grants;
 use crate::tls::TlsFiles;
@@ -14,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wshost_proto::forwarded::TrustedProxies;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]

@@ -10,7 +10,6 @@
 pub mod admin;
 pub mod bindings;
 pub mod budget;
-pub mod client_addr;
 pub mod cluster;
 pub mod component;
 pub mod config;

@@ -7,7 +7,6 @@
 //! unknown path is answered `404` without instantiating anything.
 
 use crate::bindings::{HandlerPre, Request};
-use crate::client_addr;
 use crate::component::{self, Engines, Loaded};
 use crate::config::{Limits, RouteSpec};
 use crate::conn::{Conn, Outcome};
@@ -37,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use wasmtime::Store;
+use wshost_proto::forwarded;
 
 /// 503 refusals served at once; past them a connection over the limit is
 /// dropped without one (a flood must not grow tasks without bound).
@@ -592,7 +592,7 @@ impl Server {
             }
             Route::Coro(route) => {
                 let mut stream = stream;
-                let forwarded = head.headers_named(client_addr::FORWARDED_FOR);
+                let forwarded = head.headers_named(forwarded::FORWARDED_FOR);
                 let client = self.limits.trusted_proxies.client(remote.ip(), forwarded);
                 if route.refuses(client) {
                     crate::meters::refused("quarantine");

@@ -12,6 +12,7 @@
 //! - [`frame`]: server frames, encoded once.
 //! - [`http`]: the request head, the handshake's checks, plain responses.
 //! - [`proxy`]: the PROXY protocol header of a layer-4 balancer.
+//! - [`forwarded`]: the client a trusted proxy names in `X-Forwarded-For`.
 //!
 //! Invariant: no input makes any of these panic or allocate past the
 //! limits their callers give; errors are enums that say which close code or
@@ -19,6 +20,7 @@
 
 pub mod decode;
 pub mod deflate;
+pub mod forwarded;
 pub mod frame;
 pub mod http;
 pub mod proxy;
