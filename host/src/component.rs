@@ -6,7 +6,6 @@
 use crate::bindings::coro::{Coro, CoroPre};
 use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{Handler, HandlerPre};
-use crate::config::{ComponentSource, Limits};
 use crate::conn::Conn;
 use crate::coro_route::coro_instances;
 use crate::coro_state::{CoroHost, CoroState};
@@ -21,6 +20,7 @@ use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig,
 };
+use wshost_config::{ComponentSource, Limits};
 
 /// The export every handler component must have (world `wshost:websocket/handler`).
 pub const HANDLER_EXPORT: &str = "handle";

@@ -6,7 +6,7 @@ use crate::bindings::wshost::websocket::{
     connection, event_types, handshake, hub as hub_api, topics, types,
 };
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
-use crate::config::Limits;
+use crate::config::LimitsExt;
 use crate::frame::{self, Kind};
 use crate::http::{self, RequestHead};
 use crate::hub::{Hub, SendError};
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_config::Limits;
 
 pub struct Conn {
     id: ConnectionId,
@@ -226,7 +227,7 @@ impl Conn {
             self.id,
             (membership, subscriptions),
             self.shutdown.clone(),
-            self.limits.keepalive,
+            self.limits.keepalive(),
         );
         self.phase = Phase::Upgraded(Box::new(up));
         Ok(())

@@ -15,7 +15,7 @@
 
 use crate::bindings::coro::CoroPre;
 use crate::bindings::{ConnectionId, Request};
-use crate::config::Limits;
+use crate::config::LimitsExt;
 use crate::conn::{Conn, Outcome};
 use crate::coro_state::{CoroState, Served};
 use crate::hub::Hub;
@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use wasmtime::component::TypedFunc;
 use wasmtime::{Engine, Store};
+use wshost_config::Limits;
 
 /// The threads that can run instances at once: `WSHOST_CORES` when set
 /// (a container whose CPU quota is below what the machine shows; the tests,

@@ -12,7 +12,6 @@
 use crate::bindings::coro::coro_connection;
 use crate::bindings::wshost::websocket::{connection, event_types, handshake, hub, topics, types};
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
-use crate::config::Limits;
 use crate::conn::{self, Conn};
 use crate::guest_log::{GuestLog, Stream};
 use crate::hub::Hub;
@@ -32,6 +31,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wshost_config::Limits;
 
 pub type Shared = Arc<Mutex<Conn>>;
 

@@ -1,6 +1,6 @@
 //! The seed's demo, built into the binary: what `wshost serve` serves with no `--route`.
 
-use crate::config::{ComponentSource, RouteSpec};
+use wshost_config::{ComponentSource, RouteSpec};
 
 const PAGE: &[u8] = include_bytes!(concat!(env!("WSHOST_GUEST_DIR"), "/page.wasm"));
 const ECHO: &[u8] = include_bytes!(concat!(env!("WSHOST_GUEST_DIR"), "/echo.wasm"));

@@ -12,7 +12,7 @@
 
 use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{ConnectionId, Decision, Message, Request};
-use crate::config::Limits;
+use crate::config::LimitsExt;
 use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
 use crate::outbox::{Ending, Outbox};
@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 use wasmtime::{Engine, Store};
+use wshost_config::Limits;
 
 /// Events waiting for a route's instance, across all its sockets. A socket
 /// that finds the queue full waits before reading more from its peer.

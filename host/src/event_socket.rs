@@ -4,7 +4,7 @@
 //! messages) until the socket closes, and reports that exactly once.
 
 use crate::bindings::{ConnectionId, Decision, Message, Request, UpgradeOptions};
-use crate::config::{Keepalive, Limits};
+use crate::config::LimitsExt;
 use crate::event_route::EventRoute;
 use crate::event_state::MAX_ATTACHMENT;
 use crate::http::{self, RequestHead};
@@ -16,6 +16,7 @@ use crate::transport::Stream;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;
+use wshost_config::{Keepalive, Limits};
 
 /// What the connection task brings to an event route.
 pub struct Accepted {
@@ -42,7 +43,7 @@ pub async fn serve(
     match open(&route, &limits, incoming).await {
         None => {}
         Some(Ok(socket)) => {
-            let pump = serve_socket(socket, route, id, (shutdown, limits.keepalive), slot);
+            let pump = serve_socket(socket, route, id, (shutdown, limits.keepalive()), slot);
             tokio::spawn(pump.instrument(tracing::Span::current()));
         }
         Some(Err(e)) => {

@@ -8,17 +8,18 @@
 use crate::bindings::events::sockets;
 use crate::bindings::wshost::websocket::{event_types, topics, types};
 use crate::bindings::{ConnectionId, Error, Message, SendStatus};
-use crate::config::Limits;
 use crate::frame;
 use crate::guest_log::{GuestLog, Stream};
 use crate::outbox::{Cork, Ending, Outbox, Queued, Refused};
-use crate::sandbox::{self, Grants, GuestLimiter, Sandboxed};
+use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::socket::check_close;
 use crate::topics::{Subscriptions, Topics};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wshost_config::Grants;
+use wshost_config::Limits;
 
 /// The largest attachment a socket may hold, in bytes.
 pub const MAX_ATTACHMENT: usize = 16 << 10;

@@ -13,7 +13,6 @@ pub mod budget;
 pub mod cluster;
 pub mod component;
 pub mod config;
-pub mod config_file;
 pub mod conn;
 pub mod coro_route;
 pub mod coro_state;
@@ -44,5 +43,4 @@ pub mod transport;
 pub mod trim;
 pub mod websocket;
 
-pub use config::{ComponentSource, Limits, RouteSpec};
 pub use server::Server;

@@ -1,15 +1,13 @@
 use anyhow::{Context, Result};
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
-use wshost::config_file::{self, ConfigFile, LimitsFile};
-use wshost::tls::{Tls, TlsFiles};
-use wshost::{Limits, RouteSpec, Server};
+use wshost::Server;
+use wshost::tls::Tls;
+use wshost_config::{ComponentSource, ConfigFile, Limits, LimitsFile, RouteSpec, TlsFiles};
 
 /// A WebSocket server whose handlers are WebAssembly components.
 #[derive(Parser)]
@@ -76,26 +74,13 @@ enum NewWorld {
     Events,
 }
 
-/// Where compiled components are kept between runs.
-#[derive(Parser)]
-struct CacheArgs {
-    /// Keep compiled components in DIR so a restart skips compiling them
-    /// [default: $XDG_CACHE_HOME/wshost or ~/.cache/wshost].
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Compile every component at start-up; keep nothing on disk.
-    #[arg(long, conflicts_with = "cache_dir")]
-    no_cache: bool,
-}
-
-impl CacheArgs {
-    fn dir(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
-        }
-        self.cache_dir.clone().or_else(default_cache_dir)
+/// Where compiled components are kept between runs: `cache_dir`, else the
+/// default; none with `no_cache`.
+fn cache_dir(settings: &wshost_config::ServerSettings) -> Option<PathBuf> {
+    if settings.no_cache {
+        return None;
     }
+    settings.cache_dir.clone().or_else(default_cache_dir)
 }
 
 /// `$XDG_CACHE_HOME/wshost`, else `$HOME/.cache/wshost`; none without either.
@@ -110,126 +95,20 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(|cache| cache.join("wshost"))
 }
 
+/// `serve`'s flags: its settings (defined, with their config keys, in
+/// `wshost-config`; each `None` unless given, so that a flag overrides the
+/// file only when given), the file, routes and TLS.
 #[derive(Parser)]
 struct ServeArgs {
-    /// Read settings and routes from this TOML file (see the README);
+    /// Read settings and routes from this TOML file (see docs/settings.md);
     /// flags given here override it, for every route.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9502")]
-    listen: SocketAddr,
 
     /// Serve requests for exactly PATH with the component in FILE; repeatable.
     /// With none, the built-in demo: the seed's page at / and echo at /websocket.
     #[arg(long = "route", value_name = "PATH=FILE.wasm")]
     routes: Vec<RouteSpec>,
-
-    /// Largest WebSocket message, received or pushed, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_message_size)]
-    max_message_size: usize,
-
-    /// Seconds a client may take to send its request head.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().head_timeout.as_secs_f64())]
-    handshake_timeout: f64,
-
-    /// Seconds the host waits for the peer's Close reply when it ends a connection.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().close_timeout.as_secs_f64())]
-    close_timeout: f64,
-
-    /// Messages (hub, topic, event-world sends) that may wait for one
-    /// connection; a connection whose queue overflows is closed with 1008.
-    #[arg(long, value_name = "MESSAGES", default_value_t = Limits::default().mailbox_capacity)]
-    hub_queue: usize,
-
-    /// Bytes of such messages that may wait for one connection (one
-    /// message of any size always fits); past them it is closed with 1008.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().mailbox_bytes)]
-    hub_queue_bytes: usize,
-
-    /// Bytes waiting for one event-world socket past which a send reports
-    /// `backed-up` (and `on-drain` follows once they are written).
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().backpressure)]
-    backpressure_limit: usize,
-
-    /// Seconds a guest may compute without calling the host before it is stopped.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().guest_cpu.as_secs_f64())]
-    guest_cpu_timeout: f64,
-
-    /// Bytes of linear memory one guest instance may use.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().guest_memory)]
-    guest_memory: usize,
-
-    /// Connections served at once; past the cap new ones are answered 503.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
-
-    /// Tasks (connections) one coro-world instance serves at most; past
-    /// them its route starts another instance.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().coro_tasks)]
-    coro_tasks: usize,
-
-    /// Seconds handlers get to return after SIGINT/SIGTERM before wshost exits.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_timeout.as_secs_f64())]
-    shutdown_timeout: f64,
-
-    /// Seconds any one write (a message, a plain response, a Close frame, a
-    /// 503) may wait for the client to read; past it the connection is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().write_timeout.as_secs_f64())]
-    write_timeout: f64,
-
-    /// Reload a route's component when its file changes (as SIGHUP does
-    /// for all): checked every half second.
-    #[arg(long)]
-    watch: bool,
-
-    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this
-    /// address (keep it private: e.g. 127.0.0.1:9503); none by default.
-    #[arg(long, value_name = "ADDR")]
-    admin: Option<SocketAddr>,
-
-    /// Seconds a socket may be quiet (nothing from the peer) before the host
-    /// pings it; 0: never ping.
-    #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.ping_interval))]
-    ping_interval: f64,
-
-    /// Seconds of hearing nothing from the peer (not even a pong) after
-    /// which its socket is dropped (a half-open connection); 0: never.
-    #[arg(long, value_name = "SECS", default_value_t = secs(Limits::default().keepalive.idle_timeout))]
-    idle_timeout: f64,
-
-    /// Bytes of large messages (over 8 KiB a frame) read from peers and not
-    /// yet taken by their guests, all connections together; past it, such
-    /// reads wait (small messages never do).
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().in_flight)]
-    max_in_flight: usize,
-
-    /// Agree to permessage-deflate (RFC 7692) with clients that offer it:
-    /// messages of 1 KiB or more are sent compressed.
-    #[arg(long)]
-    deflate: bool,
-
-    /// Accept WebSocket handshakes only from this `Origin` (e.g.
-    /// https://app.example.com); repeatable. Others get 403; a request
-    /// without `Origin` (not a browser) is let through. Default: any origin.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
-    allowed_origins: Vec<String>,
-
-    /// Trust this proxy (an address, or a network as 10.0.0.0/8) to name
-    /// the client in `X-Forwarded-For`; repeatable. The host then keys what
-    /// it decides about a client (the coro world's quarantine) on the
-    /// rightmost address there that is not a trusted proxy. Default: none,
-    /// the header is ignored.
-    #[arg(long = "trusted-proxy", value_name = "ADDR[/BITS]")]
-    trusted_proxies: Vec<String>,
-
-    /// Connections from `--trusted-proxy` peers begin with a PROXY protocol
-    /// header (v1 or v2, as HAProxy and AWS NLB send): it names the client,
-    /// which guests then get as `remote-addr`. Such a connection without
-    /// one is dropped; others are served as they come.
-    #[arg(long)]
-    proxy_protocol: bool,
 
     /// Serve TLS (`wss://`, `https://`) with the certificate chain in this
     /// PEM file (leaf first). It and the key are read again when they change.
@@ -240,21 +119,22 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE.pem", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
-    /// Make topics and sends by connection id reach the other wshost
-    /// processes using this Redis (e.g. redis://127.0.0.1:6379).
-    #[arg(long, value_name = "URL")]
-    cluster: Option<String>,
-
-    /// Elements any one table of a guest instance may hold.
-    #[arg(long, value_name = "ELEMENTS", default_value_t = Limits::default().guest_table_elements)]
-    guest_table_elements: usize,
+    #[command(flatten)]
+    server: ConfigFile,
 
     #[command(flatten)]
-    cache: CacheArgs,
+    limits: LimitsFile,
+}
+
+/// The command line, each setting's help ending with its default.
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("serve", |serve| {
+        LimitsFile::document(ConfigFile::document(serve))
+    })
 }
 
 fn main() -> std::process::ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Kept to the end of main: dropping it flushes what the log thread holds.
     let (stderr, _flush) = tracing_appender::non_blocking(std::io::stderr());
@@ -274,13 +154,7 @@ fn main() -> std::process::ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Serve(args) => {
-            let given = matches
-                .subcommand_matches("serve")
-                .expect("the serve command");
-            let explicit = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
-            serve(*args, explicit)
-        }
+        Command::Serve(args) => serve(*args),
         Command::New {
             name,
             lang,
@@ -301,7 +175,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
+fn serve(args: ServeArgs) -> Result<()> {
     // SIGHUP's default action ends the process: held until the reload
     // handler is in place (loading a JS or Python component takes seconds).
     hangup_during_start_up::hold();
@@ -314,13 +188,14 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
     {
         std::thread::sleep(Duration::from_millis(ms));
     }
-    let overrides = overrides(&args, &explicit)?;
+    let overrides = &args.limits;
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    let limits = file.limits(&overrides)?;
-    let mut routes = file.routes(&overrides)?;
+    let limits = file.limits(overrides)?;
+    let settings = file.server(&args.server)?;
+    let mut routes = file.routes(overrides)?;
     // A `--route` replaces the file's route of the same path (two
     // `--route`s of one path stay an error).
     routes.retain(|file| !args.routes.iter().any(|flag| flag.path == file.path));
@@ -328,12 +203,7 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
     if routes.is_empty() {
         routes = wshost::demo::routes();
     }
-    let listen = match file.listen {
-        Some(listen) if !explicit("listen") => listen,
-        _ => args.listen,
-    };
-    let admin = args.admin.or(file.admin);
-    let watch = args.watch || file.watch.unwrap_or(false);
+    let (listen, admin, watch) = (settings.listen, settings.admin, settings.watch);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -342,7 +212,7 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
         _ => file.tls_files(),
     };
     let tls = tls.map(Tls::load).transpose()?.map(Arc::new);
-    let cluster = args.cluster.clone().or(file.cluster.clone());
+    let cluster = settings.cluster.clone();
     raise_open_files_limit();
     return_large_buffers();
     // Installed before the routes load: their counters register with it.
@@ -350,7 +220,7 @@ fn serve(args: ServeArgs, explicit: impl Fn(&str) -> bool) -> Result<()> {
         Some(_) => Some(wshost::meters::install().context("installing the metrics recorder")?),
         None => None,
     };
-    let mut server = Server::new(&routes, limits, args.cache.dir().as_deref())?;
+    let mut server = Server::new(&routes, limits, cache_dir(&settings).as_deref())?;
     if let Some(tls) = &tls {
         server = server.with_tls(tls.clone());
     }
@@ -478,7 +348,7 @@ fn check(file: &Path) -> Result<()> {
         .len();
     let route = RouteSpec {
         path: "/".into(),
-        source: wshost::ComponentSource::File(file.into()),
+        source: ComponentSource::File(file.into()),
         world: None,
         limits: None,
     };
@@ -517,6 +387,7 @@ fn check(file: &Path) -> Result<()> {
 /// route's component.
 fn check_config(path: &Path) -> Result<()> {
     let file = ConfigFile::load(path)?;
+    file.server(&ConfigFile::default())?;
     let limits = file.limits(&LimitsFile::default())?;
     let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
@@ -539,43 +410,6 @@ fn check_config(path: &Path) -> Result<()> {
         routes.len()
     );
     Ok(())
-}
-
-/// A default shown in `--help`: 0 for "never".
-fn secs(duration: Option<Duration>) -> f64 {
-    duration.map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The limits given on the command line (not left at their defaults):
-/// they override the config file, for every route.
-fn overrides(args: &ServeArgs, given: &impl Fn(&str) -> bool) -> Result<LimitsFile> {
-    let origins = args
-        .allowed_origins
-        .iter()
-        .map(|o| config_file::origin(o).context("--allowed-origin"))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(LimitsFile {
-        max_message_size: given("max_message_size").then_some(args.max_message_size),
-        handshake_timeout: given("handshake_timeout").then_some(args.handshake_timeout),
-        close_timeout: given("close_timeout").then_some(args.close_timeout),
-        hub_queue: given("hub_queue").then_some(args.hub_queue),
-        hub_queue_bytes: given("hub_queue_bytes").then_some(args.hub_queue_bytes),
-        backpressure_limit: given("backpressure_limit").then_some(args.backpressure_limit),
-        guest_cpu_timeout: given("guest_cpu_timeout").then_some(args.guest_cpu_timeout),
-        guest_memory: given("guest_memory").then_some(args.guest_memory),
-        guest_table_elements: given("guest_table_elements").then_some(args.guest_table_elements),
-        max_connections: given("max_connections").then_some(args.max_connections),
-        coro_tasks: given("coro_tasks").then_some(args.coro_tasks),
-        shutdown_timeout: given("shutdown_timeout").then_some(args.shutdown_timeout),
-        write_timeout: given("write_timeout").then_some(args.write_timeout),
-        ping_interval: given("ping_interval").then_some(args.ping_interval),
-        idle_timeout: given("idle_timeout").then_some(args.idle_timeout),
-        allowed_origins: given("allowed_origins").then_some(origins),
-        deflate: given("deflate").then_some(args.deflate),
-        max_in_flight: given("max_in_flight").then_some(args.max_in_flight),
-        trusted_proxies: given("trusted_proxies").then(|| args.trusted_proxies.clone()),
-        proxy_protocol: given("proxy_protocol").then_some(args.proxy_protocol),
-    })
 }
 
 /// Reload every route's component, and the TLS certificate, on each SIGHUP.
@@ -627,10 +461,10 @@ async fn reload_on_change(server: Arc<Server>, routes: Vec<RouteSpec>) {
         routes
             .iter()
             .filter_map(|route| match &route.source {
-                wshost::ComponentSource::File(path) => {
+                ComponentSource::File(path) => {
                     std::fs::metadata(path).and_then(|m| m.modified()).ok()
                 }
-                wshost::ComponentSource::Builtin { .. } => None,
+                ComponentSource::Builtin { .. } => None,
             })
             .collect::<Vec<_>>()
     };
@@ -658,4 +492,78 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        command().debug_assert();
+    }
+
+    /// Every `serve` flag is a setting of the config file, with its line in
+    /// the reference (docs/settings.md); the few that are not settings
+    /// name what they are in the file, and the reference says it too.
+    #[test]
+    fn every_serve_flag_has_a_config_key_and_a_reference_entry() {
+        let reference = include_str!("../../docs/settings.md");
+        let settings: Vec<_> = (ConfigFile::settings().into_iter())
+            .chain(LimitsFile::settings())
+            .collect();
+        // Not settings: what the file has instead.
+        let instead = [
+            ("config", None),
+            ("route", Some("[[route]]")),
+            ("tls-cert", Some("[tls]")),
+            ("tls-key", Some("[tls]")),
+            // Global: how any command logs, not how a server serves.
+            ("log-format", None),
+        ];
+        let command = command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let mut flags = 0;
+        for arg in serve.get_arguments() {
+            let Some(flag) = arg.get_long().filter(|f| *f != "help") else {
+                continue;
+            };
+            flags += 1;
+            if let Some((_, file)) = instead.iter().find(|(f, _)| *f == flag) {
+                let entry = file.unwrap_or("");
+                assert!(
+                    reference.contains(entry),
+                    "{flag}: {entry} not in the reference"
+                );
+                continue;
+            }
+            let setting = settings.iter().find(|s| s.flag == flag);
+            let setting = setting.unwrap_or_else(|| panic!("--{flag} is no setting"));
+            let row = format!("| `{}` | `--{flag}", setting.key);
+            assert!(
+                reference.contains(&row),
+                "--{flag}: no row in the reference"
+            );
+            // A key the file reads: the setting's table takes it.
+            let table = match LimitsFile::settings().iter().any(|s| s.flag == flag) {
+                true => "[limits]\n",
+                false => "",
+            };
+            let text = format!("{table}{} = {}", setting.key, sample(setting));
+            let read = toml::from_str::<ConfigFile>(&text);
+            assert!(read.is_ok(), "{text}: {}", read.unwrap_err());
+        }
+        assert!(flags > 25, "only {flags} flags seen");
+    }
+
+    /// A value of `setting`'s kind, as the file writes it.
+    fn sample(setting: &wshost_config::Setting) -> &'static str {
+        match setting.unit.as_str() {
+            "" => "true",
+            "ADDR" => "\"127.0.0.1:1\"",
+            "URL" | "DIR" => "\"x\"",
+            "ORIGIN" | "ADDR[/BITS]" => "[]",
+            _ => "1",
+        }
+    }
 }

@@ -7,7 +7,6 @@
 //! or waits elsewhere still has its pings answered and its queue written.
 
 use crate::bindings::{CloseInfo, ConnectionId, Error};
-use crate::config::Keepalive;
 use crate::outbox::Ending;
 use crate::reader::{Held, Read, ReadError};
 use crate::socket::{
@@ -20,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_config::Keepalive;
 
 /// The Close code reported when no Close frame was exchanged.
 pub const ABNORMAL: u16 = 1006;

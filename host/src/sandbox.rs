@@ -127,19 +127,9 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
-/// What a route's guest may reach through WASI beyond its own log: nothing
-/// unless the config file grants it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Environment variables it sees.
-    pub env: Vec<(String, String)>,
-    /// Host directories it may read (never write), at guest paths.
-    pub dirs: Vec<(std::path::PathBuf, String)>,
-}
-
 /// A guest's WASI context: its stdout and stderr, and what `grants` allows.
 pub fn wasi(
-    grants: &Grants,
+    grants: &wshost_config::Grants,
     stdout: crate::guest_log::GuestLog,
     stderr: crate::guest_log::GuestLog,
 ) -> wasmtime_wasi::WasiCtx {

@@ -8,7 +8,7 @@
 
 use crate::bindings::{HandlerPre, Request};
 use crate::component::{self, Engines, Loaded};
-use crate::config::{Limits, RouteSpec};
+use crate::config::LimitsExt;
 use crate::conn::{Conn, Outcome};
 use crate::coro_route::{CoroRoute, Task};
 use crate::event_route::EventRoute;
@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use wasmtime::Store;
+use wshost_config::{Limits, RouteSpec};
 use wshost_proto::forwarded;
 
 /// 503 refusals served at once; past them a connection over the limit is
@@ -206,7 +207,7 @@ impl Server {
             .filter_map(|spec| spec.limits.as_ref())
             .map(|l| l.max_message_size)
             .fold(limits.max_message_size, usize::max);
-        crate::budget::init(limits.in_flight, largest);
+        crate::budget::init(limits.max_in_flight, largest);
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();
@@ -404,7 +405,7 @@ impl Server {
             );
             let write_timeout = self.limits.write_timeout;
             tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + self.limits.head_timeout;
+                let deadline = tokio::time::Instant::now() + self.limits.handshake_timeout;
                 if let Some((mut stream, _)) = self.open(tcp, remote, deadline).await {
                     let response = http::response(503, &[], body.as_bytes(), false);
                     http::refuse(&mut stream, &response, write_timeout).await;
@@ -470,13 +471,13 @@ impl Server {
         // One deadline for all that comes before the request: a PROXY
         // header, a TLS handshake and the head each took the whole timeout.
         let limits = &self.limits;
-        let deadline = tokio::time::Instant::now() + limits.head_timeout;
+        let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
         let head = async {
             let (mut stream, remote) = self.open(tcp, remote, deadline).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let head = http::read_head(&mut stream, limits.max_head_size, left).await;
             let head = head.map_err(|e| match e {
-                http::HeadError::Timeout(_) => http::HeadError::Timeout(limits.head_timeout),
+                http::HeadError::Timeout(_) => http::HeadError::Timeout(limits.handshake_timeout),
                 e => e,
             });
             Some((head, stream, remote))

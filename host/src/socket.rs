@@ -8,7 +8,6 @@
 //! permessage-deflate, compressed on its way out ([`wshost_proto::deflate`]).
 
 use crate::bindings::{CloseInfo, Error};
-use crate::config::Limits;
 use crate::frame::{self, Kind};
 use crate::meters::RouteMeters;
 use crate::outbox::{Batch, Outbox};
@@ -25,6 +24,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_config::Limits;
 use wshost_proto::decode::DecodeError;
 use wshost_proto::deflate::{self, Agreed, Inflater};
 
@@ -90,7 +90,7 @@ impl Socket {
         tokio::time::timeout(limits.write_timeout, sent)
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
-        let mut reader = Reader::new(early, limits.max_frame_size, limits.max_message_size);
+        let mut reader = Reader::new(early, limits.max_message_size, limits.max_message_size);
         if let Some(agreed) = &deflate {
             reader.inflate_with(Inflater::new(agreed));
         }

@@ -2,10 +2,11 @@
 
 use crate::conn::Conn;
 use crate::guest_log::{GuestLog, Stream};
-use crate::sandbox::{self, Grants, GuestLimiter, Sandboxed};
+use crate::sandbox::{self, GuestLimiter, Sandboxed};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wshost_config::Grants;
 
 pub struct HostState {
     wasi: WasiCtx,

@@ -10,7 +10,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -19,12 +19,7 @@ use tokio_rustls::TlsAcceptor;
 /// How often the certificate files are checked for a change.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// The certificate and key files (`--tls-cert`, `--tls-key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use wshost_config::TlsFiles;
 
 /// The TLS side of the listener: what it accepts with, and the certificate
 /// it presents, swapped when the files change.

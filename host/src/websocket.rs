@@ -8,7 +8,6 @@
 //! found even while the guest computes between calls.
 
 use crate::bindings::{CloseInfo, ConnectionId, Error, Frame, Opcode};
-use crate::config::Keepalive;
 use crate::frame::{self, Kind};
 use crate::hub::Membership;
 use crate::inbox::{Delivery, Inbox};
@@ -25,6 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wshost_config::Keepalive;
 use wshost_proto::utf8::Utf8Fragments;
 
 /// Pushes this large go out without being copied into their frame.

@@ -1,0 +1,261 @@
+//! `wshost serve --config wshost.toml`: the server's settings, its routes,
+//! and per route its own limits and the WASI grants of its guest (nothing
+//! is granted by default). A key the file does not know is an error, and
+//! every error names the file, the line and the key. Flags given on the
+//! command line override the file (for every route).
+
+use crate::limits::{Limits, LimitsFile};
+use crate::route::{ComponentSource, Grants, RouteSpec, TlsFiles, check_path};
+use crate::settings::settings;
+use crate::value::{Address, Maybe, Switch};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+settings! {
+    /// The file as written (its top-level keys are also `serve` flags,
+    /// each `None` unless given).
+    pub struct ConfigFile => ServerSettings {
+        given {
+            /// Where it was read from (for errors).
+            #[serde(skip)]
+            pub path: PathBuf,
+            /// `[tls]`: serve `wss://`.
+            pub tls: Option<TlsFile>,
+            #[serde(default)]
+            pub limits: LimitsFile,
+            #[serde(default, rename = "route")]
+            pub routes: Vec<RouteFile>,
+        }
+        resolved {}
+
+        /// Address to listen on (port 0 picks a free port).
+        Server listen: [SocketAddr] Address = SocketAddr::from(([127, 0, 0, 1], 9502));
+
+        /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this
+        /// address (keep it private: e.g. 127.0.0.1:9503).
+        #[arg(value_name = "ADDR")]
+        Server admin: [SocketAddr] Maybe<SocketAddr> = None;
+
+        /// Reload a route's component when its file changes (as SIGHUP does
+        /// for all): checked every half second.
+        #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        Server watch: [bool] Switch = false;
+
+        /// Make topics and sends by connection id reach the other wshost
+        /// processes using this Redis (e.g. redis://127.0.0.1:6379).
+        #[arg(value_name = "URL")]
+        Server cluster: [String] Maybe<String> = None;
+
+        /// Keep compiled components in this folder so a restart skips
+        /// compiling them; none: $XDG_CACHE_HOME/wshost or ~/.cache/wshost.
+        #[arg(value_name = "DIR")]
+        Server cache_dir: [PathBuf] Maybe<PathBuf> = None;
+
+        /// Compile every component at start-up; keep nothing on disk.
+        #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        #[arg(conflicts_with = "cache_dir")]
+        Server no_cache: [bool] Switch = false;
+    }
+}
+
+/// `[tls]`: the certificate chain and key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Relative to the config file's folder.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub path: String,
+    /// Relative to the config file's folder.
+    pub component: PathBuf,
+    /// `handler` or `events`: checked against the component when given.
+    pub world: Option<String>,
+    /// This route's own limits, over the file's `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host directories the guest may read, at guest paths.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Relative to the config file's folder.
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+impl ConfigFile {
+    /// Read and check `path`; errors name the file, and the line and key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the config file", path.display()))?;
+        ConfigFile::parse(&text, path)
+    }
+
+    /// `text` as the file at `path` (for errors and relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let mut file: ConfigFile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        file.path = path.to_path_buf();
+        Ok(file)
+    }
+
+    /// The folder paths in the file are relative to.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The server's own settings: the defaults, then the file's, then
+    /// `flags` (the command line's); a folder the file names is relative
+    /// to the file's folder.
+    pub fn server(&self, flags: &ConfigFile) -> Result<ServerSettings> {
+        let mut server = ServerSettings::default();
+        self.apply(&mut server)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", self.path.display()))?;
+        server.cache_dir = server.cache_dir.map(|dir| self.dir().join(dir));
+        flags.apply(&mut server).map_err(anyhow::Error::msg)?;
+        Ok(server)
+    }
+
+    /// The `[tls]` files, resolved against the file's folder.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls.as_ref().map(|tls| TlsFiles {
+            cert: self.dir().join(&tls.cert),
+            key: self.dir().join(&tls.key),
+        })
+    }
+
+    /// The server's limits: the defaults, then the file's `[limits]`, then
+    /// `overrides` (the command line's).
+    pub fn limits(&self, overrides: &LimitsFile) -> Result<Limits> {
+        let mut limits = Limits::default();
+        let file = self.path.display();
+        self.limits
+            .apply(&mut limits)
+            .map_err(|why| anyhow::anyhow!("{file}: [limits]: {why}"))?;
+        overrides.apply(&mut limits).map_err(anyhow::Error::msg)?;
+        limits
+            .check()
+            .map_err(|why| match self.path.as_os_str().is_empty() {
+                true => anyhow::anyhow!("{why}"),
+                false => anyhow::anyhow!("{file}: [limits] or flags: {why}"),
+            })?;
+        Ok(limits)
+    }
+
+    /// The routes, each with its own limits (the file's `[limits]`, then its
+    /// own `limits`, then `overrides`) and grants; paths relative to the
+    /// file's folder.
+    pub fn routes(&self, overrides: &LimitsFile) -> Result<Vec<RouteSpec>> {
+        let base = self.limits(&LimitsFile::default())?;
+        let mut specs = Vec::new();
+        for route in &self.routes {
+            let context = || format!("{}: [[route]] {}", self.path.display(), route.path);
+            check_path(&route.path)
+                .map_err(anyhow::Error::msg)
+                .with_context(context)?;
+            if let Some(world) = &route.world
+                && !["handler", "events"].contains(&world.as_str())
+            {
+                bail!(
+                    "{}: world {world:?} is neither handler nor events",
+                    context()
+                );
+            }
+            if let Some(key) = route.limits.server_wide() {
+                bail!(
+                    "{}: limits.{key} is the server's, not a route's: set it in [limits]",
+                    context()
+                );
+            }
+            let mut limits = base.clone();
+            let applied = route.limits.apply(&mut limits);
+            applied.map_err(anyhow::Error::msg).with_context(context)?;
+            overrides.apply(&mut limits).map_err(anyhow::Error::msg)?;
+            limits
+                .check()
+                .map_err(anyhow::Error::msg)
+                .with_context(context)?;
+            let dirs: Vec<_> = route
+                .dirs
+                .iter()
+                .map(|d| (self.dir().join(&d.host), d.guest.clone()))
+                .collect();
+            // Checked here, once: a grant that cannot be opened would be
+            // warned about at every connection.
+            for (host, guest) in &dirs {
+                if !host.is_dir() {
+                    bail!(
+                        "{}: dirs: {} (granted as {guest}) is not a directory",
+                        context(),
+                        host.display()
+                    );
+                }
+            }
+            limits.grants = Grants {
+                env: route.env.clone().into_iter().collect(),
+                dirs,
+            };
+            specs.push(RouteSpec {
+                path: route.path.clone(),
+                source: ComponentSource::File(self.dir().join(&route.component)),
+                world: route.world.clone(),
+                limits: Some(Box::new(limits)),
+            });
+        }
+        Ok(specs)
+    }
+}
+
+/// Keepalive as the file says it, for tests of the merge.
+#[cfg(test)]
+fn keepalive(file: &str) -> crate::limits::Keepalive {
+    let config: ConfigFile = toml::from_str(file).unwrap();
+    config.limits(&LimitsFile::default()).unwrap().keepalive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_line_and_key() {
+        let err =
+            toml::from_str::<ConfigFile>("listen = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("lisen"), "{text}");
+        let err = toml::from_str::<ConfigFile>("[limits]\nguest_memory = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("guest_memory"), "{err}");
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_file_and_zero_means_never() {
+        let file: ConfigFile =
+            toml::from_str("[limits]\nmax_message_size = 100\nping_interval = 0\n").unwrap();
+        let cli = LimitsFile {
+            max_message_size: Some(1000),
+            ..LimitsFile::default()
+        };
+        let limits = file.limits(&cli).unwrap();
+        assert_eq!(limits.max_message_size, 1000);
+        assert_eq!(
+            keepalive("[limits]\nping_interval = 0\n").ping_interval,
+            None
+        );
+    }
+}
