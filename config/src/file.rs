@@ -4,8 +4,8 @@
 //! every error names the file, the line and the key. Flags given on the
 //! command line override the file (for every route).
 
-use crate::limits::{Limits, LimitsFile};
-use crate::route::{ComponentSource, Grants, RouteSpec, TlsFiles, check_path};
+use crate::limits::{Grants, Limits, LimitsFile};
+use crate::route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 use crate::settings::settings;
 use crate::value::{Address, Maybe, Switch};
 use anyhow::{Context, Result, bail};

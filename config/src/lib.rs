@@ -22,6 +22,6 @@ pub(crate) mod settings;
 pub mod value;
 
 pub use file::{ConfigFile, ServerSettings};
-pub use limits::{Keepalive, Limits, LimitsFile};
-pub use route::{ComponentSource, Grants, RouteSpec, TlsFiles, check_path};
+pub use limits::{Grants, Keepalive, Limits, LimitsFile};
+pub use route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 pub use settings::{Scope, Setting};

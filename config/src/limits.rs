@@ -2,7 +2,6 @@
 //! of the config file's `[limits]` (and, unless it is the server's as a
 //! whole, of a route's own `limits`). Defined once, below.
 
-use crate::route::Grants;
 use crate::settings::settings;
 use crate::value::{
     Amount, AtLeastOne, Origins, Proxies, Seconds, SecondsOrNever, Switch, Timeout,
@@ -110,6 +109,16 @@ settings! {
         #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         Server proxy_protocol: [bool] Switch = false;
     }
+}
+
+/// What a route's guest may reach through WASI beyond its own log: nothing
+/// unless the config file grants it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Environment variables it sees.
+    pub env: Vec<(String, String)>,
+    /// Host directories it may read (never write), at guest paths.
+    pub dirs: Vec<(std::path::PathBuf, String)>,
 }
 
 /// How the host keeps a socket alive and finds a peer that vanished

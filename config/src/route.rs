@@ -70,16 +70,6 @@ impl FromStr for RouteSpec {
     }
 }
 
-/// What a route's guest may reach through WASI beyond its own log: nothing
-/// unless the config file grants it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Environment variables it sees.
-    pub env: Vec<(String, String)>,
-    /// Host directories it may read (never write), at guest paths.
-    pub dirs: Vec<(PathBuf, String)>,
-}
-
 /// The certificate chain and key of `wss://`, PEM files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
