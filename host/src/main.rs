@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use wshost::Server;
-use wshost::tls::Tls;
+use wshost::net::tls::Tls;
 use wshost_config::{ComponentSource, ConfigFile, Limits, LimitsFile, RouteSpec, TlsFiles};
 
 /// A WebSocket server whose handlers are WebAssembly components.
@@ -201,7 +201,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     routes.retain(|file| !args.routes.iter().any(|flag| flag.path == file.path));
     routes.extend(args.routes.iter().cloned());
     if routes.is_empty() {
-        routes = wshost::demo::routes();
+        routes = wshost::server::demo::routes();
     }
     let (listen, admin, watch) = (settings.listen, settings.admin, settings.watch);
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -237,12 +237,16 @@ fn serve(args: ServeArgs) -> Result<()> {
                 .with_context(|| format!("cannot listen on {admin} (--admin)"))?;
             tracing::info!("admin listening on http://{}", admin.local_addr()?);
             let pool = server.clone();
-            let refresh: wshost::admin::Refresh = Arc::new(move || pool.meter_pool());
+            let refresh: wshost::ops::admin::Refresh = Arc::new(move || pool.meter_pool());
             let metrics = (metrics, refresh);
-            tokio::spawn(wshost::admin::serve(admin, metrics, server.shutting_down()));
+            tokio::spawn(wshost::ops::admin::serve(
+                admin,
+                metrics,
+                server.shutting_down(),
+            ));
         }
         if let Some(url) = &cluster {
-            let joined = wshost::cluster::Cluster::join(url, server.topics()).await?;
+            let joined = wshost::pubsub::cluster::Cluster::join(url, server.topics()).await?;
             server.set_first_id(joined.first_id());
         }
         let stop = shutdown_signal()?;
@@ -315,7 +319,7 @@ fn return_large_buffers() {
 }
 
 fn new_project(name: &str, lang: NewLang, world: NewWorld, dir: Option<PathBuf>) -> Result<()> {
-    use wshost::scaffold::{self, Lang, World};
+    use wshost::ops::scaffold::{self, Lang, World};
     let lang = match lang {
         NewLang::Rust => Lang::Rust,
         NewLang::Js => Lang::Js,
@@ -392,8 +396,8 @@ fn check_config(path: &Path) -> Result<()> {
     let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
     if let Some(url) = &file.cluster {
-        wshost::cluster::Cluster::check_url(url)?;
-        println!("cluster: {}", wshost::cluster::redacted(url));
+        wshost::pubsub::cluster::Cluster::check_url(url)?;
+        println!("cluster: {}", wshost::pubsub::cluster::redacted(url));
     }
     if let Some(files) = file.tls_files() {
         Tls::load(files.clone())?;

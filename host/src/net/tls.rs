@@ -3,7 +3,7 @@
 //! certificate is served without a restart (connections already open keep
 //! the one they agreed on).
 
-use crate::transport::Stream;
+use crate::net::transport::Stream;
 use anyhow::{Context, Result};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -139,7 +139,7 @@ fn stamps(files: &TlsFiles) -> Stamps {
     let held = |path: &Path| {
         std::fs::read(path)
             .ok()
-            .map(|b| crate::reload::fingerprint(&b))
+            .map(|b| crate::server::reload::fingerprint(&b))
     };
     (held(&files.cert), held(&files.key))
 }

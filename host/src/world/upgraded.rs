@@ -1,21 +1,21 @@
 //! A handler-world connection once upgraded: the guest's `recv` and `push`,
 //! with its hub membership and topic subscriptions.
 //!
-//! The socket belongs to its own task ([`crate::pump`]), which reads the
+//! The socket belongs to its own task ([`crate::ws::pump`]), which reads the
 //! peer's messages into the connection's [`Inbox`] and writes its
 //! [`Outbox`]: the guest's pushes and, between them, hub and topic
 //! messages. So pings are answered, the queue written and a silent peer
 //! found even while the guest computes between calls.
 
 use crate::bindings::{CloseInfo, ConnectionId, Error, Frame, Opcode};
-use crate::frame::{self, Kind};
-use crate::hub::Membership;
-use crate::inbox::{Delivery, Inbox};
-use crate::outbox::{Batch, Ending, Outbox};
-use crate::pump::{self, Consumer};
-use crate::reader::Held;
-use crate::socket::Socket;
-use crate::topics::Subscriptions;
+use crate::pubsub::hub::Membership;
+use crate::pubsub::topics::Subscriptions;
+use crate::ws::frame::{self, Kind};
+use crate::ws::inbox::{Delivery, Inbox};
+use crate::ws::outbox::{Batch, Ending, Outbox};
+use crate::ws::pump::{self, Consumer};
+use crate::ws::reader::Held;
+use crate::ws::socket::Socket;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;

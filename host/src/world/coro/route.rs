@@ -15,14 +15,14 @@
 
 use crate::bindings::coro::CoroPre;
 use crate::bindings::{ConnectionId, Request};
-use crate::config::LimitsExt;
-use crate::conn::{Conn, Outcome};
-use crate::coro_state::{CoroState, Served};
-use crate::hub::Hub;
 use crate::meters::{self, Open, RouteMeters};
-use crate::sandbox;
-use crate::self_wake::{self, Handled};
-use crate::topics::Topics;
+use crate::pubsub::hub::Hub;
+use crate::pubsub::topics::Topics;
+use crate::wasm::sandbox;
+use crate::wasm::self_wake::{self, Handled};
+use crate::world::conn::{Conn, Outcome};
+use crate::world::coro::state::{CoroState, Served};
+use crate::world::limits::LimitsExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::collections::HashMap;

@@ -1,15 +1,15 @@
 //! Reading a socket's frames: the socket's bytes into the protocol's
 //! [`Decoder`] (`wshost_proto::decode`, which checks, joins and inflates),
 //! each byte of a message under way charged to the process's in-flight
-//! budget ([`crate::budget`]) as it arrives.
+//! budget ([`crate::ws::budget`]) as it arrives.
 //!
 //! Buffers are sized by what is in flight: an idle connection holds none,
 //! small frames are read in chunks, and a large frame straight into a
 //! buffer of its own size, slice by charged slice, which becomes its
 //! message without a copy. Nothing is kept after a message.
 
-use crate::budget::{self, Charge, Overdraft};
-use crate::transport::Stream;
+use crate::net::transport::Stream;
+use crate::ws::budget::{self, Charge, Overdraft};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Duration;
 use tokio::time::Instant;

@@ -7,9 +7,9 @@
 //! or waits elsewhere still has its pings answered and its queue written.
 
 use crate::bindings::{CloseInfo, ConnectionId, Error};
-use crate::outbox::Ending;
-use crate::reader::{Held, Read, ReadError};
-use crate::socket::{
+use crate::ws::outbox::Ending;
+use crate::ws::reader::{Held, Read, ReadError};
+use crate::ws::socket::{
     GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, truncate, turned_true,
 };
 use futures_util::FutureExt;
@@ -209,7 +209,7 @@ async fn run<C: Consumer>(
             // not outlast the overdraft's deadline.
             _ = overdue(&mut overdraft_due) => {
                 overdraft_due = None;
-                Woke::Read(Err(ReadError::Overdue(crate::budget::OVERDRAFT_DEADLINE)))
+                Woke::Read(Err(ReadError::Overdue(crate::ws::budget::OVERDRAFT_DEADLINE)))
             }
             read = socket.next(), if may_read => Woke::Read(read),
             _ = outbox.wanted(closing) => Woke::Queue,

@@ -1,8 +1,8 @@
 //! What one handler instance's `Store` holds: its WASI context and its connection.
 
-use crate::conn::Conn;
-use crate::guest_log::{GuestLog, Stream};
-use crate::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::wasm::guest_log::{GuestLog, Stream};
+use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::world::conn::Conn;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

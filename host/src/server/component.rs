@@ -6,11 +6,11 @@
 use crate::bindings::coro::{Coro, CoroPre};
 use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{Handler, HandlerPre};
-use crate::conn::Conn;
-use crate::coro_route::coro_instances;
-use crate::coro_state::{CoroHost, CoroState};
-use crate::event_state::{EventHost, EventState};
-use crate::state::HostState;
+use crate::world::conn::Conn;
+use crate::world::coro::route::coro_instances;
+use crate::world::coro::state::{CoroHost, CoroState};
+use crate::world::events::state::{EventHost, EventState};
+use crate::world::handler::HostState;
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 use std::os::unix::fs::DirBuilderExt;
@@ -288,9 +288,9 @@ pub struct Inspected<'a> {
 }
 
 impl Inspected<'_> {
-    /// What tells these bytes from others ([`crate::reload::fingerprint`]).
+    /// What tells these bytes from others ([`crate::server::reload::fingerprint`]).
     pub fn fingerprint(&self) -> u64 {
-        crate::reload::fingerprint(&self.bytes)
+        crate::server::reload::fingerprint(&self.bytes)
     }
 }
 

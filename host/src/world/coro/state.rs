@@ -12,16 +12,16 @@
 use crate::bindings::coro::coro_connection;
 use crate::bindings::wshost::websocket::{connection, event_types, handshake, hub, topics, types};
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
-use crate::conn::{self, Conn};
-use crate::guest_log::{GuestLog, Stream};
-use crate::hub::Hub;
-use crate::inbox::Inbox;
 use crate::meters::Open;
-use crate::outbox::Cork;
-use crate::sandbox::{self, GuestLimiter, Sandboxed};
-use crate::self_wake::Handled;
-use crate::topics::Topics;
-use crate::websocket;
+use crate::pubsub::hub::Hub;
+use crate::pubsub::topics::Topics;
+use crate::wasm::guest_log::{GuestLog, Stream};
+use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::wasm::self_wake::Handled;
+use crate::world::conn::{self, Conn};
+use crate::world::upgraded;
+use crate::ws::inbox::Inbox;
+use crate::ws::outbox::Cork;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub struct CoroHost {
     limits: Arc<Limits>,
     /// A task waited (called a waiting import) since the sandbox last asked.
     waited: bool,
-    /// Writers of large fan-outs (publishes to [`crate::outbox::CORK_AT`] sockets or more)
+    /// Writers of large fan-outs (publishes to [`crate::ws::outbox::CORK_AT`] sockets or more)
     /// not yet woken: they are once the instance's current turn of guest
     /// work is over, so each takes the turn's frames in one write, as the
     /// event world's batches do. A turn is one of wasmtime's items of
@@ -314,7 +314,7 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             return Ok(None); // closed
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
-        let (received, suspended) = sandbox::suspends(websocket::recv_from(&inbox, deadline)).await;
+        let (received, suspended) = sandbox::suspends(upgraded::recv_from(&inbox, deadline)).await;
         let spent = acc.with(|mut view| {
             let host = view.get();
             host.resumed(id);

@@ -8,12 +8,12 @@
 use crate::bindings::events::sockets;
 use crate::bindings::wshost::websocket::{event_types, topics, types};
 use crate::bindings::{ConnectionId, Error, Message, SendStatus};
-use crate::frame;
-use crate::guest_log::{GuestLog, Stream};
-use crate::outbox::{Cork, Ending, Outbox, Queued, Refused};
-use crate::sandbox::{self, GuestLimiter, Sandboxed};
-use crate::socket::check_close;
-use crate::topics::{Subscriptions, Topics};
+use crate::pubsub::topics::{Subscriptions, Topics};
+use crate::wasm::guest_log::{GuestLog, Stream};
+use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::ws::frame;
+use crate::ws::outbox::{Cork, Ending, Outbox, Queued, Refused};
+use crate::ws::socket::check_close;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;

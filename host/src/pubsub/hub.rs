@@ -8,7 +8,7 @@
 //! slow peer never stalls the others.
 
 use crate::bindings::ConnectionId;
-use crate::outbox::{Outbox, Refused};
+use crate::ws::outbox::{Outbox, Refused};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

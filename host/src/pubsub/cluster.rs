@@ -24,7 +24,7 @@
 
 use crate::bindings::ConnectionId;
 use crate::meters;
-use crate::topics::{Relay, Topics};
+use crate::pubsub::topics::{Relay, Topics};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(redacted("redis://db/0?x=a@b"), "redis://db/0?x=a@b");
         assert_eq!(redacted("not a url"), "not a url");
     }
-    use crate::frame::{self, Kind};
+    use crate::ws::frame::{self, Kind};
 
     #[test]
     fn only_whole_server_frames_pass() {

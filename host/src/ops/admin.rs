@@ -7,8 +7,8 @@
 //! at once (more are closed at once), each within 5 s, and a listener on an
 //! address other than loopback is warned about at start.
 
-use crate::http;
-use crate::transport::Stream;
+use crate::net::http;
+use crate::net::transport::Stream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,14 +12,14 @@
 
 use crate::bindings::events::{Events, EventsPre};
 use crate::bindings::{ConnectionId, Decision, Message, Request};
-use crate::config::LimitsExt;
-use crate::event_state::{EventHost, EventState};
 use crate::meters::RouteMeters;
-use crate::outbox::{Ending, Outbox};
-use crate::sandbox;
-use crate::self_wake::{self, Handled};
-use crate::socket::{MAX_CLOSE_REASON, truncate};
-use crate::topics::Topics;
+use crate::pubsub::topics::Topics;
+use crate::wasm::sandbox;
+use crate::wasm::self_wake::{self, Handled};
+use crate::world::events::state::{EventHost, EventState};
+use crate::world::limits::LimitsExt;
+use crate::ws::outbox::{Ending, Outbox};
+use crate::ws::socket::{MAX_CLOSE_REASON, truncate};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::Instrument;
@@ -70,7 +70,7 @@ pub enum Event {
 
 /// The bytes a message takes of its route's queue budget.
 fn queue_bytes(msg: &Message) -> u32 {
-    u32::try_from(crate::frame::payload_len(msg)).unwrap_or(u32::MAX)
+    u32::try_from(crate::ws::frame::payload_len(msg)).unwrap_or(u32::MAX)
 }
 
 /// A route's handle on its instance's queue.
@@ -276,7 +276,7 @@ fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventSt
 impl Instance {
     /// Serve events in batches: what is queued when a batch starts (up to
     /// [`BATCH`]) runs before the writers of its large fan-outs (publishes
-    /// to [`crate::outbox::CORK_AT`] sockets or more) are woken, so each of them takes the
+    /// to [`crate::ws::outbox::CORK_AT`] sockets or more) are woken, so each of them takes the
     /// batch's frames in one write.
     async fn run(mut self) {
         while let Some(event) = self.queue.recv().await {

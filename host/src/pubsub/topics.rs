@@ -7,7 +7,7 @@
 //! (closed with 1008) and skipped from then on; its subscriptions end with
 //! its connection ([`Subscriptions`] is dropped).
 //!
-//! With a [`Relay`] (`--cluster`, [`crate::cluster`]) topics reach the other
+//! With a [`Relay`] (`--cluster`, [`crate::pubsub::cluster`]) topics reach the other
 //! processes too: the relay hears when this process's first subscriber of a
 //! topic comes and its last goes, and gets every framed publish; what other
 //! processes publish comes back through [`Topics::publish`]. Connections are
@@ -15,8 +15,8 @@
 //! ([`Topics::deliver`]).
 
 use crate::bindings::{ConnectionId, Error, Message};
-use crate::frame;
-use crate::outbox::{Cork, Outbox};
+use crate::ws::frame;
+use crate::ws::outbox::{Cork, Outbox};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

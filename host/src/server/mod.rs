@@ -1,31 +1,38 @@
 //! Accepting connections, routing requests, and running them: one handler
 //! instance per request on a handler-world route, the route's one instance
-//! on an event-world route ([`crate::event_route`]).
+//! on an event-world route ([`crate::world::events::route`]), a task of an
+//! instance on a coro route. Beside it: loading a component into the route
+//! of its world ([`component`]), what a reload may swap ([`reload`]), the
+//! built-in demo ([`demo`]) and memory given back after bursts ([`trim`]).
 //!
 //! Routing is by exact path: `--route /chat=...` serves `/chat` (any query
 //! string) but not `/chat/` or `/chat/room`; there is no prefix matching. An
 //! unknown path is answered `404` without instantiating anything.
 
+pub mod component;
+pub mod demo;
+pub mod reload;
+pub mod trim;
+
 use crate::bindings::{HandlerPre, Request};
-use crate::component::{self, Engines, Loaded};
-use crate::config::LimitsExt;
-use crate::conn::{Conn, Outcome};
-use crate::coro_route::{CoroRoute, Task};
-use crate::event_route::EventRoute;
-use crate::event_socket::{self, Accepted};
-use crate::http;
-use crate::hub::Hub;
 use crate::meters::{self, Open, RouteMeters};
-use crate::proxy_protocol::{self, ProxyHeaderError};
-use crate::reload::{Version, Versions};
-use crate::sandbox;
-use crate::socket::turned_true;
-use crate::state::HostState;
-use crate::tls::Tls;
-use crate::topics::Topics;
-use crate::transport::Stream;
-use crate::trim;
+use crate::net::http;
+use crate::net::proxy_protocol::{self, ProxyHeaderError};
+use crate::net::tls::Tls;
+use crate::net::transport::Stream;
+use crate::pubsub::hub::Hub;
+use crate::pubsub::topics::Topics;
+use crate::server::reload::{Version, Versions};
+use crate::wasm::sandbox;
+use crate::world::conn::{Conn, Outcome};
+use crate::world::coro::route::{CoroRoute, Task};
+use crate::world::events::route::EventRoute;
+use crate::world::events::socket::{self as event_socket, Accepted};
+use crate::world::handler::HostState;
+use crate::world::limits::LimitsExt;
+use crate::ws::socket::turned_true;
 use anyhow::{Context, Result, bail};
+use component::{Engines, Loaded};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -101,7 +108,7 @@ impl Route {
         match self {
             Route::Handler(_) => None,
             Route::Events(_) => Some(component::EVENT_GENERATIONS),
-            Route::Coro(_) => Some(crate::coro_route::VERSIONS),
+            Route::Coro(_) => Some(crate::world::coro::route::VERSIONS),
         }
     }
 
@@ -207,7 +214,7 @@ impl Server {
             .filter_map(|spec| spec.limits.as_ref())
             .map(|l| l.max_message_size)
             .fold(limits.max_message_size, usize::max);
-        crate::budget::init(limits.max_in_flight, largest);
+        crate::ws::budget::init(limits.max_in_flight, largest);
         let limits = Arc::new(limits);
         let topics = Topics::new();
         let mut routes = HashMap::new();
@@ -255,7 +262,7 @@ impl Server {
     /// Set the wasm pools' gauges from the engines (see [`crate::meters::pool`]).
     pub fn meter_pool(&self) {
         crate::meters::pool(self.engines.all());
-        crate::meters::in_flight(crate::budget::global().held());
+        crate::meters::in_flight(crate::ws::budget::global().held());
     }
 
     /// Turns true when the server starts to shut down.

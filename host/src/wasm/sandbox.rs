@@ -130,8 +130,8 @@ impl ResourceLimiter for GuestLimiter {
 /// A guest's WASI context: its stdout and stderr, and what `grants` allows.
 pub fn wasi(
     grants: &wshost_config::Grants,
-    stdout: crate::guest_log::GuestLog,
-    stderr: crate::guest_log::GuestLog,
+    stdout: crate::wasm::guest_log::GuestLog,
+    stderr: crate::wasm::guest_log::GuestLog,
 ) -> wasmtime_wasi::WasiCtx {
     use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
     let mut builder = WasiCtxBuilder::new();

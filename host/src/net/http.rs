@@ -8,7 +8,7 @@
 
 pub use wshost_proto::http::*;
 
-use crate::transport::Stream;
+use crate::net::transport::Stream;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,18 +1,18 @@
 //! An upgraded WebSocket as both worlds drive it: reading the peer's
-//! messages ([`crate::reader`]), writing what the connection's [`Outbox`]
+//! messages ([`crate::ws::reader`]), writing what the connection's [`Outbox`]
 //! holds, and the frames the host owes the peer (pongs, Close replies).
 //!
-//! Every frame the host sends is framed by [`crate::frame`] (a burst of
+//! Every frame the host sends is framed by [`crate::ws::frame`] (a burst of
 //! queued frames is one vectored write, and a frame published to many
 //! connections is the same bytes for all) and, on a socket that agreed to
 //! permessage-deflate, compressed on its way out ([`wshost_proto::deflate`]).
 
 use crate::bindings::{CloseInfo, Error};
-use crate::frame::{self, Kind};
 use crate::meters::RouteMeters;
-use crate::outbox::{Batch, Outbox};
-use crate::reader::{Held, Read, ReadError, Reader};
-use crate::transport::Stream;
+use crate::net::transport::Stream;
+use crate::ws::frame::{self, Kind};
+use crate::ws::outbox::{Batch, Outbox};
+use crate::ws::reader::{Held, Read, ReadError, Reader};
 use bytes::Bytes;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -175,7 +175,7 @@ impl Socket {
 
     /// Bytes the peer has sent that wait unread in the kernel.
     pub fn unread(&self) -> usize {
-        crate::transport::unread(self.stream.fd()).unwrap_or(0)
+        crate::net::transport::unread(self.stream.fd()).unwrap_or(0)
     }
 
     /// Write every frame the outbox holds, in one vectored write.
@@ -421,7 +421,7 @@ async fn wait_for_peer(
     // shrinking (with a large send buffer the kernel calls the socket
     // writable again only once much of it has drained).
     let progress = || {
-        let unacked = crate::transport::unacknowledged(fd).unwrap_or(0);
+        let unacked = crate::net::transport::unacknowledged(fd).unwrap_or(0);
         (accepted.load(Ordering::Relaxed), unacked)
     };
     let mut seen = progress();

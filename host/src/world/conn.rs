@@ -1,22 +1,22 @@
 //! The connection of one request, as its handler drives it through the
 //! `connection` and `hub` imports: pending → upgraded or responded → closed.
-//! What happens on the upgraded socket is in [`crate::websocket`].
+//! What happens on the upgraded socket is in [`crate::world::upgraded`].
 
 use crate::bindings::wshost::websocket::{
     connection, event_types, handshake, hub as hub_api, topics, types,
 };
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
-use crate::config::LimitsExt;
-use crate::frame::{self, Kind};
-use crate::http::{self, RequestHead};
-use crate::hub::{Hub, SendError};
 use crate::meters::RouteMeters;
-use crate::outbox::Outbox;
-use crate::sandbox;
-use crate::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
-use crate::topics::{Subscriptions, Topics};
-use crate::transport::Stream;
-use crate::websocket::{self, Upgraded};
+use crate::net::http::{self, RequestHead};
+use crate::net::transport::Stream;
+use crate::pubsub::hub::{Hub, SendError};
+use crate::pubsub::topics::{Subscriptions, Topics};
+use crate::wasm::sandbox;
+use crate::world::limits::LimitsExt;
+use crate::world::upgraded::{self, Upgraded};
+use crate::ws::frame::{self, Kind};
+use crate::ws::outbox::Outbox;
+use crate::ws::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,7 +136,7 @@ impl Conn {
     }
 
     /// An upgraded connection's inbox; `None` once it is closed.
-    pub fn inbox(&self) -> Result<Option<Arc<crate::inbox::Inbox>>, Error> {
+    pub fn inbox(&self) -> Result<Option<Arc<crate::ws::inbox::Inbox>>, Error> {
         match &self.phase {
             Phase::Upgraded(up) => Ok(Some(up.inbox())),
             Phase::Closed => Ok(None),
@@ -335,7 +335,7 @@ fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
     }
     let kind = match op {
         Opcode::Text => {
-            websocket::check_text(&data)?;
+            upgraded::check_text(&data)?;
             Kind::Text
         }
         Opcode::Binary => Kind::Binary,

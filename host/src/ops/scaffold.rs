@@ -34,52 +34,55 @@ impl World {
 
 /// The contract, as this wshost implements it.
 const WIT: &[(&str, &str)] = &[
-    ("wit/websocket.wit", include_str!("../../wit/websocket.wit")),
-    ("wit/events.wit", include_str!("../../wit/events.wit")),
-    ("wit/coro.wit", include_str!("../../wit/coro.wit")),
+    (
+        "wit/websocket.wit",
+        include_str!("../../../wit/websocket.wit"),
+    ),
+    ("wit/events.wit", include_str!("../../../wit/events.wit")),
+    ("wit/coro.wit", include_str!("../../../wit/coro.wit")),
 ];
 
 /// The guest SDK, copied into a Rust project (it is not on crates.io).
 const SDK: &[(&str, &str)] = &[
     (
         "wshost-guest/Cargo.toml",
-        include_str!("../templates/rust/sdk-Cargo.toml"),
+        include_str!("../../templates/rust/sdk-Cargo.toml"),
     ),
     (
         "wshost-guest/src/lib.rs",
-        include_str!("../../guest-sdk/src/lib.rs"),
+        include_str!("../../../guest-sdk/src/lib.rs"),
     ),
     (
         "wshost-guest/src/connection.rs",
-        include_str!("../../guest-sdk/src/connection.rs"),
+        include_str!("../../../guest-sdk/src/connection.rs"),
     ),
     (
         "wshost-guest/src/coro.rs",
-        include_str!("../../guest-sdk/src/coro.rs"),
+        include_str!("../../../guest-sdk/src/coro.rs"),
     ),
     (
         "wshost-guest/src/events.rs",
-        include_str!("../../guest-sdk/src/events.rs"),
+        include_str!("../../../guest-sdk/src/events.rs"),
     ),
     (
         "wshost-guest/src/frame.rs",
-        include_str!("../../guest-sdk/src/frame.rs"),
+        include_str!("../../../guest-sdk/src/frame.rs"),
     ),
     (
         "wshost-guest/src/hub.rs",
-        include_str!("../../guest-sdk/src/hub.rs"),
+        include_str!("../../../guest-sdk/src/hub.rs"),
     ),
     (
         "wshost-guest/src/request.rs",
-        include_str!("../../guest-sdk/src/request.rs"),
+        include_str!("../../../guest-sdk/src/request.rs"),
     ),
     (
         "wshost-guest/src/response.rs",
-        include_str!("../../guest-sdk/src/response.rs"),
+        include_str!("../../../guest-sdk/src/response.rs"),
     ),
     (
         "wshost-guest/src/topics.rs",
-        include_str!("../../guest-sdk/src/topics.rs"),
+        include_str!("../../../guest-sdk/src/topics.rs"),
     ),
 ];
 
@@ -88,32 +91,44 @@ const SDK: &[(&str, &str)] = &[
 fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
     use World::*;
     let mut files = match (lang, world) {
-        (Lang::Rust, Handler) => vec![("src/lib.rs", include_str!("../../guests/echo/src/lib.rs"))],
-        (Lang::Rust, Events) => vec![("src/lib.rs", include_str!("../../guests/chat/src/lib.rs"))],
-        (Lang::Js, Handler) => vec![("app.js", include_str!("../../guests/js/echo.js"))],
-        (Lang::Js, Events) => vec![("app.js", include_str!("../../guests/js/chat.js"))],
-        (Lang::Python, Handler) => vec![("app.py", include_str!("../../guests/python/echo.py"))],
-        (Lang::Python, Events) => vec![("app.py", include_str!("../../guests/python/chat.py"))],
+        (Lang::Rust, Handler) => vec![(
+            "src/lib.rs",
+            include_str!("../../../guests/echo/src/lib.rs"),
+        )],
+        (Lang::Rust, Events) => vec![(
+            "src/lib.rs",
+            include_str!("../../../guests/chat/src/lib.rs"),
+        )],
+        (Lang::Js, Handler) => vec![("app.js", include_str!("../../../guests/js/echo.js"))],
+        (Lang::Js, Events) => vec![("app.js", include_str!("../../../guests/js/chat.js"))],
+        (Lang::Python, Handler) => vec![("app.py", include_str!("../../../guests/python/echo.py"))],
+        (Lang::Python, Events) => vec![("app.py", include_str!("../../../guests/python/chat.py"))],
         (Lang::C, Handler) => vec![
-            ("app.c", include_str!("../../guests/c/echo.c")),
-            ("common.h", include_str!("../../guests/c/common.h")),
+            ("app.c", include_str!("../../../guests/c/echo.c")),
+            ("common.h", include_str!("../../../guests/c/common.h")),
         ],
-        (Lang::C, Events) => vec![("app.c", include_str!("../../guests/c/chat.c"))],
+        (Lang::C, Events) => vec![("app.c", include_str!("../../../guests/c/chat.c"))],
     };
     match lang {
         Lang::Rust => {
-            files.push(("Cargo.toml", include_str!("../templates/rust/Cargo.toml")));
-            files.push(("build.sh", include_str!("../templates/rust/build.sh")));
+            files.push((
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml"),
+            ));
+            files.push(("build.sh", include_str!("../../templates/rust/build.sh")));
             files.extend_from_slice(SDK);
         }
         Lang::Js => {
-            files.push(("package.json", include_str!("../templates/js/package.json")));
-            files.push(("build.sh", include_str!("../templates/js/build.sh")));
+            files.push((
+                "package.json",
+                include_str!("../../templates/js/package.json"),
+            ));
+            files.push(("build.sh", include_str!("../../templates/js/build.sh")));
         }
-        Lang::Python => files.push(("build.sh", include_str!("../templates/python/build.sh"))),
+        Lang::Python => files.push(("build.sh", include_str!("../../templates/python/build.sh"))),
         Lang::C => {
-            files.push(("errors.h", include_str!("../../guests/c/errors.h")));
-            files.push(("build.sh", include_str!("../templates/c/build.sh")));
+            files.push(("errors.h", include_str!("../../../guests/c/errors.h")));
+            files.push(("build.sh", include_str!("../../templates/c/build.sh")));
         }
     }
     files
@@ -199,8 +214,8 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
         ("about", about),
     ];
     fill.extend(described(lang));
-    let readme = ("README.md", include_str!("../templates/README.md"));
-    let ignore = (".gitignore", include_str!("../templates/gitignore"));
+    let readme = ("README.md", include_str!("../../templates/README.md"));
+    let ignore = (".gitignore", include_str!("../../templates/gitignore"));
     let mut written = Vec::new();
     for (path, text) in files(lang, world)
         .into_iter()

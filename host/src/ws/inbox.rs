@@ -8,7 +8,7 @@
 //! backpressure) instead of growing the host's memory.
 
 use crate::bindings::{CloseInfo, Error};
-use crate::reader::Held;
+use crate::ws::reader::Held;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;

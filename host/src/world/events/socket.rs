@@ -1,18 +1,18 @@
 //! One connection of an event-world route: the guest decides on the request,
-//! then the socket's own task ([`crate::pump`]) turns the peer's messages
+//! then the socket's own task ([`crate::ws::pump`]) turns the peer's messages
 //! into events and writes what the outbox holds (the guest's sends, topic
 //! messages) until the socket closes, and reports that exactly once.
 
 use crate::bindings::{ConnectionId, Decision, Message, Request, UpgradeOptions};
-use crate::config::LimitsExt;
-use crate::event_route::EventRoute;
-use crate::event_state::MAX_ATTACHMENT;
-use crate::http::{self, RequestHead};
 use crate::meters::Open;
-use crate::pump::{self, ABNORMAL, Consumer};
-use crate::reader::Held;
-use crate::socket::Socket;
-use crate::transport::Stream;
+use crate::net::http::{self, RequestHead};
+use crate::net::transport::Stream;
+use crate::world::events::route::EventRoute;
+use crate::world::events::state::MAX_ATTACHMENT;
+use crate::world::limits::LimitsExt;
+use crate::ws::pump::{self, ABNORMAL, Consumer};
+use crate::ws::reader::Held;
+use crate::ws::socket::Socket;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;

@@ -1,5 +1,5 @@
 //! The byte stream under a connection: plain TCP, or TLS over it
-//! (`--tls-cert`, [`crate::tls`]). Everything above reads and writes a
+//! (`--tls-cert`, [`crate::net::tls`]). Everything above reads and writes a
 //! [`Stream`] and does not know which.
 //!
 //! Reading waits for bytes *before* it asks for room ([`Stream::read_ready`]):

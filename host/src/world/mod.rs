@@ -1,0 +1,22 @@
+//! The three worlds a route's component may implement (`wit/`):
+//!
+//! - [`handler`]: an instance per connection, straight-line `upgrade`,
+//!   `recv`, `push` (the seed's model);
+//! - [`events`]: one instance for a route's sockets, called per event
+//!   (Bun's shape);
+//! - [`coro`]: straight-line handlers as component-model async tasks, many
+//!   to an instance.
+//!
+//! What the handler and coro worlds share is here, not in either: the
+//! connection a guest calls ([`conn`]) and the upgraded socket under it
+//! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
+//!
+//! Invariant: whatever a guest does, its connection ends by one path that
+//! gives back its slot, budget, inbox, outbox and subscriptions.
+
+pub mod conn;
+pub mod coro;
+pub mod events;
+pub mod handler;
+pub mod limits;
+pub mod upgraded;
