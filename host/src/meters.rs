@@ -1,6 +1,6 @@
 //! What the host counts, through the `metrics` facade: no-ops until
 //! [`install`] sets the Prometheus recorder (`serve --admin`), whose text
-//! the admin listener ([`crate::ops::admin`]) serves at `/metrics`.
+//! the admin listener (`ops::admin`) serves at `/metrics`.
 //!
 //! Labels stay bounded: a route's path (from the command line), a refusal's
 //! reason, a failure's kind; never a connection id. Per-route handles are

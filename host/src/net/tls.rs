@@ -38,9 +38,9 @@ struct Certs {
     stamps: Mutex<Stamps>,
 }
 
-/// What the files hold, fingerprinted: a renewal that keeps the old
-/// modification time (`cp -p`, `rsync -t`, a coarse clock) is a change too.
-type Stamps = (Option<u64>, Option<u64>);
+/// What the files hold (a few KiB, kept whole): a renewal that keeps the
+/// old modification time (`cp -p`, `rsync -t`, a coarse clock) is a change too.
+type Stamps = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl Tls {
     /// Read the files; fails naming the one that is missing or not PEM, or
@@ -136,11 +136,7 @@ impl ResolvesServerCert for Certs {
 }
 
 fn stamps(files: &TlsFiles) -> Stamps {
-    let held = |path: &Path| {
-        std::fs::read(path)
-            .ok()
-            .map(|b| crate::server::reload::fingerprint(&b))
-    };
+    let held = |path: &Path| std::fs::read(path).ok();
     (held(&files.cert), held(&files.key))
 }
 
