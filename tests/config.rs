@@ -1,5 +1,5 @@
-//! `serve --config`: the README's example file, per-route limits and WASI
-//! grants, command-line overrides, and files that are refused.
+//! `serve --config`: the README's and the book's example files, per-route
+//! limits and WASI grants, command-line overrides, and files that are refused.
 
 mod support;
 
@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The README's example config, written into `dir` beside copies of the
-/// guests it names and the directory it grants.
-fn readme_example(dir: &Path) -> PathBuf {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let example = readme
-        .split("<!-- example: wshost.toml -->\n```toml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("\n```").next())
-        .expect("the README's example config");
-    for name in ["page", "echo", "chat"] {
+/// The complete config files of a page: each ```toml block after an
+/// `<!-- example: wshost.toml -->` line.
+fn examples_in(page: &str) -> Vec<String> {
+    page.split("<!-- example: wshost.toml -->\n```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("\n```").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `example`, written into `dir` beside copies of the guests the examples
+/// name, the directory they grant and a certificate.
+fn write_example(dir: &Path, example: &str) -> PathBuf {
+    for name in ["page", "echo", "chat", "mirror", "broadcast"] {
         std::fs::copy(guest(name), dir.join(format!("{name}.wasm"))).unwrap();
     }
     std::fs::create_dir_all(dir.join("static")).unwrap();
@@ -29,6 +32,66 @@ fn readme_example(dir: &Path) -> PathBuf {
     let path = dir.join("wshost.toml");
     std::fs::write(&path, example).unwrap();
     path
+}
+
+/// The README's example config (the complete set of keys), written into `dir`.
+fn readme_example(dir: &Path) -> PathBuf {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let examples = examples_in(&readme);
+    assert_eq!(examples.len(), 1, "the README has one example config");
+    write_example(dir, &examples[0])
+}
+
+/// Every page of the book (`docs/src`), with its path.
+fn book_pages() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, pages: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, pages);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let mut pages = Vec::new();
+    walk(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src")),
+        &mut pages,
+    );
+    pages
+}
+
+/// Every config example of the book is a file `wshost check --config`
+/// accepts, components and all.
+#[test]
+fn every_config_example_in_the_book_is_a_valid_config() {
+    let mut checked = 0;
+    for (page, text) in book_pages() {
+        for (n, example) in examples_in(&text).iter().enumerate() {
+            let dir = tempdir(&format!("config-book-{checked}"));
+            let path = write_example(&dir, example);
+            let out = wshost()
+                .arg("check")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} example {n}:\n{example}\n{}",
+                page.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} config examples found in the book"
+    );
 }
 
 #[test]

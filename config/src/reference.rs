@@ -1,4 +1,4 @@
-//! The settings' reference page (`docs/settings.md`), made from their
+//! The settings' reference page (`docs/src/settings.md`), made from their
 //! definitions: a setting's doc, flag, key and default are written once,
 //! where it is defined, and the page cannot fall behind (a test compares
 //! it; `WSHOST_BLESS=1 cargo test -p wshost-config` writes it anew).
@@ -16,7 +16,8 @@ pub fn markdown() -> String {
          `WSHOST_BLESS=1 cargo test -p wshost-config`. -->\n\n\
          Every setting is a `wshost serve` flag and a key of the config file \
          (`serve --config wshost.toml`). A flag given on the command line \
-         overrides the file, for every route. Seconds may be fractions (`0.5`).\n\n\
+         overrides the file, for every route. Seconds may be fractions (`0.5`). \
+         A switch is on with its bare flag (`--deflate`), off with `--deflate=false`.\n\n\
          ## The server (top-level keys)\n\n",
     );
     table(&mut page, &ConfigFile::settings(), false);
@@ -62,7 +63,7 @@ mod tests {
 
     #[test]
     fn the_reference_page_is_made_from_the_definitions() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/settings.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/settings.md");
         let made = markdown();
         if std::env::var_os("WSHOST_BLESS").is_some() {
             std::fs::write(path, &made).unwrap();
@@ -70,7 +71,7 @@ mod tests {
         let written = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             written == made,
-            "docs/settings.md is not what the definitions say: run \
+            "docs/src/settings.md is not what the definitions say: run \
              `WSHOST_BLESS=1 cargo test -p wshost-config` and commit it"
         );
     }

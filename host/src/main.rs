@@ -1,3 +1,7 @@
+//! The `wshost` command: `serve` (flags and the config file merged by
+//! `wshost-config`, signals, reloads), `check` (a component, or a whole
+//! config file, loaded as `serve` would) and `new` (a project to start from).
+
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
@@ -33,7 +37,7 @@ enum Command {
     /// Serve HTTP and WebSocket requests with wasm handler components.
     Serve(Box<ServeArgs>),
     /// Check that components are wshost handlers; report their world
-    /// (handler or events), size, compile time and instantiate time. With
+    /// (handler, events or coro), size, compile time and instantiate time. With
     /// `--config`, check a whole config file: every route loads.
     Check {
         #[arg(required_unless_present = "config", value_name = "FILE.wasm")]
@@ -100,7 +104,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// file only when given), the file, routes and TLS.
 #[derive(Parser)]
 struct ServeArgs {
-    /// Read settings and routes from this TOML file (see docs/settings.md);
+    /// Read settings and routes from this TOML file (see docs/src/settings.md);
     /// flags given here override it, for every route.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -508,11 +512,11 @@ mod tests {
     }
 
     /// Every `serve` flag is a setting of the config file, with its line in
-    /// the reference (docs/settings.md); the few that are not settings
+    /// the reference (docs/src/settings.md); the few that are not settings
     /// name what they are in the file, and the reference says it too.
     #[test]
     fn every_serve_flag_has_a_config_key_and_a_reference_entry() {
-        let reference = include_str!("../../docs/settings.md");
+        let reference = include_str!("../../docs/src/settings.md");
         let settings: Vec<_> = (ConfigFile::settings().into_iter())
             .chain(LimitsFile::settings())
             .collect();
