@@ -120,7 +120,8 @@ fn a_bad_allowed_origin_is_refused_at_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--allowed-origin: \"app.example/path\" is not an origin"),
+        stderr
+            .contains("allowed_origins (--allowed-origin): \"app.example/path\" is not an origin"),
         "{stderr}"
     );
 }

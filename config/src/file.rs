@@ -56,7 +56,6 @@ settings! {
 
         /// Compile every component at start-up; keep nothing on disk.
         #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-        #[arg(conflicts_with = "cache_dir")]
         Server no_cache: [bool] Switch = false;
     }
 }
@@ -77,7 +76,7 @@ pub struct RouteFile {
     pub path: String,
     /// Relative to the config file's folder.
     pub component: PathBuf,
-    /// `handler` or `events`: checked against the component when given.
+    /// `handler`, `events` or `coro`: checked against the component when given.
     pub world: Option<String>,
     /// This route's own limits, over the file's `[limits]`.
     #[serde(default)]
@@ -121,12 +120,26 @@ impl ConfigFile {
 
     /// The server's own settings: the defaults, then the file's, then
     /// `flags` (the command line's); a folder the file names is relative
-    /// to the file's folder.
+    /// to the file's folder. A `--cache-dir` flag turns the file's
+    /// `no_cache` off; `no_cache` beside a `cache_dir` from the same
+    /// source is a contradiction, refused.
     pub fn server(&self, flags: &ConfigFile) -> Result<ServerSettings> {
+        for (given, source) in [
+            (self, self.path.display().to_string()),
+            (flags, "flags".into()),
+        ] {
+            anyhow::ensure!(
+                !(given.no_cache == Some(true) && given.cache_dir.is_some()),
+                "{source}: no_cache (--no-cache) and cache_dir (--cache-dir) contradict each other"
+            );
+        }
         let mut server = ServerSettings::default();
         self.apply(&mut server)
             .map_err(|why| anyhow::anyhow!("{}: {why}", self.path.display()))?;
         server.cache_dir = server.cache_dir.map(|dir| self.dir().join(dir));
+        if flags.cache_dir.is_some() {
+            server.no_cache = false;
+        }
         flags.apply(&mut server).map_err(anyhow::Error::msg)?;
         Ok(server)
     }
@@ -140,20 +153,30 @@ impl ConfigFile {
     }
 
     /// The server's limits: the defaults, then the file's `[limits]`, then
-    /// `overrides` (the command line's).
+    /// `overrides` (the command line's), then checked together.
     pub fn limits(&self, overrides: &LimitsFile) -> Result<Limits> {
+        let limits = self.merged(None, overrides)?;
+        limits
+            .check()
+            .map_err(|why| match self.path.as_os_str().is_empty() {
+                true => anyhow::anyhow!("{why}"),
+                false => anyhow::anyhow!("{}: [limits] or flags: {why}", self.path.display()),
+            })?;
+        Ok(limits)
+    }
+
+    /// The defaults, the file's `[limits]`, `route`'s own, then
+    /// `overrides`, each value checked (not yet together).
+    fn merged(&self, route: Option<&LimitsFile>, overrides: &LimitsFile) -> Result<Limits> {
         let mut limits = Limits::default();
         let file = self.path.display();
         self.limits
             .apply(&mut limits)
             .map_err(|why| anyhow::anyhow!("{file}: [limits]: {why}"))?;
+        if let Some(route) = route {
+            route.apply(&mut limits).map_err(anyhow::Error::msg)?;
+        }
         overrides.apply(&mut limits).map_err(anyhow::Error::msg)?;
-        limits
-            .check()
-            .map_err(|why| match self.path.as_os_str().is_empty() {
-                true => anyhow::anyhow!("{why}"),
-                false => anyhow::anyhow!("{file}: [limits] or flags: {why}"),
-            })?;
         Ok(limits)
     }
 
@@ -161,7 +184,6 @@ impl ConfigFile {
     /// own `limits`, then `overrides`) and grants; paths relative to the
     /// file's folder.
     pub fn routes(&self, overrides: &LimitsFile) -> Result<Vec<RouteSpec>> {
-        let base = self.limits(&LimitsFile::default())?;
         let mut specs = Vec::new();
         for route in &self.routes {
             let context = || format!("{}: [[route]] {}", self.path.display(), route.path);
@@ -169,10 +191,10 @@ impl ConfigFile {
                 .map_err(anyhow::Error::msg)
                 .with_context(context)?;
             if let Some(world) = &route.world
-                && !["handler", "events"].contains(&world.as_str())
+                && !["handler", "events", "coro"].contains(&world.as_str())
             {
                 bail!(
-                    "{}: world {world:?} is neither handler nor events",
+                    "{}: world {world:?} is none of handler, events, coro",
                     context()
                 );
             }
@@ -182,10 +204,11 @@ impl ConfigFile {
                     context()
                 );
             }
-            let mut limits = base.clone();
-            let applied = route.limits.apply(&mut limits);
-            applied.map_err(anyhow::Error::msg).with_context(context)?;
-            overrides.apply(&mut limits).map_err(anyhow::Error::msg)?;
+            // Checked as the route runs: the flags can set right what the
+            // file's `[limits]` alone would get wrong.
+            let mut limits = self
+                .merged(Some(&route.limits), overrides)
+                .with_context(context)?;
             limits
                 .check()
                 .map_err(anyhow::Error::msg)
@@ -257,5 +280,41 @@ mod tests {
             keepalive("[limits]\nping_interval = 0\n").ping_interval,
             None
         );
+    }
+
+    #[test]
+    fn flags_set_right_what_the_files_limits_alone_get_wrong_for_every_route() {
+        let file: ConfigFile = toml::from_str(
+            "[limits]\nping_interval = 70\n[[route]]\npath = \"/x\"\ncomponent = \"x.wasm\"\n",
+        )
+        .unwrap();
+        assert!(file.routes(&LimitsFile::default()).is_err());
+        let flags = LimitsFile {
+            idle_timeout: Some(120.0),
+            ..LimitsFile::default()
+        };
+        let routes = file.routes(&flags).unwrap();
+        let limits = routes[0].limits.as_ref().unwrap();
+        assert_eq!(
+            limits.idle_timeout,
+            Some(std::time::Duration::from_secs(120))
+        );
+        file.limits(&flags).unwrap();
+    }
+
+    #[test]
+    fn a_cache_dir_flag_turns_the_files_no_cache_off_and_both_at_once_are_refused() {
+        let file: ConfigFile = toml::from_str("no_cache = true\n").unwrap();
+        let flags = ConfigFile {
+            cache_dir: Some("/var/cache/w".into()),
+            ..ConfigFile::default()
+        };
+        let server = file.server(&flags).unwrap();
+        assert!(!server.no_cache);
+        assert_eq!(server.cache_dir, Some("/var/cache/w".into()));
+        assert!(file.server(&ConfigFile::default()).unwrap().no_cache);
+        let both: ConfigFile = toml::from_str("no_cache = true\ncache_dir = \"c\"\n").unwrap();
+        let err = both.server(&ConfigFile::default()).unwrap_err().to_string();
+        assert!(err.contains("contradict"), "{err}");
     }
 }

@@ -166,7 +166,7 @@ impl Value for Origins {
         let checked = raw.iter().map(|o| origin(o));
         checked
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("--{}: {e}", name.flag))
+            .map_err(|e| format!("{name}: {e}"))
     }
     fn show(origins: &Vec<String>) -> String {
         match origins.is_empty() {
