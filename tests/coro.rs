@@ -560,3 +560,58 @@ async fn a_client_that_never_stops_sending_does_not_starve_its_instances_other_t
         "the backlog was gone before the last echo: the test proves nothing"
     );
 }
+
+/// A flood from 127.0.0.`host` at one shared instance: `slow-echo` and a
+/// backlog of 4 s of its work, its echoes read and dropped. It lasts until
+/// the instance is lost (or the test ends).
+async fn flood_from(server: &Server, host: u8) {
+    use support::raw::{RawFrame, RawWs, TEXT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut flood = RawWs::connect_from(server, host, "/p").await;
+    flood.send(&RawFrame::new(TEXT, "slow-echo")).await;
+    assert_eq!(flood.recv().await.unwrap().payload, b"slow");
+    let (tcp, _) = flood.into_parts();
+    let (mut from_server, mut to_server) = tcp.into_split();
+    let frame = RawFrame::new(TEXT, vec![b'x'; 32]).encode(Some([1, 2, 3, 4]));
+    let backlog = frame.repeat(20_000);
+    tokio::spawn(async move {
+        let _ = to_server.write_all(&backlog).await;
+        std::future::pending::<()>().await;
+    });
+    tokio::spawn(async move {
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(1..) = from_server.read(&mut chunk).await {}
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// The review's M10, its residual: a task counts as running from its call's
+/// end to its next call, so beside a busy neighbour (a flood that keeps its
+/// task's calls completing) every crash could be another client's, and was
+/// blamed on no one: a client crashed the shared instance again and again,
+/// never isolated nor refused. Now, past a few such crashes in a minute,
+/// every client that could have done it is served alone; the crasher then
+/// crashes its own instance and is refused, and the neighbour is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_crashing_beside_a_busy_neighbour_is_refused_in_the_end() {
+    let mut command = wshost();
+    command.env("WSHOST_CORES", "1");
+    let server = Server::start_command(command, &route_args(&[("/p", "coro_probe")]));
+    let mut refused_after = None;
+    for round in 0..10 {
+        if answer_from(&server, 3).await.starts_with("HTTP/1.1 503") {
+            refused_after = Some(round);
+            break;
+        }
+        flood_from(&server, 2).await;
+        let mut crasher = connect_from(&server, 3, "/p").await;
+        send_text(&mut crasher, "panic").await;
+        assert_eq!(close_code(&mut crasher).await, Some(1011));
+    }
+    let log = server.log();
+    let unattributed = log.matches("instance crash not attributed").count();
+    eprintln!("refused after {refused_after:?} crashes; {unattributed} not attributed");
+    assert!(refused_after.is_some(), "never refused:\n{log}");
+    // The neighbour is served (alone, perhaps), never refused.
+    assert!(answer_from(&server, 2).await.starts_with("HTTP/1.1 101"));
+}

@@ -95,7 +95,18 @@ impl RawWs {
 
     /// Open `path` with a hand-written handshake carrying `extra` header lines.
     pub async fn connect_with(server: &Server, path: &str, extra: &str) -> RawWs {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        RawWs::open(tcp, server, path, extra).await
+    }
+
+    /// Open `path` from source address 127.0.0.`host`.
+    pub async fn connect_from(server: &Server, host: u8, path: &str) -> RawWs {
+        let tcp = super::tcp_from(server, host).await;
+        RawWs::open(tcp, server, path, "").await
+    }
+
+    /// The handshake for `path` over `tcp`, with `extra` header lines.
+    async fn open(mut tcp: TcpStream, server: &Server, path: &str, extra: &str) -> RawWs {
         tcp.set_nodelay(true).unwrap();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",

@@ -24,6 +24,7 @@ use crate::pubsub::hub::Hub;
 use crate::pubsub::topics::Topics;
 use crate::server::reload::{Version, Versions};
 use crate::wasm::sandbox;
+use crate::world::RouteContext;
 use crate::world::conn::{Conn, Outcome};
 use crate::world::coro::route::{CoroRoute, Task};
 use crate::world::events::route::EventRoute;
@@ -61,10 +62,8 @@ pub enum Route {
 pub struct HandlerRoute {
     pub path: Arc<str>,
     pre: HandlerPre<HostState>,
-    pub hub: Arc<Hub>,
-    pub meters: RouteMeters,
-    /// This route's limits and grants.
-    pub limits: Arc<Limits>,
+    /// Its limits and grants, hub, the server's topics and its meters.
+    pub ctx: RouteContext,
 }
 
 impl Route {
@@ -79,17 +78,17 @@ impl Route {
     /// This route's limits and grants.
     pub fn limits(&self) -> &Arc<Limits> {
         match self {
-            Route::Handler(route) => &route.limits,
+            Route::Handler(route) => &route.ctx.limits,
             Route::Events(route) => &route.limits,
-            Route::Coro(route) => &route.limits,
+            Route::Coro(route) => &route.ctx.limits,
         }
     }
 
     pub fn meters(&self) -> &RouteMeters {
         match self {
-            Route::Handler(route) => &route.meters,
+            Route::Handler(route) => &route.ctx.meters,
             Route::Events(route) => &route.meters,
-            Route::Coro(route) => &route.meters,
+            Route::Coro(route) => &route.ctx.meters,
         }
     }
 
@@ -574,15 +573,7 @@ impl Server {
         // in, and this one ends (see `event_socket::serve` for the events).
         match &*route {
             Route::Handler(route) => {
-                let conn = Conn::new(
-                    id,
-                    route.limits.clone(),
-                    (route.hub.clone(), self.topics.clone(), route.meters.clone()),
-                    stream,
-                    head,
-                    early,
-                    shutdown,
-                );
+                let conn = Conn::new(id, route.ctx.clone(), stream, head, early, shutdown);
                 let run = self.clone().run_handler(route.clone(), request, conn, slot);
                 tokio::spawn(run.instrument(span));
             }
@@ -606,18 +597,10 @@ impl Server {
                     crate::meters::refused("quarantine");
                     let body = b"this client crashed its handler; try again later\n";
                     let response = http::response(503, &[], body, head.method == "HEAD");
-                    http::refuse(&mut stream, &response, route.limits.write_timeout).await;
+                    http::refuse(&mut stream, &response, route.ctx.limits.write_timeout).await;
                     return;
                 }
-                let conn = Conn::new(
-                    id,
-                    route.limits.clone(),
-                    (route.hub.clone(), self.topics.clone(), route.meters.clone()),
-                    stream,
-                    head,
-                    early,
-                    shutdown,
-                );
+                let conn = Conn::new(id, route.ctx.clone(), stream, head, early, shutdown);
                 route.serve(Task {
                     id,
                     conn,
@@ -631,7 +614,7 @@ impl Server {
 
     /// A fresh, sandboxed store for one connection of `route`.
     fn store(&self, route: &HandlerRoute, conn: Conn) -> Store<HostState> {
-        let limits = &route.limits;
+        let limits = &route.ctx.limits;
         let mut store = Store::new(
             self.engines.plain(),
             HostState::new(route.path.clone(), conn, limits.limiter(), &limits.grants),
@@ -665,8 +648,7 @@ impl Server {
             let (_, shutdown) = watch::channel(false);
             let conn = Conn::new(
                 id,
-                route.limits.clone(),
-                (route.hub.clone(), self.topics.clone(), route.meters.clone()),
+                route.ctx.clone(),
                 Stream::Plain(stream),
                 head,
                 Vec::new(),
@@ -695,7 +677,7 @@ impl Server {
         let mut store = self.store(&route, conn);
         let started = Instant::now();
         let instance = route.pre.instantiate_async(&mut store).await;
-        route.meters.instantiate.record(started.elapsed());
+        route.ctx.meters.instantiate.record(started.elapsed());
         let outcome = match instance {
             Ok(handler) => {
                 match sandbox::guarded(handler.call_handle(&mut store, &request)).await {
@@ -739,16 +721,16 @@ fn new_route(
     match loaded {
         Loaded::Handler(pre) => {
             let hub = match old {
-                Some(Route::Handler(old)) => old.hub.clone(),
+                Some(Route::Handler(old)) => old.ctx.hub.clone(),
                 _ => Hub::new(),
             };
-            Route::Handler(Arc::new(HandlerRoute {
-                meters: RouteMeters::new(&path),
-                path,
-                pre,
-                hub,
+            let ctx = RouteContext {
                 limits: limits.clone(),
-            }))
+                hub,
+                topics: topics.clone(),
+                meters: RouteMeters::new(&path),
+            };
+            Route::Handler(Arc::new(HandlerRoute { path, pre, ctx }))
         }
         Loaded::Events(pre) => {
             let engine = pre.instance_pre().engine().clone();
@@ -757,12 +739,17 @@ fn new_route(
         }
         Loaded::Coro(pre) => {
             let hub = match old {
-                Some(Route::Coro(old)) => old.hub.clone(),
+                Some(Route::Coro(old)) => old.ctx.hub.clone(),
                 _ => Hub::new(),
             };
-            let shared = (limits.clone(), hub, topics.clone());
+            let ctx = RouteContext {
+                limits: limits.clone(),
+                hub,
+                topics: topics.clone(),
+                meters: RouteMeters::new(&path),
+            };
             let engine = pre.instance_pre().engine().clone();
-            Route::Coro(CoroRoute::new(path, &engine, pre, shared))
+            Route::Coro(CoroRoute::new(path, &engine, pre, ctx))
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::net::transport::Stream;
 use crate::pubsub::hub::{Hub, SendError};
 use crate::pubsub::topics::{Subscriptions, Topics};
 use crate::wasm::sandbox;
+use crate::world::RouteContext;
 use crate::world::limits::LimitsExt;
 use crate::world::upgraded::{self, Upgraded};
 use crate::ws::frame::{self, Kind};
@@ -69,13 +70,18 @@ pub enum Outcome {
 impl Conn {
     pub fn new(
         id: ConnectionId,
-        limits: Arc<Limits>,
-        (hub, topics, meters): (Arc<Hub>, Arc<Topics>, RouteMeters),
+        ctx: RouteContext,
         stream: Stream,
         head: RequestHead,
         early: Vec<u8>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let RouteContext {
+            limits,
+            hub,
+            topics,
+            meters,
+        } = ctx;
         Conn {
             id,
             limits,

@@ -20,3 +20,19 @@ pub mod events;
 pub mod handler;
 pub mod limits;
 pub mod upgraded;
+
+use crate::meters::RouteMeters;
+use crate::pubsub::{hub::Hub, topics::Topics};
+use std::sync::Arc;
+use wshost_config::Limits;
+
+/// What the connections of one handler or coro route share, each
+/// [`conn::Conn`] a copy: the route's limits, the hub its connections are
+/// reached through, the server's topics, and the route's meters.
+#[derive(Clone)]
+pub struct RouteContext {
+    pub limits: Arc<Limits>,
+    pub hub: Arc<Hub>,
+    pub topics: Arc<Topics>,
+    pub meters: RouteMeters,
+}

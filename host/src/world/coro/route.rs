@@ -15,11 +15,10 @@
 
 use crate::bindings::coro::CoroPre;
 use crate::bindings::{ConnectionId, Request};
-use crate::meters::{self, Open, RouteMeters};
-use crate::pubsub::hub::Hub;
-use crate::pubsub::topics::Topics;
+use crate::meters::{self, Open};
 use crate::wasm::sandbox;
 use crate::wasm::self_wake::{self, Handled};
+use crate::world::RouteContext;
 use crate::world::conn::{Conn, Outcome};
 use crate::world::coro::state::{CoroState, Served};
 use crate::world::limits::LimitsExt;
@@ -34,7 +33,6 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use wasmtime::component::TypedFunc;
 use wasmtime::{Engine, Store};
-use wshost_config::Limits;
 
 /// The threads that can run instances at once: `WSHOST_CORES` when set
 /// (a container whose CPU quota is below what the machine shows; the tests,
@@ -115,6 +113,25 @@ struct Instance {
     only: Option<IpAddr>,
 }
 
+/// Crashes no one could be blamed for, on one route within [`BANNED_FOR`],
+/// at which every client whose task could have been running is served
+/// alone (not refused: one is refused once it crashes its own instance).
+/// Without it a client crashed a shared instance again and again beside a
+/// busy neighbour (whose calls, completing, keep it among the suspects) and
+/// was never blamed.
+const UNATTRIBUTED_LIMIT: usize = 3;
+
+/// Who is blamed for a lost instance.
+enum Blame {
+    /// No one: our own bug, or a crash no one could be blamed for (yet).
+    None,
+    /// The one client whose tasks could have been running.
+    Culprit(IpAddr),
+    /// Crashes no one could be blamed for came too often: every client that
+    /// could have done this one.
+    Suspects(Vec<IpAddr>),
+}
+
 /// Clients (by [`quarantine_key`]) whose requests crashed an instance.
 #[derive(Default)]
 struct Quarantine {
@@ -122,9 +139,25 @@ struct Quarantine {
     isolated: HashMap<IpAddr, Arc<Instance>>,
     /// Refused until then.
     banned: HashMap<IpAddr, Instant>,
+    /// When the crashes no one was blamed for came, within [`BANNED_FOR`].
+    unattributed: std::collections::VecDeque<Instant>,
 }
 
 impl Quarantine {
+    /// A crash no one could be blamed for came at `now`: whether such
+    /// crashes now come too often ([`UNATTRIBUTED_LIMIT`]).
+    fn unattributed(&mut self, now: Instant) -> bool {
+        while self
+            .unattributed
+            .front()
+            .is_some_and(|&at| now.duration_since(at) >= BANNED_FOR)
+        {
+            self.unattributed.pop_front();
+        }
+        self.unattributed.push_back(now);
+        self.unattributed.len() >= UNATTRIBUTED_LIMIT
+    }
+
     /// Refuse `key` for [`BANNED_FOR`] from `now`; bans over by then are
     /// forgotten, so the map holds the last minute's crashers, not every
     /// address that ever crashed (a client need never come back).
@@ -147,10 +180,8 @@ impl Quarantine {
 
 pub struct CoroRoute {
     pub path: Arc<str>,
-    pub meters: RouteMeters,
-    pub limits: Arc<Limits>,
-    pub hub: Arc<Hub>,
-    topics: Arc<Topics>,
+    /// Its limits, hub, the server's topics and its meters.
+    pub ctx: RouteContext,
     engine: Engine,
     pre: CoroPre<CoroState>,
     /// The shared instances, newest last.
@@ -166,14 +197,11 @@ impl CoroRoute {
         path: Arc<str>,
         engine: &Engine,
         pre: CoroPre<CoroState>,
-        (limits, hub, topics): (Arc<Limits>, Arc<Hub>, Arc<Topics>),
+        ctx: RouteContext,
     ) -> Arc<Self> {
         Arc::new(CoroRoute {
-            meters: RouteMeters::new(&path),
             path,
-            limits,
-            hub,
-            topics,
+            ctx,
             engine: engine.clone(),
             pre,
             instances: Mutex::default(),
@@ -238,7 +266,7 @@ impl CoroRoute {
     /// on two cores: fewer tasks to each turn of an instance, more
     /// instances to wake.
     fn shared_instance(self: &Arc<Self>) -> Arc<Instance> {
-        let cap = self.limits.coro_tasks;
+        let cap = self.ctx.limits.coro_tasks;
         let tasks = |i: &&Arc<Instance>| i.tasks.load(Ordering::Relaxed);
         let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         instances.retain(|i| !i.queue.is_closed());
@@ -250,7 +278,7 @@ impl CoroRoute {
         };
         // No room for another in the pool's share of this route: the least
         // loaded takes the task over its cap (never a 500 for lack of slots).
-        let full = instances.len() >= max_shared_instances(self.limits.max_connections, cap);
+        let full = instances.len() >= max_shared_instances(self.ctx.limits.max_connections, cap);
         let pick = pick.or_else(|| full.then(|| instances.iter().min_by_key(tasks)).flatten());
         match pick {
             Some(instance) => instance.clone(),
@@ -307,11 +335,10 @@ impl CoroRoute {
 
     /// A fresh, sandboxed store for one instance.
     fn store(&self, handled: Handled) -> Store<CoroState> {
-        let shared = (self.hub.clone(), self.topics.clone(), self.limits.clone());
-        let limiter = self.limits.limiter();
+        let limiter = self.ctx.limits.limiter();
         let mut store = Store::new(
             &self.engine,
-            CoroState::new(self.path.clone(), shared, (limiter, handled)),
+            CoroState::new(self.path.clone(), &self.ctx, limiter, handled),
         );
         sandbox::sandbox(&mut store);
         store
@@ -358,7 +385,7 @@ impl CoroRoute {
                 return;
             }
         };
-        self.meters.instantiate.record(started.elapsed());
+        self.ctx.meters.instantiate.record(started.elapsed());
         let ran = store.run_concurrent(async |acc| {
             serve_tasks(serve, acc, &mut queue, (&self, &handle)).await
         });
@@ -367,25 +394,42 @@ impl CoroRoute {
         let ran = sandbox::guarded(ran).await;
         let failure = match ran {
             Ok(Ok(())) => return,
-            Ok(Err((err, culprit))) => (sandbox::failure(&err), Some(culprit)),
+            Ok(Err((err, culprit))) => (sandbox::failure(&err), Blame::Culprit(culprit)),
             // Our own bug: no client is to blame.
-            Err(err) if err.is::<sandbox::HostPanic>() => (sandbox::failure(&err), None),
+            Err(err) if err.is::<sandbox::HostPanic>() => (sandbox::failure(&err), Blame::None),
             // A trap aborts the whole instance, and wasmtime does not say
-            // in which task: the culprit is the one task that could have
-            // been running, if there was one; otherwise no one is blamed
-            // (a guess blamed innocent clients under load) and the crash is
-            // counted as unattributed.
+            // in which task: the culprit is the one client whose tasks
+            // could have been running, if there was one; otherwise no one is
+            // blamed (a guess blamed innocent clients under load), unless
+            // such crashes come too often: then every suspect is served
+            // alone ([`Quarantine::unattributed`]).
             Err(err) => {
-                let host = &store.data().host;
-                let culprit = host.culprit(quarantine_key);
-                if culprit.is_none() {
-                    tracing::warn!(
-                        "instance crash not attributed: tasks of {} clients could have been running; no one quarantined",
-                        host.runnable_clients()
-                    );
-                    meters::quarantined(&self.path, "unattributed");
-                }
-                (sandbox::failure(&err), culprit)
+                let suspects = store.data().host.suspects(quarantine_key);
+                let blamed = match suspects.len() {
+                    1 => Blame::Culprit(suspects[0]),
+                    n => {
+                        let mut quarantine =
+                            self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+                        let too_often = quarantine.unattributed(Instant::now());
+                        drop(quarantine);
+                        meters::quarantined(&self.path, "unattributed");
+                        match too_often {
+                            false => {
+                                tracing::warn!(
+                                    "instance crash not attributed: tasks of {n} clients could have been running; no one quarantined"
+                                );
+                                Blame::None
+                            }
+                            true => {
+                                tracing::warn!(
+                                    "instance crash not attributed, the {UNATTRIBUTED_LIMIT}th within {BANNED_FOR:?}: the {n} clients whose tasks could have been running are served alone"
+                                );
+                                Blame::Suspects(suspects)
+                            }
+                        }
+                    }
+                };
+                (sandbox::failure(&err), blamed)
             }
         };
         self.lost(&handle, store, queue, failure);
@@ -398,7 +442,7 @@ impl CoroRoute {
         handle: &Instance,
         mut store: Store<CoroState>,
         mut queue: mpsc::UnboundedReceiver<Queued>,
-        (why, culprit): (String, Option<IpAddr>),
+        (why, blamed): (String, Blame),
     ) {
         queue.close();
         let conns = std::mem::take(&mut store.data_mut().host.conns);
@@ -419,29 +463,51 @@ impl CoroRoute {
             // quarantine starts anew (as with new code).
             return;
         }
-        if let Some(client) = culprit {
-            let key = quarantine_key(client);
-            let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-            if handle.only == Some(key) {
-                tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
-                quarantine.isolated.remove(&key);
-                quarantine.ban(key, Instant::now());
-                meters::quarantined(&self.path, "banned");
-            } else if quarantine.isolated.len() >= MAX_ISOLATED {
-                tracing::warn!(
-                    %client,
-                    "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
-                );
-                quarantine.ban(key, Instant::now());
-                meters::quarantined(&self.path, "banned");
-            } else {
-                tracing::warn!(%client, "crashed a shared instance: served alone from now on");
-                meters::quarantined(&self.path, "isolated");
-                quarantine
-                    .isolated
-                    .entry(key)
-                    .or_insert_with(|| self.start(Some(key)));
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        match blamed {
+            Blame::None => {}
+            Blame::Culprit(client) => self.blame(&mut quarantine, handle, client),
+            // Served alone while there is room; refused only once one
+            // crashes its own instance (then it is the culprit).
+            Blame::Suspects(clients) => {
+                for client in clients {
+                    let key = quarantine_key(client);
+                    if quarantine.isolated.len() >= MAX_ISOLATED {
+                        break;
+                    }
+                    if handle.only != Some(key) && !quarantine.isolated.contains_key(&key) {
+                        tracing::warn!(%client, "a suspect of repeated crashes: served alone from now on");
+                        meters::quarantined(&self.path, "isolated");
+                        quarantine.isolated.insert(key, self.start(Some(key)));
+                    }
+                }
             }
+        }
+    }
+
+    /// `client` crashed `handle`'s instance: serve it alone from now on;
+    /// refuse it if it crashed its own, or if too many are served alone.
+    fn blame(self: &Arc<Self>, quarantine: &mut Quarantine, handle: &Instance, client: IpAddr) {
+        let key = quarantine_key(client);
+        if handle.only == Some(key) {
+            tracing::warn!(%client, "crashed its own instance: refused for {BANNED_FOR:?}");
+            quarantine.isolated.remove(&key);
+            quarantine.ban(key, Instant::now());
+            meters::quarantined(&self.path, "banned");
+        } else if quarantine.isolated.len() >= MAX_ISOLATED {
+            tracing::warn!(
+                %client,
+                "crashed a shared instance, {MAX_ISOLATED} clients served alone already: refused for {BANNED_FOR:?}"
+            );
+            quarantine.ban(key, Instant::now());
+            meters::quarantined(&self.path, "banned");
+        } else {
+            tracing::warn!(%client, "crashed a shared instance: served alone from now on");
+            meters::quarantined(&self.path, "isolated");
+            quarantine
+                .isolated
+                .entry(key)
+                .or_insert_with(|| self.start(Some(key)));
         }
     }
 }
@@ -561,6 +627,20 @@ mod tests {
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
         assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
         assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn unattributed_crashes_are_too_many_at_three_within_a_minute() {
+        let mut quarantine = Quarantine::default();
+        let t0 = Instant::now();
+        assert!(!quarantine.unattributed(t0));
+        assert!(!quarantine.unattributed(t0 + BANNED_FOR / 2));
+        assert!(quarantine.unattributed(t0 + BANNED_FOR / 2));
+        // The first has aged out: two within the last minute.
+        let later = t0 + BANNED_FOR + Duration::from_secs(1);
+        assert!(quarantine.unattributed(later));
+        let much_later = later + BANNED_FOR * 2;
+        assert!(!quarantine.unattributed(much_later));
     }
 
     #[test]

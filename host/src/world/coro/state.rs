@@ -18,6 +18,7 @@ use crate::pubsub::topics::Topics;
 use crate::wasm::guest_log::{GuestLog, Stream};
 use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::wasm::self_wake::Handled;
+use crate::world::RouteContext;
 use crate::world::conn::{self, Conn};
 use crate::world::upgraded;
 use crate::ws::inbox::Inbox;
@@ -84,7 +85,7 @@ pub struct CoroHost {
     /// Messages its tasks received since the instance was last woken.
     handled: Handled,
     /// Calls of the current turn that were done at once (see
-    /// [`CoroHost::turn_spent`]).
+    /// [`TURN_BUDGET`]).
     calls_this_turn: u32,
 }
 
@@ -104,9 +105,16 @@ impl CoroState {
     /// route (many connections share the instance).
     pub fn new(
         route: Arc<str>,
-        (hub, topics, limits): (Arc<Hub>, Arc<Topics>, Arc<Limits>),
-        (limiter, handled): (GuestLimiter, Handled),
+        ctx: &RouteContext,
+        limiter: GuestLimiter,
+        handled: Handled,
     ) -> Self {
+        let RouteContext {
+            limits,
+            hub,
+            topics,
+            ..
+        } = ctx.clone();
         let logs = [Stream::Stdout, Stream::Stderr].map(|s| GuestLog::new(route.clone(), 0, s));
         let [stdout, stderr] = logs;
         let wasi = sandbox::wasi(&limits.grants, stdout, stderr);
@@ -166,16 +174,16 @@ impl CoroHost {
         Poll::Pending
     }
 
-    /// Count a call of task `id` that was done at once; whether the turn's
-    /// budget is spent, and the task must give the others a turn. Then it
-    /// waits (is not running) until [`CoroHost::resumed`].
-    fn turn_spent(&mut self, id: ConnectionId) -> bool {
-        self.calls_this_turn += 1;
-        let spent = self.calls_this_turn >= TURN_BUDGET;
-        if spent {
-            self.waits(id);
-        }
-        spent
+    /// A call was done at once (it took a frame waiting, or queued a push
+    /// without waiting): one more of the turn's budget spent.
+    fn done_at_once(&mut self) {
+        self.calls_this_turn = self.calls_this_turn.saturating_add(1);
+    }
+
+    /// Whether the turn's budget is spent: the task's next call gives the
+    /// others a turn before it does anything.
+    fn turn_spent(&self) -> bool {
+        self.calls_this_turn >= TURN_BUDGET
     }
 
     /// Task `id` has control: its call returned, it started, or it calls.
@@ -189,29 +197,16 @@ impl CoroHost {
         self.runnable.remove(&id);
     }
 
-    /// The client whose task must have trapped: the one client (as `key`
-    /// knows clients) of the tasks that could have been running; `None`
-    /// when they are several clients' (a client's own several connections
-    /// do not hide it).
-    pub fn culprit(&self, key: impl Fn(IpAddr) -> IpAddr) -> Option<IpAddr> {
-        let mut clients = self
-            .runnable
-            .iter()
-            .filter_map(|id| self.conns.get(id))
-            .map(|served| served.client);
-        let first = clients.next()?;
-        clients.all(|c| key(c) == key(first)).then_some(first)
-    }
-
-    /// The clients whose tasks could have been running.
-    pub fn runnable_clients(&self) -> usize {
-        let clients: HashSet<IpAddr> = self
-            .runnable
-            .iter()
-            .filter_map(|id| self.conns.get(id))
+    /// The clients (as `key` knows them: one of each) whose tasks could
+    /// have been running. When the instance traps and they are one, that
+    /// one did it (a client's own several connections do not hide it).
+    pub fn suspects(&self, key: impl Fn(IpAddr) -> IpAddr) -> Vec<IpAddr> {
+        let mut keys = HashSet::new();
+        let clients = self.runnable.iter().filter_map(|id| self.conns.get(id));
+        clients
             .map(|served| served.client)
-            .collect();
-        clients.len()
+            .filter(|&client| keys.insert(key(client)))
+            .collect()
     }
 
     /// Connection `id` of this instance, for a call that may wait.
@@ -274,9 +269,15 @@ async fn on<T, R>(
     result
 }
 
-/// Task `id` has spent its turn: wait a moment (pending once, woken at
-/// once), so the instance runs the tasks that are ready before it.
-async fn give_a_turn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) {
+/// Before a call that may be done at once: if the turn's budget is spent,
+/// wait a moment (pending once, woken at once), so the instance runs the
+/// tasks that are ready before this one goes on. Nothing is taken yet, so a
+/// guest that cancels the call meanwhile loses nothing; the task stays
+/// among the runnable (it is calling) throughout.
+async fn take_turns<T>(acc: &Accessor<T, HasSelf<CoroHost>>) {
+    if !acc.with(|mut view| view.get().turn_spent()) {
+        return;
+    }
     let mut yielded = false;
     std::future::poll_fn(|cx| match std::mem::replace(&mut yielded, true) {
         true => Poll::Ready(()),
@@ -286,7 +287,6 @@ async fn give_a_turn<T>(acc: &Accessor<T, HasSelf<CoroHost>>, id: ConnectionId) 
         }
     })
     .await;
-    acc.with(|mut view| view.get().resumed(id));
 }
 
 impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
@@ -309,23 +309,23 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         id: ConnectionId,
         timeout_ms: Option<u32>,
     ) -> Result<Option<Frame>, Error> {
+        take_turns(acc).await;
         let inbox = acc.with(|mut view| view.get().inbox(id))?;
         let Some(inbox) = inbox else {
             return Ok(None); // closed
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
         let (received, suspended) = sandbox::suspends(upgraded::recv_from(&inbox, deadline)).await;
-        let spent = acc.with(|mut view| {
+        acc.with(|mut view| {
             let host = view.get();
             host.resumed(id);
             host.handled.one();
             // A frame, or a real wait: not "closed" said again at once.
             host.waited |= suspended || matches!(received, Ok(Some(_)));
-            !suspended && host.turn_spent(id)
+            if !suspended {
+                host.done_at_once();
+            }
         });
-        if spent {
-            give_a_turn(acc, id).await;
-        }
         received
     }
 
@@ -339,6 +339,7 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
         op: Opcode,
         fin: bool,
     ) -> Result<(), Error> {
+        take_turns(acc).await;
         let queued = acc.with(|mut view| {
             let host = view.get();
             if !host.conns.contains_key(&id) {
@@ -354,18 +355,16 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             // Queued: the guest made progress (a push that fails at once,
             // to a closed socket, does not restart the budget).
             host.waited |= queued.is_ok();
+            if matches!(queued, Ok(None)) {
+                host.done_at_once();
+            }
             if !matches!(queued, Ok(None)) {
                 host.waits(id); // it waits for room, or for its connection
             }
             Ok::<_, Error>(queued)
         })?;
         match queued {
-            Ok(None) => {
-                if acc.with(|mut view| view.get().turn_spent(id)) {
-                    give_a_turn(acc, id).await;
-                }
-                Ok(())
-            }
+            Ok(None) => Ok(()),
             Ok(Some(outbox)) => {
                 outbox.room().await;
                 acc.with(|mut view| view.get().resumed(id));
