@@ -70,6 +70,13 @@ pub fn coro_instances(max_connections: usize, coro_tasks: usize) -> usize {
 /// How long a client address that crashed its own instance is refused.
 const BANNED_FOR: Duration = Duration::from_secs(60);
 
+/// How long a client is served alone after it crashed a shared instance
+/// (then it shares again, and its room is another's): long enough that a
+/// crasher crashes its own instance and is refused, not for the route's
+/// life. A suspect (one of several clients that could have crashed it:
+/// [`UNATTRIBUTED_LIMIT`]) is served alone for [`BANNED_FOR`].
+const ISOLATED_FOR: Duration = Duration::from_secs(600);
+
 /// Client addresses a route serves in instances of their own at most;
 /// past them a client that crashes a shared instance is refused at once
 /// (many crashing addresses must not take every instance slot).
@@ -132,11 +139,17 @@ enum Blame {
     Suspects(Vec<IpAddr>),
 }
 
+/// A client served in an instance of its own, until then.
+struct Isolated {
+    instance: Arc<Instance>,
+    until: Instant,
+}
+
 /// Clients (by [`quarantine_key`]) whose requests crashed an instance.
 #[derive(Default)]
 struct Quarantine {
-    /// Served in an instance of their own.
-    isolated: HashMap<IpAddr, Arc<Instance>>,
+    /// Served in an instance of their own, for a while.
+    isolated: HashMap<IpAddr, Isolated>,
     /// Refused until then.
     banned: HashMap<IpAddr, Instant>,
     /// When the crashes no one was blamed for came, within [`BANNED_FOR`].
@@ -144,6 +157,11 @@ struct Quarantine {
 }
 
 impl Quarantine {
+    /// Forget isolations over by `now`: their clients share again.
+    fn expire(&mut self, now: Instant) {
+        self.isolated.retain(|_, isolated| isolated.until > now);
+    }
+
     /// A crash no one could be blamed for came at `now`: whether such
     /// crashes now come too often ([`UNATTRIBUTED_LIMIT`]).
     fn unattributed(&mut self, now: Instant) -> bool {
@@ -216,7 +234,8 @@ impl CoroRoute {
         self.retired.store(true, Ordering::SeqCst);
         let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         let quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        for instance in instances.iter().chain(quarantine.isolated.values()) {
+        let isolated = quarantine.isolated.values().map(|i| &i.instance);
+        for instance in instances.iter().chain(isolated) {
             let _ = instance.queue.send(Queued::Retire);
         }
     }
@@ -248,13 +267,12 @@ impl CoroRoute {
     fn quarantined(self: &Arc<Self>, client: IpAddr) -> Option<Arc<Instance>> {
         let client = quarantine_key(client);
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        let own = quarantine.isolated.get(&client)?;
-        if !own.queue.is_closed() {
-            return Some(own.clone());
+        quarantine.expire(Instant::now());
+        let own = quarantine.isolated.get_mut(&client)?;
+        if own.instance.queue.is_closed() {
+            own.instance = self.start(Some(client));
         }
-        let own = self.start(Some(client));
-        quarantine.isolated.insert(client, own.clone());
-        Some(own)
+        Some(own.instance.clone())
     }
 
     /// The shared instance a new task goes to. An instance runs on one
@@ -405,34 +423,38 @@ impl CoroRoute {
             // alone ([`Quarantine::unattributed`]).
             Err(err) => {
                 let suspects = store.data().host.suspects(quarantine_key);
-                let blamed = match suspects.len() {
-                    1 => Blame::Culprit(suspects[0]),
-                    n => {
-                        let mut quarantine =
-                            self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-                        let too_often = quarantine.unattributed(Instant::now());
-                        drop(quarantine);
-                        meters::quarantined(&self.path, "unattributed");
-                        match too_often {
-                            false => {
-                                tracing::warn!(
-                                    "instance crash not attributed: tasks of {n} clients could have been running; no one quarantined"
-                                );
-                                Blame::None
-                            }
-                            true => {
-                                tracing::warn!(
-                                    "instance crash not attributed, the {UNATTRIBUTED_LIMIT}th within {BANNED_FOR:?}: the {n} clients whose tasks could have been running are served alone"
-                                );
-                                Blame::Suspects(suspects)
-                            }
-                        }
-                    }
-                };
-                (sandbox::failure(&err), blamed)
+                (sandbox::failure(&err), self.suspected(&handle, suspects))
             }
         };
         self.lost(&handle, store, queue, failure);
+    }
+
+    /// Who is blamed for a trap of `handle`'s instance, `suspects` the
+    /// clients whose tasks could have been running: the one there is; an
+    /// isolated instance's own client when none could have been (a task
+    /// computing on after a call it did not await); no one when several
+    /// could have been, unless that happens too often
+    /// ([`UNATTRIBUTED_LIMIT`]): then all of them.
+    fn suspected(&self, handle: &Instance, suspects: Vec<IpAddr>) -> Blame {
+        match (suspects.len(), handle.only) {
+            (1, _) => return Blame::Culprit(suspects[0]),
+            (0, Some(own)) => return Blame::Culprit(own),
+            _ => {}
+        }
+        meters::quarantined(&self.path, "unattributed");
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let too_often = quarantine.unattributed(Instant::now());
+        let n = suspects.len();
+        if !too_often || n == 0 {
+            tracing::warn!(
+                "instance crash not attributed: tasks of {n} clients could have been running; no one quarantined"
+            );
+            return Blame::None;
+        }
+        tracing::warn!(
+            "instance crash not attributed, {UNATTRIBUTED_LIMIT} or more within {BANNED_FOR:?}: the {n} clients whose tasks could have been running are suspects"
+        );
+        Blame::Suspects(suspects)
     }
 
     /// The instance failed: end its tasks, hand on those not started, and
@@ -463,22 +485,30 @@ impl CoroRoute {
             // quarantine starts anew (as with new code).
             return;
         }
+        let now = Instant::now();
         let mut quarantine = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        quarantine.expire(now);
         match blamed {
             Blame::None => {}
             Blame::Culprit(client) => self.blame(&mut quarantine, handle, client),
-            // Served alone while there is room; refused only once one
-            // crashes its own instance (then it is the culprit).
+            // Served alone for a while, as there is room (those left out
+            // may be next time); refused only once one crashes its own
+            // instance (then it is the culprit).
             Blame::Suspects(clients) => {
                 for client in clients {
                     let key = quarantine_key(client);
                     if quarantine.isolated.len() >= MAX_ISOLATED {
-                        break;
+                        tracing::warn!(%client, "a suspect of repeated crashes, but {MAX_ISOLATED} clients are served alone already");
+                        continue;
                     }
-                    if handle.only != Some(key) && !quarantine.isolated.contains_key(&key) {
-                        tracing::warn!(%client, "a suspect of repeated crashes: served alone from now on");
+                    if let std::collections::hash_map::Entry::Vacant(entry) =
+                        quarantine.isolated.entry(key)
+                    {
+                        tracing::warn!(%client, "a suspect of repeated crashes: served alone for {BANNED_FOR:?}");
                         meters::quarantined(&self.path, "isolated");
-                        quarantine.isolated.insert(key, self.start(Some(key)));
+                        let instance = self.start(Some(key));
+                        let until = now + BANNED_FOR;
+                        entry.insert(Isolated { instance, until });
                     }
                 }
             }
@@ -504,10 +534,17 @@ impl CoroRoute {
         } else {
             tracing::warn!(%client, "crashed a shared instance: served alone from now on");
             meters::quarantined(&self.path, "isolated");
-            quarantine
-                .isolated
-                .entry(key)
-                .or_insert_with(|| self.start(Some(key)));
+            let until = Instant::now() + ISOLATED_FOR;
+            match quarantine.isolated.get_mut(&key) {
+                // A suspect served alone already: for longer now.
+                Some(isolated) => isolated.until = until,
+                None => {
+                    let instance = self.start(Some(key));
+                    quarantine
+                        .isolated
+                        .insert(key, Isolated { instance, until });
+                }
+            }
         }
     }
 }
@@ -627,6 +664,24 @@ mod tests {
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
         assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
         assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn isolations_end_and_their_room_is_given_back() {
+        let mut quarantine = Quarantine::default();
+        let t0 = Instant::now();
+        let instance = Arc::new(Instance {
+            queue: mpsc::unbounded_channel().0,
+            tasks: AtomicUsize::new(0),
+            only: None,
+        });
+        let ip = IpAddr::from([203, 0, 113, 1]);
+        let until = t0 + BANNED_FOR;
+        quarantine.isolated.insert(ip, Isolated { instance, until });
+        quarantine.expire(t0 + BANNED_FOR / 2);
+        assert_eq!(quarantine.isolated.len(), 1);
+        quarantine.expire(t0 + BANNED_FOR);
+        assert!(quarantine.isolated.is_empty());
     }
 
     #[test]
