@@ -718,18 +718,20 @@ fn new_route(
     (limits, topics): (&Arc<Limits>, &Arc<Topics>),
 ) -> Route {
     let path: Arc<str> = spec.path.as_str().into();
+    // A handler or coro route's context: `old`'s hub when it is of the
+    // same world (`kept`), else a new one.
+    let context = |kept: Option<&RouteContext>| RouteContext {
+        limits: limits.clone(),
+        hub: kept.map_or_else(Hub::new, |old| old.hub.clone()),
+        topics: topics.clone(),
+        meters: RouteMeters::new(&path),
+    };
     match loaded {
         Loaded::Handler(pre) => {
-            let hub = match old {
-                Some(Route::Handler(old)) => old.ctx.hub.clone(),
-                _ => Hub::new(),
-            };
-            let ctx = RouteContext {
-                limits: limits.clone(),
-                hub,
-                topics: topics.clone(),
-                meters: RouteMeters::new(&path),
-            };
+            let ctx = context(match old {
+                Some(Route::Handler(old)) => Some(&old.ctx),
+                _ => None,
+            });
             Route::Handler(Arc::new(HandlerRoute { path, pre, ctx }))
         }
         Loaded::Events(pre) => {
@@ -738,16 +740,10 @@ fn new_route(
             Route::Events(Arc::new(route))
         }
         Loaded::Coro(pre) => {
-            let hub = match old {
-                Some(Route::Coro(old)) => old.ctx.hub.clone(),
-                _ => Hub::new(),
-            };
-            let ctx = RouteContext {
-                limits: limits.clone(),
-                hub,
-                topics: topics.clone(),
-                meters: RouteMeters::new(&path),
-            };
+            let ctx = context(match old {
+                Some(Route::Coro(old)) => Some(&old.ctx),
+                _ => None,
+            });
             let engine = pre.instance_pre().engine().clone();
             Route::Coro(CoroRoute::new(path, &engine, pre, ctx))
         }
