@@ -532,3 +532,50 @@ async fn reloads_load_only_what_changed_and_never_past_the_pools_room() {
     echo(&mut open, "after").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The admin listener answers 32 requests at once (a private scraper's
+/// need); a 33rd connection is closed unanswered at once, costing nothing,
+/// and once the 32 are gone the listener answers again. Idle connections
+/// that never send a request are what a flood of them looks like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_32_at_once_and_closes_the_rest() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start_flagged(&["--admin", "127.0.0.1:0"], &[("/ws", "echo")]);
+    let admin = admin_addr(&server).await;
+    let mut idle = Vec::new();
+    for _ in 0..32 {
+        idle.push(tokio::net::TcpStream::connect(&admin).await.unwrap());
+    }
+    // Each is taken in turn: let the listener accept all 32.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(&admin).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a 33rd connection was kept open: {read:?}"
+    );
+    // The public port is not held up.
+    let mut ws = server.connect("/ws").await;
+    assert_still_answers(&mut ws).await;
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut tcp = tokio::net::TcpStream::connect(&admin).await.unwrap();
+        let asked = tokio::io::AsyncWriteExt::write_all(
+            &mut tcp,
+            b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n",
+        );
+        let _ = asked.await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut out)).await;
+        if out.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener never answered again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

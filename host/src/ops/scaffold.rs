@@ -229,27 +229,53 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
         let folder = target.parent().expect("a file in the project");
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating {}", folder.display()))?;
-        // A new file, never through a link or over one already there (a
-        // symlink planted in the folder would have us write elsewhere).
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .with_context(|| format!("creating {}", target.display()))?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
-            .with_context(|| format!("writing {}", target.display()))?;
-        if path.ends_with(".sh") {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-        }
+        write_new(&target, &text, path.ends_with(".sh"))?;
         written.push(target);
     }
     Ok(written)
 }
 
+/// Write `text` to a new file at `target`, never through a link or over
+/// one already there (a symlink planted in the folder would have us write
+/// elsewhere); made executable through the open file, not by its name.
+fn write_new(target: &Path, text: &str, executable: bool) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .with_context(|| format!("creating {}", target.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("writing {}", target.display()))?;
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted where a file goes is refused, not followed: what
+    /// it points to is neither written nor made executable.
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("wshost-new-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "mine").unwrap();
+        let link = dir.join("build.sh");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = write_new(&link, "#!/bin/sh\nevil\n", true).unwrap_err();
+        assert!(format!("{err:#}").contains("creating"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0, "the link's target was made executable");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A file added to the SDK or to `wit/` must be copied too.
     #[test]
