@@ -104,11 +104,14 @@ pub struct Echo {
     pub msgs_per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// The server's CPU time per message echoed (all its threads).
+    pub cpu_per_msg: Duration,
 }
 
 /// `conns` connections each send a `size`-byte text message and wait for it
 /// to come back, over and over, for `duration`.
-pub async fn echo(addr: SocketAddr, conns: usize, size: usize, duration: Duration) -> Result<Echo> {
+pub async fn echo(server: &Server, conns: usize, size: usize, duration: Duration) -> Result<Echo> {
+    let addr = server.addr;
     let clients = connect_many(addr, "/mirror", conns).await?;
     let start = Arc::new(Barrier::new(conns + 1));
     let payload: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
@@ -135,6 +138,7 @@ pub async fn echo(addr: SocketAddr, conns: usize, size: usize, duration: Duratio
             })
         })
         .collect();
+    let cpu_before = server.cpu_ns()?;
     start.wait().await;
     let began = Instant::now();
     let mut all = Vec::new();
@@ -142,12 +146,14 @@ pub async fn echo(addr: SocketAddr, conns: usize, size: usize, duration: Duratio
         all.extend(task.await??);
     }
     let elapsed = began.elapsed();
+    let cpu = server.cpu_ns()?.saturating_sub(cpu_before);
     all.sort_unstable();
     let at = |q: f64| Duration::from_micros(all[((all.len() - 1) as f64 * q) as usize].into());
     Ok(Echo {
         msgs_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        cpu_per_msg: Duration::from_nanos(cpu / all.len().max(1) as u64),
     })
 }
 

@@ -68,6 +68,11 @@ struct Cli {
     /// the first is the baseline.
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+
+    /// Pin every server to the first N cores and the load to the others
+    /// (e.g. `--pin 1` on 2 cores: a server's figure is what one core does).
+    #[arg(long, value_name = "N")]
+    pin: Option<usize>,
 }
 
 impl Cli {
@@ -140,6 +145,11 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Before the runtime: its threads inherit the load's cores.
+    if let Some(cores) = cli.pin {
+        servers::pin::split(cores)?;
+        println!("servers pinned to the first {cores} core(s), the load to the others");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
@@ -247,7 +257,7 @@ async fn run(cli: Cli) -> Result<()> {
         for &size in sizes.iter().filter(|_| cli.runs("echo")) {
             for &n in &conns {
                 for server in &servers {
-                    let echo = load::echo(server.addr, n, size, duration).await?;
+                    let echo = load::echo(server, n, size, duration).await?;
                     server.settle().await?;
                     let figure = format!("echo {size} B, {n} conn");
                     // Each round's figure as it comes: the table gives medians.
@@ -273,6 +283,12 @@ async fn run(cli: Cli) -> Result<()> {
                         Better::Lower,
                         server.kind.name(),
                         micros(echo.p99),
+                    );
+                    report.add(
+                        &format!("{figure}: server CPU µs/msg"),
+                        Better::Lower,
+                        server.kind.name(),
+                        micros(echo.cpu_per_msg),
                     );
                 }
             }

@@ -189,6 +189,13 @@ impl Server {
     }
 
     async fn spawn(kind: Kind, mut cmd: Command) -> Result<Server> {
+        if let Some(cores) = pin::server_cores() {
+            // SAFETY: between fork and exec only the async-signal-safe
+            // sched_setaffinity runs, on a set built before the fork.
+            unsafe {
+                cmd.pre_exec(move || pin::to(&cores));
+            }
+        }
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -232,6 +239,11 @@ impl Server {
         }
     }
 
+    /// CPU time the server's threads have used so far, in ns.
+    pub fn cpu_ns(&self) -> Result<u64> {
+        cpu_ns(self.child.id().context("the server has exited")?)
+    }
+
     /// The server's resident set size, in bytes.
     pub fn rss(&self) -> Result<u64> {
         let pid = self.child.id().context("the server has exited")?;
@@ -242,6 +254,50 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmRSS")?;
         Ok(kib * 1024)
+    }
+}
+
+/// `--pin`: the servers on one set of cores, the load on the others, so a
+/// server's figure is what one core does and the load never competes with
+/// it (on a noisy 2-core VM: the server on core 0, the load on core 1).
+pub mod pin {
+    use std::sync::OnceLock;
+
+    static SERVER: OnceLock<Vec<usize>> = OnceLock::new();
+
+    /// Pin this process (the load) to every core but the first `server`,
+    /// and servers started from now on to those.
+    pub fn split(server: usize) -> anyhow::Result<()> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        anyhow::ensure!(
+            cores > server,
+            "--pin needs more than {server} cores, this machine shows {cores}"
+        );
+        let load: Vec<usize> = (server..cores).collect();
+        to(&load)?;
+        let _ = SERVER.set((0..server).collect());
+        Ok(())
+    }
+
+    /// The cores servers are pinned to, when `--pin` was given.
+    pub fn server_cores() -> Option<Vec<usize>> {
+        SERVER.get().cloned()
+    }
+
+    /// Pin the calling process (or, before exec, the child) to `cores`.
+    pub fn to(cores: &[usize]) -> std::io::Result<()> {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+        // sched_setaffinity only read and write it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &core in cores {
+                libc::CPU_SET(core, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -178,6 +178,11 @@ fn engine(
     if let Some(dir) = cache {
         config.cache(Some(compile_cache(dir)?));
     }
+    // For profiling (`bench/profile/run`): compiled guest functions named
+    // in /tmp/perf-PID.map, so `perf report` shows them by name.
+    if std::env::var_os("WSHOST_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     anyhow(Engine::new(&config)).with_context(|| {
         format!(
             "reserving room for {slots} instances (--max-connections for handler-world \
