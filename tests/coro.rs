@@ -509,25 +509,58 @@ async fn a_crash_beside_the_culprits_own_second_connection_is_still_its_own() {
 /// that backlog (4 s of work) is still being worked through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_stops_sending_does_not_starve_its_instances_other_tasks() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use support::raw::{RawFrame, RawWs, TEXT};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::sync::atomic::Ordering;
     let mut command = wshost();
     command.env("WSHOST_CORES", "1");
     let server = Server::start_command(command, &route_args(&[("/p", "coro_probe")]));
     let mut other = server.connect("/p").await;
     echoes(&mut other, "first").await;
 
-    const MESSAGES: usize = 20_000;
-    let frame = RawFrame::new(TEXT, vec![b'x'; 32]).encode(Some([1, 2, 3, 4]));
-    let echo_len = 2 + 32;
-    let mut flood = RawWs::connect(&server, "/p").await;
+    let echoed = flood_from(&server, 1).await;
+    while echoed.load(Ordering::Relaxed) < 100 * FLOOD_ECHO {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for n in 0..10 {
+        let asked = Instant::now();
+        echoes(&mut other, &format!("turn {n}")).await;
+        slowest = slowest.max(asked.elapsed());
+    }
+    let done = echoed.load(Ordering::Relaxed) / FLOOD_ECHO;
+    eprintln!("slowest echo {slowest:?} with {done} of {FLOOD_MESSAGES} flood messages echoed");
+    assert!(
+        slowest < Duration::from_millis(250),
+        "an echo took {slowest:?} beside the flood"
+    );
+    assert!(
+        done < FLOOD_MESSAGES,
+        "the backlog was gone before the last echo: the test proves nothing"
+    );
+}
+
+/// Messages of a flood's backlog (4 s of `slow-echo` work).
+const FLOOD_MESSAGES: usize = 20_000;
+
+/// Bytes of one flood message's echo (32 bytes, a 2-byte header).
+const FLOOD_ECHO: usize = 2 + 32;
+
+/// A flood from 127.0.0.`host` at one shared instance: `slow-echo` (200 µs
+/// of guest work a message: the task is slower than its client, so its
+/// inbox is never empty) and a backlog of [`FLOOD_MESSAGES`], its echoes
+/// read and counted. It lasts until the instance is lost (or the test
+/// ends). The bytes echoed so far.
+async fn flood_from(server: &Server, host: u8) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::raw::{RawFrame, RawWs, TEXT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut flood = RawWs::connect_from(server, host, "/p").await;
     flood.send(&RawFrame::new(TEXT, "slow-echo")).await;
     assert_eq!(flood.recv().await.unwrap().payload, b"slow");
     let (tcp, _) = flood.into_parts();
     let (mut from_server, mut to_server) = tcp.into_split();
-    let backlog = frame.repeat(MESSAGES);
+    let frame = RawFrame::new(TEXT, vec![b'x'; 32]).encode(Some([1, 2, 3, 4]));
+    let backlog = frame.repeat(FLOOD_MESSAGES);
     tokio::spawn(async move {
         let _ = to_server.write_all(&backlog).await;
         std::future::pending::<()>().await; // keep the connection open
@@ -540,49 +573,7 @@ async fn a_client_that_never_stops_sending_does_not_starve_its_instances_other_t
             counted.fetch_add(n, Ordering::Relaxed);
         }
     });
-    while echoed.load(Ordering::Relaxed) < 100 * echo_len {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut slowest = Duration::ZERO;
-    for n in 0..10 {
-        let asked = Instant::now();
-        echoes(&mut other, &format!("turn {n}")).await;
-        slowest = slowest.max(asked.elapsed());
-    }
-    let done = echoed.load(Ordering::Relaxed) / echo_len;
-    eprintln!("slowest echo {slowest:?} with {done} of {MESSAGES} flood messages echoed");
-    assert!(
-        slowest < Duration::from_millis(250),
-        "an echo took {slowest:?} beside the flood"
-    );
-    assert!(
-        done < MESSAGES,
-        "the backlog was gone before the last echo: the test proves nothing"
-    );
-}
-
-/// A flood from 127.0.0.`host` at one shared instance: `slow-echo` and a
-/// backlog of 4 s of its work, its echoes read and dropped. It lasts until
-/// the instance is lost (or the test ends).
-async fn flood_from(server: &Server, host: u8) {
-    use support::raw::{RawFrame, RawWs, TEXT};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut flood = RawWs::connect_from(server, host, "/p").await;
-    flood.send(&RawFrame::new(TEXT, "slow-echo")).await;
-    assert_eq!(flood.recv().await.unwrap().payload, b"slow");
-    let (tcp, _) = flood.into_parts();
-    let (mut from_server, mut to_server) = tcp.into_split();
-    let frame = RawFrame::new(TEXT, vec![b'x'; 32]).encode(Some([1, 2, 3, 4]));
-    let backlog = frame.repeat(20_000);
-    tokio::spawn(async move {
-        let _ = to_server.write_all(&backlog).await;
-        std::future::pending::<()>().await;
-    });
-    tokio::spawn(async move {
-        let mut chunk = vec![0u8; 64 << 10];
-        while let Ok(1..) = from_server.read(&mut chunk).await {}
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    echoed
 }
 
 /// The review's M10, its residual: a task counts as running from its call's
@@ -604,6 +595,7 @@ async fn a_client_crashing_beside_a_busy_neighbour_is_refused_in_the_end() {
             break;
         }
         flood_from(&server, 2).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut crasher = connect_from(&server, 3, "/p").await;
         send_text(&mut crasher, "panic").await;
         assert_eq!(close_code(&mut crasher).await, Some(1011));

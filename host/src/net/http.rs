@@ -58,8 +58,9 @@ pub async fn read_head(
 /// ~128 MiB; now at most twice the head, plus the parse that completes it.
 #[derive(Default)]
 struct Parses {
-    /// The buffer's length when it was last parsed, or looked at.
+    /// The buffer's length when it was last parsed (0: never).
     parsed: usize,
+    /// The buffer's length when it was last looked at.
     seen: usize,
 }
 
