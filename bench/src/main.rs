@@ -199,6 +199,11 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         &[Kind::Bun, Kind::Node]
     };
+    let base: &[Kind] = if std::env::var_os(servers::BASE_VAR).is_some() {
+        &[Kind::Base, Kind::BaseEvents, Kind::BaseCoro]
+    } else {
+        &[]
+    };
     for &kind in [
         Kind::Native,
         Kind::Wshost,
@@ -206,6 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
         Kind::WshostCoro,
     ]
     .iter()
+    .chain(base)
     .chain(peers)
     {
         match kind.available() {

@@ -24,9 +24,18 @@ pub enum Kind {
     /// The coro world: `coro_mirror` and `coro_chat` (a topic, as the event
     /// world's `chat`), tasks of a few instances.
     WshostCoro,
+    /// The three worlds again, served by the wshost binary that
+    /// `WSHOST_BENCH_BASE` names (a build of another commit): a change's
+    /// before and after, measured in the same run.
+    Base,
+    BaseEvents,
+    BaseCoro,
     Bun,
     Node,
 }
+
+/// The variable naming the base binary ([`Kind::Base`]).
+pub const BASE_VAR: &str = "WSHOST_BENCH_BASE";
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -35,6 +44,9 @@ impl Kind {
             Kind::Wshost => "wshost",
             Kind::WshostEvents => "wshost events",
             Kind::WshostCoro => "wshost coro",
+            Kind::Base => "base",
+            Kind::BaseEvents => "base events",
+            Kind::BaseCoro => "base coro",
             Kind::Bun => "bun",
             Kind::Node => "node ws",
         }
@@ -56,27 +68,43 @@ impl Kind {
                 cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
                 cmd
             }
-            Kind::Wshost | Kind::WshostEvents | Kind::WshostCoro => {
+            Kind::Wshost
+            | Kind::WshostEvents
+            | Kind::WshostCoro
+            | Kind::Base
+            | Kind::BaseEvents
+            | Kind::BaseCoro => {
                 let guests = root.join("target/guests/wasm32-wasip2/guest");
                 let (mirror, broadcast) = match self {
-                    Kind::Wshost => ("mirror", "broadcast"),
-                    Kind::WshostEvents => ("event_mirror", "chat"),
+                    Kind::Wshost | Kind::Base => ("mirror", "broadcast"),
+                    Kind::WshostEvents | Kind::BaseEvents => ("event_mirror", "chat"),
                     _ => ("coro_mirror", "coro_chat"),
                 };
-                wshost_serve(&[
-                    "--max-connections".into(),
-                    conns.to_string(),
-                    "--route".into(),
-                    format!(
-                        "/mirror={}",
-                        guests.join(format!("{mirror}.wasm")).display()
-                    ),
-                    "--route".into(),
-                    format!(
-                        "/broadcast={}",
-                        guests.join(format!("{broadcast}.wasm")).display()
-                    ),
-                ])?
+                let binary = match self {
+                    Kind::Base | Kind::BaseEvents | Kind::BaseCoro => {
+                        let base = std::env::var_os(BASE_VAR)
+                            .ok_or_else(|| format!("{BASE_VAR} names no wshost binary"))?;
+                        PathBuf::from(base)
+                    }
+                    _ => sibling_binary("wshost")?,
+                };
+                wshost_serve_with(
+                    &binary,
+                    &[
+                        "--max-connections".into(),
+                        conns.to_string(),
+                        "--route".into(),
+                        format!(
+                            "/mirror={}",
+                            guests.join(format!("{mirror}.wasm")).display()
+                        ),
+                        "--route".into(),
+                        format!(
+                            "/broadcast={}",
+                            guests.join(format!("{broadcast}.wasm")).display()
+                        ),
+                    ],
+                )
             }
             Kind::Bun => {
                 let bun = peers.join("node_modules/.bin/bun");
@@ -163,11 +191,16 @@ pub async fn wshost_with(args: &[String]) -> Result<Server> {
 
 /// The command line of `wshost serve` on a free port of 127.0.0.1, then `args`.
 fn wshost_serve(args: &[String]) -> Result<Command, String> {
-    let mut cmd = Command::new(sibling_binary("wshost")?);
+    Ok(wshost_serve_with(&sibling_binary("wshost")?, args))
+}
+
+/// `binary serve` on a free port with `args`.
+fn wshost_serve_with(binary: &Path, args: &[String]) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "warn");
-    Ok(cmd)
+    cmd
 }
 
 /// A running server, killed on drop.

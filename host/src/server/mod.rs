@@ -25,6 +25,7 @@ use crate::pubsub::topics::Topics;
 use crate::server::reload::{Version, Versions};
 use crate::wasm::sandbox;
 use crate::world::RouteContext;
+use crate::world::beside::{self, Side};
 use crate::world::conn::{Conn, Outcome};
 use crate::world::coro::route::{CoroRoute, Task};
 use crate::world::events::route::EventRoute;
@@ -573,9 +574,13 @@ impl Server {
         // in, and this one ends (see `event_socket::serve` for the events).
         match &*route {
             Route::Handler(route) => {
-                let conn = Conn::new(id, route.ctx.clone(), stream, head, early, shutdown);
+                // The socket's pump runs in the guest's task: read → guest
+                // → write without waking another task.
+                let side = Arc::new(Side::default());
+                let conn = Conn::new(id, route.ctx.clone(), stream, head, early, shutdown)
+                    .with_pump_beside(side.clone());
                 let run = self.clone().run_handler(route.clone(), request, conn, slot);
-                tokio::spawn(run.instrument(span));
+                tokio::spawn(beside::run(run, side).instrument(span));
             }
             Route::Events(route) => {
                 let accepted = Accepted {

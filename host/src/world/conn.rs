@@ -13,6 +13,7 @@ use crate::pubsub::hub::{Hub, SendError};
 use crate::pubsub::topics::{Subscriptions, Topics};
 use crate::wasm::sandbox;
 use crate::world::RouteContext;
+use crate::world::beside::Side;
 use crate::world::limits::LimitsExt;
 use crate::world::upgraded::{self, Upgraded};
 use crate::ws::frame::{self, Kind};
@@ -39,6 +40,9 @@ pub struct Conn {
     /// The guest waited for a frame or its socket since the sandbox last
     /// asked: its CPU budget starts again.
     waited: bool,
+    /// Where the socket's pump goes once upgraded: beside the guest in its
+    /// task (the handler world), or a task of its own (`None`).
+    side: Option<Arc<Side>>,
 }
 
 enum Phase {
@@ -96,7 +100,15 @@ impl Conn {
             refused_handshake: false,
             shutdown,
             waited: false,
+            side: None,
         }
+    }
+
+    /// Once upgraded, run the socket's pump through `side`, in the task
+    /// that runs this connection's guest ([`crate::world::beside::run`]).
+    pub fn with_pump_beside(mut self, side: Arc<Side>) -> Self {
+        self.side = Some(side);
+        self
     }
 
     /// The request was not a valid WebSocket handshake and the host has
@@ -234,6 +246,7 @@ impl Conn {
             (membership, subscriptions),
             self.shutdown.clone(),
             self.limits.keepalive(),
+            self.side.as_deref(),
         );
         self.phase = Phase::Upgraded(Box::new(up));
         Ok(())

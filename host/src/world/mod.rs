@@ -10,10 +10,13 @@
 //! What the handler and coro worlds share is here, not in either: the
 //! connection a guest calls ([`conn`]) and the upgraded socket under it
 //! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
+//! A handler-world connection runs its socket's pump in its own task
+//! ([`beside`]).
 //!
 //! Invariant: whatever a guest does, its connection ends by one path that
 //! gives back its slot, budget, inbox, outbox and subscriptions.
 
+pub mod beside;
 pub mod conn;
 pub mod coro;
 pub mod events;

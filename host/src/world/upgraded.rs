@@ -1,8 +1,9 @@
 //! A handler-world connection once upgraded: the guest's `recv` and `push`,
 //! with its hub membership and topic subscriptions.
 //!
-//! The socket belongs to its own task ([`crate::ws::pump`]), which reads the
-//! peer's messages into the connection's [`Inbox`] and writes its
+//! The socket belongs to its pump ([`crate::ws::pump`]: beside the guest in
+//! the guest's task, [`crate::world::beside`], or a task of its own), which
+//! reads the peer's messages into the connection's [`Inbox`] and writes its
 //! [`Outbox`]: the guest's pushes and, between them, hub and topic
 //! messages. So pings are answered, the queue written and a silent peer
 //! found even while the guest computes between calls.
@@ -10,6 +11,7 @@
 use crate::bindings::{CloseInfo, ConnectionId, Error, Frame, Opcode};
 use crate::pubsub::hub::Membership;
 use crate::pubsub::topics::Subscriptions;
+use crate::world::beside::Side;
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::{Delivery, Inbox};
 use crate::ws::outbox::{Batch, Ending, Outbox};
@@ -18,8 +20,8 @@ use crate::ws::reader::Held;
 use crate::ws::socket::Socket;
 use bytes::Bytes;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::Message;
@@ -39,8 +41,8 @@ pub struct Upgraded {
     fragmenting: bool,
     /// The UTF-8 check of a fragmented text push under way.
     text: Option<Utf8Fragments>,
-    /// The socket's task; it ends once the socket has closed.
-    task: JoinHandle<()>,
+    /// Resolves once the socket's pump has ended (the socket closed).
+    pump_ended: oneshot::Receiver<()>,
     /// The socket compresses what it sends: frames must be whole.
     deflate: bool,
 }
@@ -53,6 +55,8 @@ struct Guest(Arc<Inbox>);
 struct Ended {
     inbox: Arc<Inbox>,
     outbox: Arc<Outbox>,
+    /// Dropped last: [`Upgraded::finish`] waits for it.
+    _gone: oneshot::Sender<()>,
 }
 
 impl Drop for Ended {
@@ -93,32 +97,36 @@ impl Consumer for Guest {
 }
 
 impl Upgraded {
-    /// Hand `socket` to a task of its own and keep the guest's ends.
+    /// Hand `socket` to its pump, in a task of its own or (given `side`)
+    /// beside the guest, and keep the guest's ends.
     pub fn start(
         socket: Socket,
         id: ConnectionId,
         (membership, subscriptions): (Membership, Subscriptions),
         mut shutdown: watch::Receiver<bool>,
         keepalive: Keepalive,
+        side: Option<&Side>,
     ) -> Self {
         let inbox = Arc::new(Inbox::default());
         let outbox = socket.outbox.clone();
         let deflate = socket.compresses();
         let mut guest = Guest(inbox.clone());
-        // However the task ends (its pump returned, panicked, or the task
-        // was dropped), the guest hears that the connection has ended and
-        // its pushes fail: a guest never waits on a socket that is gone.
+        let (gone, pump_ended) = oneshot::channel();
+        // However the pump ends (it returned, panicked, or was dropped),
+        // the guest hears that the connection has ended and its pushes
+        // fail: a guest never waits on a socket that is gone.
         let ended = Ended {
             inbox: inbox.clone(),
             outbox: outbox.clone(),
+            _gone: gone,
         };
-        let task = async move {
+        // Made when the pump first runs: made here, on the guest's fiber
+        // stack, this future (several KiB) would leave those stack pages
+        // resident in every instance (measured: +11 KiB per idle
+        // handler-world connection).
+        let pump = move || async move {
             let ended = ended;
             let mut socket = socket;
-            // Made here, when the socket's task first runs: made in `start`,
-            // on the guest's fiber stack, this future (several KiB) would
-            // leave those stack pages resident in every instance (measured:
-            // +11 KiB per idle handler-world connection).
             let run = Box::pin(pump::run_guarded(
                 &mut socket,
                 &mut guest,
@@ -133,6 +141,13 @@ impl Upgraded {
             drop(socket);
             drop(ended);
         };
+        match side {
+            Some(side) => side.put(move || Box::pin(pump())),
+            None => {
+                let task = async move { pump().await };
+                tokio::spawn(task.instrument(tracing::Span::current()));
+            }
+        }
         Upgraded {
             outbox,
             inbox,
@@ -140,7 +155,7 @@ impl Upgraded {
             subscriptions,
             fragmenting: false,
             text: None,
-            task: tokio::spawn(task.instrument(tracing::Span::current())),
+            pump_ended,
             deflate,
         }
     }
@@ -202,7 +217,7 @@ impl Upgraded {
             code: code.into(),
             reason: reason.into(),
         });
-        let _ = (&mut self.task).await;
+        let _ = (&mut self.pump_ended).await;
     }
 
     /// Check a push against the fragmentation state and frame it; returns
