@@ -10,8 +10,8 @@
 //! What the handler and coro worlds share is here, not in either: the
 //! connection a guest calls ([`conn`]) and the upgraded socket under it
 //! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
-//! A handler-world connection runs its socket's pump in its own task
-//! ([`beside`]).
+//! A handler-world connection's socket pump runs in the guest's task, beside
+//! the guest's call ([`beside`]).
 //!
 //! Invariant: whatever a guest does, its connection ends by one path that
 //! gives back its slot, budget, inbox, outbox and subscriptions.

@@ -144,8 +144,7 @@ impl Upgraded {
         match side {
             Some(side) => side.put(move || Box::pin(pump())),
             None => {
-                let task = async move { pump().await };
-                tokio::spawn(task.instrument(tracing::Span::current()));
+                tokio::spawn(pump().instrument(tracing::Span::current()));
             }
         }
         Upgraded {
