@@ -70,3 +70,30 @@ async fn the_text_close_drops_tcp_in_both_worlds(lang: Lang) {
         assert_eq!(next_text(&mut b).await, "Сервер：after", "{name}");
     }
 }
+
+/// `--loops 3`: six clients land two on each loop (the fewest open first),
+/// and a message from one reaches all six in every world: the handler
+/// world's hub, the event world's one instance (on loop 0, its sockets on
+/// all three) and a coro instance's tasks cross the loops.
+#[tokio::test]
+async fn a_message_crosses_every_event_loop_in_every_world() {
+    for (lang, name) in [
+        (Lang::Rust, "broadcast"),
+        (Lang::Rust, "chat"),
+        (Lang::RustCoro, "broadcast"),
+    ] {
+        let route = format!("/websocket={}", lang.guest(name).display());
+        let server = Server::start_with(&["--loops=3".into(), "--route".into(), route]);
+        server.wait_for_log("3 event loops").await;
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            clients.push(server.connect("/websocket").await);
+        }
+        for (i, word) in [(0, "a"), (4, "b")] {
+            send_text(&mut clients[i], word).await;
+            for ws in &mut clients {
+                assert_eq!(next_text(ws).await, format!("Сервер：{word}"), "{name}");
+            }
+        }
+    }
+}

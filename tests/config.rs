@@ -209,6 +209,10 @@ fn nonsensical_flags_are_refused_naming_them() {
             "max_in_flight (--max-in-flight) is at most 4294967295 bytes",
         ),
         (
+            &["--loops", "0"][..],
+            "loops (--loops) must be from 1 to 1024 (leave it out for one per core)",
+        ),
+        (
             &["--ping-interval", "60", "--idle-timeout", "30"][..],
             "ping_interval (--ping-interval, 60s) must be shorter than idle_timeout (--idle-timeout, 30s)",
         ),

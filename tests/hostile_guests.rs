@@ -50,10 +50,14 @@ async fn a_spinning_guest_is_stopped_and_starves_nobody() {
     for ws in &mut spinners {
         assert_closed_1011(ws, "without calling the host").await;
     }
+    // The budget is CPU time: spinners sharing an event loop share its
+    // core, so each takes longer by the wall clock (here ~6.5 s with two on
+    // each of two loops, on a 2-core machine). At worst one core runs all
+    // three: 3 x 2 s, and some slack for the debug build.
     let stopped = started.elapsed();
     assert!(
-        stopped >= Duration::from_millis(1900) && stopped < Duration::from_secs(6),
-        "spinners stopped after {stopped:?}; the budget is 2 s"
+        stopped >= Duration::from_millis(1900) && stopped < Duration::from_secs(9),
+        "spinners stopped after {stopped:?}; the budget is 2 s of CPU each"
     );
     assert_500(&server, "/spin?before", "without calling the host").await;
     assert_still_answers(&mut echo).await;

@@ -7,7 +7,7 @@
 use crate::limits::{Grants, Limits, LimitsFile};
 use crate::route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 use crate::settings::settings;
-use crate::value::{Address, Maybe, Switch};
+use crate::value::{Address, Loops, Maybe, Switch};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,6 +48,11 @@ settings! {
         /// processes using this Redis (e.g. redis://127.0.0.1:6379).
         #[arg(value_name = "URL")]
         Server cluster: [String] Maybe<String> = None;
+
+        /// Event loops to run connections on, each a thread that owns its
+        /// connections for their life (read, guest call and write without
+        /// waking another thread); none: one per core the process may run on.
+        Server loops: [usize] Loops = None;
 
         /// Keep compiled components in this folder so a restart skips
         /// compiling them; none: $XDG_CACHE_HOME/wshost or ~/.cache/wshost.

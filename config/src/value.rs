@@ -124,6 +124,34 @@ impl Value for AtLeastOne {
     }
 }
 
+/// The most event loops a server may run: far more than cores only adds
+/// threads that contend for them.
+pub const MAX_LOOPS: usize = 1024;
+
+/// A number of event loops, from 1 to [`MAX_LOOPS`]; none: one per core
+/// the process may run on.
+pub enum Loops {}
+
+impl Value for Loops {
+    type Raw = usize;
+    type Resolved = Option<usize>;
+    const UNIT: &'static str = "N";
+    fn resolve(raw: usize, name: Name<'_>) -> Result<Option<usize>, String> {
+        match raw {
+            1..=MAX_LOOPS => Ok(Some(raw)),
+            _ => Err(format!(
+                "{name} must be from 1 to {MAX_LOOPS} (leave it out for one per core)"
+            )),
+        }
+    }
+    fn show(n: &Option<usize>) -> String {
+        match n {
+            None => "one per core".into(),
+            Some(n) => n.to_string(),
+        }
+    }
+}
+
 /// On or off: a bare flag (`--deflate`) is on, `--deflate=false` off.
 pub enum Switch {}
 

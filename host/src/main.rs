@@ -228,8 +228,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(tls) = &tls {
         server = server.with_tls(tls.clone());
     }
-    let server = Arc::new(server);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let loops = settings.loops.unwrap_or_else(cores);
+    let server = Arc::new(server.with_loops(loops));
+    // Loop 0: the others are started by `serve` (see `server::loops`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -273,12 +278,16 @@ fn serve(args: ServeArgs) -> Result<()> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("wshost listening on {scheme}://{addr}");
         std::io::stdout().flush()?;
-        server.serve(listener, stop).await;
-        Ok::<_, anyhow::Error>(())
+        server.serve(listener, stop).await
     })?;
     // Handlers still running past --shutdown-timeout are abandoned.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// The cores this process may run on (its CPU affinity, e.g. `taskset`).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Raise the soft open-files limit to the hard one: every connection is a

@@ -11,6 +11,7 @@
 
 pub mod component;
 pub mod demo;
+pub mod loops;
 pub mod reload;
 pub mod trim;
 
@@ -35,6 +36,7 @@ use crate::world::limits::LimitsExt;
 use crate::ws::socket::turned_true;
 use anyhow::{Context, Result, bail};
 use component::{Engines, Loaded};
+use loops::Loops;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -158,6 +160,8 @@ pub struct Server {
     tls: Option<Arc<Tls>>,
     /// What each route was loaded from, and its versions still serving.
     versions: Versions,
+    /// Event loops to run connections on (`--loops`).
+    loops: usize,
 }
 
 impl Server {
@@ -239,7 +243,15 @@ impl Server {
             limits,
             next_id: AtomicU64::new(1),
             versions,
+            loops: 1,
         })
+    }
+
+    /// Run connections on `n` event loops, the runtime `serve` runs on and
+    /// `n - 1` threads (see [`loops`]); one unless set.
+    pub fn with_loops(mut self, n: usize) -> Self {
+        self.loops = n.max(1);
+        self
     }
 
     /// Serve TLS (`wss://`, `https://`) instead of plain TCP.
@@ -345,7 +357,13 @@ impl Server {
     /// Accept connections until `stop` resolves, then shut down gracefully:
     /// stop accepting, tell every open connection the server is going away
     /// (1001), and wait up to the shutdown timeout for their handlers.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: impl Future<Output = ()>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let loops = Loops::start(self.loops).context("starting the event loops")?;
+        tracing::info!("{} event loops", loops.len());
         for route in self
             .routes
             .read()
@@ -367,7 +385,7 @@ impl Server {
                 () = &mut stop => break,
             };
             match accepted {
-                Ok((stream, remote)) => self.clone().admit(stream, remote),
+                Ok((stream, remote)) => self.clone().admit(stream, remote, &loops),
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -390,6 +408,7 @@ impl Server {
             let open = self.open_now();
             tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
         }
+        Ok(())
     }
 
     /// Connections open now.
@@ -397,9 +416,9 @@ impl Server {
         self.limits.max_connections - self.slots.available_permits()
     }
 
-    /// Serve a new connection in its own task, or refuse it with 503 when
-    /// `--max-connections` are open already.
-    fn admit(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
+    /// Serve a new connection in its own task on the loop with the fewest
+    /// open, or refuse it with 503 when `--max-connections` are open already.
+    fn admit(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, loops: &Loops) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
             meters::refused("capacity");
@@ -423,8 +442,21 @@ impl Server {
         };
         self.peak.saw(self.open_now());
         let shutdown = self.shutdown.subscribe();
-        tokio::spawn(async move {
-            self.handle_connection(tcp, remote, shutdown, slot).await;
+        let placed = loops.place();
+        if placed.here {
+            placed.spawn(self.handle_connection(tcp, remote, shutdown, slot));
+            return;
+        }
+        // Handed over: registered with the other loop's reactor, there.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => return tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
+        };
+        placed.spawn(async move {
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => self.handle_connection(tcp, remote, shutdown, slot).await,
+                Err(e) => tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
+            }
         });
     }
 
