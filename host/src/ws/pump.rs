@@ -136,6 +136,11 @@ async fn run<C: Consumer>(
     let mut overdraft_due: Option<Pin<Box<Sleep>>> = None;
     let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
     let mut alarm = std::pin::pin!(alarm);
+    // The shutdown flag, and one wait for it over the socket's life (made
+    // anew each turn, its waiter was linked and unlinked per message).
+    let mut shut_down = *shutdown.borrow();
+    let shutdown_rang = turned_true(shutdown);
+    let mut shutdown_rang = std::pin::pin!(shutdown_rang);
     loop {
         if socket.closing {
             if outbox.is_abandoned() || socket.broken {
@@ -144,7 +149,7 @@ async fn run<C: Consumer>(
         } else {
             let host_close = if outbox.is_evicted() {
                 Some((CloseCode::Policy, TOO_SLOW))
-            } else if *shutdown.borrow() {
+            } else if shut_down {
                 Some((CloseCode::Away, GOING_AWAY))
             } else {
                 None
@@ -213,7 +218,10 @@ async fn run<C: Consumer>(
             }
             read = socket.next(), if may_read => Woke::Read(read),
             _ = outbox.wanted(closing) => Woke::Queue,
-            _ = turned_true(shutdown), if !closing => Woke::Queue,
+            _ = &mut shutdown_rang, if !closing && !shut_down => {
+                shut_down = true;
+                Woke::Queue
+            }
             () = consumer.room(), if !may_read => {
                 // Not listening is not the peer's silence.
                 heard = Instant::now();
