@@ -6,6 +6,7 @@
 
 mod support;
 
+use support::admin::{admin_addr, wait_for_sample};
 use support::*;
 
 in_every_language!(
@@ -71,10 +72,11 @@ async fn the_text_close_drops_tcp_in_both_worlds(lang: Lang) {
     }
 }
 
-/// `--loops 3`: six clients land two on each loop (the fewest open first),
-/// and a message from one reaches all six in every world: the handler
-/// world's hub, the event world's one instance (on loop 0, its sockets on
-/// all three) and a coro instance's tasks cross the loops.
+/// `--loops 3`: six clients connecting one after another land two on each
+/// loop (the fewest open first, counted for as long as each is open), and a
+/// message from one reaches all six in every world: the handler world's
+/// hub, the event world's one instance (on loop 0, its sockets on all
+/// three) and a coro instance's tasks cross the loops.
 #[tokio::test]
 async fn a_message_crosses_every_event_loop_in_every_world() {
     for (lang, name) in [
@@ -83,11 +85,23 @@ async fn a_message_crosses_every_event_loop_in_every_world() {
         (Lang::RustCoro, "broadcast"),
     ] {
         let route = format!("/websocket={}", lang.guest(name).display());
-        let server = Server::start_with(&["--loops=3".into(), "--route".into(), route]);
+        let flags = ["--loops=3", "--admin=127.0.0.1:0", "--route"].map(String::from);
+        let server = Server::start_with(&[&flags[..], &[route]].concat());
         server.wait_for_log("3 event loops").await;
+        let admin = admin_addr(&server).await;
         let mut clients = Vec::new();
         for _ in 0..6 {
-            clients.push(server.connect("/websocket").await);
+            let mut ws = server.connect("/websocket").await;
+            // Each one upgraded and answering before the next comes.
+            send_text(&mut ws, "here").await;
+            for ws in clients.iter_mut().chain([&mut ws]) {
+                assert_eq!(next_text(ws).await, "Сервер：here", "{name}");
+            }
+            clients.push(ws);
+        }
+        for i in 0..3 {
+            let series = format!("wshost_loop_connections{{loop=\"{i}\"}}");
+            wait_for_sample(&admin, &series, 2.0).await;
         }
         for (i, word) in [(0, "a"), (4, "b")] {
             send_text(&mut clients[i], word).await;

@@ -106,6 +106,9 @@ pub struct Echo {
     pub p99: Duration,
     /// The server's CPU time per message echoed (all its threads).
     pub cpu_per_msg: Duration,
+    /// The server's CPU time over the wall time: how many cores it kept
+    /// busy (how far it spread over the cores it was given).
+    pub cores_busy: f64,
 }
 
 /// `conns` connections each send a `size`-byte text message and wait for it
@@ -154,6 +157,7 @@ pub async fn echo(server: &Server, conns: usize, size: usize, duration: Duration
         p50: at(0.50),
         p99: at(0.99),
         cpu_per_msg: Duration::from_nanos(cpu / all.len().max(1) as u64),
+        cores_busy: cpu as f64 / elapsed.as_nanos().max(1) as f64,
     })
 }
 

@@ -296,6 +296,14 @@ async fn run(cli: Cli) -> Result<()> {
                         server.kind.name(),
                         micros(echo.cpu_per_msg),
                     );
+                    // Neither better nor worse alone: with msg/s, how a
+                    // server's rate grows with the cores it is given.
+                    report.add(
+                        &format!("{figure}: server cores busy"),
+                        Better::Lower,
+                        server.kind.name(),
+                        echo.cores_busy,
+                    );
                 }
             }
         }

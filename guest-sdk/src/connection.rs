@@ -45,6 +45,24 @@ impl Connection {
         host::recv(ms)
     }
 
+    /// Wait for the next message, as [`Connection::recv`], and leave it with
+    /// the host: read it in slices or hand it back ([`Connection::push_message`],
+    /// [`crate::messages::Message::publish`], ...) without copying it into
+    /// this instance's memory. `Ok(None)` means the connection is closed.
+    pub fn recv_message(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<crate::messages::Incoming>> {
+        let ms = timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+        crate::messages::recv(ms)
+    }
+
+    /// Send a message received with [`Connection::recv_message`], whole and
+    /// with its opcode, without a copy.
+    pub fn push_message(&self, msg: &crate::messages::Message) -> Result<()> {
+        crate::messages::push(msg)
+    }
+
     /// Send a frame; `fin = false` starts or continues a fragmented message
     /// (continue with [`Opcode::Continuation`]).
     pub fn push(&self, data: &[u8], opcode: Opcode, fin: bool) -> Result<()> {

@@ -26,6 +26,10 @@
 //! wshost_guest::export_handler!(echo);
 //! ```
 //!
+//! A handler that forwards or publishes what it receives should take it
+//! with [`Connection::recv_message`]: the message stays in the host and
+//! goes back out without a copy (see [`messages`]).
+//!
 //! For routes with many mostly idle sockets, the event style serves them all
 //! from one instance: see [`events`].
 //!
@@ -37,6 +41,7 @@ pub mod coro;
 pub mod events;
 mod frame;
 pub mod hub;
+pub mod messages;
 mod request;
 mod response;
 pub mod topics;

@@ -9,6 +9,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: { default: async },
     exports: { default: async },
+    with: {
+        "wshost:websocket/messages.message": crate::world::held::HeldMessage,
+    },
 });
 
 pub use self::wshost::websocket::event_types::{Decision, Message, SendStatus, UpgradeOptions};

@@ -9,7 +9,6 @@
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::sync::OwnedSemaphorePermit;
 
 pub const CONNECTIONS_OPEN: &str = "wshost_connections_open";
 pub const MESSAGES_IN: &str = "wshost_messages_in_total";
@@ -34,6 +33,7 @@ pub const CLUSTER_DROPPED: &str = "wshost_cluster_dropped_total";
 pub const CLUSTER_RECONNECTS: &str = "wshost_cluster_reconnects_total";
 pub const PANICS: &str = "wshost_panics_total";
 pub const IN_FLIGHT: &str = "wshost_in_flight_bytes";
+pub const LOOP_CONNECTIONS: &str = "wshost_loop_connections";
 
 /// Install the Prometheus recorder; before any route is loaded, so the
 /// routes' handles count into it.
@@ -54,6 +54,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS_OPEN, "Connections open, per route.");
+    describe_gauge!(LOOP_CONNECTIONS, "Connections open, per event loop.");
     describe_counter!(MESSAGES_IN, "Whole messages received from peers.");
     describe_counter!(BYTES_IN, Unit::Bytes, "Bytes of messages received.");
     describe_counter!(FRAMES_OUT, "Frames written to peers.");
@@ -133,20 +134,21 @@ impl RouteMeters {
 
     /// A connection of this route is open, holding `permit` (its
     /// `--max-connections` slot): counted until the guard is dropped.
-    pub fn opened(&self, permit: OwnedSemaphorePermit) -> Open {
+    pub fn opened(&self, slot: impl Send + Sync + 'static) -> Open {
         self.open.increment(1.0);
         Open {
             gauge: self.open.clone(),
-            _permit: permit,
+            _slot: Box::new(slot),
         }
     }
 }
 
-/// An open connection: its `--max-connections` slot and its count in its
-/// route's gauge, both given back when it is dropped.
+/// An open connection: its count in its route's gauge and its `slot` (the
+/// server's: its `--max-connections` permit, its place on an event loop),
+/// both given back when it is dropped.
 pub struct Open {
     gauge: Gauge,
-    _permit: OwnedSemaphorePermit,
+    _slot: Box<dyn Send + Sync>,
 }
 
 impl Drop for Open {

@@ -35,6 +35,13 @@
 //!   `unsub` unsubscribe, `count` push T's subscriber count, `id` push
 //!   this connection's id, `to ID X` send X to connection ID through the
 //!   hub (pushing the error if that fails).
+//! - `held=T`: upgrade, subscribe to topic T, then take each message with
+//!   `recv_message` (left with the host) and act on its first word, handing
+//!   the whole message back: `pub` publishes it to T, `all` broadcasts it
+//!   to the hub, `to ID` sends it to connection ID, `slice` pushes its
+//!   length and bytes 4 to 8, `hold N` keeps it and takes N more without
+//!   dropping any, then pushes how many it held and the error that stopped
+//!   it (or `ok`) and drops them all; anything else is pushed back as is.
 
 use std::time::Duration;
 use wshost_guest::{Connection, Error, Opcode, Request, hub, topics};
@@ -222,6 +229,45 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                         }
                     }
                     _ => break,
+                }
+                .map_err(str)?;
+            }
+        }
+        "held" => {
+            use wshost_guest::messages::Incoming;
+            ws.upgrade().map_err(str)?;
+            ws.subscribe(arg).map_err(str)?;
+            while let Some(Incoming::Message(msg)) = ws.recv_message(None).map_err(str)? {
+                let head = String::from_utf8_lossy(&msg.read(0, 64)).into_owned();
+                let mut words = head.split(' ');
+                match words.next().unwrap_or_default() {
+                    "pub" => msg.publish(arg, None).map(drop),
+                    "all" => msg.broadcast().map(drop),
+                    "to" => {
+                        let target = words.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                        msg.send_to(target)
+                    }
+                    "slice" => {
+                        let slice = String::from_utf8_lossy(&msg.read(4, 4)).into_owned();
+                        ws.push_text(&format!("{} {slice}", msg.len()))
+                    }
+                    "hold" => {
+                        let more: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        let mut held = vec![msg];
+                        let mut stopped = "ok".to_string();
+                        while held.len() <= more {
+                            match ws.recv_message(None) {
+                                Ok(Some(Incoming::Message(m))) => held.push(m),
+                                Ok(_) => break,
+                                Err(e) => {
+                                    stopped = e.to_string();
+                                    break;
+                                }
+                            }
+                        }
+                        ws.push_text(&format!("{} {stopped}", held.len()))
+                    }
+                    _ => ws.push_message(&msg),
                 }
                 .map_err(str)?;
             }

@@ -73,6 +73,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/src/hub.rs"),
     ),
     (
+        "wshost-guest/src/messages.rs",
+        include_str!("../../../guest-sdk/src/messages.rs"),
+    ),
+    (
         "wshost-guest/src/request.rs",
         include_str!("../../../guest-sdk/src/request.rs"),
     ),

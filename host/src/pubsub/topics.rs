@@ -137,10 +137,26 @@ impl Topics {
         cork: &mut Cork,
     ) -> Result<u32, Error> {
         let frame = frame::message(msg, max)?;
+        Ok(self.publish_framed_corked(topic, &frame, exclude, cork))
+    }
+
+    /// A whole message already framed, to this process's subscribers and,
+    /// with `--cluster`, the others' (a held message's `publish`).
+    pub fn publish_framed(&self, topic: &str, frame: &Bytes, exclude: Option<ConnectionId>) -> u32 {
+        self.publish_framed_corked(topic, frame, exclude, &mut Cork::default())
+    }
+
+    fn publish_framed_corked(
+        &self,
+        topic: &str,
+        frame: &Bytes,
+        exclude: Option<ConnectionId>,
+        cork: &mut Cork,
+    ) -> u32 {
         if let Some(relay) = self.relay.get() {
-            relay.publish(topic, &frame);
+            relay.publish(topic, frame);
         }
-        Ok(self.publish_corked(topic, &frame, exclude, cork))
+        self.publish_corked(topic, frame, exclude, cork)
     }
 
     /// [`Topics::publish_message`], the subscribers woken at once (a guest

@@ -1,25 +1,32 @@
 //! The event loops connections run on (`--loops`, one per core by default):
 //! each a tokio current-thread runtime on a thread of its own, and each
-//! accepted connection handed to one loop that owns it for its life. Every
-//! task a connection spawns (its guest, its pump) runs on that loop, so the
-//! read → guest call → write of a message wakes no other thread and passes
-//! through no work-stealing queue: uWebSockets' shape, and Seastar's.
+//! accepted connection handed to one loop that owns it for its life. On a
+//! handler-world route all of a connection runs there (its guest and its
+//! socket's pump, one task): the read → guest call → write of a message
+//! wakes no other thread and passes through no work-stealing queue,
+//! uWebSockets' shape and Seastar's. An event-world socket's pump runs on
+//! its loop too, its route's one instance on loop 0; a coro connection runs
+//! as a task of an instance, on the loop that instance was started on.
 //!
 //! Loop 0 is the runtime [`Loops::start`] is called on (the main thread's):
 //! with one loop every task of the server runs on one thread. The others
 //! are started here and stop when [`Loops`] is dropped, abandoning what
 //! still runs on them (the server has waited for its connections by then).
 //!
-//! A connection goes to the loop with the fewest open: WebSockets live long
-//! and unevenly, so taking turns would pile the survivors on a few loops.
-//! What is shared between connections (an event-world route's instance,
-//! topics, the cluster) stays shared across loops, through `Send` handles.
+//! A connection goes to the loop with the fewest open, counted until it
+//! ends ([`Placed`] is held in its slot): WebSockets live long and unevenly,
+//! so taking turns would pile the survivors on a few loops. What is shared
+//! between connections (an event route's instance, topics, the cluster) is
+//! reached across loops through `Send` handles.
 
+use crate::meters;
+use metrics::{Gauge, gauge};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
-use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
 /// How long a loop's tasks get to end once the server has stopped.
@@ -36,12 +43,27 @@ struct Loop {
     handle: Handle,
     /// Connections open on it.
     open: Arc<AtomicUsize>,
+    /// The same, as `wshost_loop_connections{loop="i"}`.
+    gauge: Gauge,
 }
 
-/// The loop a connection was placed on: held by the connection's task, so
-/// the loop counts it open until the task ends.
+impl Loop {
+    fn new(handle: Handle, index: usize) -> Loop {
+        let gauge = gauge!(meters::LOOP_CONNECTIONS, "loop" => index.to_string());
+        Loop {
+            handle,
+            open: Arc::default(),
+            gauge,
+        }
+    }
+}
+
+/// A connection's place on a loop: held as long as the connection is open
+/// (in its slot, whichever task holds that), so the loop counts it open
+/// until it ends.
 pub struct Placed {
     open: Arc<AtomicUsize>,
+    gauge: Gauge,
     /// Whether it is the loop that accepted it (no hand-over needed).
     pub here: bool,
     handle: Handle,
@@ -50,17 +72,14 @@ pub struct Placed {
 impl Drop for Placed {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.decrement(1.0);
     }
 }
 
 impl Placed {
-    /// Run `task` on the connection's loop, counted open until it ends.
-    pub fn spawn(self, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = self.handle.clone();
-        handle.spawn(async move {
-            task.await;
-            drop(self);
-        });
+    /// The loop's runtime, to spawn the connection's task on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 }
 
@@ -68,24 +87,20 @@ impl Loops {
     /// `n` loops: this runtime's and `n - 1` started on threads of their own.
     /// Must be called within a tokio runtime.
     pub fn start(n: usize) -> io::Result<Loops> {
-        let mut loops = vec![Loop {
-            handle: Handle::current(),
-            open: Arc::default(),
-        }];
+        let mut loops = vec![Loop::new(Handle::current(), 0)];
         let mut stops = Vec::new();
         for i in 1..n.max(1) {
-            let runtime = Builder::new_current_thread()
-                .enable_all()
-                .thread_name(format!("wshost-loop-{i}"))
-                .build()?;
             let (stop, stopped) = oneshot::channel();
-            loops.push(Loop {
-                handle: runtime.handle().clone(),
-                open: Arc::default(),
-            });
+            let (started, handle) = std::sync::mpsc::sync_channel(1);
+            // Built on its own thread: a runtime must not be dropped inside
+            // another's `block_on`, as it would be if the thread failed to start.
             std::thread::Builder::new()
                 .name(format!("wshost-loop-{i}"))
-                .spawn(move || run(runtime, stopped))?;
+                .spawn(move || run(started, stopped))?;
+            let handle = handle
+                .recv()
+                .map_err(|_| io::Error::other("an event loop's thread ended at start"))??;
+            loops.push(Loop::new(handle, i));
             stops.push(stop);
         }
         Ok(Loops { loops, stops })
@@ -111,8 +126,10 @@ impl Loops {
             .min_by_key(|(_, l)| l.open.load(Ordering::Relaxed))
             .expect("there is always loop 0");
         chosen.open.fetch_add(1, Ordering::Relaxed);
+        chosen.gauge.increment(1.0);
         Placed {
             open: chosen.open.clone(),
+            gauge: chosen.gauge.clone(),
             here: index == 0,
             handle: chosen.handle.clone(),
         }
@@ -133,9 +150,15 @@ impl Drop for Loops {
     }
 }
 
-/// A started loop's thread: serve until told to stop (or until [`Loops`]
-/// is gone), then give its tasks [`STOP_TIMEOUT`] to end.
-fn run(runtime: Runtime, stopped: oneshot::Receiver<()>) {
+/// A started loop's thread: build its runtime and say so through
+/// `started`, serve until told to stop (or until [`Loops`] is gone), then
+/// give its tasks [`STOP_TIMEOUT`] to end.
+fn run(started: SyncSender<io::Result<Handle>>, stopped: oneshot::Receiver<()>) {
+    let runtime = match Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return drop(started.send(Err(e))),
+    };
+    let _ = started.send(Ok(runtime.handle().clone()));
     let _ = runtime.block_on(stopped);
     runtime.shutdown_timeout(STOP_TIMEOUT);
 }
@@ -163,17 +186,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_placed_task_runs_on_its_loop_and_counts_until_it_ends() {
+    async fn a_placed_connection_runs_on_its_loop_and_counts_until_its_place_goes() {
         let loops = Loops::start(2).unwrap();
         let _first = loops.place();
         let placed = loops.place();
         assert!(!placed.here);
         let (tx, rx) = oneshot::channel();
         let (release, released) = oneshot::channel::<()>();
-        placed.spawn(async move {
+        placed.handle().clone().spawn(async move {
             let name = std::thread::current().name().map(str::to_owned);
             let _ = tx.send(name);
             let _ = released.await;
+            drop(placed);
         });
         assert_eq!(rx.await.unwrap().as_deref(), Some("wshost-loop-1"));
         assert_eq!(loops.open(), vec![1, 1]);

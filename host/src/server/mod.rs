@@ -50,6 +50,14 @@ use wasmtime::Store;
 use wshost_config::{Limits, RouteSpec};
 use wshost_proto::forwarded;
 
+/// What an open connection holds of the server until it ends: its
+/// `--max-connections` permit and its place on an event loop (the loop
+/// counts it open: see [`loops`]).
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _placed: loops::Placed,
+}
+
 /// 503 refusals served at once; past them a connection over the limit is
 /// dropped without one (a flood must not grow tasks without bound).
 const MAX_REFUSALS: usize = 256;
@@ -443,8 +451,13 @@ impl Server {
         self.peak.saw(self.open_now());
         let shutdown = self.shutdown.subscribe();
         let placed = loops.place();
-        if placed.here {
-            placed.spawn(self.handle_connection(tcp, remote, shutdown, slot));
+        let (here, on) = (placed.here, placed.handle().clone());
+        let slot = Slot {
+            _permit: slot,
+            _placed: placed,
+        };
+        if here {
+            on.spawn(self.handle_connection(tcp, remote, shutdown, slot));
             return;
         }
         // Handed over: registered with the other loop's reactor, there.
@@ -452,7 +465,7 @@ impl Server {
             Ok(tcp) => tcp,
             Err(e) => return tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
         };
-        placed.spawn(async move {
+        on.spawn(async move {
             match TcpStream::from_std(tcp) {
                 Ok(tcp) => self.handle_connection(tcp, remote, shutdown, slot).await,
                 Err(e) => tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
@@ -572,14 +585,14 @@ impl Server {
         })
     }
 
-    /// Serve one connection; `slot` (its `--max-connections` permit) is
-    /// held until it ends.
+    /// Serve one connection; `slot` (its `--max-connections` permit and its
+    /// place on its loop) is held until it ends, in whichever task that is.
     async fn handle_connection(
         self: Arc<Self>,
         tcp: TcpStream,
         remote: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) {
         let read = self.read_request(tcp, remote, &mut shutdown).await;
         let Some(Arrived {

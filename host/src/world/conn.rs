@@ -14,9 +14,11 @@ use crate::pubsub::topics::{Subscriptions, Topics};
 use crate::wasm::sandbox;
 use crate::world::RouteContext;
 use crate::world::beside::Side;
+use crate::world::held::HeldMessages;
 use crate::world::limits::LimitsExt;
 use crate::world::upgraded::{self, Upgraded};
 use crate::ws::frame::{self, Kind};
+use crate::ws::inbox::Delivery;
 use crate::ws::outbox::Outbox;
 use crate::ws::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use bytes::Bytes;
@@ -29,10 +31,12 @@ use wshost_config::Limits;
 pub struct Conn {
     id: ConnectionId,
     limits: Arc<Limits>,
-    hub: Arc<Hub>,
-    topics: Arc<Topics>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) topics: Arc<Topics>,
     meters: RouteMeters,
     phase: Phase,
+    /// Messages the guest received and left with the host (`messages`).
+    pub(super) held: HeldMessages,
     /// `upgrade` found no valid handshake and the host answered 400 or 426.
     refused_handshake: bool,
     /// Turns true when the server shuts down.
@@ -97,6 +101,7 @@ impl Conn {
                 head,
                 early,
             })),
+            held: HeldMessages::default(),
             refused_handshake: false,
             shutdown,
             waited: false,
@@ -129,6 +134,8 @@ impl Conn {
     /// After the handler has run: answer a request it left unanswered (500),
     /// or end an upgraded connection with a Close frame (1000, or 1011 on failure).
     pub async fn finish(self, outcome: Outcome) {
+        // What the guest held goes now, not after the closing handshake.
+        drop(self.held);
         match self.phase {
             Phase::Pending(pending) => {
                 let mut stream = pending.stream;
@@ -262,16 +269,51 @@ impl Conn {
         up.recv(deadline).await
     }
 
+    /// The largest message this route takes or sends.
+    pub(super) fn max_message_size(&self) -> usize {
+        self.limits.max_message_size
+    }
+
+    /// [`Conn::do_recv`], as the inbox holds it (`messages.recv`).
+    pub(super) async fn recv_delivery(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Delivery>, Error> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let up = match &mut self.phase {
+            Phase::Upgraded(up) => up,
+            Phase::Closed => return Ok(None),
+            Phase::Pending(_) | Phase::Responded(_) => return Err(Error::NotUpgraded),
+        };
+        up.recv_delivery(deadline).await
+    }
+
     /// A waiting call's outcome (and whether it suspended), noted for the
     /// CPU budget: it restarts when the call really waited or did what it
     /// was asked; not when it failed at once (a push to a closed socket).
-    fn waited_if<T>(&mut self, (result, suspended): (Result<T, Error>, bool)) -> Result<T, Error> {
+    pub(super) fn waited_if<T>(
+        &mut self,
+        (result, suspended): (Result<T, Error>, bool),
+    ) -> Result<T, Error> {
         self.waited |= suspended || result.is_ok();
         result
     }
 
+    /// Note that the guest really waited (see [`Conn::waited_if`]).
+    pub(super) fn note_waited(&mut self, waited: bool) {
+        self.waited |= waited;
+    }
+
     async fn do_push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
         if let Some(outbox) = self.push_now(data, op, fin)? {
+            outbox.room().await;
+        }
+        Ok(())
+    }
+
+    /// `messages.push`: a held message, whole, waiting for room as `push` does.
+    pub(super) async fn push_held(&mut self, data: Bytes, text: bool) -> Result<(), Error> {
+        if let Some(outbox) = self.upgraded()?.queue_held(data, text)? {
             outbox.room().await;
         }
         Ok(())
@@ -333,7 +375,16 @@ pub fn hub_send(
     (data, op): (Vec<u8>, Opcode),
     max: usize,
 ) -> Result<(), Error> {
-    let msg = hub_message(data, op, max)?;
+    hub_send_framed(hub, topics, target, hub_message(data, op, max)?)
+}
+
+/// [`hub_send`] of a message already framed.
+pub fn hub_send_framed(
+    hub: &Hub,
+    topics: &Topics,
+    target: ConnectionId,
+    msg: Bytes,
+) -> Result<(), Error> {
     match hub.send_to(target, msg.clone()) {
         Ok(()) => Ok(()),
         Err(SendError::UnknownConnection(_)) if topics.send_remote(target, &msg) => Ok(()),

@@ -11,7 +11,8 @@
 //! connection a guest calls ([`conn`]) and the upgraded socket under it
 //! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
 //! A handler-world connection's socket pump runs in the guest's task, beside
-//! the guest's call ([`beside`]).
+//! the guest's call ([`beside`]); the messages its guest leaves with the
+//! host are in [`held`].
 //!
 //! Invariant: whatever a guest does, its connection ends by one path that
 //! gives back its slot, budget, inbox, outbox and subscriptions.
@@ -21,6 +22,7 @@ pub mod conn;
 pub mod coro;
 pub mod events;
 pub mod handler;
+pub mod held;
 pub mod limits;
 pub mod upgraded;
 

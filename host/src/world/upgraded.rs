@@ -165,6 +165,14 @@ impl Upgraded {
         recv_from(&self.inbox, deadline).await
     }
 
+    /// [`Upgraded::recv`], as the inbox holds it (`messages.recv`).
+    pub async fn recv_delivery(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Delivery>, Error> {
+        next_delivery(&self.inbox, deadline).await
+    }
+
     /// The connection's inbox, for a `recv` that waits without holding the
     /// connection (the coro world: a pending `recv` is most of a task).
     pub fn inbox(&self) -> Arc<Inbox> {
@@ -181,7 +189,24 @@ impl Upgraded {
         op: Opcode,
         fin: bool,
     ) -> Result<Option<Arc<Outbox>>, Error> {
-        let (frame, fragmenting) = self.outgoing(data, op, fin)?;
+        self.queue_bytes(Bytes::from(data), op, fin, false)
+    }
+
+    /// [`Upgraded::queue`] of a message the guest left with the host
+    /// (`messages.push`): whole, its text checked when it arrived.
+    pub fn queue_held(&mut self, data: Bytes, text: bool) -> Result<Option<Arc<Outbox>>, Error> {
+        let op = if text { Opcode::Text } else { Opcode::Binary };
+        self.queue_bytes(data, op, true, true)
+    }
+
+    fn queue_bytes(
+        &mut self,
+        data: Bytes,
+        op: Opcode,
+        fin: bool,
+        checked: bool,
+    ) -> Result<Option<Arc<Outbox>>, Error> {
+        let (frame, fragmenting) = self.outgoing(data, op, fin, checked)?;
         if self.outbox.push(frame, fragmenting).is_err() {
             return Err(Error::PeerClosed);
         }
@@ -221,8 +246,15 @@ impl Upgraded {
 
     /// Check a push against the fragmentation state and frame it; returns
     /// the frame (a large payload in a part of its own, not copied) and
-    /// whether a fragmented message is under way after it.
-    fn outgoing(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(Batch, bool), Error> {
+    /// whether a fragmented message is under way after it. `checked`: a
+    /// whole text the host has already found UTF-8.
+    fn outgoing(
+        &mut self,
+        data: Bytes,
+        op: Opcode,
+        fin: bool,
+        checked: bool,
+    ) -> Result<(Batch, bool), Error> {
         let protocol = |why: &str| Err(Error::Protocol(why.to_string()));
         let kind = match (op, fin) {
             (Opcode::Text | Opcode::Binary, _) if self.fragmenting => {
@@ -231,7 +263,9 @@ impl Upgraded {
                 );
             }
             (Opcode::Text, true) => {
-                check_text(&data)?;
+                if !checked {
+                    check_text(&data)?;
+                }
                 Kind::Text
             }
             (Opcode::Text, false) => {
@@ -267,7 +301,7 @@ impl Upgraded {
         };
         let parts = if data.len() >= UNCOPIED && !self.deflate {
             let header = frame::header(kind, fin, data.len());
-            [header, Bytes::from(data)].into_iter().collect()
+            [header, data].into_iter().collect()
         } else {
             [frame::encode(kind, fin, &data)].into_iter().collect()
         };
@@ -284,11 +318,21 @@ impl Drop for Upgraded {
 
 /// The next message in `inbox`, waiting until `deadline` (none: forever).
 pub async fn recv_from(inbox: &Inbox, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
+    match next_delivery(inbox, deadline).await? {
+        Some(delivery) => deliver(delivery),
+        None => Ok(None),
+    }
+}
+
+/// What [`recv_from`] delivers, as the inbox holds it: `None` once the
+/// connection has ended and all was taken.
+pub async fn next_delivery(
+    inbox: &Inbox,
+    deadline: Option<Instant>,
+) -> Result<Option<Delivery>, Error> {
     loop {
-        match inbox.take() {
-            Some(Some(delivery)) => return deliver(delivery),
-            Some(None) => return Ok(None),
-            None => {}
+        if let Some(taken) = inbox.take() {
+            return Ok(taken);
         }
         let Some(at) = deadline else {
             // Without a timer in its state: what every idle task waits in.

@@ -5,8 +5,8 @@
 //! Only the socket task writes the socket; everyone else queues frames here
 //! and wakes it. Other parties' frames are bounded (`capacity` messages and
 //! `byte_cap` bytes, at least one message whatever its size): a
-//! connection that does not keep up is evicted (told so through
-//! [`Outbox::evicted`] and closed with 1008) instead of holding an unbounded
+//! connection that does not keep up is evicted (its writer sees
+//! [`Outbox::is_evicted`] and closes it with 1008) instead of holding an unbounded
 //! backlog or stalling the sender. A handler guest's own pushes are not
 //! evicted but wait ([`Outbox::room`]) while more than `backpressure` bytes
 //! are queued; while its fragmented message is under way, other parties'
@@ -93,11 +93,10 @@ pub struct Outbox {
     /// The connection's id, for the log.
     id: ConnectionId,
     state: Mutex<State>,
-    /// Wakes the writer: a frame, an ending or an eviction. One waiter
-    /// only, the socket's pump, and what wakes it is state it checks after
-    /// registering: an `AtomicWaker`, not a `Notify`, whose waiter was made
-    /// and unlinked at every turn of the pump (this, one shutdown wait per
-    /// socket and `send` for one-slice writes: 4-9% more echoes per core).
+    /// Wakes the writer: a frame, an ending or an eviction. It keeps one
+    /// waker, so only the writer (the socket's pump, in whose future every
+    /// write runs) may wait on it; what wakes it is state it checks after
+    /// registering. A `Notify` linked and unlinked a waiter per turn.
     wake: AtomicWaker,
     /// Wakes a handler guest waiting for room: frames taken, or the end.
     space: Notify,
@@ -342,8 +341,8 @@ impl Outbox {
     }
 
     /// Wait until there is something for the writer: a frame, an ending or
-    /// an eviction. Cancel-safe.
-    pub async fn ready(&self) {
+    /// an eviction. Cancel-safe; the writer's alone (see `wake`).
+    pub(crate) async fn ready(&self) {
         self.wait_until(|outbox| !outbox.is_quiet()).await
     }
 
@@ -370,23 +369,20 @@ impl Outbox {
         self.is_evicted() || self.state().ending == Some(Ending::Terminate)
     }
 
-    /// Wait until a write under way must be given up. Cancel-safe.
-    pub async fn abandoned(&self) {
+    /// Wait until a write under way must be given up. Cancel-safe; the
+    /// writer's alone (see `wake`).
+    pub(crate) async fn abandoned(&self) {
         self.wait_until(Outbox::is_abandoned).await
     }
 
     /// Wait until the writer has work: frames or an ending to write, or,
-    /// once `closing`, a write to give up. Cancel-safe.
-    pub async fn wanted(&self, closing: bool) {
+    /// once `closing`, a write to give up. Cancel-safe; the writer's alone
+    /// (see `wake`).
+    pub(crate) async fn wanted(&self, closing: bool) {
         match closing {
             false => self.ready().await,
             true => self.abandoned().await,
         }
-    }
-
-    /// Wait until the connection is evicted. Cancel-safe.
-    pub async fn evicted(&self) {
-        self.wait_until(Outbox::is_evicted).await
     }
 
     /// Wait until `holds` is true of this outbox, checking it again at every

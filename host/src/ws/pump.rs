@@ -136,12 +136,16 @@ async fn run<C: Consumer>(
     let mut overdraft_due: Option<Pin<Box<Sleep>>> = None;
     let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
     let mut alarm = std::pin::pin!(alarm);
-    // The shutdown flag, and one wait for it over the socket's life (made
-    // anew each turn, its waiter was linked and unlinked per message).
-    let mut shut_down = *shutdown.borrow();
-    let shutdown_rang = turned_true(shutdown);
+    // The shutdown flag, read each turn (a socket whose reads or queue are
+    // always ready never polls the select's later arms), and one wait for
+    // it over the socket's life, on a clone (made anew each turn, its
+    // waiter was linked and unlinked per message).
+    let mut shut_down = false;
+    let mut rung = shutdown.clone();
+    let shutdown_rang = turned_true(&mut rung);
     let mut shutdown_rang = std::pin::pin!(shutdown_rang);
     loop {
+        shut_down = shut_down || *shutdown.borrow();
         if socket.closing {
             if outbox.is_abandoned() || socket.broken {
                 return abnormal(sent);
