@@ -427,7 +427,10 @@ async fn instances_and_the_quarantine_are_counted_in_metrics() {
 async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
     let mut command = wshost();
     command.env("WSHOST_CORES", "40");
-    let mut args: Vec<String> = ["--max-connections", "100"].map(String::from).to_vec();
+    // A loop per core, as the server would run on such a host.
+    let mut args: Vec<String> = ["--max-connections", "100", "--loops", "40"]
+        .map(String::from)
+        .to_vec();
     args.extend(route_args(&[("/p", "coro_probe")]));
     let server = Server::start_command(command, &args);
     // One instance per core for the first 40: 30 connections, 30 instances.
@@ -442,7 +445,7 @@ async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
     }
 }
 
-/// One shared instance (`WSHOST_CORES=1`): a third task (127.0.0.4)
+/// One shared instance (`WSHOST_CORES=1`, one loop): a third task (127.0.0.4)
 /// computes 300 ms while the culprit's (127.0.0.2) `panic` and a message of
 /// another connection (from 127.0.0.`other`) arrive, so both calls complete
 /// in one turn; the culprit's instance is lost. The server, and the worker
@@ -450,7 +453,9 @@ async fn on_a_host_of_many_cores_every_connection_gets_an_instance() {
 async fn crash_beside_a_message_from(other: u8) -> (Server, Client) {
     let mut command = wshost();
     command.env("WSHOST_CORES", "1");
-    let mut args: Vec<String> = ["--guest-cpu-timeout", "5"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["--guest-cpu-timeout", "5", "--loops", "1"]
+        .map(String::from)
+        .to_vec();
     args.extend(route_args(&[("/p", "coro_probe")]));
     let server = Server::start_command(command, &args);
     let mut worker = connect_from(&server, 4, "/p").await;
@@ -512,7 +517,12 @@ async fn a_client_that_never_stops_sending_does_not_starve_its_instances_other_t
     use std::sync::atomic::Ordering;
     let mut command = wshost();
     command.env("WSHOST_CORES", "1");
-    let server = Server::start_command(command, &route_args(&[("/p", "coro_probe")]));
+    let args = [
+        &["--loops=1".to_string()][..],
+        &route_args(&[("/p", "coro_probe")]),
+    ]
+    .concat();
+    let server = Server::start_command(command, &args);
     let mut other = server.connect("/p").await;
     echoes(&mut other, "first").await;
 
@@ -587,7 +597,12 @@ async fn flood_from(server: &Server, host: u8) -> std::sync::Arc<std::sync::atom
 async fn a_client_crashing_beside_a_busy_neighbour_is_refused_in_the_end() {
     let mut command = wshost();
     command.env("WSHOST_CORES", "1");
-    let server = Server::start_command(command, &route_args(&[("/p", "coro_probe")]));
+    let args = [
+        &["--loops=1".to_string()][..],
+        &route_args(&[("/p", "coro_probe")]),
+    ]
+    .concat();
+    let server = Server::start_command(command, &args);
     let mut refused_after = None;
     for round in 0..10 {
         if answer_from(&server, 3).await.starts_with("HTTP/1.1 503") {

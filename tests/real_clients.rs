@@ -377,9 +377,18 @@ async fn pings_and_topic_messages_are_served_while_the_guest_computes() {
         .await
         .unwrap();
     send_text(&mut publisher, "pub while you compute").await;
-    let first = next(&mut busy).await.unwrap().unwrap();
-    assert_eq!(first, Message::Pong(b"there?".to_vec().into()));
-    assert_eq!(next_text(&mut busy).await, "while you compute");
+    // Both before `done`, in either order: on the loop the guest computes
+    // on, the socket's readiness is seen every 61 of its yields, by which
+    // time the topic's message may be queued ahead of the pong.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(next(&mut busy).await.unwrap().unwrap());
+    }
+    assert!(
+        got.contains(&Message::Pong(b"there?".to_vec().into())),
+        "{got:?}"
+    );
+    assert!(got.contains(&Message::text("while you compute")), "{got:?}");
     assert_eq!(next_text(&mut busy).await, "done");
 }
 

@@ -49,9 +49,10 @@ settings! {
         #[arg(value_name = "URL")]
         Server cluster: [String] Maybe<String> = None;
 
-        /// Event loops to run connections on, each a thread that owns its
-        /// connections for their life (read, guest call and write without
-        /// waking another thread); none: one per core the process may run on.
+        /// Event loops to run connections on, each a thread that runs a
+        /// connection's read, guest call and write without waking another
+        /// (an event route's sockets: on its instance's loop); none: one
+        /// per core the process may run on.
         Server loops: [usize] Loops = None;
 
         /// Keep compiled components in this folder so a restart skips

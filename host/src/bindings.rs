@@ -10,11 +10,19 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
     with: {
-        "wshost:websocket/messages.message": crate::world::held::HeldMessage,
+        "wshost:websocket/messages.message": HeldMessage,
     },
 });
 
 pub use self::wshost::websocket::event_types::{Decision, Message, SendStatus, UpgradeOptions};
+
+/// What a `messages.message` handle stands for: a received message's
+/// payload, held by the host for its guest (`crate::world::held`).
+pub struct HeldMessage {
+    pub(crate) data: bytes::Bytes,
+    /// Text (checked UTF-8 when it arrived), else binary.
+    pub(crate) text: bool,
+}
 pub use self::wshost::websocket::types::{CloseInfo, ConnectionId, Error, Frame, Opcode};
 
 /// The `events` world.

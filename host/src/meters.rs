@@ -54,7 +54,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS_OPEN, "Connections open, per route.");
-    describe_gauge!(LOOP_CONNECTIONS, "Connections open, per event loop.");
+    describe_gauge!(
+        LOOP_CONNECTIONS,
+        "Connections open, per event loop they were placed on (a plain event-world socket then moves to its instance's loop)."
+    );
     describe_counter!(MESSAGES_IN, "Whole messages received from peers.");
     describe_counter!(BYTES_IN, Unit::Bytes, "Bytes of messages received.");
     describe_counter!(FRAMES_OUT, "Frames written to peers.");

@@ -4,9 +4,10 @@
 //! handler-world route all of a connection runs there (its guest and its
 //! socket's pump, one task): the read → guest call → write of a message
 //! wakes no other thread and passes through no work-stealing queue,
-//! uWebSockets' shape and Seastar's. An event-world socket's pump runs on
-//! its loop too, its route's one instance on loop 0; a coro connection runs
-//! as a task of an instance, on the loop that instance was started on.
+//! uWebSockets' shape and Seastar's. A plain event-world socket moves on to
+//! the loop of its route's one instance, loop 0 (a TLS socket stays: its
+//! session does not move); a coro connection goes to an instance started
+//! on its own loop (`world::coro::route`).
 //!
 //! Loop 0 is the runtime [`Loops::start`] is called on (the main thread's):
 //! with one loop every task of the server runs on one thread. The others

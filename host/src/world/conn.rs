@@ -2,10 +2,11 @@
 //! `connection` and `hub` imports: pending → upgraded or responded → closed.
 //! What happens on the upgraded socket is in [`crate::world::upgraded`].
 
+use crate::bindings::wshost::websocket::messages::{self, Incoming};
 use crate::bindings::wshost::websocket::{
     connection, event_types, handshake, hub as hub_api, topics, types,
 };
-use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
+use crate::bindings::{ConnectionId, Error, Frame, HeldMessage, Message, Opcode};
 use crate::meters::RouteMeters;
 use crate::net::http::{self, RequestHead};
 use crate::net::transport::Stream;
@@ -26,17 +27,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tungstenite::protocol::frame::coding::CloseCode;
+use wasmtime::component::Resource;
 use wshost_config::Limits;
 
 pub struct Conn {
     id: ConnectionId,
     limits: Arc<Limits>,
-    pub(super) hub: Arc<Hub>,
-    pub(super) topics: Arc<Topics>,
+    hub: Arc<Hub>,
+    topics: Arc<Topics>,
     meters: RouteMeters,
     phase: Phase,
     /// Messages the guest received and left with the host (`messages`).
-    pub(super) held: HeldMessages,
+    held: HeldMessages,
     /// `upgrade` found no valid handshake and the host answered 400 or 426.
     refused_handshake: bool,
     /// Turns true when the server shuts down.
@@ -269,13 +271,8 @@ impl Conn {
         up.recv(deadline).await
     }
 
-    /// The largest message this route takes or sends.
-    pub(super) fn max_message_size(&self) -> usize {
-        self.limits.max_message_size
-    }
-
     /// [`Conn::do_recv`], as the inbox holds it (`messages.recv`).
-    pub(super) async fn recv_delivery(
+    async fn recv_delivery(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<Delivery>, Error> {
@@ -291,17 +288,9 @@ impl Conn {
     /// A waiting call's outcome (and whether it suspended), noted for the
     /// CPU budget: it restarts when the call really waited or did what it
     /// was asked; not when it failed at once (a push to a closed socket).
-    pub(super) fn waited_if<T>(
-        &mut self,
-        (result, suspended): (Result<T, Error>, bool),
-    ) -> Result<T, Error> {
+    fn waited_if<T>(&mut self, (result, suspended): (Result<T, Error>, bool)) -> Result<T, Error> {
         self.waited |= suspended || result.is_ok();
         result
-    }
-
-    /// Note that the guest really waited (see [`Conn::waited_if`]).
-    pub(super) fn note_waited(&mut self, waited: bool) {
-        self.waited |= waited;
     }
 
     async fn do_push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
@@ -312,7 +301,7 @@ impl Conn {
     }
 
     /// `messages.push`: a held message, whole, waiting for room as `push` does.
-    pub(super) async fn push_held(&mut self, data: Bytes, text: bool) -> Result<(), Error> {
+    async fn push_held(&mut self, data: Bytes, text: bool) -> Result<(), Error> {
         if let Some(outbox) = self.upgraded()?.queue_held(data, text)? {
             outbox.room().await;
         }
@@ -379,7 +368,7 @@ pub fn hub_send(
 }
 
 /// [`hub_send`] of a message already framed.
-pub fn hub_send_framed(
+fn hub_send_framed(
     hub: &Hub,
     topics: &Topics,
     target: ConnectionId,
@@ -525,5 +514,72 @@ impl Conn {
             return Err(Error::UnknownConnection);
         }
         Ok(&mut self.upgraded()?.subscriptions)
+    }
+}
+
+impl messages::HostMessage for Conn {
+    async fn opcode(&mut self, msg: Resource<HeldMessage>) -> Opcode {
+        match self.held.get(&msg) {
+            Ok(m) if m.text => Opcode::Text,
+            _ => Opcode::Binary,
+        }
+    }
+
+    async fn len(&mut self, msg: Resource<HeldMessage>) -> u64 {
+        self.held.get(&msg).map_or(0, |m| m.data.len() as u64)
+    }
+
+    async fn read(&mut self, msg: Resource<HeldMessage>, offset: u64, len: u32) -> Vec<u8> {
+        self.held
+            .get(&msg)
+            .map_or_else(|_| Vec::new(), |m| m.read(offset, len))
+    }
+
+    async fn drop(&mut self, msg: Resource<HeldMessage>) -> wasmtime::Result<()> {
+        self.held.release(msg)
+    }
+}
+
+/// `messages`: what the guest receives stays with the host
+/// ([`crate::world::held`]).
+impl messages::Host for Conn {
+    async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Incoming>, Error> {
+        if let Some(refused) = self.held.refusal(self.limits.max_message_size) {
+            return Err(refused);
+        }
+        let timeout = timeout_ms.map(|ms| Duration::from_millis(ms.into()));
+        let (received, suspended) = sandbox::suspends(self.recv_delivery(timeout)).await;
+        self.waited |= suspended || matches!(received, Ok(Some(_)));
+        received?.map(|d| self.held.take(d)).transpose()
+    }
+
+    async fn push(&mut self, msg: Resource<HeldMessage>) -> Result<(), Error> {
+        let m = self.held.get(&msg)?;
+        let (data, text) = (m.data.clone(), m.text);
+        let done = sandbox::suspends(self.push_held(data, text)).await;
+        self.waited_if(done)
+    }
+
+    async fn send_to(
+        &mut self,
+        target: ConnectionId,
+        msg: Resource<HeldMessage>,
+    ) -> Result<(), Error> {
+        let frame = self.held.get(&msg)?.framed();
+        hub_send_framed(&self.hub, &self.topics, target, frame)
+    }
+
+    async fn broadcast(&mut self, msg: Resource<HeldMessage>) -> Result<u32, Error> {
+        Ok(self.hub.broadcast(&self.held.get(&msg)?.framed()))
+    }
+
+    async fn publish(
+        &mut self,
+        topic: String,
+        msg: Resource<HeldMessage>,
+        exclude: Option<ConnectionId>,
+    ) -> Result<u32, Error> {
+        let frame = self.held.get(&msg)?.framed();
+        Ok(self.topics.publish_framed(&topic, &frame, exclude))
     }
 }

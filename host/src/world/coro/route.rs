@@ -114,6 +114,9 @@ enum Queued {
 /// A route's handle on one of its instances.
 struct Instance {
     queue: mpsc::UnboundedSender<Queued>,
+    /// The thread it was started on: its event loop's, which it runs on
+    /// for its life (see `server::loops`).
+    thread: std::thread::ThreadId,
     /// Tasks queued to it or running in it.
     tasks: AtomicUsize,
     /// Serves only this client (its [`quarantine_key`]: quarantined).
@@ -275,25 +278,27 @@ impl CoroRoute {
         Some(own.instance.clone())
     }
 
-    /// The shared instance a new task goes to. An instance runs on one
-    /// thread at a time, so the first ones, one per core, share the load
-    /// evenly; the others, started when those were full, take what those
-    /// cannot, the oldest first, and are let go once idle
-    /// ([`CoroRoute::is_extra`]). Spread over four instances instead of
-    /// two (as over what a burst left), 64 connections echoed 0.9x as fast
-    /// on two cores: fewer tasks to each turn of an instance, more
-    /// instances to wake.
+    /// The shared instance a new task goes to: one on this thread (the
+    /// connection's event loop, where its socket is registered), so its
+    /// reads, its guest and its writes wake no other thread. An instance
+    /// runs on one thread; the least loaded here with room takes the task,
+    /// the first ones (kept for the route's life, [`CoroRoute::lets_go_when_idle`])
+    /// before the others (started when those were full, or on a loop that
+    /// had none, and let go once idle), the oldest first. With none here,
+    /// one is started here. (On tokio's work-stealing runtime, spreading
+    /// 64 connections over four instances instead of two echoed 0.9x as
+    /// fast on two cores: fewer tasks to each turn of an instance, more
+    /// instances to wake.)
     fn shared_instance(self: &Arc<Self>) -> Arc<Instance> {
         let cap = self.ctx.limits.coro_tasks;
         let tasks = |i: &&Arc<Instance>| i.tasks.load(Ordering::Relaxed);
+        let here = std::thread::current().id();
+        let room_here = |i: &&Arc<Instance>| i.thread == here && tasks(i) < cap;
         let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         instances.retain(|i| !i.queue.is_closed());
         let (head, extra) = instances.split_at(parallelism().min(instances.len()));
-        let pick = match head.len() < parallelism() {
-            true => None,
-            false => (head.iter().min_by_key(tasks).filter(|i| tasks(i) < cap))
-                .or_else(|| extra.iter().find(|i| tasks(i) < cap)),
-        };
+        let pick = (head.iter().filter(room_here).min_by_key(tasks))
+            .or_else(|| extra.iter().find(room_here));
         // No room for another in the pool's share of this route: the least
         // loaded takes the task over its cap (never a 500 for lack of slots).
         let full = instances.len() >= max_shared_instances(self.ctx.limits.max_connections, cap);
@@ -327,6 +332,7 @@ impl CoroRoute {
         let (queue, tasks) = mpsc::unbounded_channel();
         let instance = Arc::new(Instance {
             queue,
+            thread: std::thread::current().id(),
             tasks: AtomicUsize::new(0),
             only,
         });
@@ -672,6 +678,7 @@ mod tests {
         let t0 = Instant::now();
         let instance = Arc::new(Instance {
             queue: mpsc::unbounded_channel().0,
+            thread: std::thread::current().id(),
             tasks: AtomicUsize::new(0),
             only: None,
         });

@@ -84,6 +84,8 @@ pub struct EventRoute {
     room: Arc<Semaphore>,
     /// The instance's task, until [`EventRoute::start`] spawns it.
     idle: Mutex<Option<Instance>>,
+    /// The event loop its instance runs on, and that loop's thread.
+    home: Arc<std::sync::OnceLock<(tokio::runtime::Handle, std::thread::ThreadId)>>,
 }
 
 impl EventRoute {
@@ -119,6 +121,7 @@ impl EventRoute {
             queue,
             room,
             idle: Mutex::new(Some(instance)),
+            home: Arc::default(),
         }
     }
 
@@ -131,8 +134,27 @@ impl EventRoute {
             // wakes the task as it calls the guest: taken in place. Either
             // way, under load it yields once a wake (`self_wake`).
             let handled = instance.handled.clone();
-            tokio::spawn(self_wake::run(instance.run(), handled).instrument(span));
+            // Noted as it first runs: `start` may be called off the loop
+            // (a reload, on a blocking thread).
+            let home = self.home.clone();
+            let run = async move {
+                let here = (
+                    tokio::runtime::Handle::current(),
+                    std::thread::current().id(),
+                );
+                let _ = home.set(here);
+                instance.run().await
+            };
+            tokio::spawn(self_wake::run(run, handled).instrument(span));
         }
+    }
+
+    /// The event loop the instance runs on, when it is not this thread's:
+    /// a socket served there talks to the instance without waking another
+    /// thread.
+    pub fn home_elsewhere(&self) -> Option<&tokio::runtime::Handle> {
+        let (handle, thread) = self.home.get()?;
+        (*thread != std::thread::current().id()).then_some(handle)
     }
 
     async fn send(&self, event: Event) {
