@@ -56,7 +56,7 @@ fn describe() {
     describe_gauge!(CONNECTIONS_OPEN, "Connections open, per route.");
     describe_gauge!(
         LOOP_CONNECTIONS,
-        "Connections open, per event loop they were placed on (a plain event-world socket then moves to its instance's loop)."
+        "Connections open, per event loop they run on."
     );
     describe_counter!(MESSAGES_IN, "Whole messages received from peers.");
     describe_counter!(BYTES_IN, Unit::Bytes, "Bytes of messages received.");

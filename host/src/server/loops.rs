@@ -26,6 +26,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::thread::ThreadId;
 use std::time::Duration;
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
@@ -42,6 +43,8 @@ pub struct Loops {
 
 struct Loop {
     handle: Handle,
+    /// The thread it runs on.
+    thread: ThreadId,
     /// Connections open on it.
     open: Arc<AtomicUsize>,
     /// The same, as `wshost_loop_connections{loop="i"}`.
@@ -49,10 +52,11 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(handle: Handle, index: usize) -> Loop {
+    fn new((handle, thread): (Handle, ThreadId), index: usize) -> Loop {
         let gauge = gauge!(meters::LOOP_CONNECTIONS, "loop" => index.to_string());
         Loop {
             handle,
+            thread,
             open: Arc::default(),
             gauge,
         }
@@ -88,7 +92,8 @@ impl Loops {
     /// `n` loops: this runtime's and `n - 1` started on threads of their own.
     /// Must be called within a tokio runtime.
     pub fn start(n: usize) -> io::Result<Loops> {
-        let mut loops = vec![Loop::new(Handle::current(), 0)];
+        let here = (Handle::current(), std::thread::current().id());
+        let mut loops = vec![Loop::new(here, 0)];
         let mut stops = Vec::new();
         for i in 1..n.max(1) {
             let (stop, stopped) = oneshot::channel();
@@ -98,10 +103,10 @@ impl Loops {
             std::thread::Builder::new()
                 .name(format!("wshost-loop-{i}"))
                 .spawn(move || run(started, stopped))?;
-            let handle = handle
+            let started = handle
                 .recv()
                 .map_err(|_| io::Error::other("an event loop's thread ended at start"))??;
-            loops.push(Loop::new(handle, i));
+            loops.push(Loop::new(started, i));
             stops.push(stop);
         }
         Ok(Loops { loops, stops })
@@ -126,6 +131,21 @@ impl Loops {
             .enumerate()
             .min_by_key(|(_, l)| l.open.load(Ordering::Relaxed))
             .expect("there is always loop 0");
+        self.count(index, chosen)
+    }
+
+    /// Place a connection on the loop that runs on `thread` (where it is
+    /// moved to); `None` if no loop does.
+    pub fn place_on(&self, thread: ThreadId) -> Option<Placed> {
+        let (index, chosen) = self
+            .loops
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.thread == thread)?;
+        Some(self.count(index, chosen))
+    }
+
+    fn count(&self, index: usize, chosen: &Loop) -> Placed {
         chosen.open.fetch_add(1, Ordering::Relaxed);
         chosen.gauge.increment(1.0);
         Placed {
@@ -154,12 +174,12 @@ impl Drop for Loops {
 /// A started loop's thread: build its runtime and say so through
 /// `started`, serve until told to stop (or until [`Loops`] is gone), then
 /// give its tasks [`STOP_TIMEOUT`] to end.
-fn run(started: SyncSender<io::Result<Handle>>, stopped: oneshot::Receiver<()>) {
+fn run(started: SyncSender<io::Result<(Handle, ThreadId)>>, stopped: oneshot::Receiver<()>) {
     let runtime = match Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return drop(started.send(Err(e))),
     };
-    let _ = started.send(Ok(runtime.handle().clone()));
+    let _ = started.send(Ok((runtime.handle().clone(), std::thread::current().id())));
     let _ = runtime.block_on(stopped);
     runtime.shutdown_timeout(STOP_TIMEOUT);
 }
@@ -183,6 +203,10 @@ mod tests {
         let d = loops.place();
         assert_eq!(loops.open(), vec![1, 1, 1], "the freed loop is refilled");
         drop((a, c, d));
+        assert_eq!(loops.open(), vec![0, 0, 0]);
+        let moved = loops.place_on(std::thread::current().id()).unwrap();
+        assert_eq!(loops.open(), vec![1, 0, 0], "this thread runs loop 0");
+        drop(moved);
         assert_eq!(loops.open(), vec![0, 0, 0]);
     }
 

@@ -55,7 +55,17 @@ use wshost_proto::forwarded;
 /// counts it open: see [`loops`]).
 struct Slot {
     _permit: OwnedSemaphorePermit,
-    _placed: loops::Placed,
+    placed: loops::Placed,
+    loops: Arc<Loops>,
+}
+
+impl Slot {
+    /// The connection moves to the loop running on `thread`: counted there.
+    fn moved_to(&mut self, thread: std::thread::ThreadId) {
+        if let Some(placed) = self.loops.place_on(thread) {
+            self.placed = placed;
+        }
+    }
 }
 
 /// 503 refusals served at once; past them a connection over the limit is
@@ -371,6 +381,7 @@ impl Server {
         stop: impl Future<Output = ()>,
     ) -> Result<()> {
         let loops = Loops::start(self.loops).context("starting the event loops")?;
+        let loops = Arc::new(loops);
         tracing::info!("{} event loops", loops.len());
         for route in self
             .routes
@@ -426,7 +437,7 @@ impl Server {
 
     /// Serve a new connection in its own task on the loop with the fewest
     /// open, or refuse it with 503 when `--max-connections` are open already.
-    fn admit(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, loops: &Loops) {
+    fn admit(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, loops: &Arc<Loops>) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "refused: {} connections open", self.limits.max_connections);
             meters::refused("capacity");
@@ -454,7 +465,8 @@ impl Server {
         let (here, on) = (placed.here, placed.handle().clone());
         let slot = Slot {
             _permit: slot,
-            _placed: placed,
+            placed,
+            loops: loops.clone(),
         };
         if here {
             on.spawn(self.handle_connection(tcp, remote, shutdown, slot));
@@ -592,7 +604,7 @@ impl Server {
         tcp: TcpStream,
         remote: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
-        slot: Slot,
+        mut slot: Slot,
     ) {
         let read = self.read_request(tcp, remote, &mut shutdown).await;
         let Some(Arrived {
@@ -605,6 +617,16 @@ impl Server {
         else {
             return;
         };
+        // A plain event-world socket moves to the loop of its route's
+        // instance (measured, both cores shared with the load: 0.91x the
+        // messages a second when left on another loop).
+        let home = match (&*route, &stream) {
+            (Route::Events(route), Stream::Plain(_)) => route.home_elsewhere(),
+            _ => None,
+        };
+        if let Some((_, thread)) = &home {
+            slot.moved_to(*thread);
+        }
         let slot = route.meters().opened(slot);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", route = %route.path(), id);
@@ -629,11 +651,8 @@ impl Server {
             }
             Route::Events(route) => {
                 let limits = route.limits.clone();
-                // A plain socket moves to the loop of the route's instance
-                // (measured, both cores shared with the load: 0.91x the
-                // messages a second when left on another loop).
-                let stream = match (route.home_elsewhere().cloned(), stream) {
-                    (Some(home), Stream::Plain(tcp)) => {
+                let stream = match (home, stream) {
+                    (Some((home, _)), Stream::Plain(tcp)) => {
                         let tcp = match tcp.into_std() {
                             Ok(tcp) => tcp,
                             Err(e) => {

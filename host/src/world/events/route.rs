@@ -152,9 +152,9 @@ impl EventRoute {
     /// The event loop the instance runs on, when it is not this thread's:
     /// a socket served there talks to the instance without waking another
     /// thread.
-    pub fn home_elsewhere(&self) -> Option<&tokio::runtime::Handle> {
+    pub fn home_elsewhere(&self) -> Option<(tokio::runtime::Handle, std::thread::ThreadId)> {
         let (handle, thread) = self.home.get()?;
-        (*thread != std::thread::current().id()).then_some(handle)
+        (*thread != std::thread::current().id()).then(|| (handle.clone(), *thread))
     }
 
     async fn send(&self, event: Event) {
