@@ -23,11 +23,13 @@
 use crate::meters;
 use metrics::{Gauge, gauge};
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread::ThreadId;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
@@ -169,6 +171,26 @@ impl Drop for Loops {
             let _ = stop.send(());
         }
     }
+}
+
+/// Serve `tcp` on the loop of `to`: taken off this loop's reactor here and
+/// registered with that loop's there, then given to `serve`. A socket that
+/// cannot move is dropped, logged with `remote`.
+pub fn hand_over<F, Fut>(tcp: TcpStream, to: &Handle, remote: SocketAddr, serve: F)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => return tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
+    };
+    to.spawn(async move {
+        match TcpStream::from_std(tcp) {
+            Ok(tcp) => serve(tcp).await,
+            Err(e) => tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
+        }
+    });
 }
 
 /// A started loop's thread: build its runtime and say so through

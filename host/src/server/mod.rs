@@ -470,19 +470,10 @@ impl Server {
         };
         if here {
             on.spawn(self.handle_connection(tcp, remote, shutdown, slot));
-            return;
+        } else {
+            let serve = move |tcp| self.handle_connection(tcp, remote, shutdown, slot);
+            loops::hand_over(tcp, &on, remote, serve);
         }
-        // Handed over: registered with the other loop's reactor, there.
-        let tcp = match tcp.into_std() {
-            Ok(tcp) => tcp,
-            Err(e) => return tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
-        };
-        on.spawn(async move {
-            match TcpStream::from_std(tcp) {
-                Ok(tcp) => self.handle_connection(tcp, remote, shutdown, slot).await,
-                Err(e) => tracing::warn!(%remote, "dropped: cannot hand over: {e}"),
-            }
-        });
     }
 
     /// The connection's stream and its peer: the client a trusted proxy's
@@ -650,47 +641,23 @@ impl Server {
                 tokio::spawn(beside::run(run, side).instrument(span));
             }
             Route::Events(route) => {
-                let limits = route.limits.clone();
-                let stream = match (home, stream) {
+                let (route, limits) = (route.clone(), route.limits.clone());
+                let serve = move |stream| {
+                    let accepted = Accepted {
+                        id,
+                        stream,
+                        head,
+                        early,
+                        request,
+                    };
+                    event_socket::serve(route, limits, accepted, shutdown, slot).instrument(span)
+                };
+                match (home, stream) {
                     (Some((home, _)), Stream::Plain(tcp)) => {
-                        let tcp = match tcp.into_std() {
-                            Ok(tcp) => tcp,
-                            Err(e) => {
-                                return tracing::warn!(%remote, "dropped: cannot hand over: {e}");
-                            }
-                        };
-                        let route = route.clone();
-                        home.spawn(async move {
-                            let tcp = match TcpStream::from_std(tcp) {
-                                Ok(tcp) => tcp,
-                                Err(e) => {
-                                    return tracing::warn!(%remote, "dropped: cannot hand over: {e}");
-                                }
-                            };
-                            let accepted = Accepted {
-                                id,
-                                stream: Stream::Plain(tcp),
-                                head,
-                                early,
-                                request,
-                            };
-                            let served =
-                                event_socket::serve(route, limits, accepted, shutdown, slot);
-                            served.instrument(span).await
-                        });
-                        return;
+                        loops::hand_over(tcp, &home, remote, move |tcp| serve(Stream::Plain(tcp)))
                     }
-                    (_, stream) => stream,
-                };
-                let accepted = Accepted {
-                    id,
-                    stream,
-                    head,
-                    early,
-                    request,
-                };
-                let served = event_socket::serve(route.clone(), limits, accepted, shutdown, slot);
-                served.instrument(span).await
+                    (_, stream) => serve(stream).await,
+                }
             }
             Route::Coro(route) => {
                 let mut stream = stream;

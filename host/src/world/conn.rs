@@ -262,16 +262,14 @@ impl Conn {
     }
 
     async fn do_recv(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>, Error> {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let up = match &mut self.phase {
-            Phase::Upgraded(up) => up,
-            Phase::Closed => return Ok(None),
-            Phase::Pending(_) | Phase::Responded(_) => return Err(Error::NotUpgraded),
-        };
-        up.recv(deadline).await
+        match self.recv_delivery(timeout).await? {
+            Some(delivery) => upgraded::deliver(delivery),
+            None => Ok(None),
+        }
     }
 
-    /// [`Conn::do_recv`], as the inbox holds it (`messages.recv`).
+    /// The next delivery, as the inbox holds it (`connection.recv` makes it
+    /// a frame, `messages.recv` holds it).
     async fn recv_delivery(
         &mut self,
         timeout: Option<Duration>,

@@ -159,13 +159,9 @@ impl Upgraded {
         }
     }
 
-    /// The next message for the guest; see `connection.recv` in the WIT. A
+    /// The next delivery for the guest, as the inbox holds it (see
+    /// `connection.recv` in the WIT; [`deliver`] makes it a frame). A
     /// deadline already past polls: what has arrived is still returned.
-    pub async fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>, Error> {
-        recv_from(&self.inbox, deadline).await
-    }
-
-    /// [`Upgraded::recv`], as the inbox holds it (`messages.recv`).
     pub async fn recv_delivery(
         &mut self,
         deadline: Option<Instant>,
@@ -357,7 +353,7 @@ async fn arrival_until(inbox: &Inbox, at: Instant) {
 }
 
 /// What the guest's `recv` returns for what came from the peer.
-fn deliver(delivery: Delivery) -> Result<Option<Frame>, Error> {
+pub fn deliver(delivery: Delivery) -> Result<Option<Frame>, Error> {
     let (opcode, data, close) = match delivery {
         // Without a copy: a message read into a buffer of its own is that
         // buffer (its share of the in-flight budget goes when it is lowered
