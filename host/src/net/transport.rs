@@ -6,7 +6,7 @@
 //! an idle plain socket then holds no buffer of ours at all, and an idle TLS
 //! socket only what rustls keeps for its records.
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -63,6 +63,42 @@ impl Stream {
                 Pin::new(&mut **tls).consume(n);
                 return Ok(n);
             },
+        }
+    }
+}
+
+/// Most reads hold a small message or two: read into this thread's
+/// scratch chunk and copied out at their own size, they cost one small
+/// allocation (from the allocator's per-thread cache) instead of a chunk
+/// taken and given back per message (glibc serves 8 KiB from its bins).
+const SCRATCH: usize = 8 << 10;
+
+thread_local! {
+    static SCRATCH_CHUNK: std::cell::RefCell<Box<[u8; SCRATCH]>> =
+        std::cell::RefCell::new(Box::new([0; SCRATCH]));
+}
+
+impl Stream {
+    /// [`Stream::read_ready`] into `buf`, at most `chunk` bytes (up to
+    /// [`SCRATCH`]): into an empty buffer on a plain socket through this
+    /// thread's scratch chunk, so `buf` is allocated at the size that came.
+    pub async fn read_ready_sized(
+        &mut self,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
+                tcp.readable().await?;
+                SCRATCH_CHUNK.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let mut room = &mut scratch[..chunk];
+                    let n = read_clearing(tcp, &mut room)?;
+                    buf.extend_from_slice(&scratch[..n]);
+                    Ok(n)
+                })
+            }
+            _ => self.read_ready(buf, |buf| buf.reserve(chunk)).await,
         }
     }
 }

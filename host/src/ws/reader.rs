@@ -10,7 +10,7 @@
 
 use crate::net::transport::Stream;
 use crate::ws::budget::{self, Charge, Overdraft};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use std::time::Duration;
 use tokio::time::Instant;
 use tungstenite::Message;
@@ -139,10 +139,7 @@ impl Reader {
                         let mut payload = (&mut big.payload).limit(slice);
                         stream.read_ready(&mut payload, |_| {}).await
                     }
-                    _ => {
-                        let room = |buf: &mut BytesMut| buf.reserve(CHUNK);
-                        stream.read_ready(self.decoder.buffer(), room).await
-                    }
+                    _ => stream.read_ready_sized(self.decoder.buffer(), CHUNK).await,
                 }
             })
             .await?;
