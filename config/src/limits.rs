@@ -90,6 +90,11 @@ settings! {
         #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         Route deflate: [bool] Switch = false;
 
+        /// Bytes of topic history (messages kept for recovery) all topics
+        /// together; past it a publish to a kept topic lets that topic's
+        /// oldest messages go first.
+        Server history_memory: [usize] AtLeastOne = 64 << 20;
+
         /// Bytes of large messages (over 8 KiB a frame) read from peers and
         /// not yet taken by their guests, all connections together; past it,
         /// such reads wait (small messages never do).

@@ -119,6 +119,19 @@ impl Socket {
         crate::topics::subscribe(self.0, topic)
     }
 
+    /// Subscribe to `topic`, which keeps history, from `since`: what came
+    /// after it is queued first, then the live messages (see
+    /// [`crate::history`]). [`crate::history::Recovery::Reset`] when that
+    /// cannot be done (another epoch, no longer kept): the client must
+    /// reload.
+    pub fn subscribe_from(
+        self,
+        topic: &str,
+        since: Option<&crate::history::Position>,
+    ) -> Result<crate::history::Recovery> {
+        crate::history::subscribe_from(self.0, topic, since)
+    }
+
     /// Unsubscribe from `topic`; true if subscribed.
     pub fn unsubscribe(self, topic: &str) -> Result<bool> {
         crate::topics::unsubscribe(self.0, topic)

@@ -40,6 +40,7 @@ mod connection;
 pub mod coro;
 pub mod events;
 mod frame;
+pub mod history;
 pub mod hub;
 pub mod messages;
 mod request;

@@ -21,3 +21,15 @@ impl Request {
             .filter(|p| !p.is_empty())
     }
 }
+
+impl Request {
+    /// The value of query parameter `name` (`?since=5&epoch=ab`), as sent:
+    /// not percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+}

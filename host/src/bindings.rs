@@ -39,7 +39,7 @@ pub mod events {
         },
     });
 
-    pub use self::wshost::websocket::sockets;
+    pub use self::wshost::websocket::{history, sockets};
 }
 
 /// The `coro` world.

@@ -40,6 +40,7 @@ const WIT: &[(&str, &str)] = &[
     ),
     ("wit/events.wit", include_str!("../../../wit/events.wit")),
     ("wit/coro.wit", include_str!("../../../wit/coro.wit")),
+    ("wit/history.wit", include_str!("../../../wit/history.wit")),
 ];
 
 /// The guest SDK, copied into a Rust project (it is not on crates.io).
@@ -67,6 +68,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "wshost-guest/src/frame.rs",
         include_str!("../../../guest-sdk/src/frame.rs"),
+    ),
+    (
+        "wshost-guest/src/history.rs",
+        include_str!("../../../guest-sdk/src/history.rs"),
     ),
     (
         "wshost-guest/src/hub.rs",

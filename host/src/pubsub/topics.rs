@@ -15,8 +15,9 @@
 //! ([`Topics::deliver`]).
 
 use crate::bindings::{ConnectionId, Error, Message};
+use crate::pubsub::history::{self, History, HistoryError, Position};
 use crate::ws::frame;
-use crate::ws::outbox::{Cork, Outbox};
+use crate::ws::outbox::{Cork, Outbox, Refused};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -32,6 +33,28 @@ pub enum TopicError {
     Name(usize),
     #[error("a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions")]
     TooMany,
+    #[error("already subscribed to {0:?}: a recovery would repeat what it got")]
+    AlreadySubscribed(String),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// Check a topic's name.
+pub fn check_name(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC {
+        return Err(TopicError::Name(topic.len()));
+    }
+    Ok(())
+}
+
+/// What a subscribe from a position did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// This many messages after the position were queued first.
+    Recovered(u32),
+    /// The position could not be recovered; the live stream starts after
+    /// this one.
+    Reset(Position),
 }
 
 impl From<TopicError> for Error {
@@ -61,11 +84,26 @@ pub struct Topics {
     relay: std::sync::OnceLock<Arc<dyn Relay>>,
     /// Every open connection by id, kept only with a relay.
     directory: RwLock<HashMap<ConnectionId, Arc<Outbox>>>,
+    /// The topics that keep their last messages.
+    history: History,
 }
 
 impl Topics {
     pub fn new() -> Arc<Self> {
         Arc::default()
+    }
+
+    /// Topics whose history keeps at most `history_memory` bytes.
+    pub fn with_history_memory(history_memory: usize) -> Arc<Self> {
+        Arc::new(Topics {
+            history: History::new(history_memory),
+            ..Topics::default()
+        })
+    }
+
+    /// The topics that keep history.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Carry topics and sends through `relay` from now on (set once).
@@ -136,14 +174,53 @@ impl Topics {
         max: usize,
         cork: &mut Cork,
     ) -> Result<u32, Error> {
+        if let Some(stream) = self.history.stream(topic) {
+            if frame::payload_len(msg) > max {
+                return Err(Error::TooLarge);
+            }
+            let (text, payload) = match msg {
+                Message::Text(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
+                Message::Binary(data) => (false, Bytes::copy_from_slice(data)),
+            };
+            return Ok(self.publish_kept(topic, &stream, (text, payload), exclude, cork));
+        }
         let frame = frame::message(msg, max)?;
         Ok(self.publish_framed_corked(topic, &frame, exclude, cork))
     }
 
-    /// A whole message already framed, to this process's subscribers and,
-    /// with `--cluster`, the others' (a held message's `publish`).
-    pub fn publish_framed(&self, topic: &str, frame: &Bytes, exclude: Option<ConnectionId>) -> u32 {
-        self.publish_framed_corked(topic, frame, exclude, &mut Cork::default())
+    /// A whole message (`text` or binary `payload`) held by the host, to
+    /// this process's subscribers and, with `--cluster`, the others' (a held
+    /// message's `publish`); `framed` is the message framed as it is.
+    pub fn publish_held(
+        &self,
+        topic: &str,
+        (text, payload): (bool, Bytes),
+        framed: impl FnOnce() -> Bytes,
+        exclude: Option<ConnectionId>,
+    ) -> u32 {
+        let cork = &mut Cork::default();
+        match self.history.stream(topic) {
+            Some(stream) => self.publish_kept(topic, &stream, (text, payload), exclude, cork),
+            None => self.publish_framed_corked(topic, &framed(), exclude, cork),
+        }
+    }
+
+    /// Publish to a topic that keeps history: numbered, kept and queued to
+    /// its subscribers under its stream's lock, so every subscriber (and
+    /// every recovery, [`Subscriptions::subscribe_from`]) sees the topic's
+    /// messages in offset order.
+    fn publish_kept(
+        &self,
+        topic: &str,
+        stream: &std::sync::Mutex<history::Stream>,
+        (text, payload): (bool, Bytes),
+        exclude: Option<ConnectionId>,
+        cork: &mut Cork,
+    ) -> u32 {
+        let mut stream = history::lock(stream);
+        let frame = stream.frame(stream.position().offset + 1, text, &payload);
+        stream.append(text, payload);
+        self.publish_framed_corked(topic, &frame, exclude, cork)
     }
 
     fn publish_framed_corked(
@@ -233,12 +310,67 @@ impl Subscriptions {
 
     /// Subscribe to `topic`; true if not subscribed yet.
     pub fn subscribe(&mut self, topic: &str) -> Result<bool, TopicError> {
-        if topic.is_empty() || topic.len() > MAX_TOPIC {
-            return Err(TopicError::Name(topic.len()));
-        }
-        if self.names.iter().any(|n| &**n == topic) {
+        check_name(topic)?;
+        if self.subscribed(topic) {
             return Ok(false);
         }
+        self.join(topic)?;
+        Ok(true)
+    }
+
+    fn subscribed(&self, topic: &str) -> bool {
+        self.names.iter().any(|n| &**n == topic)
+    }
+
+    /// Subscribe to `topic`, which keeps history, from `since`: the kept
+    /// messages after it are queued first (all or, when they are not all
+    /// kept or are more than `--hub-queue-bytes`, none: a reset, with the
+    /// envelope's notice), then the live ones. Under the stream's lock, so
+    /// no publish falls between the two.
+    pub fn subscribe_from(
+        &mut self,
+        topic: &str,
+        since: Option<&Position>,
+    ) -> Result<Recovery, TopicError> {
+        check_name(topic)?;
+        if self.subscribed(topic) {
+            return Err(TopicError::AlreadySubscribed(topic.to_string()));
+        }
+        if self.names.len() >= MAX_SUBSCRIPTIONS {
+            return Err(TopicError::TooMany);
+        }
+        let stream = self.topics.history.kept(topic)?;
+        let mut stream = history::lock(&stream);
+        let missed = since.map(|since| stream.since(since));
+        let recovered = match missed {
+            None => Some(0),
+            Some(Some(frames)) => {
+                let count = frames.len() as u32;
+                match self.outbox.offer_recovered(frames) {
+                    Ok(()) => Some(count),
+                    Err(Refused::Overflowed) => None,
+                    // The socket has closed: nothing reaches it any more.
+                    Err(Refused::Closed) => Some(0),
+                }
+            }
+            Some(None) => None,
+        };
+        let recovery = match recovered {
+            Some(count) => Recovery::Recovered(count),
+            None => {
+                if let Some(notice) = stream.reset_notice() {
+                    let _ = self.outbox.offer(notice);
+                }
+                Recovery::Reset(stream.position())
+            }
+        };
+        self.join(topic)?;
+        drop(stream);
+        Ok(recovery)
+    }
+
+    /// Join `topic`'s subscribers (not one of them yet).
+    fn join(&mut self, topic: &str) -> Result<(), TopicError> {
         if self.names.len() >= MAX_SUBSCRIPTIONS {
             return Err(TopicError::TooMany);
         }
@@ -256,7 +388,7 @@ impl Subscriptions {
         if first {
             self.topics.interest_changed(topic);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Unsubscribe from `topic`; true if subscribed.

@@ -238,7 +238,7 @@ impl Server {
             .fold(limits.max_message_size, usize::max);
         crate::ws::budget::init(limits.max_in_flight, largest);
         let limits = Arc::new(limits);
-        let topics = Topics::new();
+        let topics = Topics::with_history_memory(limits.history_memory);
         let mut routes = HashMap::new();
         let versions = Versions::default();
         for (spec, inspected) in specs.iter().zip(&inspected) {

@@ -577,7 +577,10 @@ impl messages::Host for Conn {
         msg: Resource<HeldMessage>,
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
-        let frame = self.held.get(&msg)?.framed();
-        Ok(self.topics.publish_framed(&topic, &frame, exclude))
+        let held = self.held.get(&msg)?;
+        let message = (held.text, held.data.clone());
+        Ok(self
+            .topics
+            .publish_held(&topic, message, || held.framed(), exclude))
     }
 }

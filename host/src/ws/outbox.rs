@@ -183,6 +183,35 @@ impl Outbox {
         Ok(queued)
     }
 
+    /// Queue a recovery's frames (a topic's messages a subscriber missed,
+    /// [`crate::pubsub::topics::Subscriptions::subscribe_from`]): all of
+    /// them, or none when they are more than `--hub-queue-bytes` together.
+    /// Bounded by bytes alone, and not counted against the live frames'
+    /// bound: a client back from a minute away in a busy topic gets its
+    /// thousands of small messages without being evicted by the next live
+    /// one. The socket's task writes them out as any burst.
+    pub fn offer_recovered(&self, frames: Vec<Bytes>) -> Result<(), Refused> {
+        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let mut state = self.state();
+        if self.is_evicted() || state.ending.is_some() || state.finished {
+            return Err(Refused::Closed);
+        }
+        if bytes > self.byte_cap {
+            return Err(Refused::Overflowed);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let wake = state.frames.is_empty();
+        state.bytes += bytes;
+        state.frames.extend(frames);
+        drop(state);
+        if wake {
+            self.wake.wake();
+        }
+        Ok(())
+    }
+
     /// Queue `frame`; true if the writer needs waking: the queue stopped
     /// being empty (until the writer has taken it, further frames find it
     /// woken already).

@@ -5,10 +5,11 @@
 //! Every import here is non-blocking: a send queues a framed message to the
 //! socket's outbox and returns; the socket's own task writes it.
 
-use crate::bindings::events::sockets;
+use crate::bindings::events::{history, sockets};
 use crate::bindings::wshost::websocket::{event_types, topics, types};
 use crate::bindings::{ConnectionId, Error, Message, SendStatus};
-use crate::pubsub::topics::{Subscriptions, Topics};
+use crate::pubsub::history::{Envelope, Position, Retention};
+use crate::pubsub::topics::{self as topic, Recovery, Subscriptions, Topics};
 use crate::wasm::guest_log::{GuestLog, Stream};
 use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::ws::frame;
@@ -253,5 +254,76 @@ impl topics::Host for EventHost {
 
     async fn subscribers(&mut self, topic: String) -> u32 {
         self.topics.subscribers(&topic)
+    }
+}
+
+impl history::Host for EventHost {
+    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
+        topic::check_name(&topic)?;
+        let retention = Retention {
+            messages: retention.messages,
+            max_age: (retention.seconds > 0)
+                .then(|| std::time::Duration::from_secs(retention.seconds.into())),
+            envelope: match retention.envelope {
+                history::Envelope::None => Envelope::None,
+                history::Envelope::Json => Envelope::Json,
+            },
+        };
+        Ok(self.topics.history().keep(&topic, retention)?)
+    }
+
+    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
+        let stream = self.topics.history().kept(&topic)?;
+        Ok(position_to_guest(
+            crate::pubsub::history::lock(&stream).position(),
+        ))
+    }
+
+    async fn subscribe_from(
+        &mut self,
+        conn: ConnectionId,
+        topic: String,
+        since: Option<history::Position>,
+    ) -> Result<history::Recovery, Error> {
+        let since = since.map(|p| Position {
+            offset: p.offset,
+            epoch: p.epoch.into(),
+        });
+        let subscriptions = self.subscriptions(conn)?;
+        Ok(
+            match subscriptions.subscribe_from(&topic, since.as_ref())? {
+                Recovery::Recovered(n) => history::Recovery::Recovered(n),
+                Recovery::Reset(at) => history::Recovery::Reset(position_to_guest(at)),
+            },
+        )
+    }
+
+    async fn read(
+        &mut self,
+        topic: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<history::Page, Error> {
+        let stream = self.topics.history().kept(&topic)?;
+        let mut stream = crate::pubsub::history::lock(&stream);
+        let publications = stream
+            .read(after, limit)
+            .iter()
+            .map(|kept| history::Publication {
+                offset: kept.offset,
+                msg: kept.message(),
+            })
+            .collect();
+        Ok(history::Page {
+            epoch: stream.position().epoch.to_string(),
+            publications,
+        })
+    }
+}
+
+fn position_to_guest(at: Position) -> history::Position {
+    history::Position {
+        offset: at.offset,
+        epoch: at.epoch.to_string(),
     }
 }

@@ -1,0 +1,447 @@
+//! Topic history on one process: the last messages of each topic that keeps
+//! them (`history.keep`), each with its position (an offset counting up by
+//! one per topic, and the epoch of the stream it is in), and recovery from a
+//! position (`history.subscribe-from`).
+//!
+//! Invariant: a kept topic's publish is numbered, kept and queued to the
+//! topic's subscribers under its [`Stream`]'s lock ([`Topics`] takes it), and
+//! a recovery replays the kept messages and joins the subscribers under the
+//! same lock; so every subscriber's queue holds the topic's messages in
+//! offset order, and one that subscribed from a position gets every message
+//! after it exactly once.
+//!
+//! The epoch is drawn when a stream is created: a process that restarts has
+//! lost its history, and a position of the old epoch is never taken for
+//! one of the new.
+//!
+//! Bounded: at most [`MAX_KEPT_TOPICS`] topics, [`MAX_MESSAGES`] messages a
+//! topic, and the server's `history_memory` bytes all topics together.
+//!
+//! [`Topics`]: crate::pubsub::topics::Topics
+
+use crate::bindings::Message;
+use crate::ws::frame::{self, Kind};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+/// Topics that may keep history, server-wide.
+pub const MAX_KEPT_TOPICS: usize = 10_000;
+/// Messages one topic may keep.
+pub const MAX_MESSAGES: u32 = 1_000_000;
+/// Messages one `read` returns at most.
+pub const MAX_READ: u32 = 1_000;
+/// What a kept message costs beyond its payload: its slot in the queue and
+/// its payload's allocation.
+const PER_MESSAGE: usize = std::mem::size_of::<Kept>() + 32;
+
+/// How a kept topic's messages reach its subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// As published.
+    None,
+    /// A text frame holding `{"offset":N,"epoch":"E","text":"..."}`.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub messages: u32,
+    pub max_age: Option<Duration>,
+    pub envelope: Envelope,
+}
+
+/// A place in a topic's stream: offset 0 is before its first message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: Arc<str>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HistoryError {
+    #[error("topic {0:?} keeps no history")]
+    NotKept(String),
+    #[error("a topic keeps 1 to {MAX_MESSAGES} messages, not {0}")]
+    Messages(u32),
+    #[error("at most {MAX_KEPT_TOPICS} topics keep history")]
+    TooManyTopics,
+}
+
+impl From<HistoryError> for crate::bindings::Error {
+    fn from(e: HistoryError) -> Self {
+        crate::bindings::Error::Protocol(e.to_string())
+    }
+}
+
+/// One kept message.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub offset: u64,
+    at: Instant,
+    pub text: bool,
+    pub payload: Bytes,
+}
+
+impl Kept {
+    fn cost(&self) -> usize {
+        self.payload.len() + PER_MESSAGE
+    }
+
+    /// The message as a guest reads it.
+    pub fn message(&self) -> Message {
+        if self.text {
+            // Kept only from checked text.
+            Message::Text(String::from_utf8_lossy(&self.payload).into_owned())
+        } else {
+            Message::Binary(self.payload.to_vec())
+        }
+    }
+}
+
+/// Every kept topic's stream.
+#[derive(Debug)]
+pub struct History {
+    streams: RwLock<HashMap<Arc<str>, Arc<Mutex<Stream>>>>,
+    /// Bytes kept, all streams together...
+    bytes: Arc<AtomicUsize>,
+    /// ...at most.
+    max_bytes: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History::new(64 << 20)
+    }
+}
+
+impl History {
+    pub fn new(max_bytes: usize) -> Self {
+        History {
+            streams: RwLock::default(),
+            bytes: Arc::default(),
+            max_bytes,
+        }
+    }
+
+    /// Keep `topic`'s history from now on (or change how).
+    pub fn keep(&self, topic: &str, retention: Retention) -> Result<(), HistoryError> {
+        if retention.messages == 0 || retention.messages > MAX_MESSAGES {
+            return Err(HistoryError::Messages(retention.messages));
+        }
+        if let Some(stream) = self.stream(topic) {
+            let mut stream = lock(&stream);
+            stream.retention = retention;
+            stream.trim(Instant::now());
+            return Ok(());
+        }
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = streams.get(topic) {
+            lock(stream).retention = retention;
+            return Ok(());
+        }
+        if streams.len() >= MAX_KEPT_TOPICS {
+            return Err(HistoryError::TooManyTopics);
+        }
+        let stream = Stream::new(retention, self.bytes.clone(), self.max_bytes);
+        streams.insert(Arc::from(topic), Arc::new(Mutex::new(stream)));
+        Ok(())
+    }
+
+    /// `topic`'s stream, if it keeps history.
+    pub fn stream(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams.get(topic).cloned()
+    }
+
+    /// `topic`'s stream, or why there is none.
+    pub fn kept(&self, topic: &str) -> Result<Arc<Mutex<Stream>>, HistoryError> {
+        self.stream(topic)
+            .ok_or_else(|| HistoryError::NotKept(topic.to_string()))
+    }
+
+    /// Bytes kept, all topics together.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+pub fn lock(stream: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
+    stream.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One kept topic: its epoch, its last offset and its last messages.
+#[derive(Debug)]
+pub struct Stream {
+    retention: Retention,
+    epoch: Arc<str>,
+    /// The offset of the last message published (0: none yet).
+    last: u64,
+    kept: VecDeque<Kept>,
+    /// What `kept` costs, counted in `all` too.
+    bytes: usize,
+    all: Arc<AtomicUsize>,
+    max_all: usize,
+}
+
+impl Stream {
+    fn new(retention: Retention, all: Arc<AtomicUsize>, max_all: usize) -> Self {
+        Stream {
+            retention,
+            epoch: new_epoch(),
+            last: 0,
+            kept: VecDeque::new(),
+            bytes: 0,
+            all,
+            max_all,
+        }
+    }
+
+    pub fn envelope(&self) -> Envelope {
+        self.retention.envelope
+    }
+
+    /// Where the stream is: after its last message.
+    pub fn position(&self) -> Position {
+        Position {
+            offset: self.last,
+            epoch: self.epoch.clone(),
+        }
+    }
+
+    /// Number and keep a published message; returns its offset. Older
+    /// messages go as the retention and the memory bound say (this topic's
+    /// first: a message that does not fit at all is numbered, not kept).
+    pub fn append(&mut self, text: bool, payload: Bytes) -> u64 {
+        self.last += 1;
+        let now = Instant::now();
+        let kept = Kept {
+            offset: self.last,
+            at: now,
+            text,
+            payload,
+        };
+        let cost = kept.cost();
+        self.bytes += cost;
+        self.all.fetch_add(cost, Ordering::Relaxed);
+        self.kept.push_back(kept);
+        self.trim(now);
+        while self.all.load(Ordering::Relaxed) > self.max_all && self.pop() {}
+        self.last
+    }
+
+    /// Let go of what the retention no longer keeps.
+    fn trim(&mut self, now: Instant) {
+        while self.kept.len() > self.retention.messages as usize && self.pop() {}
+        if let Some(age) = self.retention.max_age {
+            while self.kept.front().is_some_and(|k| now - k.at > age) && self.pop() {}
+        }
+    }
+
+    fn pop(&mut self) -> bool {
+        let Some(kept) = self.kept.pop_front() else {
+            return false;
+        };
+        let cost = kept.cost();
+        self.bytes -= cost;
+        self.all.fetch_sub(cost, Ordering::Relaxed);
+        true
+    }
+
+    /// The frames of the kept messages after `since` (as its subscribers
+    /// got them), oldest first; `None` when they are not all kept (or
+    /// `since` is of another epoch, or ahead of the stream).
+    pub fn since(&mut self, since: &Position) -> Option<Vec<Bytes>> {
+        self.trim(Instant::now());
+        if since.epoch != self.epoch || since.offset > self.last {
+            return None;
+        }
+        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        if since.offset + 1 < first {
+            return None;
+        }
+        let skip = (since.offset + 1 - first) as usize;
+        let kept = self.kept.iter().skip(skip);
+        Some(
+            kept.map(|k| self.frame(k.offset, k.text, &k.payload))
+                .collect(),
+        )
+    }
+
+    /// Up to `limit` (at most [`MAX_READ`]) kept messages after offset `after`.
+    pub fn read(&mut self, after: u64, limit: u32) -> Vec<Kept> {
+        self.trim(Instant::now());
+        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        let skip = after.saturating_add(1).saturating_sub(first) as usize;
+        let limit = limit.min(MAX_READ) as usize;
+        self.kept.iter().skip(skip).take(limit).cloned().collect()
+    }
+
+    /// Message `offset` as the stream's subscribers get it.
+    pub fn frame(&self, offset: u64, text: bool, payload: &[u8]) -> Bytes {
+        match self.retention.envelope {
+            Envelope::None => {
+                let kind = if text { Kind::Text } else { Kind::Binary };
+                frame::encode(kind, true, payload)
+            }
+            Envelope::Json => {
+                let json = envelope(offset, &self.epoch, text, payload);
+                frame::encode(Kind::Text, true, json.as_bytes())
+            }
+        }
+    }
+
+    /// The frame that tells a subscriber its position could not be
+    /// recovered, in the stream's envelope (none without one).
+    pub fn reset_notice(&self) -> Option<Bytes> {
+        match self.retention.envelope {
+            Envelope::None => None,
+            Envelope::Json => {
+                let json = format!(r#"{{"reset":true,"epoch":{}}}"#, quoted(&self.epoch));
+                Some(frame::encode(Kind::Text, true, json.as_bytes()))
+            }
+        }
+    }
+}
+
+/// `{"offset":N,"epoch":"E","text":"..."}`, or `"binary":"<base64>"`.
+fn envelope(offset: u64, epoch: &str, text: bool, payload: &[u8]) -> String {
+    let body = if text {
+        format!(r#""text":{}"#, quoted(&String::from_utf8_lossy(payload)))
+    } else {
+        format!(r#""binary":"{}""#, data_encoding::BASE64.encode(payload))
+    };
+    format!(r#"{{"offset":{offset},"epoch":{},{body}}}"#, quoted(epoch))
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).expect("a string is JSON")
+}
+
+/// A fresh epoch: 16 hex digits from the process's random hash keys and the
+/// clock, so two streams (or two runs) do not share one.
+fn new_epoch() -> Arc<str> {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    Arc::from(format!("{:016x}", hasher.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention(messages: u32) -> Retention {
+        Retention {
+            messages,
+            max_age: None,
+            envelope: Envelope::Json,
+        }
+    }
+
+    /// The offsets in the envelopes of `frames`.
+    fn offsets(frames: Option<Vec<Bytes>>) -> Option<Vec<u64>> {
+        let offset = |frame: Bytes| {
+            let json: serde_json::Value = serde_json::from_slice(&frame[2..]).unwrap();
+            json["offset"].as_u64().unwrap()
+        };
+        Some(frames?.into_iter().map(offset).collect())
+    }
+
+    #[test]
+    fn offsets_count_up_by_one_and_recovery_gives_what_came_after() {
+        let history = History::default();
+        history.keep("t", retention(3)).unwrap();
+        let stream = history.kept("t").unwrap();
+        let mut stream = lock(&stream);
+        let start = stream.position();
+        assert_eq!(start.offset, 0);
+        for i in 1..=5 {
+            assert_eq!(stream.append(true, Bytes::from(format!("m{i}"))), i);
+        }
+        let at = |offset| Position {
+            offset,
+            epoch: start.epoch.clone(),
+        };
+        assert_eq!(offsets(stream.since(&at(3))), Some(vec![4, 5]));
+        assert_eq!(offsets(stream.since(&at(2))), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(stream.since(&at(5))), Some(vec![]));
+        assert_eq!(offsets(stream.since(&at(1))), None, "2 is no longer kept");
+        assert_eq!(offsets(stream.since(&at(6))), None, "ahead of the stream");
+        let stale = Position {
+            offset: 4,
+            epoch: "another".into(),
+        };
+        assert_eq!(offsets(stream.since(&stale)), None);
+        let read: Vec<_> = stream.read(0, 2).iter().map(|k| k.offset).collect();
+        assert_eq!(read, vec![3, 4]);
+    }
+
+    #[test]
+    fn the_envelope_is_json_with_the_position() {
+        let history = History::default();
+        history.keep("t", retention(10)).unwrap();
+        let stream = history.kept("t").unwrap();
+        let mut stream = lock(&stream);
+        stream.append(true, Bytes::from_static(b"say \"hi\"\n"));
+        stream.append(false, Bytes::from_static(&[0, 255]));
+        let epoch = stream.position().epoch;
+        let json: Vec<_> = stream
+            .read(0, 10)
+            .iter()
+            .map(|k| envelope(k.offset, &epoch, k.text, &k.payload))
+            .collect();
+        let parsed: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!(parsed["offset"], 1);
+        assert_eq!(parsed["epoch"], &*epoch);
+        assert_eq!(parsed["text"], "say \"hi\"\n");
+        let parsed: serde_json::Value = serde_json::from_str(&json[1]).unwrap();
+        assert_eq!(parsed["binary"], "AP8=");
+    }
+
+    #[test]
+    fn memory_and_counts_are_bounded() {
+        let history = History::new(10 * (100 + PER_MESSAGE));
+        history.keep("a", retention(1000)).unwrap();
+        let stream = history.kept("a").unwrap();
+        for _ in 0..50 {
+            lock(&stream).append(false, Bytes::from(vec![0; 100]));
+        }
+        assert!(history.bytes() <= 10 * (100 + PER_MESSAGE));
+        assert_eq!(lock(&stream).position().offset, 50, "numbered all the same");
+        assert_eq!(lock(&stream).read(0, 100).len(), 10);
+        drop(stream);
+        assert_eq!(
+            history.keep("b", retention(0)),
+            Err(HistoryError::Messages(0))
+        );
+        let huge = retention(MAX_MESSAGES + 1);
+        assert!(history.keep("b", huge).is_err());
+        for i in 1..MAX_KEPT_TOPICS {
+            history.keep(&i.to_string(), retention(1)).unwrap();
+        }
+        assert_eq!(
+            history.keep("one more", retention(1)),
+            Err(HistoryError::TooManyTopics)
+        );
+        assert!(
+            history.keep("a", retention(5)).is_ok(),
+            "a kept topic changes"
+        );
+    }
+
+    #[test]
+    fn a_new_stream_has_a_new_epoch() {
+        let (a, b) = (History::default(), History::default());
+        a.keep("t", retention(1)).unwrap();
+        b.keep("t", retention(1)).unwrap();
+        let epoch = |h: &History| lock(&h.kept("t").unwrap()).position().epoch;
+        assert_ne!(epoch(&a), epoch(&b));
+    }
+}

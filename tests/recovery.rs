@@ -1,0 +1,90 @@
+//! Topic history and recovery after reconnects (`wit/history.wit`), driven
+//! through `guests/recover-chat` by Python's `websockets` and over raw
+//! sockets: what a client missed while away comes back in order and then
+//! the live stream, with no gap and no duplicate even while publishes race
+//! its reconnects; a position the server cannot honour gets a reset.
+
+mod support;
+
+use std::path::Path;
+use support::clients::run_client;
+use support::*;
+
+const CHAT: (&str, &str) = ("/chat", "recover_chat");
+
+async fn python(server: &Server, scenario: &'static str) -> String {
+    let url = server.url("/chat");
+    tokio::task::spawn_blocking(move || {
+        let env = [("SCENARIO", Path::new(scenario))];
+        run_client(".venv/bin/python", "recover.py", &url, &env)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_comes_back_gets_what_it_missed_then_live() {
+    let server = Server::start(&[CHAT]);
+    let out = python(&server, "away").await;
+    assert!(out.contains("recovered 50"), "{out}");
+    assert!(out.contains("stale epoch: reset"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnects_racing_publishes_see_every_message_once() {
+    let server = Server::start(&[CHAT]);
+    let out = python(&server, "race").await;
+    assert!(out.contains("no gap, no duplicate"), "{out}");
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+/// A restart loses a process's history (no `--cluster`): the epoch changes,
+/// and a client that names the old one is told to reload.
+#[tokio::test]
+async fn a_restart_is_a_new_epoch_and_old_positions_get_a_reset() {
+    let server = Server::start(&[CHAT]);
+    let mut ws = server.connect("/chat").await;
+    send_text(&mut ws, "before").await;
+    let before = json(&next_text(&mut ws).await);
+    assert_eq!(before["offset"], 1, "{before}");
+    assert_eq!(before["text"], "before");
+    drop(server);
+
+    let server = Server::start(&[CHAT]);
+    let (offset, epoch) = (&before["offset"], before["epoch"].as_str().unwrap());
+    let mut back = server
+        .connect(&format!("/chat?since={offset}&epoch={epoch}"))
+        .await;
+    let first = json(&next_text(&mut back).await);
+    assert_eq!(first["reset"], true, "{first}");
+    let new_epoch = first["epoch"].as_str().unwrap();
+    assert_ne!(new_epoch, epoch);
+    send_text(&mut back, "after").await;
+    let after = json(&next_text(&mut back).await);
+    assert_eq!(
+        (after["offset"].as_u64(), after["epoch"].as_str()),
+        (Some(1), Some(new_epoch))
+    );
+}
+
+/// A position from the future (an offset the stream has not reached, the
+/// right epoch) is not taken at its word: a reset, not a silent wait.
+#[tokio::test]
+async fn a_position_ahead_of_the_stream_gets_a_reset() {
+    let server = Server::start(&[CHAT]);
+    let mut ws = server.connect("/chat").await;
+    send_text(&mut ws, "one").await;
+    let one = json(&next_text(&mut ws).await);
+    let epoch = one["epoch"].as_str().unwrap();
+    let mut ahead = server
+        .connect(&format!("/chat?since=99&epoch={epoch}"))
+        .await;
+    let first = json(&next_text(&mut ahead).await);
+    assert_eq!(first, serde_json::json!({"reset": true, "epoch": epoch}));
+    // A bad offset is the guest's to refuse: 400.
+    let answer = server.get("/chat?since=x&epoch=y").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
