@@ -88,3 +88,37 @@ async fn a_position_ahead_of_the_stream_gets_a_reset() {
     let answer = server.get("/chat?since=x&epoch=y").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+/// A recovery is bounded by the socket's queue (`--hub-queue-bytes`): one
+/// that does not fit is a reset, not an eviction or a queue past its bound;
+/// one that fits is delivered whole even past `--hub-queue`'s count.
+#[tokio::test]
+async fn a_recovery_larger_than_the_queue_is_a_reset() {
+    let flags = ["--hub-queue", "16", "--hub-queue-bytes", "4500"];
+    let server = Server::start_flagged(&flags, &[CHAT]);
+    let mut publisher = server.connect("/chat").await;
+    let mut epoch = String::new();
+    for i in 0..40 {
+        send_text(&mut publisher, &format!("message {i}")).await;
+        epoch = json(&next_text(&mut publisher).await)["epoch"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    // 30 missed (about 60 bytes a frame, with 64 more each): fits 4,500
+    // bytes, though more than 16 messages.
+    let mut back = server
+        .connect(&format!("/chat?since=10&epoch={epoch}"))
+        .await;
+    for offset in 11..=40 {
+        assert_eq!(json(&next_text(&mut back).await)["offset"], offset);
+    }
+    // 40 missed: past the bound, a reset.
+    let mut far = server
+        .connect(&format!("/chat?since=0&epoch={epoch}"))
+        .await;
+    let first = json(&next_text(&mut far).await);
+    assert_eq!(first["reset"], true, "{first}");
+    send_text(&mut publisher, "live").await;
+    assert_eq!(json(&next_text(&mut far).await)["offset"], 41);
+}

@@ -1,7 +1,10 @@
-//! What `--cluster` costs: one publisher's messages fanned out to N
-//! subscribers of the `chat` route (event world, topic `chat`), first all on
-//! one wshost process, then spread over two processes on one Redis (started
-//! here), the publisher on the first.
+//! What `--cluster` and topic history cost: one publisher's messages fanned
+//! out to N subscribers of the `chat` route (event world, topic `chat`),
+//! first all on one wshost process, then the same with history kept
+//! (`guests/recover-chat`: every message numbered, kept and sent in the JSON
+//! envelope), then spread over two processes on one Redis (started here),
+//! the publisher on the first. With history, also the memory a kept message
+//! costs.
 //!
 //! Two phases per run: a burst (messages back to back) for deliveries per
 //! second, then paced messages (below capacity, so no queueing) for the
@@ -76,12 +79,21 @@ async fn subscriber(mut ws: Client, count: usize, epoch: Instant) -> Result<(Cli
             other => bail!("a subscriber broke after {got} of {count}: {other:?}"),
         };
         let arrived = epoch.elapsed().as_micros() as u64;
-        let sent = text.as_str().trim_start_matches("Сервер：").parse::<u64>();
+        let sent = sent_at(text.as_str()).parse::<u64>();
         if let Ok(sent) = sent {
             seen.push(arrived.saturating_sub(sent) as u32);
         }
     }
     Ok((ws, seen))
+}
+
+/// What a message says: `chat`'s `Сервер：X`, or `recover-chat`'s
+/// `{"offset":N,"epoch":"E","text":"X"}` (a number needs no unescaping).
+fn sent_at(text: &str) -> &str {
+    match text.split_once(r#""text":""#) {
+        Some((_, rest)) => rest.trim_end_matches("\"}"),
+        None => text.trim_start_matches("Сервер："),
+    }
 }
 
 /// All subscribers read `count` messages at once; hands them back with
@@ -187,6 +199,30 @@ async fn fanout(addrs: &[SocketAddr], subscribers: usize) -> Result<Fanout> {
     })
 }
 
+/// Messages published to measure what keeping one costs, and their size.
+const KEPT: usize = 10_000;
+const KEPT_SIZE: usize = 64;
+
+/// RSS a kept message adds: `KEPT` messages published to `server`'s kept
+/// topic (which keeps 10,000) by one client that reads them back.
+async fn kept_memory(server: &servers::Server) -> Result<f64> {
+    let mut publisher = load::connect(server.addr, "/chat").await?;
+    publisher.send(Message::text("warm-up")).await?;
+    let (mut publisher, _) = subscriber(publisher, 1, Instant::now()).await?;
+    let before = server.rss()?;
+    let text = "x".repeat(KEPT_SIZE);
+    // In hundreds, read back as they go: the publisher is a subscriber
+    // too, and its queue must not be what grows.
+    for _ in 0..KEPT / 100 {
+        for _ in 0..100 {
+            publisher.send(Message::text(text.clone())).await?;
+        }
+        publisher = subscriber(publisher, 100, Instant::now()).await?.0;
+    }
+    let after = server.rss()?;
+    Ok(after.saturating_sub(before) as f64 / KEPT as f64)
+}
+
 fn percentile(samples: &mut [u32], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
@@ -200,20 +236,27 @@ fn percentile(samples: &mut [u32], p: f64) -> f64 {
 pub async fn run(rounds: usize, subscribers: usize) -> Result<()> {
     let guests = Path::new(servers::ROOT).join("target/guests/wasm32-wasip2/guest");
     let chat = format!("/chat={}", guests.join("chat.wasm").display());
+    let kept = format!("/chat={}", guests.join("recover_chat.wasm").display());
     let slots = (subscribers + 200).to_string();
-    let names = ["1 process", "2 processes"];
+    let names = ["1 process", "1 process, history", "2 processes"];
+    let mut per_message = Vec::new();
     let mut report = Report::new(&names);
     let mut added = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
         for name in names {
+            let route = if name.ends_with("history") {
+                &kept
+            } else {
+                &chat
+            };
             let base = vec![
                 "--max-connections".to_string(),
                 slots.clone(),
                 "--route".into(),
-                chat.clone(),
+                route.clone(),
             ];
-            let (_redis, servers) = if name == "1 process" {
+            let (_redis, servers) = if name.starts_with("1 process") {
                 (None, vec![servers::wshost_with(&base).await?])
             } else {
                 let redis = redis().await?;
@@ -240,9 +283,20 @@ pub async fn run(rounds: usize, subscribers: usize) -> Result<()> {
                 }
                 add_latencies(&mut report, name, &figure, measured, &mut added, loaded);
             }
+            if name.ends_with("history") {
+                per_message.push(kept_memory(&servers[0]).await?);
+            }
         }
     }
     report.print();
+    per_message.sort_by(f64::total_cmp);
+    println!(
+        "memory a kept message costs ({KEPT} messages of {KEPT_SIZE} B, RSS before and after, median of rounds): {:.0} B",
+        per_message
+            .get(per_message.len() / 2)
+            .copied()
+            .unwrap_or(0.0)
+    );
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)

@@ -104,8 +104,9 @@ enum Command {
     /// What permessage-deflate costs: wshost with and without `--deflate`,
     /// per message (echo of JSON text) and per idle socket.
     Deflate(Compare),
-    /// What `--cluster` costs: one publisher to N subscribers on one
-    /// process, then over two processes on one Redis (redis-server needed).
+    /// What `--cluster` and topic history cost: one publisher to N
+    /// subscribers on one process, the same with history kept, then over two
+    /// processes on one Redis (redis-server needed).
     Cluster {
         #[arg(long, default_value_t = 3)]
         rounds: usize,

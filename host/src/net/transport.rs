@@ -90,13 +90,21 @@ impl Stream {
         match self {
             Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
                 tcp.readable().await?;
-                SCRATCH_CHUNK.with(|scratch| {
+                let read = SCRATCH_CHUNK.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     let mut room = &mut scratch[..chunk];
                     let n = read_clearing(tcp, &mut room)?;
                     buf.extend_from_slice(&scratch[..n]);
                     Ok(n)
-                })
+                });
+                match read {
+                    Ok(read) => read,
+                    // The thread is exiting: read as any buffer does.
+                    Err(_) => {
+                        buf.reserve(chunk);
+                        read_clearing(tcp, buf)
+                    }
+                }
             }
             _ => self.read_ready(buf, |buf| buf.reserve(chunk)).await,
         }

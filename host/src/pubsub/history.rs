@@ -77,20 +77,22 @@ impl From<HistoryError> for crate::bindings::Error {
     }
 }
 
-/// One kept message.
+/// One kept message: its frame as every subscriber got it (a recovery
+/// queues the same bytes, no copy), and its payload for `read`.
 #[derive(Debug, Clone)]
 pub struct Kept {
     pub offset: u64,
     at: Instant,
     pub text: bool,
+    /// Without an envelope, a slice of `frame`.
     pub payload: Bytes,
+    frame: Bytes,
+    /// What it costs: its frame, its payload unless shared with the frame,
+    /// and its slot.
+    cost: usize,
 }
 
 impl Kept {
-    fn cost(&self) -> usize {
-        self.payload.len() + PER_MESSAGE
-    }
-
     /// The message as a guest reads it.
     pub fn message(&self) -> Message {
         if self.text {
@@ -212,25 +214,43 @@ impl Stream {
         }
     }
 
-    /// Number and keep a published message; returns its offset. Older
-    /// messages go as the retention and the memory bound say (this topic's
-    /// first: a message that does not fit at all is numbered, not kept).
-    pub fn append(&mut self, text: bool, payload: Bytes) -> u64 {
+    /// Number, frame and keep a published message; returns its frame, to
+    /// be queued to the topic's subscribers before this stream's lock is
+    /// let go. Older messages go as the retention and the memory bound say
+    /// (this topic's: a message that does not fit at all is numbered and
+    /// delivered, not kept).
+    pub fn publish(&mut self, text: bool, payload: &[u8]) -> Bytes {
         self.last += 1;
         let now = Instant::now();
-        let kept = Kept {
+        let (frame, payload, cost) = match self.retention.envelope {
+            Envelope::None => {
+                let kind = if text { Kind::Text } else { Kind::Binary };
+                let frame = frame::encode(kind, true, payload);
+                let body = frame.slice(frame.len() - payload.len()..);
+                let cost = frame.len() + PER_MESSAGE;
+                (frame, body, cost)
+            }
+            Envelope::Json => {
+                let json = envelope(self.last, &self.epoch, text, payload);
+                let frame = frame::encode(Kind::Text, true, json.as_bytes());
+                let cost = frame.len() + payload.len() + PER_MESSAGE;
+                (frame, Bytes::copy_from_slice(payload), cost)
+            }
+        };
+        self.bytes += cost;
+        self.all.fetch_add(cost, Ordering::Relaxed);
+        self.kept.push_back(Kept {
             offset: self.last,
             at: now,
             text,
             payload,
-        };
-        let cost = kept.cost();
-        self.bytes += cost;
-        self.all.fetch_add(cost, Ordering::Relaxed);
-        self.kept.push_back(kept);
+            frame: frame.clone(),
+            cost,
+        });
         self.trim(now);
         while self.all.load(Ordering::Relaxed) > self.max_all && self.pop() {}
-        self.last
+        self.shrink();
+        frame
     }
 
     /// Let go of what the retention no longer keeps.
@@ -245,17 +265,32 @@ impl Stream {
         let Some(kept) = self.kept.pop_front() else {
             return false;
         };
-        let cost = kept.cost();
-        self.bytes -= cost;
-        self.all.fetch_sub(cost, Ordering::Relaxed);
+        self.bytes -= kept.cost;
+        self.all.fetch_sub(kept.cost, Ordering::Relaxed);
         true
     }
 
-    /// The frames of the kept messages after `since` (as its subscribers
-    /// got them), oldest first; `None` when they are not all kept (or
-    /// `since` is of another epoch, or ahead of the stream).
-    pub fn since(&mut self, since: &Position) -> Option<Vec<Bytes>> {
+    /// Give back the queue's room once it is mostly empty (a topic that
+    /// once kept a million messages and now keeps ten holds no million
+    /// slots).
+    fn shrink(&mut self) {
+        if self.kept.capacity() > 64 && self.kept.len() < self.kept.capacity() / 4 {
+            self.kept.shrink_to(self.kept.len() * 2);
+        }
+    }
+
+    /// The frames of the kept messages after `since` (the bytes its
+    /// subscribers got), oldest first, if all of them are kept (and `since`
+    /// is of this epoch, and not ahead of the stream) and they come to at
+    /// most `max_bytes`, each counted with `per_frame` more.
+    pub fn since(
+        &mut self,
+        since: &Position,
+        max_bytes: usize,
+        per_frame: usize,
+    ) -> Option<Vec<Bytes>> {
         self.trim(Instant::now());
+        self.shrink();
         if since.epoch != self.epoch || since.offset > self.last {
             return None;
         }
@@ -263,35 +298,20 @@ impl Stream {
         if since.offset + 1 < first {
             return None;
         }
-        let skip = (since.offset + 1 - first) as usize;
-        let kept = self.kept.iter().skip(skip);
-        Some(
-            kept.map(|k| self.frame(k.offset, k.text, &k.payload))
-                .collect(),
-        )
+        let skip = usize::try_from(since.offset + 1 - first).ok()?;
+        let missed = self.kept.range(skip..);
+        let bytes: usize = missed.clone().map(|k| k.frame.len() + per_frame).sum();
+        (bytes <= max_bytes).then(|| missed.map(|k| k.frame.clone()).collect())
     }
 
     /// Up to `limit` (at most [`MAX_READ`]) kept messages after offset `after`.
     pub fn read(&mut self, after: u64, limit: u32) -> Vec<Kept> {
         self.trim(Instant::now());
         let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
-        let skip = after.saturating_add(1).saturating_sub(first) as usize;
+        let skip = after.saturating_add(1).saturating_sub(first);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
         let limit = limit.min(MAX_READ) as usize;
         self.kept.iter().skip(skip).take(limit).cloned().collect()
-    }
-
-    /// Message `offset` as the stream's subscribers get it.
-    pub fn frame(&self, offset: u64, text: bool, payload: &[u8]) -> Bytes {
-        match self.retention.envelope {
-            Envelope::None => {
-                let kind = if text { Kind::Text } else { Kind::Binary };
-                frame::encode(kind, true, payload)
-            }
-            Envelope::Json => {
-                let json = envelope(offset, &self.epoch, text, payload);
-                frame::encode(Kind::Text, true, json.as_bytes())
-            }
-        }
     }
 
     /// The frame that tells a subscriber its position could not be
@@ -363,57 +383,78 @@ mod tests {
         let start = stream.position();
         assert_eq!(start.offset, 0);
         for i in 1..=5 {
-            assert_eq!(stream.append(true, Bytes::from(format!("m{i}"))), i);
+            stream.publish(true, format!("m{i}").as_bytes());
+            assert_eq!(stream.position().offset, i);
         }
         let at = |offset| Position {
             offset,
             epoch: start.epoch.clone(),
         };
-        assert_eq!(offsets(stream.since(&at(3))), Some(vec![4, 5]));
-        assert_eq!(offsets(stream.since(&at(2))), Some(vec![3, 4, 5]));
-        assert_eq!(offsets(stream.since(&at(5))), Some(vec![]));
-        assert_eq!(offsets(stream.since(&at(1))), None, "2 is no longer kept");
-        assert_eq!(offsets(stream.since(&at(6))), None, "ahead of the stream");
+        let mut since = |offset| stream.since(&at(offset), usize::MAX, 0);
+        assert_eq!(offsets(since(3)), Some(vec![4, 5]));
+        assert_eq!(offsets(since(2)), Some(vec![3, 4, 5]));
+        assert_eq!(offsets(since(5)), Some(vec![]));
+        assert_eq!(offsets(since(1)), None, "2 is no longer kept");
+        assert_eq!(offsets(since(6)), None, "ahead of the stream");
         let stale = Position {
             offset: 4,
             epoch: "another".into(),
         };
-        assert_eq!(offsets(stream.since(&stale)), None);
+        assert_eq!(offsets(stream.since(&stale, usize::MAX, 0)), None);
         let read: Vec<_> = stream.read(0, 2).iter().map(|k| k.offset).collect();
         assert_eq!(read, vec![3, 4]);
+        // More than the socket's queue takes: none.
+        let two = stream.since(&at(3), usize::MAX, 0).unwrap();
+        let bytes: usize = two.iter().map(Bytes::len).sum();
+        assert!(stream.since(&at(3), bytes, 0).is_some());
+        assert!(stream.since(&at(3), bytes - 1, 0).is_none());
+        assert!(stream.since(&at(3), bytes, 1).is_none());
     }
 
     #[test]
-    fn the_envelope_is_json_with_the_position() {
+    fn the_envelope_is_json_with_the_position_and_framed_once() {
         let history = History::default();
         history.keep("t", retention(10)).unwrap();
         let stream = history.kept("t").unwrap();
         let mut stream = lock(&stream);
-        stream.append(true, Bytes::from_static(b"say \"hi\"\n"));
-        stream.append(false, Bytes::from_static(&[0, 255]));
+        let sent = stream.publish(true, b"say \"hi\"\n");
+        stream.publish(false, &[0, 255]);
         let epoch = stream.position().epoch;
-        let json: Vec<_> = stream
-            .read(0, 10)
-            .iter()
-            .map(|k| envelope(k.offset, &epoch, k.text, &k.payload))
-            .collect();
-        let parsed: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
-        assert_eq!(parsed["offset"], 1);
-        assert_eq!(parsed["epoch"], &*epoch);
-        assert_eq!(parsed["text"], "say \"hi\"\n");
-        let parsed: serde_json::Value = serde_json::from_str(&json[1]).unwrap();
-        assert_eq!(parsed["binary"], "AP8=");
+        let before = Position {
+            offset: 0,
+            epoch: epoch.clone(),
+        };
+        let frames = stream.since(&before, usize::MAX, 0).unwrap();
+        assert_eq!(
+            frames[0].as_ptr(),
+            sent.as_ptr(),
+            "the same bytes, not a copy"
+        );
+        let parse = |frame: &Bytes| serde_json::from_slice::<serde_json::Value>(&frame[2..]);
+        let first = parse(&frames[0]).unwrap();
+        assert_eq!(first["offset"], 1);
+        assert_eq!(first["epoch"], &*epoch);
+        assert_eq!(first["text"], "say \"hi\"\n");
+        assert_eq!(parse(&frames[1]).unwrap()["binary"], "AP8=");
+        let read = stream.read(0, 10);
+        assert!(matches!(read[1].message(), Message::Binary(b) if b == [0, 255]));
     }
 
     #[test]
     fn memory_and_counts_are_bounded() {
-        let history = History::new(10 * (100 + PER_MESSAGE));
-        history.keep("a", retention(1000)).unwrap();
+        // A 100-byte binary message's frame is 102 bytes.
+        let one = 102 + PER_MESSAGE;
+        let history = History::new(10 * one);
+        let raw = Retention {
+            envelope: Envelope::None,
+            ..retention(1000)
+        };
+        history.keep("a", raw).unwrap();
         let stream = history.kept("a").unwrap();
         for _ in 0..50 {
-            lock(&stream).append(false, Bytes::from(vec![0; 100]));
+            lock(&stream).publish(false, &[0; 100]);
         }
-        assert!(history.bytes() <= 10 * (100 + PER_MESSAGE));
+        assert_eq!(history.bytes(), 10 * one);
         assert_eq!(lock(&stream).position().offset, 50, "numbered all the same");
         assert_eq!(lock(&stream).read(0, 100).len(), 10);
         drop(stream);
@@ -434,6 +475,21 @@ mod tests {
             history.keep("a", retention(5)).is_ok(),
             "a kept topic changes"
         );
+    }
+
+    #[test]
+    fn a_topic_that_keeps_fewer_gives_its_room_back() {
+        let history = History::default();
+        history.keep("t", retention(10_000)).unwrap();
+        let stream = history.kept("t").unwrap();
+        for _ in 0..10_000 {
+            lock(&stream).publish(true, b"x");
+        }
+        let before = history.bytes();
+        history.keep("t", retention(10)).unwrap();
+        lock(&stream).publish(true, b"x");
+        assert!(history.bytes() < before / 100);
+        assert!(lock(&stream).kept.capacity() <= 64, "the slots went too");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use crate::bindings::{ConnectionId, Error, Message};
 use crate::pubsub::history::{self, History, HistoryError, Position};
 use crate::ws::frame;
-use crate::ws::outbox::{Cork, Outbox, Refused};
+use crate::ws::outbox::{Cork, Outbox, RECOVERED_FRAME_COST, Refused};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -66,7 +66,9 @@ impl From<TopicError> for Error {
 type Subscribers = HashMap<ConnectionId, Arc<Outbox>>;
 
 /// What carries topics and sends by id to the other processes of a cluster.
-/// Called with no lock of ours held; none of it may wait.
+/// None of it may wait: it may be called under a kept topic's stream lock
+/// (so a kept topic's messages leave in offset order), never under the
+/// topics' own.
 pub trait Relay: Send + Sync + std::fmt::Debug {
     /// The first local subscriber of `topic` came, or its last left: the
     /// relay compares with [`Topics::has`] to know which.
@@ -218,8 +220,7 @@ impl Topics {
         cork: &mut Cork,
     ) -> u32 {
         let mut stream = history::lock(stream);
-        let frame = stream.frame(stream.position().offset + 1, text, &payload);
-        stream.append(text, payload);
+        let frame = stream.publish(text, &payload);
         self.publish_framed_corked(topic, &frame, exclude, cork)
     }
 
@@ -336,12 +337,10 @@ impl Subscriptions {
         if self.subscribed(topic) {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
         }
-        if self.names.len() >= MAX_SUBSCRIPTIONS {
-            return Err(TopicError::TooMany);
-        }
         let stream = self.topics.history.kept(topic)?;
         let mut stream = history::lock(&stream);
-        let missed = since.map(|since| stream.since(since));
+        let room = self.outbox.recovery_room();
+        let missed = since.map(|since| stream.since(since, room, RECOVERED_FRAME_COST));
         let recovered = match missed {
             None => Some(0),
             Some(Some(frames)) => {

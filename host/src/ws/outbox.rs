@@ -106,6 +106,10 @@ pub struct Outbox {
     backpressure: usize,
 }
 
+/// What a recovered frame counts for beyond its bytes: its handle in the
+/// queue (the bytes themselves are the history's, shared).
+pub const RECOVERED_FRAME_COST: usize = 64;
+
 /// Frames taken by the writer at once. Most bursts to one connection are a
 /// frame or two: they need no allocation.
 pub type Batch = SmallVec<[Bytes; 2]>;
@@ -183,27 +187,42 @@ impl Outbox {
         Ok(queued)
     }
 
+    /// Bytes of other parties' frames this outbox may still take: the room
+    /// for a recovery, each frame counted with [`RECOVERED_FRAME_COST`].
+    pub fn recovery_room(&self) -> usize {
+        let state = self.state();
+        self.byte_cap.saturating_sub(state.others_bytes)
+    }
+
     /// Queue a recovery's frames (a topic's messages a subscriber missed,
     /// [`crate::pubsub::topics::Subscriptions::subscribe_from`]): all of
-    /// them, or none when they are more than `--hub-queue-bytes` together.
-    /// Bounded by bytes alone, and not counted against the live frames'
-    /// bound: a client back from a minute away in a busy topic gets its
-    /// thousands of small messages without being evicted by the next live
-    /// one. The socket's task writes them out as any burst.
+    /// them, or none when they do not fit `--hub-queue-bytes` with what
+    /// waits already (each frame counted with [`RECOVERED_FRAME_COST`]).
+    /// Bounded by bytes alone, not by the frame count: a client back from a
+    /// minute away in a busy topic gets its thousands of small messages
+    /// without being evicted by the next live one. The frames are the ones
+    /// the topic's history keeps (shared, not copied).
     pub fn offer_recovered(&self, frames: Vec<Bytes>) -> Result<(), Refused> {
-        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let raw: usize = frames.iter().map(Bytes::len).sum();
+        let bytes = raw + frames.len() * RECOVERED_FRAME_COST;
         let mut state = self.state();
         if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
         }
-        if bytes > self.byte_cap {
+        if state.others_bytes + bytes > self.byte_cap {
             return Err(Refused::Overflowed);
         }
         if frames.is_empty() {
             return Ok(());
         }
+        state.others_bytes += bytes;
+        state.bytes += raw;
+        if state.fragmenting {
+            // After the guest's fragmented message, as any other party's.
+            state.held.extend(frames);
+            return Ok(());
+        }
         let wake = state.frames.is_empty();
-        state.bytes += bytes;
         state.frames.extend(frames);
         drop(state);
         if wake {
