@@ -122,3 +122,64 @@ async fn a_recovery_larger_than_the_queue_is_a_reset() {
     send_text(&mut publisher, "live").await;
     assert_eq!(json(&next_text(&mut far).await)["offset"], 41);
 }
+
+/// Recovery in the handler and coro worlds (`guests/probe`'s `recover`
+/// mode, `guests/coro-probe`'s `recover` command) over one server-wide
+/// history: what a handler missed while away, published by a coroutine,
+/// comes back in order, then where the stream is; a coroutine recovers the
+/// same; both then get the live messages.
+#[tokio::test]
+async fn handler_and_coro_guests_recover_too() {
+    let server = Server::start(&[("/probe", "probe"), ("/p", "coro_probe")]);
+    let mut handler = server.connect("/probe?recover=news").await;
+    assert_eq!(next_text(&mut handler).await, "recovered 0");
+    let at = next_text(&mut handler).await;
+    let epoch = at.strip_prefix("at 0 ").expect(&at).to_string();
+    send_text(&mut handler, "one").await;
+    let one = json(&next_text(&mut handler).await);
+    assert_eq!(
+        (one["offset"].as_u64(), one["text"].as_str()),
+        (Some(1), Some("one"))
+    );
+    drop(handler);
+
+    let mut coro = server.connect("/p").await;
+    send_text(&mut coro, "pub news two").await;
+    send_text(&mut coro, "pub news three").await;
+    send_text(&mut coro, "id").await;
+    next_text(&mut coro).await; // in order: both were published
+
+    let mut handler = server
+        .connect(&format!("/probe?recover=news&since=1&epoch={epoch}"))
+        .await;
+    for (offset, text) in [(2, "two"), (3, "three")] {
+        let got = json(&next_text(&mut handler).await);
+        assert_eq!(
+            got,
+            serde_json::json!({"offset": offset, "epoch": epoch, "text": text})
+        );
+    }
+    assert_eq!(next_text(&mut handler).await, "recovered 2");
+    assert_eq!(next_text(&mut handler).await, format!("at 3 {epoch}"));
+
+    send_text(&mut coro, &format!("recover news 1 {epoch}")).await;
+    for offset in [2, 3] {
+        assert_eq!(json(&next_text(&mut coro).await)["offset"], offset);
+    }
+    assert_eq!(next_text(&mut coro).await, "recovered 2");
+    send_text(&mut coro, "recover news 1 another-epoch").await;
+    let again = next_text(&mut coro).await;
+    assert!(
+        again.starts_with("error") && again.contains("already subscribed"),
+        "{again}"
+    );
+
+    send_text(&mut handler, "four").await;
+    for ws in [&mut handler, &mut coro] {
+        let four = json(&next_text(ws).await);
+        assert_eq!(
+            (four["offset"].as_u64(), four["text"].as_str()),
+            (Some(4), Some("four"))
+        );
+    }
+}

@@ -95,6 +95,17 @@ impl Connection {
         crate::topics::subscribe(host::id(), topic)
     }
 
+    /// Subscribe this connection (once upgraded) to `topic`, which keeps
+    /// history, from `since`: what it missed first, then the live messages
+    /// (see [`crate::history`]).
+    pub fn subscribe_from(
+        &self,
+        topic: &str,
+        since: Option<&crate::history::Position>,
+    ) -> Result<crate::history::Recovery> {
+        crate::history::subscribe_from(host::id(), topic, since)
+    }
+
     /// Unsubscribe this connection from `topic`.
     pub fn unsubscribe(&self, topic: &str) -> Result<bool> {
         crate::topics::unsubscribe(host::id(), topic)

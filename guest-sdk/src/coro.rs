@@ -52,6 +52,7 @@ pub mod bindings {
             "wshost:websocket/event-types@0.1.0": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics@0.1.0": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/hub@0.1.0": crate::bindings::wshost::websocket::hub,
+            "wshost:websocket/history@0.1.0": crate::bindings::wshost::websocket::history,
         },
     });
 }
@@ -127,6 +128,17 @@ impl Connection {
     /// Subscribe this connection to `topic` (once upgraded).
     pub fn subscribe(&self, topic: &str) -> Result<bool> {
         crate::topics::subscribe(self.id, topic)
+    }
+
+    /// Subscribe this connection (once upgraded) to `topic`, which keeps
+    /// history, from `since`: what it missed first, then the live messages
+    /// (see [`crate::history`]).
+    pub fn subscribe_from(
+        &self,
+        topic: &str,
+        since: Option<&crate::history::Position>,
+    ) -> Result<crate::history::Recovery> {
+        crate::history::subscribe_from(self.id, topic, since)
     }
 
     /// Unsubscribe this connection from `topic`.

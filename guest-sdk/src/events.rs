@@ -40,6 +40,7 @@ pub mod bindings {
             "wshost:websocket/types@0.1.0": crate::bindings::wshost::websocket::types,
             "wshost:websocket/event-types@0.1.0": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics@0.1.0": crate::bindings::wshost::websocket::topics,
+            "wshost:websocket/history@0.1.0": crate::bindings::wshost::websocket::history,
         },
     });
 }

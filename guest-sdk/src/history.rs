@@ -1,8 +1,11 @@
-//! Topic history and recovery (event world): a topic that keeps history
+//! Topic history and recovery, in every world: a topic that keeps history
 //! numbers every message published to it (an offset counting up by one,
 //! and the epoch of its stream), keeps the last ones, and lets a socket
 //! subscribe *from* a position it saw, getting what it missed, then the
-//! live messages, with no gap and no duplicate.
+//! live messages, with no gap and no duplicate. A handler recovers its own
+//! connection ([`crate::Connection::subscribe_from`]), a coroutine its own
+//! ([`crate::coro::Connection::subscribe_from`]), an event handler any of
+//! its sockets ([`crate::events::Socket::subscribe_from`]).
 //!
 //! ```no_run
 //! use wshost_guest::events::{Handler, Message, Socket};
@@ -26,7 +29,7 @@
 //! ```
 
 use crate::Result;
-use crate::events::bindings::wshost::websocket::history as host;
+use crate::bindings::wshost::websocket::history as host;
 
 pub use host::{Envelope, Page, Position, Publication, Recovery};
 

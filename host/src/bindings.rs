@@ -1,8 +1,8 @@
 //! Host-side bindings of the worlds of `wit/`: `handler` (one instance per
 //! request), `events` (one instance per route) and `coro` (many requests as
 //! tasks of one instance). The interfaces both
-//! worlds import (`types`, `event-types`, `topics`) are generated once, with
-//! the handler world, and shared.
+//! worlds import (`types`, `event-types`, `topics`, `history`) are generated
+//! once, with the handler world, and shared.
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -36,10 +36,11 @@ pub mod events {
             "wshost:websocket/types": crate::bindings::wshost::websocket::types,
             "wshost:websocket/event-types": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
+            "wshost:websocket/history": crate::bindings::wshost::websocket::history,
         },
     });
 
-    pub use self::wshost::websocket::{history, sockets};
+    pub use self::wshost::websocket::sockets;
 }
 
 /// The `coro` world.
@@ -54,6 +55,7 @@ pub mod coro {
             "wshost:websocket/event-types": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/hub": crate::bindings::wshost::websocket::hub,
+            "wshost:websocket/history": crate::bindings::wshost::websocket::history,
         },
     });
 

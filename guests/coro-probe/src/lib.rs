@@ -7,12 +7,16 @@
 //! 64 KiB messages until a push fails, `work` computes for 300 ms (reading
 //! the clock, no other call) and answers `worked`, `after-close-push` and
 //! `after-close-recv` wait for the connection to end and then call `push`
-//! (or `recv`) forever, each failing (or saying closed) at once; anything
-//! else is sent back as it came.
+//! (or `recv`) forever, each failing (or saying closed) at once; `recover
+//! T [OFFSET EPOCH]` keeps topic T's last 100 messages (JSON envelope) and
+//! subscribes from that position, answering `recovered N` or `reset OFFSET
+//! EPOCH`; `pub T X` publishes X to T; anything else is sent back as it
+//! came.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wshost_guest::coro::Connection;
-use wshost_guest::{Error, Request};
+use wshost_guest::history::{self, Position, Recovery, Retention};
+use wshost_guest::{Error, Request, topics};
 
 /// Tasks of this instance now running (a `static`: shared by all of them).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -32,6 +36,14 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
                 loop {}
             }
             "id" => ws.push_text(&ws.id().to_string()).await?,
+            command if command.starts_with("recover ") => {
+                let answer = recover(&ws, &command["recover ".len()..]);
+                ws.push_text(&answer).await?;
+            }
+            command if command.starts_with("pub ") => {
+                let (topic, text) = command["pub ".len()..].split_once(' ').unwrap_or(("", ""));
+                topics::publish(topic, text)?;
+            }
             "work" => {
                 let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
                 while std::time::Instant::now() < until {
@@ -81,3 +93,20 @@ async fn probe(_req: Request, ws: Connection) -> Result<(), Error> {
 }
 
 wshost_guest::export_coro!(probe);
+
+/// `recover T [OFFSET EPOCH]`: what the subscription from there did.
+fn recover(ws: &Connection, args: &str) -> String {
+    let mut words = args.split(' ');
+    let topic = words.next().unwrap_or_default();
+    let since = match (words.next(), words.next()) {
+        (Some(offset), Some(epoch)) => offset.parse().ok().map(|o| Position::new(o, epoch)),
+        _ => None,
+    };
+    let recovered = history::keep(topic, Retention::last(100).json())
+        .and_then(|()| ws.subscribe_from(topic, since.as_ref()));
+    match recovered {
+        Ok(Recovery::Recovered(n)) => format!("recovered {n}"),
+        Ok(Recovery::Reset(at)) => format!("reset {} {}", at.offset, at.epoch),
+        Err(e) => format!("error {e}"),
+    }
+}

@@ -30,6 +30,10 @@
 //! - `log`: print a line to stdout and one to stderr, then answer 204;
 //!   `log=N`: print a line that tries to forge another with `\r`, then N
 //!   numbered lines, then answer 204.
+//! - `recover=T&since=OFFSET&epoch=EPOCH`: upgrade, keep topic T's last 100
+//!   messages (JSON envelope), subscribe from that position (none without
+//!   `since`), push `recovered N` or `reset OFFSET EPOCH`, then `at OFFSET
+//!   EPOCH` (where T's stream is), then publish each text message to T.
 //! - `topic=T`: upgrade, subscribe to topic T, then for each message
 //!   `pub X` publish X to T, `pubx X` publish it to T but this connection,
 //!   `unsub` unsubscribe, `count` push T's subscriber count, `id` push
@@ -44,6 +48,7 @@
 //!   it (or `ok`) and drops them all; anything else is pushed back as is.
 
 use std::time::Duration;
+use wshost_guest::history::{self, Position, Recovery, Retention};
 use wshost_guest::{Connection, Error, Opcode, Request, hub, topics};
 
 fn probe(req: Request, ws: Connection) -> Result<(), String> {
@@ -206,6 +211,32 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                 }
             }
             ws.respond(wshost_guest::Response::new(204)).map_err(str)?;
+        }
+        "recover" => {
+            // `recover=T&since=OFFSET&epoch=EPOCH`
+            let topic = req.query_param("recover").unwrap_or_default();
+            ws.upgrade().map_err(str)?;
+            history::keep(topic, Retention::last(100).json()).map_err(str)?;
+            let since = match (req.query_param("since"), req.query_param("epoch")) {
+                (Some(offset), Some(epoch)) => {
+                    let offset = offset
+                        .parse()
+                        .map_err(|_| format!("bad offset {offset:?}"))?;
+                    Some(Position::new(offset, epoch))
+                }
+                _ => None,
+            };
+            let answer = match ws.subscribe_from(topic, since.as_ref()).map_err(str)? {
+                Recovery::Recovered(n) => format!("recovered {n}"),
+                Recovery::Reset(at) => format!("reset {} {}", at.offset, at.epoch),
+            };
+            ws.push_text(&answer).map_err(str)?;
+            let at = history::current_position(topic).map_err(str)?;
+            ws.push_text(&format!("at {} {}", at.offset, at.epoch))
+                .map_err(str)?;
+            while let Some(frame) = ws.recv(None).map_err(str)? {
+                topics::publish(topic, frame.text_lossy().as_ref()).map_err(str)?;
+            }
         }
         "topic" => {
             ws.upgrade().map_err(str)?;

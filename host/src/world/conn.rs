@@ -4,7 +4,7 @@
 
 use crate::bindings::wshost::websocket::messages::{self, Incoming};
 use crate::bindings::wshost::websocket::{
-    connection, event_types, handshake, hub as hub_api, topics, types,
+    connection, event_types, handshake, history, hub as hub_api, topics, types,
 };
 use crate::bindings::{ConnectionId, Error, Frame, HeldMessage, Message, Opcode};
 use crate::meters::RouteMeters;
@@ -17,6 +17,7 @@ use crate::world::RouteContext;
 use crate::world::beside::Side;
 use crate::world::held::HeldMessages;
 use crate::world::limits::LimitsExt;
+use crate::world::recover;
 use crate::world::upgraded::{self, Upgraded};
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::Delivery;
@@ -503,6 +504,35 @@ impl topics::Host for Conn {
 
     async fn subscribers(&mut self, topic: String) -> u32 {
         self.topics.subscribers(&topic)
+    }
+}
+
+/// A handler recovers only its own connection, once upgraded.
+impl history::Host for Conn {
+    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
+        recover::keep(&self.topics, &topic, retention)
+    }
+
+    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
+        recover::current_position(&self.topics, &topic)
+    }
+
+    async fn subscribe_from(
+        &mut self,
+        conn: ConnectionId,
+        topic: String,
+        since: Option<history::Position>,
+    ) -> Result<history::Recovery, Error> {
+        recover::subscribe_from(self.own_subscriptions(conn)?, &topic, since)
+    }
+
+    async fn read(
+        &mut self,
+        topic: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<history::Page, Error> {
+        recover::read(&self.topics, &topic, after, limit)
     }
 }
 

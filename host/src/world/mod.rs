@@ -12,7 +12,8 @@
 //! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
 //! A handler-world connection's socket pump runs in the guest's task, beside
 //! the guest's call ([`beside`]); the messages its guest leaves with the
-//! host are in [`held`].
+//! host are in [`held`]. Topic history's imports, the same in all three
+//! worlds, are in [`recover`].
 //!
 //! Invariant: whatever a guest does, its connection ends by one path that
 //! gives back its slot, budget, inbox, outbox and subscriptions.
@@ -24,6 +25,7 @@ pub mod events;
 pub mod handler;
 pub mod held;
 pub mod limits;
+pub mod recover;
 pub mod upgraded;
 
 use crate::meters::RouteMeters;

@@ -10,7 +10,9 @@
 //! should the task have a waiting call on it in flight.
 
 use crate::bindings::coro::coro_connection;
-use crate::bindings::wshost::websocket::{connection, event_types, handshake, hub, topics, types};
+use crate::bindings::wshost::websocket::{
+    connection, event_types, handshake, history, hub, topics, types,
+};
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
 use crate::meters::Open;
 use crate::pubsub::hub::Hub;
@@ -20,6 +22,7 @@ use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::wasm::self_wake::Handled;
 use crate::world::RouteContext;
 use crate::world::conn::{self, Conn};
+use crate::world::recover;
 use crate::world::upgraded;
 use crate::ws::inbox::Inbox;
 use crate::ws::outbox::Cork;
@@ -434,6 +437,35 @@ impl hub::Host for CoroHost {
 
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
         conn::hub_broadcast(&self.hub, (data, op), self.limits.max_message_size)
+    }
+}
+
+/// A task recovers its own connection (any of the instance's, by id).
+impl history::Host for CoroHost {
+    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
+        recover::keep(&self.topics, &topic, retention)
+    }
+
+    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
+        recover::current_position(&self.topics, &topic)
+    }
+
+    async fn subscribe_from(
+        &mut self,
+        id: ConnectionId,
+        topic: String,
+        since: Option<history::Position>,
+    ) -> Result<history::Recovery, Error> {
+        history::Host::subscribe_from(&mut *self.now(id)?, id, topic, since).await
+    }
+
+    async fn read(
+        &mut self,
+        topic: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<history::Page, Error> {
+        recover::read(&self.topics, &topic, after, limit)
     }
 }
 

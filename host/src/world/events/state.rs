@@ -5,13 +5,13 @@
 //! Every import here is non-blocking: a send queues a framed message to the
 //! socket's outbox and returns; the socket's own task writes it.
 
-use crate::bindings::events::{history, sockets};
-use crate::bindings::wshost::websocket::{event_types, topics, types};
+use crate::bindings::events::sockets;
+use crate::bindings::wshost::websocket::{event_types, history, topics, types};
 use crate::bindings::{ConnectionId, Error, Message, SendStatus};
-use crate::pubsub::history::{Envelope, Position, Retention};
-use crate::pubsub::topics::{self as topic, Recovery, Subscriptions, Topics};
+use crate::pubsub::topics::{Subscriptions, Topics};
 use crate::wasm::guest_log::{GuestLog, Stream};
 use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
+use crate::world::recover;
 use crate::ws::frame;
 use crate::ws::outbox::{Cork, Ending, Outbox, Queued, Refused};
 use crate::ws::socket::check_close;
@@ -257,26 +257,14 @@ impl topics::Host for EventHost {
     }
 }
 
+/// Topic history for the route's sockets (any of them, by id).
 impl history::Host for EventHost {
     async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
-        topic::check_name(&topic)?;
-        let retention = Retention {
-            messages: retention.messages,
-            max_age: (retention.seconds > 0)
-                .then(|| std::time::Duration::from_secs(retention.seconds.into())),
-            envelope: match retention.envelope {
-                history::Envelope::None => Envelope::None,
-                history::Envelope::Json => Envelope::Json,
-            },
-        };
-        Ok(self.topics.history().keep(&topic, retention)?)
+        recover::keep(&self.topics, &topic, retention)
     }
 
     async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
-        let stream = self.topics.history().kept(&topic)?;
-        Ok(position_to_guest(
-            crate::pubsub::history::lock(&stream).position(),
-        ))
+        recover::current_position(&self.topics, &topic)
     }
 
     async fn subscribe_from(
@@ -285,17 +273,7 @@ impl history::Host for EventHost {
         topic: String,
         since: Option<history::Position>,
     ) -> Result<history::Recovery, Error> {
-        let since = since.map(|p| Position {
-            offset: p.offset,
-            epoch: p.epoch.into(),
-        });
-        let subscriptions = self.subscriptions(conn)?;
-        Ok(
-            match subscriptions.subscribe_from(&topic, since.as_ref())? {
-                Recovery::Recovered(n) => history::Recovery::Recovered(n),
-                Recovery::Reset(at) => history::Recovery::Reset(position_to_guest(at)),
-            },
-        )
+        recover::subscribe_from(self.subscriptions(conn)?, &topic, since)
     }
 
     async fn read(
@@ -304,26 +282,6 @@ impl history::Host for EventHost {
         after: u64,
         limit: u32,
     ) -> Result<history::Page, Error> {
-        let stream = self.topics.history().kept(&topic)?;
-        let mut stream = crate::pubsub::history::lock(&stream);
-        let publications = stream
-            .read(after, limit)
-            .iter()
-            .map(|kept| history::Publication {
-                offset: kept.offset,
-                msg: kept.message(),
-            })
-            .collect();
-        Ok(history::Page {
-            epoch: stream.position().epoch.to_string(),
-            publications,
-        })
-    }
-}
-
-fn position_to_guest(at: Position) -> history::Position {
-    history::Position {
-        offset: at.offset,
-        epoch: at.epoch.to_string(),
+        recover::read(&self.topics, &topic, after, limit)
     }
 }
