@@ -4,7 +4,7 @@
 
 use crate::bindings::wshost::websocket::messages::{self, Incoming};
 use crate::bindings::wshost::websocket::{
-    connection, event_types, handshake, history, hub as hub_api, topics, types,
+    connection, event_types, handshake, hub as hub_api, topics, types,
 };
 use crate::bindings::{ConnectionId, Error, Frame, HeldMessage, Message, Opcode};
 use crate::meters::RouteMeters;
@@ -508,33 +508,20 @@ impl topics::Host for Conn {
 }
 
 /// A handler recovers only its own connection, once upgraded.
-impl history::Host for Conn {
-    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
-        recover::keep(&self.topics, &topic, retention)
+impl recover::Recovering for Conn {
+    fn topics(&self) -> &Topics {
+        &self.topics
     }
 
-    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
-        recover::current_position(&self.topics, &topic)
-    }
-
-    async fn subscribe_from(
+    fn with_subscriptions<R>(
         &mut self,
         conn: ConnectionId,
-        topic: String,
-        since: Option<history::Position>,
-    ) -> Result<history::Recovery, Error> {
-        recover::subscribe_from(self.own_subscriptions(conn)?, &topic, since)
-    }
-
-    async fn read(
-        &mut self,
-        topic: String,
-        after: u64,
-        limit: u32,
-    ) -> Result<history::Page, Error> {
-        recover::read(&self.topics, &topic, after, limit)
+        f: impl FnOnce(&mut Subscriptions) -> R,
+    ) -> Result<R, Error> {
+        Ok(f(self.own_subscriptions(conn)?))
     }
 }
+recover::imports_for!(Conn);
 
 impl Conn {
     fn own_subscriptions(&mut self, conn: ConnectionId) -> Result<&mut Subscriptions, Error> {

@@ -2,17 +2,79 @@
 //! them: the WIT's records turned into [`crate::pubsub::history`]'s and
 //! back, over the server's [`Topics`] and one connection's
 //! [`Subscriptions`]. Which connections a guest may name is its world's
-//! rule (an event route's sockets, a handler's or a task's own), decided
-//! by the caller.
+//! rule (an event route's sockets, a handler's or a task's own): each
+//! world's host state says it as [`Recovering`], and gets the imports.
 
-use crate::bindings::Error;
 use crate::bindings::wshost::websocket::history as wit;
+use crate::bindings::{ConnectionId, Error};
 use crate::pubsub::history::{self, Envelope, Position, Retention};
 use crate::pubsub::topics::{self, Recovery, Subscriptions, Topics};
 use std::time::Duration;
 
+/// What a world's host state gives the `history` imports.
+pub trait Recovering: Send {
+    fn topics(&self) -> &Topics;
+
+    /// `f` on the subscriptions of connection `conn`, if this guest may
+    /// name it.
+    fn with_subscriptions<R>(
+        &mut self,
+        conn: ConnectionId,
+        f: impl FnOnce(&mut Subscriptions) -> R,
+    ) -> Result<R, Error>;
+}
+
+/// The `history` imports for a [`Recovering`] host state (a blanket impl
+/// would overlap the bindings' own for `&mut T`).
+macro_rules! imports_for {
+    ($state:ty) => {
+        impl $crate::bindings::wshost::websocket::history::Host for $state {
+            async fn keep(
+                &mut self,
+                topic: String,
+                retention: $crate::bindings::wshost::websocket::history::Retention,
+            ) -> Result<(), $crate::bindings::Error> {
+                $crate::world::recover::keep(self, &topic, retention)
+            }
+
+            async fn current_position(
+                &mut self,
+                topic: String,
+            ) -> Result<
+                $crate::bindings::wshost::websocket::history::Position,
+                $crate::bindings::Error,
+            > {
+                $crate::world::recover::current_position(self, &topic)
+            }
+
+            async fn subscribe_from(
+                &mut self,
+                conn: $crate::bindings::ConnectionId,
+                topic: String,
+                since: Option<$crate::bindings::wshost::websocket::history::Position>,
+            ) -> Result<
+                $crate::bindings::wshost::websocket::history::Recovery,
+                $crate::bindings::Error,
+            > {
+                $crate::world::recover::subscribe_from(self, conn, &topic, since)
+            }
+
+            async fn read(
+                &mut self,
+                topic: String,
+                after: u64,
+                limit: u32,
+            ) -> Result<$crate::bindings::wshost::websocket::history::Page, $crate::bindings::Error>
+            {
+                $crate::world::recover::read(self, &topic, after, limit)
+            }
+        }
+    };
+}
+pub(crate) use imports_for;
+
 /// `history.keep`.
-pub fn keep(topics: &Topics, topic: &str, retention: wit::Retention) -> Result<(), Error> {
+pub fn keep(state: &impl Recovering, topic: &str, retention: wit::Retention) -> Result<(), Error> {
     topics::check_name(topic)?;
     let retention = Retention {
         messages: retention.messages,
@@ -22,18 +84,19 @@ pub fn keep(topics: &Topics, topic: &str, retention: wit::Retention) -> Result<(
             wit::Envelope::Json => Envelope::Json,
         },
     };
-    Ok(topics.history().keep(topic, retention)?)
+    Ok(state.topics().history().keep(topic, retention)?)
 }
 
 /// `history.current-position`.
-pub fn current_position(topics: &Topics, topic: &str) -> Result<wit::Position, Error> {
-    let stream = topics.history().kept(topic)?;
+pub fn current_position(state: &impl Recovering, topic: &str) -> Result<wit::Position, Error> {
+    let stream = state.topics().history().kept(topic)?;
     Ok(to_guest(history::lock(&stream).position()))
 }
 
-/// `history.subscribe-from`, for the connection whose `subscriptions` these are.
+/// `history.subscribe-from`.
 pub fn subscribe_from(
-    subscriptions: &mut Subscriptions,
+    state: &mut impl Recovering,
+    conn: ConnectionId,
     topic: &str,
     since: Option<wit::Position>,
 ) -> Result<wit::Recovery, Error> {
@@ -41,15 +104,23 @@ pub fn subscribe_from(
         offset: p.offset,
         epoch: p.epoch.into(),
     });
-    Ok(match subscriptions.subscribe_from(topic, since.as_ref())? {
+    let recovered = state.with_subscriptions(conn, |subscriptions| {
+        subscriptions.subscribe_from(topic, since.as_ref())
+    })??;
+    Ok(match recovered {
         Recovery::Recovered(n) => wit::Recovery::Recovered(n),
         Recovery::Reset(at) => wit::Recovery::Reset(to_guest(at)),
     })
 }
 
 /// `history.read`.
-pub fn read(topics: &Topics, topic: &str, after: u64, limit: u32) -> Result<wit::Page, Error> {
-    let stream = topics.history().kept(topic)?;
+pub fn read(
+    state: &impl Recovering,
+    topic: &str,
+    after: u64,
+    limit: u32,
+) -> Result<wit::Page, Error> {
+    let stream = state.topics().history().kept(topic)?;
     let mut stream = history::lock(&stream);
     let publications = stream
         .read(after, limit)

@@ -10,12 +10,11 @@
 //! should the task have a waiting call on it in flight.
 
 use crate::bindings::coro::coro_connection;
-use crate::bindings::wshost::websocket::{
-    connection, event_types, handshake, history, hub, topics, types,
-};
+use crate::bindings::wshost::websocket::{connection, event_types, handshake, hub, topics, types};
 use crate::bindings::{ConnectionId, Error, Frame, Message, Opcode};
 use crate::meters::Open;
 use crate::pubsub::hub::Hub;
+use crate::pubsub::topics::Subscriptions;
 use crate::pubsub::topics::Topics;
 use crate::wasm::guest_log::{GuestLog, Stream};
 use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
@@ -441,33 +440,20 @@ impl hub::Host for CoroHost {
 }
 
 /// A task recovers its own connection (any of the instance's, by id).
-impl history::Host for CoroHost {
-    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
-        recover::keep(&self.topics, &topic, retention)
+impl recover::Recovering for CoroHost {
+    fn topics(&self) -> &Topics {
+        &self.topics
     }
 
-    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
-        recover::current_position(&self.topics, &topic)
-    }
-
-    async fn subscribe_from(
+    fn with_subscriptions<R>(
         &mut self,
         id: ConnectionId,
-        topic: String,
-        since: Option<history::Position>,
-    ) -> Result<history::Recovery, Error> {
-        history::Host::subscribe_from(&mut *self.now(id)?, id, topic, since).await
-    }
-
-    async fn read(
-        &mut self,
-        topic: String,
-        after: u64,
-        limit: u32,
-    ) -> Result<history::Page, Error> {
-        recover::read(&self.topics, &topic, after, limit)
+        f: impl FnOnce(&mut Subscriptions) -> R,
+    ) -> Result<R, Error> {
+        self.now(id)?.with_subscriptions(id, f)
     }
 }
+recover::imports_for!(CoroHost);
 
 /// A task subscribes its own connection (any of the instance's, by id).
 impl topics::Host for CoroHost {

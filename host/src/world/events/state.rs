@@ -6,7 +6,7 @@
 //! socket's outbox and returns; the socket's own task writes it.
 
 use crate::bindings::events::sockets;
-use crate::bindings::wshost::websocket::{event_types, history, topics, types};
+use crate::bindings::wshost::websocket::{event_types, topics, types};
 use crate::bindings::{ConnectionId, Error, Message, SendStatus};
 use crate::pubsub::topics::{Subscriptions, Topics};
 use crate::wasm::guest_log::{GuestLog, Stream};
@@ -258,30 +258,17 @@ impl topics::Host for EventHost {
 }
 
 /// Topic history for the route's sockets (any of them, by id).
-impl history::Host for EventHost {
-    async fn keep(&mut self, topic: String, retention: history::Retention) -> Result<(), Error> {
-        recover::keep(&self.topics, &topic, retention)
+impl recover::Recovering for EventHost {
+    fn topics(&self) -> &Topics {
+        &self.topics
     }
 
-    async fn current_position(&mut self, topic: String) -> Result<history::Position, Error> {
-        recover::current_position(&self.topics, &topic)
-    }
-
-    async fn subscribe_from(
+    fn with_subscriptions<R>(
         &mut self,
         conn: ConnectionId,
-        topic: String,
-        since: Option<history::Position>,
-    ) -> Result<history::Recovery, Error> {
-        recover::subscribe_from(self.subscriptions(conn)?, &topic, since)
-    }
-
-    async fn read(
-        &mut self,
-        topic: String,
-        after: u64,
-        limit: u32,
-    ) -> Result<history::Page, Error> {
-        recover::read(&self.topics, &topic, after, limit)
+        f: impl FnOnce(&mut Subscriptions) -> R,
+    ) -> Result<R, Error> {
+        Ok(f(self.subscriptions(conn)?))
     }
 }
+recover::imports_for!(EventHost);
