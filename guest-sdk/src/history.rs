@@ -3,9 +3,9 @@
 //! and the epoch of its stream), keeps the last ones, and lets a socket
 //! subscribe *from* a position it saw, getting what it missed, then the
 //! live messages, with no gap and no duplicate. A handler recovers its own
-//! connection ([`crate::Connection::subscribe_from`]), a coroutine its own
+//! connection ([`crate::Connection::subscribe_from`]), a coroutine its
 //! ([`crate::coro::Connection::subscribe_from`]), an event handler any of
-//! its sockets ([`crate::events::Socket::subscribe_from`]).
+//! its route's sockets ([`crate::events::Socket::subscribe_from`]).
 //!
 //! ```no_run
 //! use wshost_guest::events::{Handler, Message, Socket};

@@ -35,6 +35,10 @@ pub enum TopicError {
     TooMany,
     #[error("already subscribed to {0:?}: a recovery would repeat what it got")]
     AlreadySubscribed(String),
+    #[error("a fragmented message is under way: recover after its last fragment")]
+    Fragmenting,
+    #[error("the connection has closed")]
+    Closed,
     #[error(transparent)]
     History(#[from] HistoryError),
 }
@@ -59,7 +63,10 @@ pub enum Recovery {
 
 impl From<TopicError> for Error {
     fn from(e: TopicError) -> Self {
-        Error::Protocol(e.to_string())
+        match e {
+            TopicError::Closed => Error::PeerClosed,
+            e => Error::Protocol(e.to_string()),
+        }
     }
 }
 
@@ -337,6 +344,11 @@ impl Subscriptions {
         if self.subscribed(topic) {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
         }
+        // Recovered frames go after a handler's fragmented message, where
+        // the writer cannot drain them until its last fragment.
+        if self.outbox.is_fragmenting() {
+            return Err(TopicError::Fragmenting);
+        }
         let stream = self.topics.history.kept(topic)?;
         let mut stream = history::lock(&stream);
         let room = self.outbox.recovery_room();
@@ -348,8 +360,7 @@ impl Subscriptions {
                 match self.outbox.offer_recovered(frames) {
                     Ok(()) => Some(count),
                     Err(Refused::Overflowed) => None,
-                    // The socket has closed: nothing reaches it any more.
-                    Err(Refused::Closed) => Some(0),
+                    Err(Refused::Closed) => return Err(TopicError::Closed),
                 }
             }
             Some(None) => None,
@@ -477,6 +488,31 @@ mod tests {
         }
         assert_eq!(topics.publish("t", &Bytes::from("m"), Some(2)), 0);
         assert!(a_out.is_evicted());
+    }
+
+    #[test]
+    fn no_recovery_mid_fragment_nor_after_the_end() {
+        use crate::pubsub::history::{Envelope, Retention};
+        use crate::ws::outbox::Ending;
+        let topics = Topics::new();
+        let json = Retention {
+            messages: 10,
+            max_age: None,
+            envelope: Envelope::Json,
+        };
+        topics.history().keep("t", json).unwrap();
+        let (mut a, out) = member(&topics, 1);
+        out.push(smallvec::smallvec![Bytes::from("Hel")], true)
+            .unwrap();
+        assert_eq!(a.subscribe_from("t", None), Err(TopicError::Fragmenting));
+        out.push(smallvec::smallvec![Bytes::from("lo")], false)
+            .unwrap();
+        assert_eq!(a.subscribe_from("t", None), Ok(Recovery::Recovered(0)));
+        let (mut b, out) = member(&topics, 2);
+        let stream = topics.history().kept("t").unwrap();
+        let now = history::lock(&stream).position();
+        out.end(Ending::Terminate);
+        assert_eq!(b.subscribe_from("t", Some(&now)), Err(TopicError::Closed));
     }
 
     #[test]

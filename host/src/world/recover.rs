@@ -2,7 +2,8 @@
 //! them: the WIT's records turned into [`crate::pubsub::history`]'s and
 //! back, over the server's [`Topics`] and one connection's
 //! [`Subscriptions`]. Which connections a guest may name is its world's
-//! rule (an event route's sockets, a handler's or a task's own): each
+//! rule (an event route's sockets, a handler's own upgraded connection, a
+//! coroutine's instance's connections, as for `topics`): each
 //! world's host state says it as [`Recovering`], and gets the imports.
 
 use crate::bindings::wshost::websocket::history as wit;
@@ -121,9 +122,11 @@ pub fn read(
     limit: u32,
 ) -> Result<wit::Page, Error> {
     let stream = state.topics().history().kept(topic)?;
+    // Copied out of the lock: publishers to the topic wait on it.
     let mut stream = history::lock(&stream);
-    let publications = stream
-        .read(after, limit)
+    let (kept, epoch) = (stream.read(after, limit), stream.position().epoch);
+    drop(stream);
+    let publications = kept
         .iter()
         .map(|kept| wit::Publication {
             offset: kept.offset,
@@ -131,7 +134,7 @@ pub fn read(
         })
         .collect();
     Ok(wit::Page {
-        epoch: stream.position().epoch.to_string(),
+        epoch: epoch.to_string(),
         publications,
     })
 }

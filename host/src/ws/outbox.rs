@@ -187,6 +187,11 @@ impl Outbox {
         Ok(queued)
     }
 
+    /// A handler guest's fragmented message is under way.
+    pub fn is_fragmenting(&self) -> bool {
+        self.state().fragmenting
+    }
+
     /// Bytes of other parties' frames this outbox may still take: the room
     /// for a recovery, each frame counted with [`RECOVERED_FRAME_COST`].
     pub fn recovery_room(&self) -> usize {
@@ -215,13 +220,13 @@ impl Outbox {
         if frames.is_empty() {
             return Ok(());
         }
+        // Never after a fragmented push's first part (the caller checks
+        // [`Outbox::is_fragmenting`]): held there, they could not drain.
+        if state.fragmenting {
+            return Err(Refused::Overflowed);
+        }
         state.others_bytes += bytes;
         state.bytes += raw;
-        if state.fragmenting {
-            // After the guest's fragmented message, as any other party's.
-            state.held.extend(frames);
-            return Ok(());
-        }
         let wake = state.frames.is_empty();
         state.frames.extend(frames);
         drop(state);
