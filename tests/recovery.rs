@@ -183,3 +183,47 @@ async fn handler_and_coro_guests_recover_too() {
         );
     }
 }
+
+/// `[[history]]` in the config file keeps a topic for a guest that never
+/// asks (`guests/chat` only publishes): its messages are numbered and come
+/// in the JSON envelope; `wshost check` reads the entries, and a bad one is
+/// refused naming the file and the entry.
+#[tokio::test]
+async fn the_config_file_keeps_topics_for_guests_that_do_not_ask() {
+    let dir = tempdir("history-config");
+    std::fs::copy(guest("chat"), dir.join("chat.wasm")).unwrap();
+    let config = dir.join("wshost.toml");
+    let text = "[[route]]\npath = \"/chat\"\ncomponent = \"chat.wasm\"\n\n\
+                [[history]]\ntopics = \"ch*\"\nmessages = 10\nenvelope = \"json\"\n";
+    std::fs::write(&config, text).unwrap();
+    let checked = stdout_of_success(wshost().arg("check").arg("--config").arg(&config));
+    assert!(
+        checked.contains("history: 1 [[history]] entries"),
+        "{checked}"
+    );
+
+    let server = Server::start_with(&["--config".into(), config.display().to_string()]);
+    let mut ws = server.connect("/chat").await;
+    for (offset, text) in [(1, "hi"), (2, "again")] {
+        send_text(&mut ws, text).await;
+        let got = json(&next_text(&mut ws).await);
+        assert_eq!(got["offset"], offset, "{got}");
+        assert_eq!(got["text"], format!("Сервер：{text}"));
+    }
+    drop(server);
+
+    std::fs::write(&config, text.replace("messages = 10", "messages = 0")).unwrap();
+    let out = wshost()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{error}");
+    assert!(
+        error.contains("wshost.toml: [[history]] #1: messages = 0: 1 to 1000000"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

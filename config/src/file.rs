@@ -4,6 +4,7 @@
 //! every error names the file, the line and the key. Flags given on the
 //! command line override the file (for every route).
 
+use crate::history::{HistoryFile, HistoryRule};
 use crate::limits::{Grants, Limits, LimitsFile};
 use crate::route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 use crate::settings::settings;
@@ -28,6 +29,9 @@ settings! {
             pub limits: LimitsFile,
             #[serde(default, rename = "route")]
             pub routes: Vec<RouteFile>,
+            /// `[[history]]`: topics that keep their last messages.
+            #[serde(default)]
+            pub history: Vec<HistoryFile>,
         }
         resolved {}
 
@@ -148,6 +152,18 @@ impl ConfigFile {
         }
         flags.apply(&mut server).map_err(anyhow::Error::msg)?;
         Ok(server)
+    }
+
+    /// The `[[history]]` entries, checked, in order; errors name the file
+    /// and the entry.
+    pub fn history(&self) -> Result<Vec<HistoryRule>> {
+        let file = self.path.display();
+        let rules = self.history.iter().enumerate().map(|(i, entry)| {
+            entry
+                .rule()
+                .map_err(|why| anyhow::anyhow!("{file}: [[history]] #{}: {why}", i + 1))
+        });
+        rules.collect()
     }
 
     /// The `[tls]` files, resolved against the file's folder.

@@ -5,7 +5,8 @@
 //! - [`limits`]: the per-connection limits (`[limits]`, flags, a route's
 //!   own `limits`).
 //! - [`file`]: the config file (`serve --config`): the server's own
-//!   settings (also flags), `[tls]`, `[limits]`, `[[route]]`.
+//!   settings (also flags), `[tls]`, `[limits]`, `[[route]]`, `[[history]]`.
+//! - [`history`]: which topics keep their last messages (`[[history]]`).
 //! - [`route`]: what a route is (path, component, grants).
 //! - [`value`]: the kinds of value, each with its check.
 //! - [`reference`]: the settings' reference page, made from the entries.
@@ -15,6 +16,7 @@
 //! key and its flag, and for the file the file and the line.
 
 pub mod file;
+pub mod history;
 pub mod limits;
 pub mod reference;
 pub mod route;
@@ -22,6 +24,7 @@ pub(crate) mod settings;
 pub mod value;
 
 pub use file::{ConfigFile, ServerSettings};
+pub use history::HistoryRule;
 pub use limits::{Grants, Keepalive, Limits, LimitsFile};
 pub use route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 pub use settings::{Scope, Setting};

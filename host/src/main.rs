@@ -199,6 +199,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let limits = file.limits(overrides)?;
     let settings = file.server(&args.server)?;
+    let history = file.history()?;
     let mut routes = file.routes(overrides)?;
     // A `--route` replaces the file's route of the same path (two
     // `--route`s of one path stay an error).
@@ -225,6 +226,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let mut server = Server::new(&routes, limits, cache_dir(&settings).as_deref())?;
+    server.topics().history().set_rules(history);
     if let Some(tls) = &tls {
         server = server.with_tls(tls.clone());
     }
@@ -408,6 +410,10 @@ fn check_config(path: &Path) -> Result<()> {
     let limits = file.limits(&LimitsFile::default())?;
     let routes = file.routes(&LimitsFile::default())?;
     anyhow::ensure!(!routes.is_empty(), "{}: no [[route]]", path.display());
+    let history = file.history()?;
+    if !history.is_empty() {
+        println!("history: {} [[history]] entries", history.len());
+    }
     if let Some(url) = &file.cluster {
         wshost::pubsub::cluster::Cluster::check_url(url)?;
         println!("cluster: {}", wshost::pubsub::cluster::redacted(url));

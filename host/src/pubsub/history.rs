@@ -27,11 +27,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
+use wshost_config::HistoryRule;
 
 /// Topics that may keep history, server-wide.
 pub const MAX_KEPT_TOPICS: usize = 10_000;
-/// Messages one topic may keep.
-pub const MAX_MESSAGES: u32 = 1_000_000;
+/// Messages one topic may keep (one bound for guests and the config file).
+pub use wshost_config::history::MAX_MESSAGES;
 /// Messages one `read` returns at most.
 pub const MAX_READ: u32 = 1_000;
 /// What a kept message costs beyond its payload: its slot in the queue and
@@ -112,6 +113,9 @@ pub struct History {
     bytes: Arc<AtomicUsize>,
     /// ...at most.
     max_bytes: usize,
+    /// The config file's `[[history]]`: topics kept without a guest asking,
+    /// from their first publish or recovery on.
+    rules: std::sync::OnceLock<Vec<HistoryRule>>,
 }
 
 impl Default for History {
@@ -126,7 +130,13 @@ impl History {
             streams: RwLock::default(),
             bytes: Arc::default(),
             max_bytes,
+            rules: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keep the topics `rules` cover (set once, at start).
+    pub fn set_rules(&self, rules: Vec<HistoryRule>) {
+        let _ = self.rules.set(rules);
     }
 
     /// Keep `topic`'s history from now on (or change how).
@@ -134,12 +144,15 @@ impl History {
         if retention.messages == 0 || retention.messages > MAX_MESSAGES {
             return Err(HistoryError::Messages(retention.messages));
         }
-        if let Some(stream) = self.stream(topic) {
+        let kept = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = kept.get(topic).cloned() {
+            drop(kept);
             let mut stream = lock(&stream);
             stream.retention = retention;
             stream.trim(Instant::now());
             return Ok(());
         }
+        drop(kept);
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         if let Some(stream) = streams.get(topic) {
             lock(stream).retention = retention;
@@ -153,8 +166,26 @@ impl History {
         Ok(())
     }
 
-    /// `topic`'s stream, if it keeps history.
+    /// `topic`'s stream, if it keeps history (started now if a
+    /// `[[history]]` rule covers it).
     pub fn stream(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = streams.get(topic) {
+            return Some(stream.clone());
+        }
+        drop(streams);
+        let rule = self.rules.get()?.iter().find(|rule| rule.matches(topic))?;
+        let retention = Retention {
+            messages: rule.messages,
+            max_age: rule.max_age,
+            envelope: if rule.json {
+                Envelope::Json
+            } else {
+                Envelope::None
+            },
+        };
+        // Past the bound on kept topics, the topic is not kept.
+        self.keep(topic, retention).ok()?;
         let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
         streams.get(topic).cloned()
     }
@@ -490,6 +521,39 @@ mod tests {
         lock(&stream).publish(true, b"x");
         assert!(history.bytes() < before / 100);
         assert!(lock(&stream).kept.capacity() <= 64, "the slots went too");
+    }
+
+    #[test]
+    fn config_rules_keep_the_topics_they_cover() {
+        let history = History::default();
+        let rule = |topics: &str, envelope: Option<&str>| {
+            wshost_config::history::HistoryFile {
+                topics: topics.into(),
+                messages: 2,
+                seconds: 0,
+                envelope: envelope.map(Into::into),
+            }
+            .rule()
+            .unwrap()
+        };
+        history.set_rules(vec![rule("room:*", Some("json")), rule("news", None)]);
+        assert!(history.stream("other").is_none());
+        let room = history.stream("room:1").expect("covered by room:*");
+        assert_eq!(lock(&room).envelope(), Envelope::Json);
+        assert_eq!(
+            lock(&history.kept("news").unwrap()).envelope(),
+            Envelope::None
+        );
+        for _ in 0..5 {
+            lock(&room).publish(true, b"x");
+        }
+        assert_eq!(lock(&room).read(0, 10).len(), 2, "as the rule says");
+        // A guest's keep wins for the topic it names.
+        history.keep("room:1", retention(4)).unwrap();
+        for _ in 0..5 {
+            lock(&room).publish(true, b"x");
+        }
+        assert_eq!(lock(&room).read(0, 10).len(), 4);
     }
 
     #[test]
