@@ -106,6 +106,12 @@ impl Connection {
         crate::history::subscribe_from(host::id(), topic, since)
     }
 
+    /// Join `topic` (subscribing to it) as a member with `info`, listed
+    /// until it leaves (see [`crate::presence`]); true if not a member yet.
+    pub fn join(&self, topic: &str, info: &str) -> Result<bool> {
+        crate::presence::join(host::id(), topic, info)
+    }
+
     /// Unsubscribe this connection from `topic`.
     pub fn unsubscribe(&self, topic: &str) -> Result<bool> {
         crate::topics::unsubscribe(host::id(), topic)

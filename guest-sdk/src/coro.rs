@@ -53,6 +53,7 @@ pub mod bindings {
             "wshost:websocket/topics@0.1.0": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/hub@0.1.0": crate::bindings::wshost::websocket::hub,
             "wshost:websocket/history@0.1.0": crate::bindings::wshost::websocket::history,
+            "wshost:websocket/presence@0.1.0": crate::bindings::wshost::websocket::presence,
         },
     });
 }
@@ -139,6 +140,12 @@ impl Connection {
         since: Option<&crate::history::Position>,
     ) -> Result<crate::history::Recovery> {
         crate::history::subscribe_from(self.id, topic, since)
+    }
+
+    /// Join `topic` (subscribing to it) as a member with `info`, listed
+    /// until it leaves (see [`crate::presence`]); true if not a member yet.
+    pub fn join(&self, topic: &str, info: &str) -> Result<bool> {
+        crate::presence::join(self.id, topic, info)
     }
 
     /// Unsubscribe this connection from `topic`.

@@ -41,6 +41,7 @@ pub mod bindings {
             "wshost:websocket/event-types@0.1.0": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics@0.1.0": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/history@0.1.0": crate::bindings::wshost::websocket::history,
+            "wshost:websocket/presence@0.1.0": crate::bindings::wshost::websocket::presence,
         },
     });
 }
@@ -131,6 +132,12 @@ impl Socket {
         since: Option<&crate::history::Position>,
     ) -> Result<crate::history::Recovery> {
         crate::history::subscribe_from(self.0, topic, since)
+    }
+
+    /// Join `topic` (subscribing to it) as a member with `info`, listed
+    /// until it leaves (see [`crate::presence`]); true if not a member yet.
+    pub fn join(self, topic: &str, info: &str) -> Result<bool> {
+        crate::presence::join(self.0, topic, info)
     }
 
     /// Unsubscribe from `topic`; true if subscribed.

@@ -43,6 +43,7 @@ mod frame;
 pub mod history;
 pub mod hub;
 pub mod messages;
+pub mod presence;
 mod request;
 mod response;
 pub mod topics;

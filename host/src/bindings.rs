@@ -1,7 +1,7 @@
 //! Host-side bindings of the worlds of `wit/`: `handler` (one instance per
 //! request), `events` (one instance per route) and `coro` (many requests as
 //! tasks of one instance). The interfaces both
-//! worlds import (`types`, `event-types`, `topics`, `history`) are generated
+//! worlds import (`types`, `event-types`, `topics`, `history`, `presence`) are generated
 //! once, with the handler world, and shared.
 
 wasmtime::component::bindgen!({
@@ -37,6 +37,7 @@ pub mod events {
             "wshost:websocket/event-types": crate::bindings::wshost::websocket::event_types,
             "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/history": crate::bindings::wshost::websocket::history,
+            "wshost:websocket/presence": crate::bindings::wshost::websocket::presence,
         },
     });
 
@@ -56,6 +57,7 @@ pub mod coro {
             "wshost:websocket/topics": crate::bindings::wshost::websocket::topics,
             "wshost:websocket/hub": crate::bindings::wshost::websocket::hub,
             "wshost:websocket/history": crate::bindings::wshost::websocket::history,
+            "wshost:websocket/presence": crate::bindings::wshost::websocket::presence,
         },
     });
 

@@ -34,6 +34,10 @@
 //!   messages (JSON envelope), subscribe from that position (none without
 //!   `since`), push `recovered N` or `reset OFFSET EPOCH`, then `at OFFSET
 //!   EPOCH` (where T's stream is), then publish each text message to T.
+//! - `presence=T&info=NAME`: upgrade, turn T's notices on, join T as NAME,
+//!   then for each message `count` push T's member count, `members` push
+//!   `ID=INFO,...`, `leave` unsubscribe (push `true`), `rejoin INFO` join
+//!   again (push whether it was new).
 //! - `topic=T`: upgrade, subscribe to topic T, then for each message
 //!   `pub X` publish X to T, `pubx X` publish it to T but this connection,
 //!   `unsub` unsubscribe, `count` push T's subscriber count, `id` push
@@ -49,7 +53,7 @@
 
 use std::time::Duration;
 use wshost_guest::history::{self, Position, Recovery, Retention};
-use wshost_guest::{Connection, Error, Opcode, Request, hub, topics};
+use wshost_guest::{Connection, Error, Opcode, Request, hub, presence, topics};
 
 fn probe(req: Request, ws: Connection) -> Result<(), String> {
     let query = req.query.clone();
@@ -236,6 +240,30 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                 .map_err(str)?;
             while let Some(frame) = ws.recv(None).map_err(str)? {
                 topics::publish(topic, frame.text_lossy().as_ref()).map_err(str)?;
+            }
+        }
+        "presence" => {
+            // `presence=T&info=NAME`
+            let topic = req.query_param("presence").unwrap_or_default();
+            let info = req.query_param("info").unwrap_or_default();
+            ws.upgrade().map_err(str)?;
+            presence::notices(topic, true).map_err(str)?;
+            ws.join(topic, info).map_err(str)?;
+            while let Some(frame) = ws.recv(None).map_err(str)? {
+                let answer = match frame.text_lossy().as_ref() {
+                    "count" => presence::count(topic).to_string(),
+                    "members" => presence::members(topic, None, 100)
+                        .iter()
+                        .map(|m| format!("{}={}", m.conn, m.info))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    "leave" => ws.unsubscribe(topic).map_err(str)?.to_string(),
+                    other => match other.strip_prefix("rejoin ") {
+                        Some(info) => ws.join(topic, info).map_err(str)?.to_string(),
+                        None => break,
+                    },
+                };
+                ws.push_text(&answer).map_err(str)?;
             }
         }
         "topic" => {

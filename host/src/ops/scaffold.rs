@@ -41,6 +41,10 @@ const WIT: &[(&str, &str)] = &[
     ("wit/events.wit", include_str!("../../../wit/events.wit")),
     ("wit/coro.wit", include_str!("../../../wit/coro.wit")),
     ("wit/history.wit", include_str!("../../../wit/history.wit")),
+    (
+        "wit/presence.wit",
+        include_str!("../../../wit/presence.wit"),
+    ),
 ];
 
 /// The guest SDK, copied into a Rust project (it is not on crates.io).
@@ -72,6 +76,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "wshost-guest/src/history.rs",
         include_str!("../../../guest-sdk/src/history.rs"),
+    ),
+    (
+        "wshost-guest/src/presence.rs",
+        include_str!("../../../guest-sdk/src/presence.rs"),
     ),
     (
         "wshost-guest/src/hub.rs",

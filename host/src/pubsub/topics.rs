@@ -16,6 +16,7 @@
 
 use crate::bindings::{ConnectionId, Error, Message};
 use crate::pubsub::history::{self, History, HistoryError, Position};
+use crate::pubsub::presence::{self, Presence, PresenceError};
 use crate::ws::frame;
 use crate::ws::outbox::{Cork, Outbox, RECOVERED_FRAME_COST, Refused};
 use bytes::Bytes;
@@ -41,6 +42,8 @@ pub enum TopicError {
     Closed,
     #[error(transparent)]
     History(#[from] HistoryError),
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
 }
 
 /// Check a topic's name.
@@ -95,6 +98,8 @@ pub struct Topics {
     directory: RwLock<HashMap<ConnectionId, Arc<Outbox>>>,
     /// The topics that keep their last messages.
     history: History,
+    /// Who is in each topic.
+    presence: Presence,
 }
 
 impl Topics {
@@ -113,6 +118,11 @@ impl Topics {
     /// The topics that keep history.
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// Who is in each topic.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// Carry topics and sends through `relay` from now on (set once).
@@ -300,6 +310,8 @@ pub struct Subscriptions {
     outbox: Arc<Outbox>,
     /// Empty (no allocation) until the first subscribe.
     names: Vec<Arc<str>>,
+    /// The topics of `names` this connection is a member of.
+    present: Vec<Arc<str>>,
 }
 
 impl Subscriptions {
@@ -313,6 +325,7 @@ impl Subscriptions {
             id,
             outbox,
             names: Vec::new(),
+            present: Vec::new(),
         }
     }
 
@@ -322,7 +335,7 @@ impl Subscriptions {
         if self.subscribed(topic) {
             return Ok(false);
         }
-        self.join(topic)?;
+        self.add_subscriber(topic)?;
         Ok(true)
     }
 
@@ -374,13 +387,13 @@ impl Subscriptions {
                 Recovery::Reset(stream.position())
             }
         };
-        self.join(topic)?;
+        self.add_subscriber(topic)?;
         drop(stream);
         Ok(recovery)
     }
 
     /// Join `topic`'s subscribers (not one of them yet).
-    fn join(&mut self, topic: &str) -> Result<(), TopicError> {
+    fn add_subscriber(&mut self, topic: &str) -> Result<(), TopicError> {
         if self.names.len() >= MAX_SUBSCRIPTIONS {
             return Err(TopicError::TooMany);
         }
@@ -406,15 +419,62 @@ impl Subscriptions {
         let Some(at) = self.names.iter().position(|n| &**n == topic) else {
             return false;
         };
+        self.leave(topic);
         self.names.swap_remove(at);
         self.topics.remove(topic, self.id);
         true
+    }
+
+    /// Join `topic` (subscribed to it first, if not yet) as a member with
+    /// `info`; true if not a member yet (then its subscribers with notices
+    /// on, but this one, hear of it).
+    pub fn join(&mut self, topic: &str, info: &str) -> Result<bool, TopicError> {
+        check_name(topic)?;
+        if info.len() > presence::MAX_INFO {
+            return Err(PresenceError::Info(info.len()).into());
+        }
+        let member = self.present.iter().any(|n| &**n == topic);
+        if !member && self.present.len() >= presence::MAX_PRESENCES {
+            return Err(PresenceError::TooMany.into());
+        }
+        self.subscribe(topic)?;
+        let name = self
+            .names
+            .iter()
+            .find(|n| &***n == topic)
+            .expect("subscribed above")
+            .clone();
+        let joined = self.topics.presence.join(&name, self.id, info);
+        if joined {
+            self.present.push(name);
+            if self.topics.presence.notices(topic) {
+                let notice = presence::join_notice(self.id, info);
+                self.topics.publish(topic, &notice, Some(self.id));
+            }
+        }
+        Ok(joined)
+    }
+
+    /// No longer a member of `topic` (if it was): the others hear of it.
+    fn leave(&mut self, topic: &str) {
+        let Some(at) = self.present.iter().position(|n| &**n == topic) else {
+            return;
+        };
+        self.present.swap_remove(at);
+        if self.topics.presence.leave(topic, self.id) && self.topics.presence.notices(topic) {
+            let notice = presence::leave_notice(self.id);
+            self.topics.publish(topic, &notice, Some(self.id));
+        }
     }
 }
 
 impl Subscriptions {
     /// Leave every topic.
     pub fn clear(&mut self) {
+        for name in std::mem::take(&mut self.present) {
+            self.present.push(name.clone());
+            self.leave(&name);
+        }
         for name in std::mem::take(&mut self.names) {
             self.topics.remove(&name, self.id);
         }

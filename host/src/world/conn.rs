@@ -508,7 +508,7 @@ impl topics::Host for Conn {
 }
 
 /// A handler recovers only its own connection, once upgraded.
-impl recover::Recovering for Conn {
+impl recover::Subscribing for Conn {
     fn topics(&self) -> &Topics {
         &self.topics
     }
@@ -522,6 +522,7 @@ impl recover::Recovering for Conn {
     }
 }
 recover::imports_for!(Conn);
+crate::world::presence::imports_for!(Conn);
 
 impl Conn {
     fn own_subscriptions(&mut self, conn: ConnectionId) -> Result<&mut Subscriptions, Error> {

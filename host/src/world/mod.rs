@@ -12,8 +12,8 @@
 //! ([`upgraded`]); and what the worlds make of the limits ([`limits`]).
 //! A handler-world connection's socket pump runs in the guest's task, beside
 //! the guest's call ([`beside`]); the messages its guest leaves with the
-//! host are in [`held`]. Topic history's imports, the same in all three
-//! worlds, are in [`recover`].
+//! host are in [`held`]. Topic history's imports and presence's, the same
+//! in all three worlds, are in [`recover`] and [`presence`].
 //!
 //! Invariant: whatever a guest does, its connection ends by one path that
 //! gives back its slot, budget, inbox, outbox and subscriptions.
@@ -25,6 +25,7 @@ pub mod events;
 pub mod handler;
 pub mod held;
 pub mod limits;
+pub mod presence;
 pub mod recover;
 pub mod upgraded;
 

@@ -4,7 +4,7 @@
 //! [`Subscriptions`]. Which connections a guest may name is its world's
 //! rule (an event route's sockets, a handler's own upgraded connection, a
 //! coroutine's instance's connections, as for `topics`): each
-//! world's host state says it as [`Recovering`], and gets the imports.
+//! world's host state says it as [`Subscribing`], and gets the imports.
 
 use crate::bindings::wshost::websocket::history as wit;
 use crate::bindings::{ConnectionId, Error};
@@ -12,8 +12,10 @@ use crate::pubsub::history::{self, Envelope, Position, Retention};
 use crate::pubsub::topics::{self, Recovery, Subscriptions, Topics};
 use std::time::Duration;
 
-/// What a world's host state gives the `history` imports.
-pub trait Recovering: Send {
+/// What a world's host state gives the `history` and `presence` imports:
+/// the server's topics, and the subscriptions of the connections its guest
+/// may name.
+pub trait Subscribing: Send {
     fn topics(&self) -> &Topics;
 
     /// `f` on the subscriptions of connection `conn`, if this guest may
@@ -25,7 +27,7 @@ pub trait Recovering: Send {
     ) -> Result<R, Error>;
 }
 
-/// The `history` imports for a [`Recovering`] host state (a blanket impl
+/// The `history` imports for a [`Subscribing`] host state (a blanket impl
 /// would overlap the bindings' own for `&mut T`).
 macro_rules! imports_for {
     ($state:ty) => {
@@ -75,7 +77,7 @@ macro_rules! imports_for {
 pub(crate) use imports_for;
 
 /// `history.keep`.
-pub fn keep(state: &impl Recovering, topic: &str, retention: wit::Retention) -> Result<(), Error> {
+pub fn keep(state: &impl Subscribing, topic: &str, retention: wit::Retention) -> Result<(), Error> {
     topics::check_name(topic)?;
     let retention = Retention {
         messages: retention.messages,
@@ -89,14 +91,14 @@ pub fn keep(state: &impl Recovering, topic: &str, retention: wit::Retention) -> 
 }
 
 /// `history.current-position`.
-pub fn current_position(state: &impl Recovering, topic: &str) -> Result<wit::Position, Error> {
+pub fn current_position(state: &impl Subscribing, topic: &str) -> Result<wit::Position, Error> {
     let stream = state.topics().history().kept(topic)?;
     Ok(to_guest(history::lock(&stream).position()))
 }
 
 /// `history.subscribe-from`.
 pub fn subscribe_from(
-    state: &mut impl Recovering,
+    state: &mut impl Subscribing,
     conn: ConnectionId,
     topic: &str,
     since: Option<wit::Position>,
@@ -116,7 +118,7 @@ pub fn subscribe_from(
 
 /// `history.read`.
 pub fn read(
-    state: &impl Recovering,
+    state: &impl Subscribing,
     topic: &str,
     after: u64,
     limit: u32,

@@ -440,7 +440,7 @@ impl hub::Host for CoroHost {
 }
 
 /// A task recovers its own connection (any of the instance's, by id).
-impl recover::Recovering for CoroHost {
+impl recover::Subscribing for CoroHost {
     fn topics(&self) -> &Topics {
         &self.topics
     }
@@ -454,6 +454,7 @@ impl recover::Recovering for CoroHost {
     }
 }
 recover::imports_for!(CoroHost);
+crate::world::presence::imports_for!(CoroHost);
 
 /// A task subscribes its own connection (any of the instance's, by id).
 impl topics::Host for CoroHost {

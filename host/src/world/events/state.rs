@@ -258,7 +258,7 @@ impl topics::Host for EventHost {
 }
 
 /// Topic history for the route's sockets (any of them, by id).
-impl recover::Recovering for EventHost {
+impl recover::Subscribing for EventHost {
     fn topics(&self) -> &Topics {
         &self.topics
     }
@@ -272,3 +272,4 @@ impl recover::Recovering for EventHost {
     }
 }
 recover::imports_for!(EventHost);
+crate::world::presence::imports_for!(EventHost);
