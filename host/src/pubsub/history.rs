@@ -114,7 +114,7 @@ pub struct History {
     /// ...at most.
     max_bytes: usize,
     /// The config file's `[[history]]`: topics kept without a guest asking,
-    /// from their first publish or recovery on.
+    /// from the first time one is published to, recovered or read.
     rules: std::sync::OnceLock<Vec<HistoryRule>>,
 }
 
@@ -173,21 +173,32 @@ impl History {
         if let Some(stream) = streams.get(topic) {
             return Some(stream.clone());
         }
+        // Past the bound on kept topics, the topic is not kept (checked
+        // here first: not a write lock per publish once it is reached).
+        if streams.len() >= MAX_KEPT_TOPICS {
+            return None;
+        }
         drop(streams);
         let rule = self.rules.get()?.iter().find(|rule| rule.matches(topic))?;
+        let envelope = match rule.json {
+            true => Envelope::Json,
+            false => Envelope::None,
+        };
         let retention = Retention {
             messages: rule.messages,
             max_age: rule.max_age,
-            envelope: if rule.json {
-                Envelope::Json
-            } else {
-                Envelope::None
-            },
+            envelope,
         };
-        // Past the bound on kept topics, the topic is not kept.
-        self.keep(topic, retention).ok()?;
-        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
-        streams.get(topic).cloned()
+        // Only if still absent: a guest's `keep` that came meanwhile wins.
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if streams.len() >= MAX_KEPT_TOPICS && !streams.contains_key(topic) {
+            return None;
+        }
+        let stream = streams.entry(Arc::from(topic)).or_insert_with(|| {
+            let stream = Stream::new(retention, self.bytes.clone(), self.max_bytes);
+            Arc::new(Mutex::new(stream))
+        });
+        Some(stream.clone())
     }
 
     /// `topic`'s stream, or why there is none.

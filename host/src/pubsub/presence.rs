@@ -4,7 +4,9 @@
 //!
 //! Invariant: a connection is a member of a topic only while subscribed to
 //! it: [`crate::pubsub::topics::Subscriptions`] leaves when it unsubscribes
-//! and when its connection ends, so a list never names a closed connection.
+//! and when its connection's host state ends (as its subscriptions do: in
+//! the handler and coro worlds when the handler returns, in the event world
+//! when its close is handled).
 
 use crate::bindings::ConnectionId;
 use crate::ws::frame::{self, Kind};
