@@ -14,8 +14,9 @@
 //! lost its history, and a position of the old epoch is never taken for
 //! one of the new.
 //!
-//! Bounded: at most [`MAX_KEPT_TOPICS`] topics, [`MAX_MESSAGES`] messages a
-//! topic, and the server's `history_memory` bytes all topics together.
+//! Bounded: at most [`MAX_KEPT_TOPICS`] topics (past it the least recently
+//! used goes), [`MAX_MESSAGES`] messages a topic, and the server's
+//! `history_memory` bytes all topics together.
 //!
 //! [`Topics`]: crate::pubsub::topics::Topics
 
@@ -158,7 +159,7 @@ impl History {
             lock(stream).retention = retention;
             return Ok(());
         }
-        if streams.len() >= MAX_KEPT_TOPICS {
+        if !make_room(&mut streams) {
             return Err(HistoryError::TooManyTopics);
         }
         let stream = Stream::new(retention, self.bytes.clone(), self.max_bytes);
@@ -173,11 +174,6 @@ impl History {
         if let Some(stream) = streams.get(topic) {
             return Some(stream.clone());
         }
-        // Past the bound on kept topics, the topic is not kept (checked
-        // here first: not a write lock per publish once it is reached).
-        if streams.len() >= MAX_KEPT_TOPICS {
-            return None;
-        }
         drop(streams);
         let rule = self.rules.get()?.iter().find(|rule| rule.matches(topic))?;
         let envelope = match rule.json {
@@ -191,7 +187,7 @@ impl History {
         };
         // Only if still absent: a guest's `keep` that came meanwhile wins.
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        if streams.len() >= MAX_KEPT_TOPICS && !streams.contains_key(topic) {
+        if !streams.contains_key(topic) && !make_room(&mut streams) {
             return None;
         }
         let stream = streams.entry(Arc::from(topic)).or_insert_with(|| {
@@ -213,6 +209,27 @@ impl History {
     }
 }
 
+/// Room for one more stream under [`MAX_KEPT_TOPICS`]: at the bound, the
+/// least recently used stream that no one holds now is let go (its topic's
+/// history is lost: a later recovery of it is a reset, its next stream of
+/// a new epoch). So names that come and go (a prefix rule's rooms) cannot
+/// use the bound up for good. False if every stream is in use.
+fn make_room(streams: &mut HashMap<Arc<str>, Arc<Mutex<Stream>>>) -> bool {
+    if streams.len() < MAX_KEPT_TOPICS {
+        return true;
+    }
+    let idle = streams
+        .iter()
+        .filter(|(_, stream)| Arc::strong_count(stream) == 1)
+        .filter_map(|(name, stream)| Some((stream.try_lock().ok()?.touched, name)))
+        .min_by_key(|(touched, _)| *touched)
+        .map(|(_, name)| name.clone());
+    match idle {
+        Some(name) => streams.remove(&name).is_some(),
+        None => false,
+    }
+}
+
 pub fn lock(stream: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
     stream.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -229,6 +246,16 @@ pub struct Stream {
     bytes: usize,
     all: Arc<AtomicUsize>,
     max_all: usize,
+    /// Last published to, recovered or read (the least recently used goes
+    /// first at the bound on kept topics).
+    touched: Instant,
+}
+
+impl Drop for Stream {
+    /// A stream let go gives back what it kept.
+    fn drop(&mut self) {
+        self.all.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Stream {
@@ -241,6 +268,7 @@ impl Stream {
             bytes: 0,
             all,
             max_all,
+            touched: Instant::now(),
         }
     }
 
@@ -264,6 +292,7 @@ impl Stream {
     pub fn publish(&mut self, text: bool, payload: &[u8]) -> Bytes {
         self.last += 1;
         let now = Instant::now();
+        self.touched = now;
         let (frame, payload, cost) = match self.retention.envelope {
             Envelope::None => {
                 let kind = if text { Kind::Text } else { Kind::Binary };
@@ -332,6 +361,7 @@ impl Stream {
         per_frame: usize,
     ) -> Option<Vec<Bytes>> {
         self.trim(Instant::now());
+        self.touched = Instant::now();
         self.shrink();
         if since.epoch != self.epoch || since.offset > self.last {
             return None;
@@ -349,6 +379,7 @@ impl Stream {
     /// Up to `limit` (at most [`MAX_READ`]) kept messages after offset `after`.
     pub fn read(&mut self, after: u64, limit: u32) -> Vec<Kept> {
         self.trim(Instant::now());
+        self.touched = Instant::now();
         let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
         let skip = after.saturating_add(1).saturating_sub(first);
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
@@ -509,10 +540,15 @@ mod tests {
         for i in 1..MAX_KEPT_TOPICS {
             history.keep(&i.to_string(), retention(1)).unwrap();
         }
-        assert_eq!(
-            history.keep("one more", retention(1)),
-            Err(HistoryError::TooManyTopics)
-        );
+        // At the bound, the least recently used stream no one holds goes.
+        let held = history.kept("a").unwrap();
+        let before = history.streams.read().unwrap().len();
+        assert_eq!(before, MAX_KEPT_TOPICS);
+        history.keep("one more", retention(1)).unwrap();
+        assert_eq!(history.streams.read().unwrap().len(), MAX_KEPT_TOPICS);
+        assert!(history.stream("1").is_none(), "the oldest idle one went");
+        assert!(history.stream("one more").is_some());
+        drop(held);
         assert!(
             history.keep("a", retention(5)).is_ok(),
             "a kept topic changes"
