@@ -1,5 +1,6 @@
 //! The config file: any text is read as `serve --config` reads it (the
-//! server's settings, `[limits]`, every `[[route]]` with its own limits),
+//! server's settings, `[limits]`, every `[[route]]` with its own limits,
+//! every `[[history]]`),
 //! and is either refused with an error naming the file, or gives settings
 //! that hold together: what the host runs with passed every check.
 #![no_main]
@@ -39,5 +40,14 @@ fuzz_target!(|data: &[u8]| {
                 assert!(host.is_dir(), "{} was granted", host.display());
             }
         }
+    }
+    match file.history() {
+        Ok(rules) => {
+            assert_eq!(rules.len(), file.history.len());
+            for rule in rules {
+                assert!((1..=wshost_config::history::MAX_MESSAGES).contains(&rule.messages));
+            }
+        }
+        Err(e) => assert!(e.to_string().starts_with(PATH), "{e}"),
     }
 });
