@@ -145,36 +145,26 @@ impl History {
         if retention.messages == 0 || retention.messages > MAX_MESSAGES {
             return Err(HistoryError::Messages(retention.messages));
         }
-        let kept = self.streams.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(stream) = kept.get(topic).cloned() {
-            drop(kept);
-            let mut stream = lock(&stream);
-            stream.retention = retention;
-            stream.trim(Instant::now());
-            return Ok(());
-        }
-        drop(kept);
-        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(stream) = streams.get(topic) {
-            lock(stream).retention = retention;
-            return Ok(());
-        }
-        if !make_room(&mut streams) {
-            return Err(HistoryError::TooManyTopics);
-        }
-        let stream = Stream::new(retention, self.bytes.clone(), self.max_bytes);
-        streams.insert(Arc::from(topic), Arc::new(Mutex::new(stream)));
+        let stream = match self.lookup(topic) {
+            Some(stream) => stream,
+            None => self
+                .start(topic, retention)
+                .ok_or(HistoryError::TooManyTopics)?,
+        };
+        // Also over a stream a `[[history]]` rule started meanwhile: the
+        // guest's retention wins.
+        let mut stream = lock(&stream);
+        stream.retention = retention;
+        stream.trim(Instant::now());
         Ok(())
     }
 
     /// `topic`'s stream, if it keeps history (started now if a
     /// `[[history]]` rule covers it).
     pub fn stream(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
-        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(stream) = streams.get(topic) {
-            return Some(stream.clone());
+        if let Some(stream) = self.lookup(topic) {
+            return Some(stream);
         }
-        drop(streams);
         let rule = self.rules.get()?.iter().find(|rule| rule.matches(topic))?;
         let envelope = match rule.json {
             true => Envelope::Json,
@@ -185,7 +175,17 @@ impl History {
             max_age: rule.max_age,
             envelope,
         };
-        // Only if still absent: a guest's `keep` that came meanwhile wins.
+        self.start(topic, retention)
+    }
+
+    fn lookup(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams.get(topic).cloned()
+    }
+
+    /// `topic`'s stream: the one there (started meanwhile), else a new one
+    /// with `retention`; `None` when there is no room ([`make_room`]).
+    fn start(&self, topic: &str, retention: Retention) -> Option<Arc<Mutex<Stream>>> {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         if !streams.contains_key(topic) && !make_room(&mut streams) {
             return None;

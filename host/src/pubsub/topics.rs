@@ -194,13 +194,11 @@ impl Topics {
         cork: &mut Cork,
     ) -> Result<u32, Error> {
         if let Some(stream) = self.history.stream(topic) {
-            if frame::payload_len(msg) > max {
+            let (kind, payload) = frame::parts(msg);
+            if payload.len() > max {
                 return Err(Error::TooLarge);
             }
-            let (text, payload) = match msg {
-                Message::Text(text) => (true, Bytes::copy_from_slice(text.as_bytes())),
-                Message::Binary(data) => (false, Bytes::copy_from_slice(data)),
-            };
+            let text = kind == frame::Kind::Text;
             return Ok(self.publish_kept(topic, &stream, (text, payload), exclude, cork));
         }
         let frame = frame::message(msg, max)?;
@@ -213,7 +211,7 @@ impl Topics {
     pub fn publish_held(
         &self,
         topic: &str,
-        (text, payload): (bool, Bytes),
+        (text, payload): (bool, &[u8]),
         framed: impl FnOnce() -> Bytes,
         exclude: Option<ConnectionId>,
     ) -> u32 {
@@ -232,12 +230,12 @@ impl Topics {
         &self,
         topic: &str,
         stream: &std::sync::Mutex<history::Stream>,
-        (text, payload): (bool, Bytes),
+        (text, payload): (bool, &[u8]),
         exclude: Option<ConnectionId>,
         cork: &mut Cork,
     ) -> u32 {
         let mut stream = history::lock(stream);
-        let frame = stream.publish(text, &payload);
+        let frame = stream.publish(text, payload);
         self.publish_framed_corked(topic, &frame, exclude, cork)
     }
 
@@ -455,12 +453,16 @@ impl Subscriptions {
         Ok(joined)
     }
 
-    /// No longer a member of `topic` (if it was): the others hear of it.
+    /// No longer a member of `topic` (if it was).
     fn leave(&mut self, topic: &str) {
-        let Some(at) = self.present.iter().position(|n| &**n == topic) else {
-            return;
-        };
-        self.present.swap_remove(at);
+        if let Some(at) = self.present.iter().position(|n| &**n == topic) {
+            self.present.swap_remove(at);
+            self.left(topic);
+        }
+    }
+
+    /// Out of `topic`'s members: the others hear of it.
+    fn left(&self, topic: &str) {
         if self.topics.presence.leave(topic, self.id) && self.topics.presence.notices(topic) {
             let notice = presence::leave_notice(self.id);
             self.topics.publish(topic, &notice, Some(self.id));
@@ -472,8 +474,7 @@ impl Subscriptions {
     /// Leave every topic.
     pub fn clear(&mut self) {
         for name in std::mem::take(&mut self.present) {
-            self.present.push(name.clone());
-            self.leave(&name);
+            self.left(&name);
         }
         for name in std::mem::take(&mut self.names) {
             self.topics.remove(&name, self.id);

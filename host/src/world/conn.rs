@@ -596,7 +596,7 @@ impl messages::Host for Conn {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let held = self.held.get(&msg)?;
-        let message = (held.text, held.data.clone());
+        let message = (held.text, &held.data[..]);
         Ok(self
             .topics
             .publish_held(&topic, message, || held.framed(), exclude))

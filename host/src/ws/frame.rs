@@ -7,7 +7,7 @@ use crate::bindings::{Error, Message};
 use bytes::Bytes;
 
 /// A guest message's kind and payload.
-fn parts(msg: &Message) -> (Kind, &[u8]) {
+pub fn parts(msg: &Message) -> (Kind, &[u8]) {
     match msg {
         Message::Text(text) => (Kind::Text, text.as_bytes()),
         Message::Binary(data) => (Kind::Binary, data.as_slice()),
