@@ -6,89 +6,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::admin::{admin_addr, admin_get, sample};
+use support::redis::Redis;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A `redis-server` of the test's own, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis { child: None, port };
-        redis.restart();
-        redis
-    }
-
-    /// Start (again, on the same port) and wait until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting redis-server (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while self.cli(&["ping"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kill it outright (no shutdown courtesy).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("running redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Wait until `processes` processes subscribe to `topic`'s channel.
-    async fn wait_subscribed(&self, topic: &str, processes: usize) {
-        let channel = format!("wshost:t:{topic}");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let out = self.cli(&["pubsub", "numsub", &channel]);
-            let count = out.lines().nth(1).and_then(|n| n.trim().parse().ok());
-            if count == Some(processes) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{channel}: {out:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A wshost process of the cluster, serving `chat` (event world) at
 /// /chat, `probe` (handler world) at /probe and `event_probe` at /events.
@@ -452,6 +374,51 @@ async fn a_redis_link_that_goes_silent_is_noticed_and_replaced() {
         );
     };
     assert_eq!(crossed, "Сервер：after");
+}
+
+/// A kept topic (`guests/recover-chat`) loses nothing to a silent link:
+/// what was published on another process while this one's subscription
+/// was dead is read back from the topic's stream in Redis once it is
+/// replaced, and its client gets every offset in order, no reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_topic_reads_back_what_a_silent_link_missed() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.port).await;
+    let through_relay = format!("redis://127.0.0.1:{}", relay.port);
+    let chat = [("/chat", "recover_chat")];
+    let a = Server::start_flagged(&["--cluster", &through_relay], &chat);
+    let b = Server::start_flagged(&["--cluster", &redis.url()], &chat);
+    let mut a1 = a.connect("/chat").await;
+    let mut b1 = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+    let json = |text: String| serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    send_text(&mut b1, "before").await;
+    let before = json(next_text(&mut a1).await);
+    let _ = next_text(&mut b1).await;
+
+    relay.freeze_existing();
+    for i in 0..20 {
+        send_text(&mut b1, &format!("m{i}")).await;
+        let _ = next_text(&mut b1).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        assert!(Instant::now() < deadline, "got {got:?}:\n{}", a.log());
+        let wait = Duration::from_millis(500);
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(wait, next(&mut a1)).await {
+            got.push(json(text.to_string()));
+        }
+    }
+    let first = before["offset"].as_u64().unwrap();
+    for (i, message) in got.iter().enumerate() {
+        let want = serde_json::json!({
+            "offset": first + 1 + i as u64,
+            "epoch": before["epoch"],
+            "text": format!("m{i}"),
+        });
+        assert_eq!(*message, want, "{got:?}");
+    }
 }
 
 /// The review's M7: what waits for Redis was bounded by count alone (65,536

@@ -8,14 +8,27 @@ mod support;
 
 use std::path::Path;
 use support::clients::run_client;
+use support::redis::Redis;
 use support::*;
 
 const CHAT: (&str, &str) = ("/chat", "recover_chat");
 
 async fn python(server: &Server, scenario: &'static str) -> String {
-    let url = server.url("/chat");
+    python_across(server, server, scenario).await
+}
+
+/// `recover.py`'s `scenario` with the client on `home` and the publisher
+/// on `other`, the client coming back to `other` (every other time, in the
+/// race).
+async fn python_across(home: &Server, other: &Server, scenario: &'static str) -> String {
+    let url = home.url("/chat");
+    let other = other.url("/chat");
     tokio::task::spawn_blocking(move || {
-        let env = [("SCENARIO", Path::new(scenario))];
+        let env = [
+            ("SCENARIO", Path::new(scenario)),
+            ("PUBLISH_URL", Path::new(&other)),
+            ("BACK_URL", Path::new(&other)),
+        ];
         run_client(".venv/bin/python", "recover.py", &url, &env)
     })
     .await
@@ -226,4 +239,80 @@ async fn the_config_file_keeps_topics_for_guests_that_do_not_ask() {
         "{error}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two processes on one Redis (`--cluster`, no config file): the history
+/// is Redis's, so a client that left one process comes back on the other
+/// and gets exactly the 50 messages published there meanwhile, then live
+/// ones; and a client that keeps reconnecting, every other time to the
+/// other process, while 10,000 messages are published, sees each offset
+/// exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn across_two_processes_on_one_redis_nothing_is_missed_or_repeated() {
+    let redis = Redis::start();
+    let node = || Server::start_flagged(&["--cluster", &redis.url()], &[CHAT]);
+    let (a, b) = (node(), node());
+    let out = python_across(&a, &b, "away").await;
+    assert!(out.contains("recovered 50"), "{out}");
+    assert!(out.contains("stale epoch: reset"), "{out}");
+    let out = python_across(&a, &b, "race").await;
+    assert!(out.contains("no gap, no duplicate"), "{out}");
+    // The stream is Redis's: its offsets are the cluster's.
+    let top = redis.cli(&["hget", "wshost:hm:chat", "o"]);
+    assert!(top.parse::<u64>().unwrap() > 10_000, "{top}");
+}
+
+/// Redis loses its data (restarted without persistence): a position of the
+/// old epoch gets a reset, not a silent gap, and a client that stayed
+/// connected is told too, then gets the new epoch's messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_redis_loses_its_data_clients_get_a_reset() {
+    let mut redis = Redis::start();
+    let node = || Server::start_flagged(&["--cluster", &redis.url()], &[CHAT]);
+    let (a, b) = (node(), node());
+    let mut stays = a.connect("/chat").await;
+    let mut publisher = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+    send_text(&mut publisher, "before").await;
+    let before = json(&next_text(&mut stays).await);
+    assert_eq!(before["text"], "before", "{before}");
+    let _ = next_text(&mut publisher).await;
+    let (offset, epoch) = (before["offset"].as_u64().unwrap(), before["epoch"].clone());
+    let epoch = epoch.as_str().unwrap();
+
+    redis.kill();
+    redis.restart();
+    redis.wait_subscribed("chat", 2).await;
+    // The client that stayed hears of it, from its process's catch-up after
+    // resubscribing or from the next message (what is published while
+    // Redis is away is dropped: it cannot be numbered).
+    let mut frames = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !frames
+        .iter()
+        .any(|f: &serde_json::Value| f["text"] == "after")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the restart: {frames:?}"
+        );
+        send_text(&mut publisher, "after").await;
+        let wait = std::time::Duration::from_millis(300);
+        while let Ok(text) = tokio::time::timeout(wait, next_text(&mut stays)).await {
+            frames.push(json(&text));
+        }
+    }
+    assert_eq!(frames[0]["reset"], true, "{frames:?}");
+    let new_epoch = frames[0]["epoch"].as_str().unwrap().to_string();
+    assert_ne!(new_epoch, epoch);
+    for (i, frame) in frames[1..].iter().enumerate() {
+        assert_eq!(frame["epoch"], *new_epoch, "{frames:?}");
+        assert_eq!(frame["offset"], i + 1, "{frames:?}");
+    }
+
+    let mut back = a
+        .connect(&format!("/chat?since={offset}&epoch={epoch}"))
+        .await;
+    let told = json(&next_text(&mut back).await);
+    assert_eq!(told, serde_json::json!({"reset": true, "epoch": new_epoch}));
 }

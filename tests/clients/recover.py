@@ -4,7 +4,9 @@ messages are published, it comes back with its last position and gets
 exactly those, in order, then live ones; a stale epoch gets a reset) or
 SCENARIO=race (a client that keeps reconnecting while 10,000 messages are
 published sees each offset exactly once). PUBLISH_URL, if set, is another
-process's /chat to publish through. Prints `ok` when every check held."""
+process's /chat to publish through; BACK_URL, if set, another process's
+/chat the client comes back to (in the race, every other reconnect).
+Prints `ok` when every check held."""
 import asyncio
 import json
 import os
@@ -14,6 +16,7 @@ import websockets
 
 URL = sys.argv[1]
 PUBLISH_URL = os.environ.get("PUBLISH_URL", URL)
+BACK_URL = os.environ.get("BACK_URL", URL)
 WAIT = 10
 
 
@@ -32,9 +35,9 @@ async def drain(ws, into=None):
         pass
 
 
-def url_from(position):
+def url_from(position, base=URL):
     offset, epoch = position
-    return f"{URL}?since={offset}&epoch={epoch}"
+    return f"{base}?since={offset}&epoch={epoch}"
 
 
 async def publish_and_wait(publisher, seen, texts):
@@ -62,7 +65,7 @@ async def away():
     missed = [f"m{i}" for i in range(50)]
     await publish_and_wait(publisher, heard, missed)
 
-    client = await websockets.connect(url_from((last, epoch)))
+    client = await websockets.connect(url_from((last, epoch), BACK_URL))
     for i, text in enumerate(missed):
         got = await next_json(client)
         assert got == {"offset": last + 1 + i, "epoch": epoch, "text": text}, (i, got)
@@ -123,7 +126,8 @@ async def race():
         # (which would also wait on the messages this client left unread).
         client.transport.abort()
         reconnects += 1
-        client = await websockets.connect(url_from(position))
+        back_to = BACK_URL if reconnects % 2 else URL
+        client = await websockets.connect(url_from(position, back_to))
     await publishing
     offsets = [m["offset"] for m in got]
     assert offsets == list(range(base + 1, base + total + 1)), "a gap or a duplicate"

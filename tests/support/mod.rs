@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod clients;
 pub mod raw;
+pub mod redis;
 pub mod webdriver;
 
 use futures_util::{SinkExt, StreamExt};

@@ -18,6 +18,17 @@
 //! used goes), [`MAX_MESSAGES`] messages a topic, and the server's
 //! `history_memory` bytes all topics together.
 //!
+//! With `--cluster` the stream of record is in Redis
+//! ([`crate::pubsub::cluster`] numbers and keeps every publish there), and a
+//! [`Stream`] here is this process's *mirror* of it: the messages it
+//! delivered to its subscribers, in offset order, as a cache that answers
+//! most recoveries without a round trip. It follows Redis while it has
+//! subscribers ([`Stream::arrive`], [`Stream::follow`]): every subscriber
+//! of a followed mirror got exactly the offsets up to its `last`, so a
+//! recovery answered from it and then joined to the subscribers misses
+//! nothing, and a gap on the live stream is filled from Redis before
+//! anything after it is delivered.
+//!
 //! [`Topics`]: crate::pubsub::topics::Topics
 
 use crate::bindings::Message;
@@ -36,6 +47,8 @@ pub const MAX_KEPT_TOPICS: usize = 10_000;
 pub use wshost_config::history::MAX_MESSAGES;
 /// Messages one `read` returns at most.
 pub const MAX_READ: u32 = 1_000;
+/// Bytes one `read` from the cluster's store returns, about.
+pub const MAX_READ_BYTES: usize = 16 << 20;
 /// What a kept message costs beyond its payload: its slot in the queue and
 /// its payload's allocation.
 const PER_MESSAGE: usize = std::mem::size_of::<Kept>() + 32;
@@ -97,13 +110,60 @@ pub struct Kept {
 impl Kept {
     /// The message as a guest reads it.
     pub fn message(&self) -> Message {
-        if self.text {
-            // Kept only from checked text.
-            Message::Text(String::from_utf8_lossy(&self.payload).into_owned())
-        } else {
-            Message::Binary(self.payload.to_vec())
-        }
+        message(self.text, &self.payload)
     }
+}
+
+/// A topic's messages as the cluster's store has them, after a position.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The epoch of the store's stream (drawn when it was created).
+    pub epoch: Arc<str>,
+    /// The offset of the store's last message (0: none yet).
+    pub top: u64,
+    /// Oldest first, consecutive offsets.
+    pub entries: Vec<Entry>,
+    /// Whether `entries` run up to `top` (a read stops short at its bounds).
+    pub complete: bool,
+}
+
+/// One message of a [`Page`], or one that came live from another process.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub offset: u64,
+    pub text: bool,
+    pub payload: Bytes,
+    /// How long ago it was published, by the store's clock.
+    pub age: Duration,
+}
+
+impl Entry {
+    /// The message as a guest reads it.
+    pub fn message(&self) -> Message {
+        message(self.text, &self.payload)
+    }
+}
+
+fn message(text: bool, payload: &[u8]) -> Message {
+    if text {
+        // Kept only from checked text.
+        Message::Text(String::from_utf8_lossy(payload).into_owned())
+    } else {
+        Message::Binary(payload.to_vec())
+    }
+}
+
+/// What a mirror did with a message that came live from the cluster.
+#[derive(Debug)]
+pub enum Arrival {
+    /// Deliver this frame to the topic's subscribers (in this order, under
+    /// the stream's lock).
+    Deliver(Vec<Bytes>),
+    /// Got already (or no one here to deliver to): nothing to do.
+    Nothing,
+    /// Offsets after this one are missing: read them from the store and
+    /// [`Stream::follow`] the page first.
+    Gap { after: u64 },
 }
 
 /// Every kept topic's stream.
@@ -178,7 +238,7 @@ impl History {
         self.start(topic, retention)
     }
 
-    fn lookup(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
+    pub fn lookup(&self, topic: &str) -> Option<Arc<Mutex<Stream>>> {
         let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
         streams.get(topic).cloned()
     }
@@ -249,6 +309,11 @@ pub struct Stream {
     /// Last published to, recovered or read (the least recently used goes
     /// first at the bound on kept topics).
     touched: Instant,
+    /// With `--cluster`: whether this mirror has followed the store's stream
+    /// since this process's subscribers of the topic came (false once the
+    /// last one leaves: `last` is then stale, and the next subscriber's
+    /// recovery asks the store).
+    followed: bool,
 }
 
 impl Drop for Stream {
@@ -269,7 +334,12 @@ impl Stream {
             all,
             max_all,
             touched: Instant::now(),
+            followed: false,
         }
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     pub fn envelope(&self) -> Envelope {
@@ -290,10 +360,36 @@ impl Stream {
     /// (this topic's: a message that does not fit at all is numbered and
     /// delivered, not kept).
     pub fn publish(&mut self, text: bool, payload: &[u8]) -> Bytes {
-        self.last += 1;
-        let now = Instant::now();
-        self.touched = now;
-        let (frame, payload, cost) = match self.retention.envelope {
+        self.record(self.last + 1, text, payload, Instant::now())
+    }
+
+    /// Frame and keep message `offset` (the next one: `last + 1`, or the
+    /// first of an empty cache), published at `at`; returns its frame.
+    fn record(&mut self, offset: u64, text: bool, payload: &[u8], at: Instant) -> Bytes {
+        debug_assert!(self.kept.back().is_none_or(|k| k.offset + 1 == offset));
+        self.last = offset;
+        self.touched = Instant::now();
+        let (frame, payload, cost) = self.framed(offset, text, payload);
+        self.bytes += cost;
+        self.all.fetch_add(cost, Ordering::Relaxed);
+        self.kept.push_back(Kept {
+            offset,
+            at,
+            text,
+            payload,
+            frame: frame.clone(),
+            cost,
+        });
+        self.trim(Instant::now());
+        while self.all.load(Ordering::Relaxed) > self.max_all && self.pop() {}
+        self.shrink();
+        frame
+    }
+
+    /// Message `offset` as its subscribers get it: its frame, its payload
+    /// (a slice of the frame when there is no envelope) and its cost.
+    fn framed(&self, offset: u64, text: bool, payload: &[u8]) -> (Bytes, Bytes, usize) {
+        match self.retention.envelope {
             Envelope::None => {
                 let kind = if text { Kind::Text } else { Kind::Binary };
                 let frame = frame::encode(kind, true, payload);
@@ -302,26 +398,194 @@ impl Stream {
                 (frame, body, cost)
             }
             Envelope::Json => {
-                let json = envelope(self.last, &self.epoch, text, payload);
+                let json = envelope(offset, &self.epoch, text, payload);
                 let frame = frame::encode(Kind::Text, true, json.as_bytes());
                 let cost = frame.len() + payload.len() + PER_MESSAGE;
                 (frame, Bytes::copy_from_slice(payload), cost)
             }
-        };
-        self.bytes += cost;
-        self.all.fetch_add(cost, Ordering::Relaxed);
-        self.kept.push_back(Kept {
-            offset: self.last,
-            at: now,
-            text,
-            payload,
-            frame: frame.clone(),
-            cost,
-        });
-        self.trim(now);
-        while self.all.load(Ordering::Relaxed) > self.max_all && self.pop() {}
+        }
+    }
+
+    /// Put older messages (ending just before the first kept one) back in
+    /// front, as far as the retention and the memory bound allow.
+    fn prepend(&mut self, older: &[Entry]) {
+        let now = Instant::now();
+        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        for entry in older.iter().rev().skip_while(|e| e.offset >= first) {
+            let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+            if entry.offset + 1 != first
+                || self.kept.len() >= self.retention.messages as usize
+                || self.too_old(entry)
+            {
+                break;
+            }
+            let (frame, payload, cost) = self.framed(entry.offset, entry.text, &entry.payload);
+            if self.all.load(Ordering::Relaxed) + cost > self.max_all {
+                break;
+            }
+            self.bytes += cost;
+            self.all.fetch_add(cost, Ordering::Relaxed);
+            self.kept.push_front(Kept {
+                offset: entry.offset,
+                at: now.checked_sub(entry.age).unwrap_or(now),
+                text: entry.text,
+                payload,
+                frame,
+                cost,
+            });
+        }
+    }
+
+    /// The end of `entries` (oldest first) that the retention still keeps.
+    pub fn fresh<'e>(&self, entries: &'e [Entry]) -> &'e [Entry] {
+        &entries[entries.partition_point(|e| self.too_old(e))..]
+    }
+
+    fn too_old(&self, entry: &Entry) -> bool {
+        self.retention.max_age.is_some_and(|age| entry.age > age)
+    }
+
+    /// Forget what is kept (the cache is no longer one run of offsets up
+    /// to `last`).
+    fn clear(&mut self) {
+        while self.pop() {}
         self.shrink();
-        frame
+    }
+
+    /// With `--cluster`: message `entry` of epoch `epoch` came live from
+    /// the store, and this process's topic has subscribers or not.
+    /// Delivered when it is the next one; a gap says what to read first;
+    /// with `force` (the gap could not be filled), the subscribers are told
+    /// with the reset notice and the stream goes on from it.
+    pub fn arrive(
+        &mut self,
+        epoch: &str,
+        entry: &Entry,
+        has_subscribers: bool,
+        force: bool,
+    ) -> Arrival {
+        if !has_subscribers {
+            // Nobody here to deliver to: `last` goes stale (the next
+            // subscriber's recovery asks the store).
+            self.followed = false;
+            return Arrival::Nothing;
+        }
+        let mut frames = Vec::new();
+        if !self.followed {
+            // Subscribers from the live stream on, no position to keep.
+            self.rebase(epoch.into(), entry.offset - 1);
+        } else if *self.epoch != *epoch || entry.offset > self.last + 1 {
+            if !force {
+                // A new epoch: its stream from its start.
+                let after = if *self.epoch == *epoch { self.last } else { 0 };
+                return Arrival::Gap { after };
+            }
+            self.rebase(epoch.into(), entry.offset - 1);
+            frames.extend(self.reset_notice());
+        } else if entry.offset <= self.last {
+            return Arrival::Nothing;
+        }
+        let at = Instant::now()
+            .checked_sub(entry.age)
+            .unwrap_or_else(Instant::now);
+        frames.push(self.record(entry.offset, entry.text, &entry.payload, at));
+        Arrival::Deliver(frames)
+    }
+
+    /// Start over at `last` in `epoch`, nothing kept, followed from now on.
+    fn rebase(&mut self, epoch: Arc<str>, last: u64) {
+        self.clear();
+        self.epoch = epoch;
+        self.last = last;
+        self.followed = true;
+    }
+
+    /// With `--cluster`: take in `page`, read from the store. A mirror not
+    /// followed starts over at the page (nothing delivered: its
+    /// subscribers, if any, came for the live stream); a followed one
+    /// delivers what it had not (returned, for its subscribers, in order),
+    /// keeps older messages in front, and on a new epoch (the reset notice,
+    /// then the page's messages) or a hole (the store trimmed what was
+    /// missed: the notice, then what follows it) starts over. A page that
+    /// stops short leaves the rest to the live stream.
+    pub fn follow(&mut self, page: &Page, has_subscribers: bool) -> Vec<Bytes> {
+        self.touched = Instant::now();
+        let mut frames = Vec::new();
+        if !self.followed || self.epoch != page.epoch {
+            let told = self.followed && has_subscribers;
+            let run = page.entries.first().map(|first| first.offset - 1);
+            let start = match (page.complete, run) {
+                (true, Some(before)) => before,
+                _ => page.top,
+            };
+            self.rebase(page.epoch.clone(), start);
+            if told {
+                frames.extend(self.reset_notice());
+            }
+            for entry in page.entries.iter().filter(|e| e.offset > start) {
+                let at = Instant::now()
+                    .checked_sub(entry.age)
+                    .unwrap_or_else(Instant::now);
+                let frame = self.record(entry.offset, entry.text, &entry.payload, at);
+                // Subscribers that followed the old epoch get the new one's
+                // messages after the notice.
+                if told {
+                    frames.push(frame);
+                }
+            }
+            return frames;
+        }
+        let older = page.entries.partition_point(|e| e.offset <= self.last);
+        self.prepend(&page.entries[..older]);
+        for entry in &page.entries[older..] {
+            if entry.offset != self.last + 1 {
+                // Trimmed in the store before this process got them.
+                self.rebase(page.epoch.clone(), entry.offset - 1);
+                if has_subscribers {
+                    frames.extend(self.reset_notice());
+                }
+            }
+            let at = Instant::now()
+                .checked_sub(entry.age)
+                .unwrap_or_else(Instant::now);
+            frames.push(self.record(entry.offset, entry.text, &entry.payload, at));
+        }
+        frames
+    }
+
+    /// With `--cluster`: whether a recovery from `since` can be answered
+    /// here, without the store (a followed mirror that keeps every message
+    /// after it).
+    pub fn covers(&self, since: &Position) -> bool {
+        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        self.followed
+            && since.epoch == self.epoch
+            && since.offset <= self.last
+            && since.offset + 1 >= first
+    }
+
+    /// With `--cluster`: where to read the store from for a recovery from
+    /// `since` that this mirror cannot answer: the client's position, or
+    /// this mirror's `last` if that is older (its subscribers get what lies
+    /// between first, and the recovery then comes from here). `None` (no
+    /// position: from the live stream on): read the store's position alone.
+    pub fn read_from(&self, since: Option<&Position>) -> Option<u64> {
+        let since = since?;
+        Some(match self.followed && since.epoch == self.epoch {
+            true => since.offset.min(self.last),
+            false => since.offset,
+        })
+    }
+
+    /// With `--cluster`: `Some(last)` while this mirror follows the store.
+    pub fn following(&self) -> Option<u64> {
+        self.followed.then_some(self.last)
+    }
+
+    /// The store was left (its last local subscriber went): `last` goes
+    /// stale from now on.
+    pub fn unfollow(&mut self) {
+        self.followed = false;
     }
 
     /// Let go of what the retention no longer keeps.
@@ -416,7 +680,7 @@ fn quoted(s: &str) -> String {
 
 /// A fresh epoch: 16 hex digits from the process's random hash keys and the
 /// clock, so two streams (or two runs) do not share one.
-fn new_epoch() -> Arc<str> {
+pub fn new_epoch() -> Arc<str> {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()
@@ -601,6 +865,97 @@ mod tests {
             lock(&room).publish(true, b"x");
         }
         assert_eq!(lock(&room).read(0, 10).len(), 4);
+    }
+
+    #[test]
+    fn a_mirror_delivers_in_offset_order_and_reads_back_what_it_missed() {
+        let history = History::default();
+        history.keep("t", retention(100)).unwrap();
+        let stream = history.kept("t").unwrap();
+        let mut s = lock(&stream);
+        let entry = |offset| Entry {
+            offset,
+            text: true,
+            payload: Bytes::from(format!("m{offset}")),
+            age: Duration::ZERO,
+        };
+        let page = |epoch: &str, top, entries: std::ops::Range<u64>| Page {
+            epoch: epoch.into(),
+            top,
+            complete: entries.end == top + 1 || entries.is_empty(),
+            entries: entries.map(entry).collect(),
+        };
+        let at = |offset| Position {
+            offset,
+            epoch: "e1".into(),
+        };
+        let json =
+            |frame: &Bytes| serde_json::from_slice::<serde_json::Value>(&frame[2..]).unwrap();
+        // The first subscriber came for the live stream: no history sent.
+        assert!(s.follow(&page("e1", 5, 0..0), true).is_empty());
+        assert_eq!(s.following(), Some(5));
+        assert!(
+            matches!(s.arrive("e1", &entry(6), true, false), Arrival::Deliver(f) if f.len() == 1)
+        );
+        assert!(
+            matches!(s.arrive("e1", &entry(6), true, false), Arrival::Nothing),
+            "a repeat"
+        );
+        assert!(matches!(
+            s.arrive("e1", &entry(9), true, false),
+            Arrival::Gap { after: 6 }
+        ));
+        let filled = s.follow(&page("e1", 9, 7..10), true);
+        assert_eq!(offsets(Some(filled)), Some(vec![7, 8, 9]));
+        assert!(matches!(
+            s.arrive("e1", &entry(9), true, false),
+            Arrival::Nothing
+        ));
+        // Recoveries it can answer, and where to read for those it cannot.
+        assert!(s.covers(&at(5)) && s.covers(&at(9)));
+        assert!(!s.covers(&at(4)) && !s.covers(&at(10)));
+        assert_eq!(s.read_from(Some(&at(4))), Some(4));
+        assert_eq!(
+            s.read_from(Some(&at(12))),
+            Some(9),
+            "its own subscribers first"
+        );
+        assert_eq!(s.read_from(None), None);
+        // Older messages read back go in front, delivered to no one.
+        assert!(s.follow(&page("e1", 9, 3..10), true).is_empty());
+        assert!(s.covers(&at(2)));
+        // A gap that cannot be filled: the reset notice, then the message.
+        let Arrival::Deliver(frames) = s.arrive("e1", &entry(20), true, true) else {
+            panic!("delivered");
+        };
+        assert_eq!(json(&frames[0])["reset"], true);
+        assert_eq!(json(&frames[1])["offset"], 20);
+        assert!(
+            !s.covers(&at(9)),
+            "what came before the gap is not a run with it"
+        );
+        // Redis lost its data: a new epoch; the subscribers are told, then
+        // get the new epoch's messages.
+        assert!(matches!(
+            s.arrive("e2", &entry(2), true, false),
+            Arrival::Gap { after: 0 }
+        ));
+        let frames = s.follow(&page("e2", 2, 1..3), true);
+        assert_eq!(
+            json(&frames[0]),
+            serde_json::json!({"reset": true, "epoch": "e2"})
+        );
+        assert_eq!(offsets(Some(frames[1..].to_vec())), Some(vec![1, 2]));
+        assert_eq!(s.following(), Some(2));
+        // The last subscriber here went: no longer followed.
+        assert!(matches!(
+            s.arrive("e2", &entry(3), false, false),
+            Arrival::Nothing
+        ));
+        assert_eq!(s.following(), None);
+        // Followed again from a page, which is kept but sent to no one.
+        assert!(s.follow(&page("e2", 4, 1..5), true).is_empty());
+        assert_eq!(s.read(0, 10).len(), 4);
     }
 
     #[test]

@@ -15,11 +15,14 @@
 //! ([`Topics::deliver`]).
 
 use crate::bindings::{ConnectionId, Error, Message};
-use crate::pubsub::history::{self, History, HistoryError, Position};
+use crate::pubsub::history::{
+    self, Arrival, Entry, History, HistoryError, Page, Position, Retention,
+};
 use crate::pubsub::presence::{self, Presence, PresenceError};
 use crate::ws::frame;
 use crate::ws::outbox::{Cork, Outbox, RECOVERED_FRAME_COST, Refused};
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -52,6 +55,20 @@ pub fn check_name(topic: &str) -> Result<(), TopicError> {
         return Err(TopicError::Name(topic.len()));
     }
     Ok(())
+}
+
+/// Where a subscribe from a position stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Done(Recovery),
+    /// With `--cluster`: read the store's stream after this offset (`None`:
+    /// its position alone), at most this many messages and bytes, and call
+    /// again with the page.
+    Read {
+        after: Option<u64>,
+        max_messages: u32,
+        max_bytes: usize,
+    },
 }
 
 /// What a subscribe from a position did.
@@ -88,6 +105,32 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
     /// Send the framed message `frame` to connection `id` of another
     /// process; false if `id` is not another process's.
     fn send(&self, id: ConnectionId, frame: &Bytes) -> bool;
+    /// A local publish to a topic that keeps history: numbered and kept by
+    /// the cluster's store, then delivered to every process's subscribers
+    /// (this one's too) through [`Topics::arrive`].
+    fn publish_kept(&self, topic: &str, message: KeptMessage<'_>);
+    /// The largest payload [`Relay::publish_kept`] takes.
+    fn max_kept(&self) -> usize;
+    /// `topic`'s stream in the store: the messages after `after` (`None`:
+    /// none, its position alone), at most `max_messages` and about
+    /// `max_bytes`.
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        after: Option<u64>,
+        max_messages: u32,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Page, String>>;
+}
+
+/// A publish to a kept topic, as [`Relay::publish_kept`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeptMessage<'a> {
+    pub text: bool,
+    pub payload: &'a [u8],
+    /// Not delivered to this connection (the publisher's own, say).
+    pub exclude: Option<ConnectionId>,
+    pub retention: Retention,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +171,11 @@ impl Topics {
     /// Carry topics and sends through `relay` from now on (set once).
     pub fn set_relay(&self, relay: Arc<dyn Relay>) {
         let _ = self.relay.set(relay);
+    }
+
+    /// The cluster's relay, with `--cluster`.
+    pub fn relay(&self) -> Option<Arc<dyn Relay>> {
+        self.relay.get().cloned()
     }
 
     /// Whether any local connection is subscribed to `topic`.
@@ -195,6 +243,10 @@ impl Topics {
     ) -> Result<u32, Error> {
         if let Some(stream) = self.history.stream(topic) {
             let (kind, payload) = frame::parts(msg);
+            let max = match self.relay.get() {
+                Some(relay) => max.min(relay.max_kept()),
+                None => max,
+            };
             if payload.len() > max {
                 return Err(Error::TooLarge);
             }
@@ -225,7 +277,9 @@ impl Topics {
     /// Publish to a topic that keeps history: numbered, kept and queued to
     /// its subscribers under its stream's lock, so every subscriber (and
     /// every recovery, [`Subscriptions::subscribe_from`]) sees the topic's
-    /// messages in offset order.
+    /// messages in offset order. With `--cluster` the store numbers and
+    /// keeps it, and it comes back through [`Topics::arrive`]; the count is
+    /// then of this process's subscribers.
     fn publish_kept(
         &self,
         topic: &str,
@@ -235,8 +289,94 @@ impl Topics {
         cork: &mut Cork,
     ) -> u32 {
         let mut stream = history::lock(stream);
+        if let Some(relay) = self.relay.get() {
+            let retention = stream.retention();
+            drop(stream);
+            let message = KeptMessage {
+                text,
+                payload,
+                exclude,
+                retention,
+            };
+            relay.publish_kept(topic, message);
+            let local = self.read().get(topic).map_or(0, |subscribers| {
+                subscribers
+                    .keys()
+                    .filter(|&&id| Some(id) != exclude)
+                    .count()
+            });
+            return local as u32;
+        }
         let frame = stream.publish(text, payload);
         self.publish_framed_corked(topic, &frame, exclude, cork)
+    }
+
+    /// With `--cluster`: message `entry` of kept topic `topic`, in the
+    /// store's epoch `epoch`, came live from the store. Delivered to this
+    /// process's subscribers (but `exclude`) in offset order; `Some(after)`
+    /// when offsets after `after` are missing: read them, [`Topics::follow`]
+    /// the page and offer it again (`force`: the gap could not be filled;
+    /// the subscribers get the reset notice, then it).
+    pub fn arrive(
+        &self,
+        topic: &str,
+        epoch: &str,
+        entry: &Entry,
+        exclude: Option<ConnectionId>,
+        force: bool,
+    ) -> Option<u64> {
+        let Some(stream) = self.history.stream(topic) else {
+            // Kept by the publisher's process, not by this one.
+            let kind = if entry.text {
+                frame::Kind::Text
+            } else {
+                frame::Kind::Binary
+            };
+            let frame = frame::encode(kind, true, &entry.payload);
+            self.publish(topic, &frame, exclude);
+            return None;
+        };
+        let mut stream = history::lock(&stream);
+        let has_subscribers = self.has(topic);
+        match stream.arrive(epoch, entry, has_subscribers, force) {
+            Arrival::Deliver(frames) => {
+                let (message, notices) = frames.split_last().expect("the message");
+                self.deliver_all(topic, notices);
+                self.publish(topic, message, exclude);
+                None
+            }
+            Arrival::Nothing => None,
+            Arrival::Gap { after } => Some(after),
+        }
+    }
+
+    /// With `--cluster`: take in `page`, read from the store for `topic`
+    /// ([`history::Stream::follow`]): what this process's subscribers had
+    /// not got is delivered, in order.
+    pub fn follow(&self, topic: &str, page: &Page) {
+        let Some(stream) = self.history.stream(topic) else {
+            return;
+        };
+        let mut stream = history::lock(&stream);
+        let frames = stream.follow(page, self.has(topic));
+        self.deliver_all(topic, &frames);
+    }
+
+    /// With `--cluster`, once this process (re)subscribed to `topic` in the
+    /// store: `Some(after)` if the topic keeps history here and has
+    /// subscribers, to read the store from (`after: None`, the position
+    /// alone) and [`Topics::follow`]: what was published before the
+    /// subscription took effect is not missed.
+    pub fn catch_up(&self, topic: &str) -> Option<Option<u64>> {
+        let stream = self.history.stream(topic)?;
+        let stream = history::lock(&stream);
+        self.has(topic).then(|| stream.following())
+    }
+
+    fn deliver_all(&self, topic: &str, frames: &[Bytes]) {
+        for frame in frames {
+            self.publish(topic, frame, None);
+        }
     }
 
     fn publish_framed_corked(
@@ -278,6 +418,14 @@ impl Topics {
     }
 
     fn remove(&self, topic: &str, id: ConnectionId) {
+        // With `--cluster`, a kept topic's mirror stops following the store
+        // as its last subscriber goes, under its lock (taken before the
+        // topics', as everywhere).
+        let stream = match self.relay.get() {
+            Some(_) => self.history.lookup(topic),
+            None => None,
+        };
+        let mut stream = stream.as_deref().map(history::lock);
         let mut topics = self.write();
         let mut last = false;
         if let Some(subscribers) = topics.get_mut(topic) {
@@ -289,6 +437,10 @@ impl Topics {
         }
         drop(topics);
         if last {
+            if let Some(stream) = stream.as_mut() {
+                stream.unfollow();
+            }
+            drop(stream);
             self.interest_changed(topic);
         }
     }
@@ -346,11 +498,16 @@ impl Subscriptions {
     /// kept or are more than `--hub-queue-bytes`, none: a reset, with the
     /// envelope's notice), then the live ones. Under the stream's lock, so
     /// no publish falls between the two.
+    ///
+    /// With `--cluster`, a recovery this process's mirror of the stream
+    /// cannot answer asks for a read of the store ([`Step::Read`]); called
+    /// again with the `page`, the mirror takes it in and answers.
     pub fn subscribe_from(
         &mut self,
         topic: &str,
         since: Option<&Position>,
-    ) -> Result<Recovery, TopicError> {
+        page: Option<&Page>,
+    ) -> Result<Step, TopicError> {
         check_name(topic)?;
         if self.subscribed(topic) {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
@@ -363,6 +520,24 @@ impl Subscriptions {
         let stream = self.topics.history.kept(topic)?;
         let mut stream = history::lock(&stream);
         let room = self.outbox.recovery_room();
+        if self.topics.relay.get().is_some() {
+            match page {
+                Some(page) => {
+                    let frames = stream.follow(page, self.topics.has(topic));
+                    self.topics.deliver_all(topic, &frames);
+                }
+                None if stream.following().is_none()
+                    || since.is_some_and(|since| !stream.covers(since)) =>
+                {
+                    return Ok(Step::Read {
+                        after: stream.read_from(since),
+                        max_messages: stream.retention().messages,
+                        max_bytes: room,
+                    });
+                }
+                None => {}
+            }
+        }
         let missed = since.map(|since| stream.since(since, room, RECOVERED_FRAME_COST));
         let recovered = match missed {
             None => Some(0),
@@ -387,7 +562,7 @@ impl Subscriptions {
         };
         self.add_subscriber(topic)?;
         drop(stream);
-        Ok(recovery)
+        Ok(Step::Done(recovery))
     }
 
     /// Join `topic`'s subscribers (not one of them yet).
@@ -565,15 +740,24 @@ mod tests {
         let (mut a, out) = member(&topics, 1);
         out.push(smallvec::smallvec![Bytes::from("Hel")], true)
             .unwrap();
-        assert_eq!(a.subscribe_from("t", None), Err(TopicError::Fragmenting));
+        assert_eq!(
+            a.subscribe_from("t", None, None),
+            Err(TopicError::Fragmenting)
+        );
         out.push(smallvec::smallvec![Bytes::from("lo")], false)
             .unwrap();
-        assert_eq!(a.subscribe_from("t", None), Ok(Recovery::Recovered(0)));
+        assert_eq!(
+            a.subscribe_from("t", None, None),
+            Ok(Step::Done(Recovery::Recovered(0)))
+        );
         let (mut b, out) = member(&topics, 2);
         let stream = topics.history().kept("t").unwrap();
         let now = history::lock(&stream).position();
         out.end(Ending::Terminate);
-        assert_eq!(b.subscribe_from("t", Some(&now)), Err(TopicError::Closed));
+        assert_eq!(
+            b.subscribe_from("t", Some(&now), None),
+            Err(TopicError::Closed)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::bindings::wshost::websocket::history as wit;
 use crate::bindings::{ConnectionId, Error};
 use crate::pubsub::history::{self, Envelope, Position, Retention};
-use crate::pubsub::topics::{self, Recovery, Subscriptions, Topics};
+use crate::pubsub::topics::{self, Recovery, Step, Subscriptions, Topics};
 use std::time::Duration;
 
 /// What a world's host state gives the `history` and `presence` imports:
@@ -47,7 +47,7 @@ macro_rules! imports_for {
                 $crate::bindings::wshost::websocket::history::Position,
                 $crate::bindings::Error,
             > {
-                $crate::world::recover::current_position(self, &topic)
+                $crate::world::recover::current_position(self, &topic).await
             }
 
             async fn subscribe_from(
@@ -59,7 +59,7 @@ macro_rules! imports_for {
                 $crate::bindings::wshost::websocket::history::Recovery,
                 $crate::bindings::Error,
             > {
-                $crate::world::recover::subscribe_from(self, conn, &topic, since)
+                $crate::world::recover::subscribe_from(self, conn, &topic, since).await
             }
 
             async fn read(
@@ -69,14 +69,16 @@ macro_rules! imports_for {
                 limit: u32,
             ) -> Result<$crate::bindings::wshost::websocket::history::Page, $crate::bindings::Error>
             {
-                $crate::world::recover::read(self, &topic, after, limit)
+                $crate::world::recover::read(self, &topic, after, limit).await
             }
         }
     };
 }
 pub(crate) use imports_for;
 
-/// `history.keep`.
+/// `history.keep` (with `--cluster` too: each process keeps a topic as its
+/// own guests or `[[history]]` rules say, the store keeps every process's
+/// publishes).
 pub fn keep(state: &impl Subscribing, topic: &str, retention: wit::Retention) -> Result<(), Error> {
     topics::check_name(topic)?;
     let retention = Retention {
@@ -91,13 +93,24 @@ pub fn keep(state: &impl Subscribing, topic: &str, retention: wit::Retention) ->
 }
 
 /// `history.current-position`.
-pub fn current_position(state: &impl Subscribing, topic: &str) -> Result<wit::Position, Error> {
+pub async fn current_position(
+    state: &mut impl Subscribing,
+    topic: &str,
+) -> Result<wit::Position, Error> {
     let stream = state.topics().history().kept(topic)?;
-    Ok(to_guest(history::lock(&stream).position()))
+    let Some(relay) = state.topics().relay() else {
+        return Ok(to_guest(history::lock(&stream).position()));
+    };
+    let page = relay.read(topic, None, 0, 0).await.map_err(store_failed)?;
+    Ok(wit::Position {
+        offset: page.top,
+        epoch: page.epoch.to_string(),
+    })
 }
 
-/// `history.subscribe-from`.
-pub fn subscribe_from(
+/// `history.subscribe-from`. With `--cluster`, a recovery this process
+/// cannot answer reads the store first (the guest waits for it).
+pub async fn subscribe_from(
     state: &mut impl Subscribing,
     conn: ConnectionId,
     topic: &str,
@@ -107,9 +120,30 @@ pub fn subscribe_from(
         offset: p.offset,
         epoch: p.epoch.into(),
     });
-    let recovered = state.with_subscriptions(conn, |subscriptions| {
-        subscriptions.subscribe_from(topic, since.as_ref())
-    })??;
+    let mut page = None;
+    let recovered = loop {
+        let step = state.with_subscriptions(conn, |subscriptions| {
+            subscriptions.subscribe_from(topic, since.as_ref(), page.as_ref())
+        })??;
+        match (step, state.topics().relay()) {
+            (Step::Done(recovered), _) => break recovered,
+            (Step::Read { .. }, _) if page.is_some() => {
+                return Err(Error::Protocol("history: a read that did not end".into()));
+            }
+            (Step::Read { .. }, None) => unreachable!("a read is asked for with --cluster only"),
+            (
+                Step::Read {
+                    after,
+                    max_messages,
+                    max_bytes,
+                },
+                Some(relay),
+            ) => {
+                let read = relay.read(topic, after, max_messages, max_bytes).await;
+                page = Some(read.map_err(store_failed)?);
+            }
+        }
+    };
     Ok(match recovered {
         Recovery::Recovered(n) => wit::Recovery::Recovered(n),
         Recovery::Reset(at) => wit::Recovery::Reset(to_guest(at)),
@@ -117,28 +151,46 @@ pub fn subscribe_from(
 }
 
 /// `history.read`.
-pub fn read(
-    state: &impl Subscribing,
+pub async fn read(
+    state: &mut impl Subscribing,
     topic: &str,
     after: u64,
     limit: u32,
 ) -> Result<wit::Page, Error> {
     let stream = state.topics().history().kept(topic)?;
-    // Copied out of the lock: publishers to the topic wait on it.
-    let mut stream = history::lock(&stream);
-    let (kept, epoch) = (stream.read(after, limit), stream.position().epoch);
-    drop(stream);
-    let publications = kept
-        .iter()
-        .map(|kept| wit::Publication {
-            offset: kept.offset,
-            msg: kept.message(),
-        })
-        .collect();
+    let limit = limit.min(history::MAX_READ);
+    let (publications, epoch) = match state.topics().relay() {
+        None => {
+            // Copied out of the lock: publishers to the topic wait on it.
+            let mut stream = history::lock(&stream);
+            let kept = stream.read(after, limit);
+            let epoch = stream.position().epoch;
+            drop(stream);
+            let publications = kept.iter().map(|k| publication(k.offset, k.message()));
+            (publications.collect(), epoch)
+        }
+        Some(relay) => {
+            let page = relay.read(topic, Some(after), limit, history::MAX_READ_BYTES);
+            let page = page.await.map_err(store_failed)?;
+            let fresh = history::lock(&stream).fresh(&page.entries).len();
+            let kept = &page.entries[page.entries.len() - fresh..];
+            let publications = kept.iter().map(|e| publication(e.offset, e.message()));
+            (publications.collect(), page.epoch)
+        }
+    };
     Ok(wit::Page {
         epoch: epoch.to_string(),
         publications,
     })
+}
+
+fn publication(offset: u64, msg: crate::bindings::Message) -> wit::Publication {
+    wit::Publication { offset, msg }
+}
+
+/// The cluster's store could not be read.
+fn store_failed(why: String) -> Error {
+    Error::Protocol(format!("history: the cluster's store: {why}"))
 }
 
 fn to_guest(at: Position) -> wit::Position {

@@ -15,22 +15,35 @@
 //! - A send to another node's connection id goes to that node's channel
 //!   (`wshost:n:NODE`), fire and forget.
 //!
+//! - A topic that keeps history is kept in Redis Streams ([`streams`]): a
+//!   publish is numbered, kept and published there by one script, and comes
+//!   back to every node, this one too, with its position; each node's
+//!   mirror of the stream ([`crate::pubsub::history`]) delivers it in
+//!   offset order, reading back what its channel missed.
+//!
 //! Redis pub/sub is at-most-once. While Redis is unreachable local delivery
 //! goes on; what would have gone to other nodes is dropped and counted, and
 //! both tasks reconnect by themselves (the topics are subscribed again).
+//! A kept topic's publish is dropped then too, here as well (it cannot be
+//! numbered): the stream has no hole, and no subscriber is told of one.
 //! Messages reach Redis in the order they were published here (one
 //! connection, pipelined in order), so subscribers see each publisher's
 //! messages in order.
 
+mod streams;
+
 use crate::bindings::ConnectionId;
 use crate::meters;
-use crate::pubsub::topics::{Relay, Topics};
+use crate::pubsub::history::Page;
+use crate::pubsub::topics::{KeptMessage, MAX_TOPIC, Relay, Topics};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use streams::Streams;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
@@ -70,15 +83,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// A node's claim on its number lasts this long, renewed every third of it.
 const CLAIM: Duration = Duration::from_secs(300);
+/// Messages a gap on a kept topic's channel is filled with at most (read
+/// back from its stream); a larger gap (a link down for long) is a reset
+/// for the topic's subscribers here.
+const FILL_MESSAGES: u32 = 10_000;
+/// Bytes of a gap's fill, about.
+const FILL_BYTES: usize = 16 << 20;
 
-/// One message for another node.
+/// One message for Redis.
 struct Outgoing {
-    channel: String,
-    /// The origin node, (for a send) the target id, then the frame.
-    payload: Vec<u8>,
+    what: Outbound,
     /// Its bytes of the outgoing queue's bound, given back once it is sent
     /// (or dropped).
     _queued: Queued,
+}
+
+enum Outbound {
+    /// To other nodes, on `channel`: the origin node, (for a send) the
+    /// target id, then the frame.
+    Publish { channel: String, payload: Vec<u8> },
+    /// A kept topic's message, to its stream and every node.
+    Kept(streams::Kept),
+}
+
+impl Outbound {
+    fn bytes(&self) -> usize {
+        match self {
+            Outbound::Publish { payload, .. } => payload.len(),
+            Outbound::Kept(kept) => kept.bytes(),
+        }
+    }
 }
 
 /// Bytes counted against a queue's bound while alive.
@@ -118,6 +152,8 @@ pub struct Cluster {
     outgoing: mpsc::Sender<Outgoing>,
     /// Bytes in `outgoing`.
     outgoing_bytes: Arc<AtomicUsize>,
+    /// The kept topics' streams.
+    streams: Arc<Streams>,
 }
 
 impl Cluster {
@@ -140,15 +176,23 @@ impl Cluster {
         };
         let (changes, changed) = mpsc::unbounded_channel();
         let (outgoing, queued) = mpsc::channel(QUEUE);
+        let streams = Arc::new(Streams::new(client.clone()));
         let cluster = Arc::new(Cluster {
             node,
             changes,
             outgoing,
             outgoing_bytes: Arc::default(),
+            streams: streams.clone(),
         });
         topics.set_relay(cluster.clone());
-        tokio::spawn(listen(node, client.clone(), topics, changed));
-        tokio::spawn(publish(node, client, queued));
+        tokio::spawn(listen(
+            node,
+            client.clone(),
+            topics,
+            changed,
+            streams.clone(),
+        ));
+        tokio::spawn(publish(node, client, queued, streams));
         tracing::info!("cluster: node {node} on {url}");
         Ok(cluster)
     }
@@ -165,22 +209,21 @@ impl Cluster {
         (u64::from(self.node) << LOCAL_BITS) | 1
     }
 
-    fn queue(&self, channel: String, payload: Vec<u8>) {
-        if payload.len() > MAX_CROSSING + 12 {
+    fn queue(&self, what: Outbound) {
+        let bytes = what.bytes();
+        if bytes > MAX_CROSSING + MAX_TOPIC + 32 {
             tracing::debug!(
-                "cluster: a message of {} bytes is not sent to other processes (at most {MAX_CROSSING})",
-                payload.len()
+                "cluster: a message of {bytes} bytes is not sent to other processes (at most {MAX_CROSSING})"
             );
             meters::cluster_dropped("too_large", 1);
             return;
         }
-        let Some(queued) = Queued::take(&self.outgoing_bytes, payload.len() + PER_MESSAGE) else {
+        let Some(queued) = Queued::take(&self.outgoing_bytes, bytes + PER_MESSAGE) else {
             meters::cluster_dropped("queue_full", 1);
             return;
         };
         let outgoing = Outgoing {
-            channel,
-            payload,
+            what,
             _queued: queued,
         };
         if self.outgoing.try_send(outgoing).is_err() {
@@ -198,7 +241,8 @@ impl Relay for Cluster {
         let mut payload = Vec::with_capacity(4 + frame.len());
         payload.extend_from_slice(&self.node.to_be_bytes());
         payload.extend_from_slice(frame);
-        self.queue(topic_channel(topic), payload);
+        let channel = topic_channel(topic);
+        self.queue(Outbound::Publish { channel, payload });
     }
 
     fn send(&self, id: ConnectionId, frame: &Bytes) -> bool {
@@ -210,8 +254,28 @@ impl Relay for Cluster {
         payload.extend_from_slice(&self.node.to_be_bytes());
         payload.extend_from_slice(&id.to_be_bytes());
         payload.extend_from_slice(frame);
-        self.queue(node_channel(node), payload);
+        let channel = node_channel(node);
+        self.queue(Outbound::Publish { channel, payload });
         true
+    }
+
+    fn publish_kept(&self, topic: &str, message: KeptMessage<'_>) {
+        let kept = streams::Kept::new(self.node, topic, message);
+        self.queue(Outbound::Kept(kept));
+    }
+
+    fn max_kept(&self) -> usize {
+        MAX_CROSSING
+    }
+
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        after: Option<u64>,
+        max_messages: u32,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Page, String>> {
+        Box::pin(self.streams.read(topic, after, max_messages, max_bytes))
     }
 }
 
@@ -339,13 +403,14 @@ async fn listen(
     client: redis::Client,
     topics: Arc<Topics>,
     mut changed: mpsc::UnboundedReceiver<Arc<str>>,
+    streams: Arc<Streams>,
 ) {
     let mut outage = Outage::new("subscriptions");
     // Fanned out by a task of its own: a fan-out to many sockets must not
     // keep this task from reading (redis-rs would buffer without bound).
     let (incoming, arrived) = mpsc::unbounded_channel();
     let incoming_bytes = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(fan_out(node, topics.clone(), arrived));
+    tokio::spawn(fan_out(node, topics.clone(), arrived, streams));
     loop {
         let pubsub = match within(client.get_async_pubsub()).await {
             Ok(pubsub) => pubsub,
@@ -357,12 +422,17 @@ async fn listen(
         let (mut sink, mut stream) = pubsub.split();
         // What changed so far is covered by subscribing to what is wanted now.
         while changed.try_recv().is_ok() {}
+        let names = topics.names();
         let mut channels = vec![node_channel(node)];
-        channels.extend(topics.names().iter().map(|t| topic_channel(t)));
+        channels.extend(names.iter().map(|t| topic_channel(t)));
         let count = channels.len() - 1;
         if let Err(why) = within(sink.subscribe(channels)).await {
             outage.failed(&why).await;
             continue;
+        }
+        // What was published while this link was down or not yet there.
+        for topic in names {
+            let _ = incoming.send(Incoming::CatchUp(topic));
         }
         outage.up();
         meters::cluster_connected(true);
@@ -377,7 +447,7 @@ async fn listen(
                         let bytes = msg.get_payload_bytes().len() + PER_MESSAGE;
                         match Queued::take(&incoming_bytes, bytes) {
                             Some(queued) => {
-                                let _ = incoming.send((msg, queued));
+                                let _ = incoming.send(Incoming::Message(msg, queued));
                             }
                             None => meters::cluster_dropped("incoming_full", 1),
                         }
@@ -392,7 +462,9 @@ async fn listen(
                 Some(topic) = changed.recv() => {
                     let channel = topic_channel(&topic);
                     let done = if topics.has(&topic) {
-                        within(sink.subscribe(channel)).await
+                        let done = within(sink.subscribe(channel)).await;
+                        let _ = incoming.send(Incoming::CatchUp(topic));
+                        done
                     } else {
                         within(sink.unsubscribe(channel)).await
                     };
@@ -407,28 +479,87 @@ async fn listen(
     }
 }
 
+/// What the subscription task hands the fan-out task, in order.
+enum Incoming {
+    /// A message on one of this node's channels.
+    Message(redis::Msg, Queued),
+    /// This node (re)subscribed to a topic's channel: a kept topic's mirror
+    /// reads what it missed before the subscription took effect.
+    CatchUp(Arc<str>),
+}
+
 /// Deliver what other nodes send, as the subscription task hands it over.
 async fn fan_out(
     node: u32,
     topics: Arc<Topics>,
-    mut arrived: mpsc::UnboundedReceiver<(redis::Msg, Queued)>,
+    mut arrived: mpsc::UnboundedReceiver<Incoming>,
+    streams: Arc<Streams>,
 ) {
     let topic_prefix = format!("{PREFIX}t:");
-    while let Some((msg, _queued)) = arrived.recv().await {
-        received(node, &topic_prefix, &topics, &msg);
+    while let Some(incoming) = arrived.recv().await {
+        match incoming {
+            Incoming::Message(msg, _queued) => {
+                if let Some((topic, live)) = received(node, &topic_prefix, &topics, &msg) {
+                    deliver_kept(&topics, &streams, topic, &live).await;
+                }
+            }
+            Incoming::CatchUp(topic) => {
+                if let Some(after) = topics.catch_up(&topic) {
+                    match streams.read(&topic, after, FILL_MESSAGES, FILL_BYTES).await {
+                        Ok(page) => topics.follow(&topic, &page),
+                        Err(why) => tracing::warn!(
+                            "cluster: topic {topic:?}: reading its history after subscribing: {why}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Deliver one message from another node.
-fn received(node: u32, topic_prefix: &str, topics: &Topics, msg: &redis::Msg) {
-    let payload = msg.get_payload_bytes();
-    let Some((origin, rest)) = payload.split_first_chunk::<4>() else {
+/// Deliver a kept topic's message in offset order: a gap before it is
+/// read back from the topic's stream first, and one that cannot be (Redis
+/// trimmed it, or cannot be reached) is a reset for the subscribers here.
+async fn deliver_kept(topics: &Topics, streams: &Streams, topic: &str, live: &streams::Live) {
+    let arrive = |force| topics.arrive(topic, &live.epoch, &live.entry, live.exclude, force);
+    let Some(after) = arrive(false) else {
         return;
     };
-    if u32::from_be_bytes(*origin) == node {
-        return; // our own publish, delivered here already
+    match streams
+        .read(topic, Some(after), FILL_MESSAGES, FILL_BYTES)
+        .await
+    {
+        Ok(page) => topics.follow(topic, &page),
+        Err(why) => {
+            tracing::warn!("cluster: topic {topic:?}: reading what its channel missed: {why}")
+        }
     }
+    if arrive(false).is_some() {
+        meters::cluster_dropped("history_gap", 1);
+        arrive(true);
+    }
+}
+
+/// Deliver one message from another node; a kept topic's (from any node,
+/// this one too) is returned, to be delivered in offset order.
+fn received<'m>(
+    node: u32,
+    topic_prefix: &str,
+    topics: &Topics,
+    msg: &'m redis::Msg,
+) -> Option<(&'m str, streams::Live)> {
+    let payload = msg.get_payload_bytes();
+    let (origin, rest) = payload.split_first_chunk::<4>()?;
     let channel = msg.get_channel_name();
+    if let Some(topic) = channel.strip_prefix(topic_prefix)
+        && let Some(live) = streams::live(rest)
+    {
+        meters::cluster_received("publish");
+        return Some((topic, live));
+    }
+    if u32::from_be_bytes(*origin) == node {
+        return None; // our own publish, delivered here already
+    }
     if let Some(topic) = channel.strip_prefix(topic_prefix) {
         if whole_frame(rest) {
             meters::cluster_received("publish");
@@ -440,6 +571,7 @@ fn received(node: u32, topic_prefix: &str, topics: &Topics, msg: &redis::Msg) {
         meters::cluster_received("send");
         topics.deliver(u64::from_be_bytes(*id), Bytes::copy_from_slice(frame));
     }
+    None
 }
 
 /// Whether `bytes` is one whole unmasked text or binary server frame, as
@@ -468,10 +600,20 @@ fn whole_frame(bytes: &[u8]) -> bool {
 /// Publish what is queued for other nodes, in order, pipelined; keep this
 /// node's claim on its number. Forever, reconnecting; while Redis is
 /// unreachable what is queued is dropped (at-most-once).
-async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Outgoing>) {
+async fn publish(
+    node: u32,
+    client: redis::Client,
+    mut queued: mpsc::Receiver<Outgoing>,
+    streams: Arc<Streams>,
+) {
     let mut outage = Outage::new("publishing");
     loop {
-        let mut conn = match within(client.get_multiplexed_async_connection()).await {
+        let connected = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            streams.prepare(&mut conn).await?;
+            Ok(conn)
+        };
+        let mut conn = match within(connected).await {
             Ok(conn) => conn,
             Err(why) => {
                 let mut dropped = 0;
@@ -508,12 +650,13 @@ async fn publish(node: u32, client: redis::Client, mut queued: mpsc::Receiver<Ou
             // Counted against the bound until the pipeline is sent.
             let mut held = Vec::with_capacity(BATCH);
             let mut add = |outgoing: Outgoing| {
-                let Outgoing {
-                    channel,
-                    payload,
-                    _queued,
-                } = outgoing;
-                pipe.publish(channel, payload).ignore();
+                let Outgoing { what, _queued } = outgoing;
+                match what {
+                    Outbound::Publish { channel, payload } => {
+                        pipe.publish(channel, payload).ignore();
+                    }
+                    Outbound::Kept(kept) => kept.add_to(&mut pipe, &streams),
+                }
                 held.push(_queued);
             };
             add(first);
