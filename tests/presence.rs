@@ -5,6 +5,7 @@
 
 mod support;
 
+use support::redis::Redis;
 use support::*;
 
 fn json(text: &str) -> serde_json::Value {
@@ -82,4 +83,85 @@ async fn a_members_info_is_bounded() {
     assert_eq!(close_code(&mut ws).await, Some(1011));
     // The log is written by a thread of its own: wait for the line.
     server.wait_for_log("info is at most 1024 bytes").await;
+}
+
+/// Presence across three processes on one Redis (`--cluster`): members are
+/// listed and counted cluster-wide, join and leave notices cross
+/// processes, and a killed process's members are gone within 13 s (a live
+/// process sends their leave notices).
+#[tokio::test(flavor = "multi_thread")]
+async fn across_three_processes_members_are_the_clusters_and_a_killed_ones_go() {
+    let redis = Redis::start();
+    let node = || Server::start_flagged(&["--cluster", &redis.url()], &[("/probe", "probe")]);
+    let (a, b, c) = (node(), node(), node());
+    let mut alice = a.connect("/probe?presence=room&info=alice").await;
+    send_text(&mut alice, "count").await;
+    assert_eq!(next_text(&mut alice).await, "1");
+    redis.wait_subscribed("room", 1).await;
+    let mut bob = b.connect("/probe?presence=room&info=bob").await;
+    let join = json(&next_text(&mut alice).await);
+    assert_eq!(join["join"]["info"], "bob", "{join}");
+    redis.wait_subscribed("room", 2).await;
+    let carol = c.connect("/probe?presence=room&info=carol").await;
+    let mut carol_id = serde_json::Value::Null;
+    for ws in [&mut alice, &mut bob] {
+        let join = json(&next_text(ws).await);
+        assert_eq!(join["join"]["info"], "carol", "{join}");
+        carol_id = join["join"]["conn"].clone();
+    }
+
+    // Listed by id across the three, and counted.
+    send_text(&mut bob, "count").await;
+    assert_eq!(answer(&mut bob).await, "3");
+    send_text(&mut alice, "members").await;
+    let members = answer(&mut alice).await;
+    let listed: Vec<(u64, &str)> = members
+        .split(',')
+        .map(|m| m.split_once('=').unwrap())
+        .map(|(id, info)| (id.parse().unwrap(), info))
+        .collect();
+    assert!(listed.is_sorted_by_key(|(id, _)| *id), "{members}");
+    let mut names: Vec<_> = listed.iter().map(|(_, info)| *info).collect();
+    names.sort();
+    assert_eq!(names, ["alice", "bob", "carol"], "{members}");
+    assert!(
+        listed
+            .iter()
+            .any(|(id, info)| *info == "carol" && carol_id == *id)
+    );
+
+    // A process killed outright: its member is gone within 13 s, and the
+    // others hear of it from a live process.
+    let killed = std::time::Instant::now();
+    drop(c);
+    let leave = json(&next_within(&mut alice, std::time::Duration::from_secs(20)).await);
+    assert_eq!(leave["leave"]["conn"], carol_id, "{leave}");
+    let took = killed.elapsed();
+    assert!(took < std::time::Duration::from_secs(14), "{took:?}");
+    send_text(&mut bob, "count").await;
+    assert_eq!(answer(&mut bob).await, "2");
+    drop(carol);
+
+    // A member that leaves on a live process is gone at once.
+    send_text(&mut bob, "leave").await;
+    assert_eq!(answer(&mut bob).await, "true");
+    let leave = json(&next_text(&mut alice).await);
+    assert!(leave["leave"]["conn"].is_u64(), "{leave}");
+    send_text(&mut alice, "members").await;
+    assert!(answer(&mut alice).await.ends_with("=alice"));
+}
+
+/// The next text frame within `wait` (longer than the usual wait).
+async fn next_within(ws: &mut Client, wait: std::time::Duration) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next()).await;
+        match frame.expect("nothing within the wait") {
+            Some(Ok(Message::Text(text))) => return text.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Presence on one process: who is in a topic (the connections that joined
+//! Presence on this process (with `--cluster`, also in Redis:
+//! [`crate::pubsub::cluster`]): who is in a topic (the connections that joined
 //! it, each with the info its guest gave), how many, and join and leave
 //! notices to the topic's subscribers when the topic asks for them.
 //!
@@ -86,6 +87,16 @@ impl Presence {
             .take(limit.min(MAX_LIST) as usize)
             .map(|(&id, info)| (id, info.clone()))
             .collect()
+    }
+
+    /// Every membership here: topic, connection, info.
+    pub fn all(&self) -> Vec<(Arc<str>, ConnectionId, Arc<str>)> {
+        let members = self.members();
+        let each = members.iter().flat_map(|(topic, list)| {
+            list.iter()
+                .map(move |(&id, info)| (topic.clone(), id, info.clone()))
+        });
+        each.collect()
     }
 
     /// How many members `topic` has.

@@ -121,6 +121,25 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
         max_messages: u32,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Page, String>>;
+    /// This process's connection `id` is a member of `topic`, with `info`,
+    /// across the cluster once this is done.
+    fn join<'a>(
+        &'a self,
+        topic: &'a str,
+        id: ConnectionId,
+        info: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// This process's connection `id` left `topic` (queued, not waited for).
+    fn leave(&self, topic: &str, id: ConnectionId);
+    /// The cluster's members of `topic` after `after`, by id, up to `limit`.
+    fn members<'a>(
+        &'a self,
+        topic: &'a str,
+        after: Option<ConnectionId>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<(ConnectionId, String)>, String>>;
+    /// How many members `topic` has across the cluster.
+    fn count<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<u32, String>>;
 }
 
 /// A publish to a kept topic, as [`Relay::publish_kept`] takes it.
@@ -373,6 +392,16 @@ impl Topics {
         self.has(topic).then(|| stream.following())
     }
 
+    /// A presence notice (`frame`) to `topic`'s subscribers but `exclude`,
+    /// on this process and, with `--cluster`, the others (not part of a
+    /// kept topic's history).
+    pub fn publish_notice(&self, topic: &str, frame: &Bytes, exclude: Option<ConnectionId>) {
+        if let Some(relay) = self.relay.get() {
+            relay.publish(topic, frame);
+        }
+        self.publish(topic, frame, exclude);
+    }
+
     fn deliver_all(&self, topic: &str, frames: &[Bytes]) {
         for frame in frames {
             self.publish(topic, frame, None);
@@ -599,8 +628,8 @@ impl Subscriptions {
     }
 
     /// Join `topic` (subscribed to it first, if not yet) as a member with
-    /// `info`; true if not a member yet (then its subscribers with notices
-    /// on, but this one, hear of it).
+    /// `info`; true if not a member yet (then tell its subscribers,
+    /// [`Subscriptions::announce`], once the cluster has it too).
     pub fn join(&mut self, topic: &str, info: &str) -> Result<bool, TopicError> {
         check_name(topic)?;
         if info.len() > presence::MAX_INFO {
@@ -620,12 +649,17 @@ impl Subscriptions {
         let joined = self.topics.presence.join(&name, self.id, info);
         if joined {
             self.present.push(name);
-            if self.topics.presence.notices(topic) {
-                let notice = presence::join_notice(self.id, info);
-                self.topics.publish(topic, &notice, Some(self.id));
-            }
         }
         Ok(joined)
+    }
+
+    /// This connection joined `topic` with `info`: its subscribers with
+    /// notices on, but this one, hear of it.
+    pub fn announce(&self, topic: &str, info: &str) {
+        if self.topics.presence.notices(topic) {
+            let notice = presence::join_notice(self.id, info);
+            self.topics.publish_notice(topic, &notice, Some(self.id));
+        }
     }
 
     /// No longer a member of `topic` (if it was).
@@ -638,9 +672,15 @@ impl Subscriptions {
 
     /// Out of `topic`'s members: the others hear of it.
     fn left(&self, topic: &str) {
-        if self.topics.presence.leave(topic, self.id) && self.topics.presence.notices(topic) {
+        if !self.topics.presence.leave(topic, self.id) {
+            return;
+        }
+        if let Some(relay) = self.topics.relay.get() {
+            relay.leave(topic, self.id);
+        }
+        if self.topics.presence.notices(topic) {
             let notice = presence::leave_notice(self.id);
-            self.topics.publish(topic, &notice, Some(self.id));
+            self.topics.publish_notice(topic, &notice, Some(self.id));
         }
     }
 }

@@ -17,7 +17,7 @@ macro_rules! imports_for {
                 topic: String,
                 info: String,
             ) -> Result<bool, $crate::bindings::Error> {
-                $crate::world::presence::join(self, conn, &topic, &info)
+                $crate::world::presence::join(self, conn, &topic, &info).await
             }
 
             async fn members(
@@ -26,13 +26,11 @@ macro_rules! imports_for {
                 after: Option<$crate::bindings::ConnectionId>,
                 limit: u32,
             ) -> Vec<$crate::bindings::wshost::websocket::presence::Member> {
-                $crate::world::presence::members(self, &topic, after, limit)
+                $crate::world::presence::members(self, &topic, after, limit).await
             }
 
             async fn count(&mut self, topic: String) -> u32 {
-                $crate::world::recover::Subscribing::topics(self)
-                    .presence()
-                    .count(&topic)
+                $crate::world::presence::count(self, &topic).await
             }
 
             async fn notices(
@@ -47,30 +45,73 @@ macro_rules! imports_for {
 }
 pub(crate) use imports_for;
 
-/// `presence.join`.
-pub fn join(
+/// `presence.join`. With `--cluster`, written to Redis before it returns
+/// and before the notice goes (a failure there is logged: the member is
+/// written again at the next beat).
+pub async fn join(
     state: &mut impl Subscribing,
     conn: ConnectionId,
     topic: &str,
     info: &str,
 ) -> Result<bool, Error> {
-    Ok(state.with_subscriptions(conn, |subscriptions| subscriptions.join(topic, info))??)
+    let joined =
+        state.with_subscriptions(conn, |subscriptions| subscriptions.join(topic, info))??;
+    if let Some(relay) = state.topics().relay()
+        && let Err(why) = relay.join(topic, conn, info).await
+    {
+        tracing::warn!("presence: {topic:?}: a join not written to Redis yet ({why})");
+    }
+    if joined {
+        // After the write: who hears of it finds it in the list. (The
+        // connection may have ended meanwhile: then no one is told.)
+        let _ = state.with_subscriptions(conn, |subscriptions| subscriptions.announce(topic, info));
+    }
+    Ok(joined)
 }
 
-/// `presence.members`.
-pub fn members(
-    state: &impl Subscribing,
+/// `presence.members`: the cluster's with `--cluster` (this process's when
+/// Redis cannot be reached, logged).
+pub async fn members(
+    state: &mut impl Subscribing,
     topic: &str,
     after: Option<ConnectionId>,
     limit: u32,
 ) -> Vec<wit::Member> {
-    let list = state.topics().presence().list(topic, after, limit);
+    let local = |state: &mut _| -> Vec<(ConnectionId, String)> {
+        let list = Subscribing::topics(state)
+            .presence()
+            .list(topic, after, limit);
+        list.into_iter()
+            .map(|(id, info)| (id, info.to_string()))
+            .collect()
+    };
+    let list = match state.topics().relay() {
+        None => local(state),
+        Some(relay) => match relay.members(topic, after, limit).await {
+            Ok(list) => list,
+            Err(why) => {
+                tracing::warn!("presence: {topic:?}: listed from this process only ({why})");
+                local(state)
+            }
+        },
+    };
     list.into_iter()
-        .map(|(conn, info)| wit::Member {
-            conn,
-            info: info.to_string(),
-        })
+        .map(|(conn, info)| wit::Member { conn, info })
         .collect()
+}
+
+/// `presence.count`: the cluster's with `--cluster`, as `members`.
+pub async fn count(state: &mut impl Subscribing, topic: &str) -> u32 {
+    let Some(relay) = state.topics().relay() else {
+        return state.topics().presence().count(topic);
+    };
+    match relay.count(topic).await {
+        Ok(count) => count,
+        Err(why) => {
+            tracing::warn!("presence: {topic:?}: counted on this process only ({why})");
+            state.topics().presence().count(topic)
+        }
+    }
 }
 
 /// `presence.notices`.

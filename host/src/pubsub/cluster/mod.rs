@@ -30,6 +30,8 @@
 //! connection, pipelined in order), so subscribers see each publisher's
 //! messages in order.
 
+mod link;
+mod members;
 mod streams;
 
 use crate::bindings::ConnectionId;
@@ -40,6 +42,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use members::Members;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -104,6 +107,8 @@ enum Outbound {
     Publish { channel: String, payload: Vec<u8> },
     /// A kept topic's message, to its stream and every node.
     Kept(streams::Kept),
+    /// A member of a topic left it.
+    Leave { topic: String, id: ConnectionId },
 }
 
 impl Outbound {
@@ -111,6 +116,7 @@ impl Outbound {
         match self {
             Outbound::Publish { payload, .. } => payload.len(),
             Outbound::Kept(kept) => kept.bytes(),
+            Outbound::Leave { topic, .. } => topic.len(),
         }
     }
 }
@@ -154,6 +160,8 @@ pub struct Cluster {
     outgoing_bytes: Arc<AtomicUsize>,
     /// The kept topics' streams.
     streams: Arc<Streams>,
+    /// The members of topics.
+    members: Arc<Members>,
 }
 
 impl Cluster {
@@ -176,23 +184,22 @@ impl Cluster {
         };
         let (changes, changed) = mpsc::unbounded_channel();
         let (outgoing, queued) = mpsc::channel(QUEUE);
-        let streams = Arc::new(Streams::new(client.clone()));
+        let link = Arc::new(link::Link::new(client.clone()));
+        let streams = Arc::new(Streams::new(link.clone()));
+        let members = Arc::new(Members::new(node, link));
         let cluster = Arc::new(Cluster {
             node,
             changes,
             outgoing,
             outgoing_bytes: Arc::default(),
             streams: streams.clone(),
+            members: members.clone(),
         });
         topics.set_relay(cluster.clone());
-        tokio::spawn(listen(
-            node,
-            client.clone(),
-            topics,
-            changed,
-            streams.clone(),
-        ));
-        tokio::spawn(publish(node, client, queued, streams));
+        tokio::spawn(members::beat(members.clone(), topics.clone()));
+        let listening = listen(node, client.clone(), topics, changed, streams.clone());
+        tokio::spawn(listening);
+        tokio::spawn(publish(node, client, queued, streams, members));
         tracing::info!("cluster: node {node} on {url}");
         Ok(cluster)
     }
@@ -276,6 +283,33 @@ impl Relay for Cluster {
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Page, String>> {
         Box::pin(self.streams.read(topic, after, max_messages, max_bytes))
+    }
+
+    fn join<'a>(
+        &'a self,
+        topic: &'a str,
+        id: ConnectionId,
+        info: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.members.join(topic, id, info))
+    }
+
+    fn leave(&self, topic: &str, id: ConnectionId) {
+        let topic = topic.to_string();
+        self.queue(Outbound::Leave { topic, id });
+    }
+
+    fn members<'a>(
+        &'a self,
+        topic: &'a str,
+        after: Option<ConnectionId>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<(ConnectionId, String)>, String>> {
+        Box::pin(self.members.list(topic, after, limit))
+    }
+
+    fn count<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<u32, String>> {
+        Box::pin(self.members.count(topic))
     }
 }
 
@@ -605,6 +639,7 @@ async fn publish(
     client: redis::Client,
     mut queued: mpsc::Receiver<Outgoing>,
     streams: Arc<Streams>,
+    members: Arc<Members>,
 ) {
     let mut outage = Outage::new("publishing");
     loop {
@@ -656,6 +691,7 @@ async fn publish(
                         pipe.publish(channel, payload).ignore();
                     }
                     Outbound::Kept(kept) => kept.add_to(&mut pipe, &streams),
+                    Outbound::Leave { topic, id } => members.leave(&mut pipe, &topic, id),
                 }
                 held.push(_queued);
             };

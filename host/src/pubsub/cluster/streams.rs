@@ -17,6 +17,7 @@
 //! late, its link dropped, its queue overflowed) sees the gap by
 //! arithmetic and reads them back ([`Streams::read`]).
 
+use super::link::Link;
 use crate::bindings::ConnectionId;
 use crate::pubsub::history::{self, Entry, Page};
 use bytes::Bytes;
@@ -91,9 +92,8 @@ return {epoch, top, now[1], now[2], entries}
 
 /// The kept topics' streams in one Redis.
 pub struct Streams {
-    client: redis::Client,
-    /// For reads, made when first needed and again after a failure.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// For reads.
+    link: Arc<Link>,
     read: Script,
     publish: Script,
 }
@@ -199,10 +199,9 @@ pub fn live(rest: &[u8]) -> Option<Live> {
 }
 
 impl Streams {
-    pub fn new(client: redis::Client) -> Streams {
+    pub fn new(link: Arc<Link>) -> Streams {
         Streams {
-            client,
-            conn: tokio::sync::Mutex::new(None),
+            link,
             read: Script::new(READ),
             publish: Script::new(PUBLISH),
         }
@@ -224,34 +223,23 @@ impl Streams {
         max_messages: u32,
         max_bytes: usize,
     ) -> Result<Page, String> {
-        // Once more on a new connection if the one kept failed (Redis
-        // restarted since, say).
-        let mut failed = String::new();
-        for _ in 0..2 {
-            match self.read_pages(topic, after, max_messages, max_bytes).await {
-                Ok(page) => return Ok(page),
-                Err(why) => {
-                    *self.conn.lock().await = None;
-                    failed = why;
-                }
-            }
-        }
-        Err(failed)
+        let read = |conn| self.read_pages(conn, topic, after, max_messages, max_bytes);
+        self.link.run(read).await
     }
 
     async fn read_pages(
         &self,
+        mut conn: MultiplexedConnection,
         topic: &str,
         after: Option<u64>,
         max_messages: u32,
         max_bytes: usize,
     ) -> Result<Page, String> {
-        let mut conn = self.conn().await?;
-        let mut page: Option<Page> = None;
+        let mut so_far: Option<Page> = None;
         let mut cursor = after.unwrap_or(0);
         let mut bytes = 0;
         loop {
-            let got = page.as_ref().map_or(0, |p| p.entries.len() as u32);
+            let got = so_far.as_ref().map_or(0, |p| p.entries.len() as u32);
             let count = match after {
                 Some(_) => max_messages.saturating_sub(got).min(READ_PAGE),
                 None => 0,
@@ -265,7 +253,7 @@ impl Streams {
                 .arg(max_bytes.saturating_sub(bytes).max(1));
             let value: Value = super::within(call.invoke_async(&mut conn)).await?;
             let (epoch, top, entries) = parse_read(value).ok_or("an unexpected reply")?;
-            let page = page.get_or_insert_with(|| Page {
+            let page = so_far.get_or_insert_with(|| Page {
                 epoch: epoch.clone(),
                 top,
                 entries: Vec::new(),
@@ -284,19 +272,9 @@ impl Streams {
             page.complete = cursor >= top;
             let full = page.entries.len() as u32 >= max_messages || bytes > max_bytes;
             if count == 0 || read == 0 || page.complete || full {
-                return Ok(page.clone());
+                return Ok(so_far.expect("read once"));
             }
         }
-    }
-
-    async fn conn(&self) -> Result<MultiplexedConnection, String> {
-        let mut cached = self.conn.lock().await;
-        if let Some(conn) = &*cached {
-            return Ok(conn.clone());
-        }
-        let conn = super::within(self.client.get_multiplexed_async_connection()).await?;
-        *cached = Some(conn.clone());
-        Ok(conn)
     }
 }
 
