@@ -316,3 +316,63 @@ async fn after_redis_loses_its_data_clients_get_a_reset() {
     let told = json(&next_text(&mut back).await);
     assert_eq!(told, serde_json::json!({"reset": true, "epoch": new_epoch}));
 }
+
+/// With `--cluster`, a guest's plain `subscribe` to a kept topic (here a
+/// `[[history]]` rule's, for `guests/chat`, which never asks) is numbered
+/// by Redis and delivered back through it: each client, alone on the
+/// process (its mirror of the stream not followed when it comes), gets its
+/// own message with the next offset.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_subscribe_to_a_kept_topic_misses_nothing_on_the_cluster() {
+    let redis = Redis::start();
+    let dir = tempdir("history-cluster-config");
+    std::fs::copy(guest("chat"), dir.join("chat.wasm")).unwrap();
+    let config = dir.join("wshost.toml");
+    let text = "[[route]]\npath = \"/chat\"\ncomponent = \"chat.wasm\"\n\n\
+                [[history]]\ntopics = \"chat\"\nmessages = 10\nenvelope = \"json\"\n";
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_with(&["--config".into(), config, "--cluster".into(), redis.url()]);
+    for (offset, text) in [(1, "first"), (2, "second"), (3, "third")] {
+        // Alone each time: this process's mirror of the stream is not
+        // followed when the client subscribes.
+        let mut ws = server.connect("/chat").await;
+        send_text(&mut ws, text).await;
+        let got = json(&next_text(&mut ws).await);
+        assert_eq!(got["offset"], offset, "{got}");
+        assert_eq!(got["text"], format!("Сервер：{text}"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Redis restored older data (its offset went back, the epoch kept: a
+/// restore from an older snapshot, or a failover that lost writes): the
+/// next publish draws a new epoch, as a process already delivered past
+/// Redis's offset, and subscribers get a reset, never reused offsets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_went_back_starts_a_new_epoch() {
+    let redis = Redis::start();
+    let node = || Server::start_flagged(&["--cluster", &redis.url()], &[CHAT]);
+    let (a, b) = (node(), node());
+    let mut stays = a.connect("/chat").await;
+    let mut publisher = b.connect("/chat").await;
+    redis.wait_subscribed("chat", 2).await;
+    let mut epoch = String::new();
+    for text in ["one", "two", "three"] {
+        send_text(&mut publisher, text).await;
+        let got = json(&next_text(&mut stays).await);
+        assert_eq!(got["text"], text, "{got}");
+        epoch = got["epoch"].as_str().unwrap().to_string();
+        let _ = next_text(&mut publisher).await;
+    }
+    assert_eq!(redis.cli(&["hset", "wshost:hm:chat", "o", "1"]), "0");
+    send_text(&mut publisher, "four").await;
+    let told = json(&next_text(&mut stays).await);
+    assert_eq!(told["reset"], true, "{told}");
+    assert_ne!(told["epoch"], *epoch);
+    let four = json(&next_text(&mut stays).await);
+    assert_eq!(
+        (&four["text"], &four["offset"], &four["epoch"]),
+        (&"four".into(), &1.into(), &told["epoch"])
+    );
+}

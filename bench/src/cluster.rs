@@ -3,8 +3,10 @@
 //! first all on one wshost process, then the same with history kept
 //! (`guests/recover-chat`: every message numbered, kept and sent in the JSON
 //! envelope), then spread over two processes on one Redis (started here),
-//! the publisher on the first. With history, also the memory a kept message
-//! costs.
+//! the publisher on the first, without and with history (kept in Redis
+//! Streams: a publish is numbered there and comes back to both processes
+//! through Redis, the publisher's own too). With history on one process,
+//! also the memory a kept message costs.
 //!
 //! Two phases per run: a burst (messages back to back) for deliveries per
 //! second, then paced messages (below capacity, so no queueing) for the
@@ -238,7 +240,12 @@ pub async fn run(rounds: usize, subscribers: usize) -> Result<()> {
     let chat = format!("/chat={}", guests.join("chat.wasm").display());
     let kept = format!("/chat={}", guests.join("recover_chat.wasm").display());
     let slots = (subscribers + 200).to_string();
-    let names = ["1 process", "1 process, history", "2 processes"];
+    let names = [
+        "1 process",
+        "1 process, history",
+        "2 processes",
+        "2 processes, history",
+    ];
     let mut per_message = Vec::new();
     let mut report = Report::new(&names);
     let mut added = (Vec::new(), Vec::new());
@@ -283,7 +290,7 @@ pub async fn run(rounds: usize, subscribers: usize) -> Result<()> {
                 }
                 add_latencies(&mut report, name, &figure, measured, &mut added, loaded);
             }
-            if name.ends_with("history") {
+            if name == "1 process, history" {
                 per_message.push(kept_memory(&servers[0]).await?);
             }
         }

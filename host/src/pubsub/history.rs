@@ -31,7 +31,7 @@
 //!
 //! [`Topics`]: crate::pubsub::topics::Topics
 
-use crate::bindings::Message;
+use crate::bindings::{ConnectionId, Message};
 use crate::ws::frame::{self, Kind};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -135,7 +135,27 @@ pub struct Entry {
     pub payload: Bytes,
     /// How long ago it was published, by the store's clock.
     pub age: Duration,
+    /// The connection it is not delivered to live (its publisher's own,
+    /// say).
+    pub exclude: Option<ConnectionId>,
 }
+
+/// A read of a topic's stream in the cluster's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The messages after this offset; `None`: the stream's position alone.
+    pub after: Option<u64>,
+    pub max_messages: u32,
+    /// About: a read stops past it.
+    pub max_bytes: usize,
+    /// Where this process's mirror is (its epoch, its last offset), if it
+    /// follows the stream: a stream found below it went back (Redis
+    /// restored older data), and starts over with a new epoch.
+    pub floor: Option<(Arc<str>, u64)>,
+}
+
+/// A frame for a topic's subscribers, and the one of them it skips.
+pub type Delivery = (Bytes, Option<ConnectionId>);
 
 impl Entry {
     /// The message as a guest reads it.
@@ -156,9 +176,9 @@ fn message(text: bool, payload: &[u8]) -> Message {
 /// What a mirror did with a message that came live from the cluster.
 #[derive(Debug)]
 pub enum Arrival {
-    /// Deliver this frame to the topic's subscribers (in this order, under
-    /// the stream's lock).
-    Deliver(Vec<Bytes>),
+    /// Deliver these frames to the topic's subscribers (in this order,
+    /// under the stream's lock).
+    Deliver(Vec<Delivery>),
     /// Got already (or no one here to deliver to): nothing to do.
     Nothing,
     /// Offsets after this one are missing: read them from the store and
@@ -281,7 +301,11 @@ fn make_room(streams: &mut HashMap<Arc<str>, Arc<Mutex<Stream>>>) -> bool {
     let idle = streams
         .iter()
         .filter(|(_, stream)| Arc::strong_count(stream) == 1)
-        .filter_map(|(name, stream)| Some((stream.try_lock().ok()?.touched, name)))
+        .filter_map(|(name, stream)| {
+            let stream = stream.try_lock().ok()?;
+            // A mirror that follows the cluster's store has subscribers.
+            (!stream.followed).then_some((stream.touched, name))
+        })
         .min_by_key(|(touched, _)| *touched)
         .map(|(_, name)| name.clone());
     match idle {
@@ -366,7 +390,10 @@ impl Stream {
     /// Frame and keep message `offset` (the next one: `last + 1`, or the
     /// first of an empty cache), published at `at`; returns its frame.
     fn record(&mut self, offset: u64, text: bool, payload: &[u8], at: Instant) -> Bytes {
-        debug_assert!(self.kept.back().is_none_or(|k| k.offset + 1 == offset));
+        if self.kept.back().is_some_and(|k| k.offset + 1 != offset) {
+            // What is kept is one run of offsets up to `last`, always.
+            self.clear();
+        }
         self.last = offset;
         self.touched = Instant::now();
         let (frame, payload, cost) = self.framed(offset, text, payload);
@@ -470,26 +497,31 @@ impl Stream {
             self.followed = false;
             return Arrival::Nothing;
         }
-        let mut frames = Vec::new();
+        let mut out = Vec::new();
+        let before = entry.offset.saturating_sub(1);
         if !self.followed {
             // Subscribers from the live stream on, no position to keep.
-            self.rebase(epoch.into(), entry.offset - 1);
-        } else if *self.epoch != *epoch || entry.offset > self.last + 1 {
+            self.rebase(epoch.into(), before);
+        } else if *self.epoch != *epoch || entry.offset > self.last.saturating_add(1) {
             if !force {
                 // A new epoch: its stream from its start.
                 let after = if *self.epoch == *epoch { self.last } else { 0 };
                 return Arrival::Gap { after };
             }
-            self.rebase(epoch.into(), entry.offset - 1);
-            frames.extend(self.reset_notice());
+            self.rebase(epoch.into(), before);
+            out.extend(self.reset_notice().map(|notice| (notice, None)));
         } else if entry.offset <= self.last {
             return Arrival::Nothing;
         }
-        let at = Instant::now()
-            .checked_sub(entry.age)
-            .unwrap_or_else(Instant::now);
-        frames.push(self.record(entry.offset, entry.text, &entry.payload, at));
-        Arrival::Deliver(frames)
+        out.push((self.take_in(entry), entry.exclude));
+        Arrival::Deliver(out)
+    }
+
+    /// Record `entry`, published `entry.age` ago; its frame.
+    fn take_in(&mut self, entry: &Entry) -> Bytes {
+        let now = Instant::now();
+        let at = now.checked_sub(entry.age).unwrap_or(now);
+        self.record(entry.offset, entry.text, &entry.payload, at)
     }
 
     /// Start over at `last` in `epoch`, nothing kept, followed from now on.
@@ -500,57 +532,64 @@ impl Stream {
         self.followed = true;
     }
 
-    /// With `--cluster`: take in `page`, read from the store. A mirror not
-    /// followed starts over at the page (nothing delivered: its
+    /// With `--cluster`: take in `page`, read from the store, for this
+    /// process's subscribers (if it has any, or one is `joining`: else the
+    /// mirror stops following, as its subscribers are gone).
+    ///
+    /// A mirror not followed starts over at the page (nothing delivered: its
     /// subscribers, if any, came for the live stream); a followed one
-    /// delivers what it had not (returned, for its subscribers, in order),
-    /// keeps older messages in front, and on a new epoch (the reset notice,
-    /// then the page's messages) or a hole (the store trimmed what was
-    /// missed: the notice, then what follows it) starts over. A page that
-    /// stops short leaves the rest to the live stream.
-    pub fn follow(&mut self, page: &Page, has_subscribers: bool) -> Vec<Bytes> {
+    /// delivers what it had not (returned, in order), keeps older messages
+    /// in front, and starts over on a new epoch (the reset notice, then the
+    /// page's messages) or on a hole (the store trimmed what was missed:
+    /// the notice, then what follows it). A page that stops short leaves
+    /// the rest to the next read.
+    pub fn follow(&mut self, page: &Page, has_subscribers: bool, joining: bool) -> Vec<Delivery> {
         self.touched = Instant::now();
-        let mut frames = Vec::new();
+        if !has_subscribers && !joining {
+            self.followed = false;
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        // (A page older than what came live since is no news: a store that
+        // went back is told by a new epoch, drawn by the read, below a
+        // `floor`.)
         if !self.followed || self.epoch != page.epoch {
             let told = self.followed && has_subscribers;
-            let run = page.entries.first().map(|first| first.offset - 1);
+            let run = page
+                .entries
+                .first()
+                .map(|first| first.offset.saturating_sub(1));
             let start = match (page.complete, run) {
                 (true, Some(before)) => before,
                 _ => page.top,
             };
             self.rebase(page.epoch.clone(), start);
             if told {
-                frames.extend(self.reset_notice());
+                out.extend(self.reset_notice().map(|notice| (notice, None)));
             }
             for entry in page.entries.iter().filter(|e| e.offset > start) {
-                let at = Instant::now()
-                    .checked_sub(entry.age)
-                    .unwrap_or_else(Instant::now);
-                let frame = self.record(entry.offset, entry.text, &entry.payload, at);
+                let frame = self.take_in(entry);
                 // Subscribers that followed the old epoch get the new one's
                 // messages after the notice.
                 if told {
-                    frames.push(frame);
+                    out.push((frame, entry.exclude));
                 }
             }
-            return frames;
+            return out;
         }
         let older = page.entries.partition_point(|e| e.offset <= self.last);
         self.prepend(&page.entries[..older]);
         for entry in &page.entries[older..] {
             if entry.offset != self.last + 1 {
                 // Trimmed in the store before this process got them.
-                self.rebase(page.epoch.clone(), entry.offset - 1);
+                self.rebase(page.epoch.clone(), entry.offset.saturating_sub(1));
                 if has_subscribers {
-                    frames.extend(self.reset_notice());
+                    out.extend(self.reset_notice().map(|notice| (notice, None)));
                 }
             }
-            let at = Instant::now()
-                .checked_sub(entry.age)
-                .unwrap_or_else(Instant::now);
-            frames.push(self.record(entry.offset, entry.text, &entry.payload, at));
+            out.push((self.take_in(entry), entry.exclude));
         }
-        frames
+        out
     }
 
     /// With `--cluster`: whether a recovery from `since` can be answered
@@ -567,19 +606,29 @@ impl Stream {
     /// With `--cluster`: where to read the store from for a recovery from
     /// `since` that this mirror cannot answer: the client's position, or
     /// this mirror's `last` if that is older (its subscribers get what lies
-    /// between first, and the recovery then comes from here). `None` (no
-    /// position: from the live stream on): read the store's position alone.
+    /// between first, and the recovery then comes from here). `None`: read
+    /// the store's position alone (no position, from the live stream on; or
+    /// one of an epoch other than the one followed).
     pub fn read_from(&self, since: Option<&Position>) -> Option<u64> {
         let since = since?;
-        Some(match self.followed && since.epoch == self.epoch {
-            true => since.offset.min(self.last),
-            false => since.offset,
-        })
+        match (self.followed, since.epoch == self.epoch) {
+            (true, true) => Some(since.offset.min(self.last)),
+            // Another epoch than the one followed: a reset, unless the
+            // store moved on to it (then the page says so).
+            (true, false) => None,
+            (false, _) => Some(since.offset),
+        }
     }
 
     /// With `--cluster`: `Some(last)` while this mirror follows the store.
     pub fn following(&self) -> Option<u64> {
         self.followed.then_some(self.last)
+    }
+
+    /// With `--cluster`: the epoch and last offset this mirror delivered,
+    /// while it follows the store ([`Read::floor`]).
+    pub fn floor(&self) -> Option<(Arc<str>, u64)> {
+        self.followed.then(|| (self.epoch.clone(), self.last))
     }
 
     /// The store was left (its last local subscriber went): `last` goes
@@ -878,6 +927,7 @@ mod tests {
             text: true,
             payload: Bytes::from(format!("m{offset}")),
             age: Duration::ZERO,
+            exclude: (offset == 8).then_some(42),
         };
         let page = |epoch: &str, top, entries: std::ops::Range<u64>| Page {
             epoch: epoch.into(),
@@ -890,9 +940,13 @@ mod tests {
             epoch: "e1".into(),
         };
         let json =
-            |frame: &Bytes| serde_json::from_slice::<serde_json::Value>(&frame[2..]).unwrap();
+            |frame: &Delivery| serde_json::from_slice::<serde_json::Value>(&frame.0[2..]).unwrap();
+        let frames = |out: Vec<Delivery>| Some(out.into_iter().map(|(f, _)| f).collect());
+        // No subscriber here, none joining: not followed.
+        assert!(s.follow(&page("e1", 5, 0..0), false, false).is_empty());
+        assert_eq!(s.following(), None);
         // The first subscriber came for the live stream: no history sent.
-        assert!(s.follow(&page("e1", 5, 0..0), true).is_empty());
+        assert!(s.follow(&page("e1", 5, 0..0), false, true).is_empty());
         assert_eq!(s.following(), Some(5));
         assert!(
             matches!(s.arrive("e1", &entry(6), true, false), Arrival::Deliver(f) if f.len() == 1)
@@ -905,8 +959,9 @@ mod tests {
             s.arrive("e1", &entry(9), true, false),
             Arrival::Gap { after: 6 }
         ));
-        let filled = s.follow(&page("e1", 9, 7..10), true);
-        assert_eq!(offsets(Some(filled)), Some(vec![7, 8, 9]));
+        let filled = s.follow(&page("e1", 9, 7..10), true, false);
+        assert_eq!(filled[1].1, Some(42), "still not to the publisher");
+        assert_eq!(offsets(frames(filled)), Some(vec![7, 8, 9]));
         assert!(matches!(
             s.arrive("e1", &entry(9), true, false),
             Arrival::Nothing
@@ -921,31 +976,39 @@ mod tests {
             "its own subscribers first"
         );
         assert_eq!(s.read_from(None), None);
+        let other = Position {
+            offset: 3,
+            epoch: "old".into(),
+        };
+        assert_eq!(s.read_from(Some(&other)), None, "the position alone");
         // Older messages read back go in front, delivered to no one.
-        assert!(s.follow(&page("e1", 9, 3..10), true).is_empty());
+        assert!(s.follow(&page("e1", 9, 3..10), true, false).is_empty());
         assert!(s.covers(&at(2)));
         // A gap that cannot be filled: the reset notice, then the message.
-        let Arrival::Deliver(frames) = s.arrive("e1", &entry(20), true, true) else {
+        let Arrival::Deliver(out) = s.arrive("e1", &entry(20), true, true) else {
             panic!("delivered");
         };
-        assert_eq!(json(&frames[0])["reset"], true);
-        assert_eq!(json(&frames[1])["offset"], 20);
+        assert_eq!(json(&out[0])["reset"], true);
+        assert_eq!(json(&out[1])["offset"], 20);
         assert!(
             !s.covers(&at(9)),
             "what came before the gap is not a run with it"
         );
+        // A page read before what came live since: no news.
+        assert!(s.follow(&page("e1", 12, 0..0), true, false).is_empty());
+        assert_eq!(s.following(), Some(20));
         // Redis lost its data: a new epoch; the subscribers are told, then
         // get the new epoch's messages.
         assert!(matches!(
             s.arrive("e2", &entry(2), true, false),
             Arrival::Gap { after: 0 }
         ));
-        let frames = s.follow(&page("e2", 2, 1..3), true);
+        let out = s.follow(&page("e2", 2, 1..3), true, false);
         assert_eq!(
-            json(&frames[0]),
+            json(&out[0]),
             serde_json::json!({"reset": true, "epoch": "e2"})
         );
-        assert_eq!(offsets(Some(frames[1..].to_vec())), Some(vec![1, 2]));
+        assert_eq!(offsets(frames(out[1..].to_vec())), Some(vec![1, 2]));
         assert_eq!(s.following(), Some(2));
         // The last subscriber here went: no longer followed.
         assert!(matches!(
@@ -954,8 +1017,16 @@ mod tests {
         ));
         assert_eq!(s.following(), None);
         // Followed again from a page, which is kept but sent to no one.
-        assert!(s.follow(&page("e2", 4, 1..5), true).is_empty());
+        assert!(s.follow(&page("e2", 4, 1..5), false, true).is_empty());
         assert_eq!(s.read(0, 10).len(), 4);
+        // A page with a hole (trimmed between two reads) keeps one run.
+        let mut holed = page("e2", 9, 5..10);
+        holed.entries.remove(2);
+        s.follow(&holed, true, false);
+        assert_eq!(
+            s.read(0, 10).iter().map(|k| k.offset).collect::<Vec<_>>(),
+            [8, 9]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use crate::bindings::{ConnectionId, Error, Message};
 use crate::pubsub::history::{
-    self, Arrival, Entry, History, HistoryError, Page, Position, Retention,
+    self, Arrival, Delivery, Entry, History, HistoryError, Page, Position, Read, Retention,
 };
 use crate::pubsub::presence::{self, Presence, PresenceError};
 use crate::ws::frame;
@@ -61,14 +61,9 @@ pub fn check_name(topic: &str) -> Result<(), TopicError> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Done(Recovery),
-    /// With `--cluster`: read the store's stream after this offset (`None`:
-    /// its position alone), at most this many messages and bytes, and call
-    /// again with the page.
-    Read {
-        after: Option<u64>,
-        max_messages: u32,
-        max_bytes: usize,
-    },
+    /// With `--cluster`: read the store's stream so, and call again with
+    /// the page.
+    Read(Read),
 }
 
 /// What a subscribe from a position did.
@@ -111,16 +106,8 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
     fn publish_kept(&self, topic: &str, message: KeptMessage<'_>);
     /// The largest payload [`Relay::publish_kept`] takes.
     fn max_kept(&self) -> usize;
-    /// `topic`'s stream in the store: the messages after `after` (`None`:
-    /// none, its position alone), at most `max_messages` and about
-    /// `max_bytes`.
-    fn read<'a>(
-        &'a self,
-        topic: &'a str,
-        after: Option<u64>,
-        max_messages: u32,
-        max_bytes: usize,
-    ) -> BoxFuture<'a, Result<Page, String>>;
+    /// `topic`'s stream in the store, as `read` says.
+    fn read<'a>(&'a self, topic: &'a str, read: &'a Read) -> BoxFuture<'a, Result<Page, String>>;
     /// This process's connection `id` is a member of `topic`, with `info`,
     /// across the cluster once this is done.
     fn join<'a>(
@@ -143,13 +130,16 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
 }
 
 /// A publish to a kept topic, as [`Relay::publish_kept`] takes it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KeptMessage<'a> {
     pub text: bool,
     pub payload: &'a [u8],
     /// Not delivered to this connection (the publisher's own, say).
     pub exclude: Option<ConnectionId>,
     pub retention: Retention,
+    /// This process's mirror of the stream, if it follows it
+    /// ([`Read::floor`]).
+    pub floor: Option<(Arc<str>, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -288,6 +278,17 @@ impl Topics {
     ) -> u32 {
         let cork = &mut Cork::default();
         match self.history.stream(topic) {
+            Some(_)
+                if self
+                    .relay
+                    .get()
+                    .is_some_and(|r| payload.len() > r.max_kept()) =>
+            {
+                // Too large for the cluster's store: not published at all
+                // (none took it), as `publish_message` refuses it.
+                crate::meters::cluster_dropped("too_large", 1);
+                0
+            }
             Some(stream) => self.publish_kept(topic, &stream, (text, payload), exclude, cork),
             None => self.publish_framed_corked(topic, &framed(), exclude, cork),
         }
@@ -309,13 +310,14 @@ impl Topics {
     ) -> u32 {
         let mut stream = history::lock(stream);
         if let Some(relay) = self.relay.get() {
-            let retention = stream.retention();
+            let (retention, floor) = (stream.retention(), stream.floor());
             drop(stream);
             let message = KeptMessage {
                 text,
                 payload,
                 exclude,
                 retention,
+                floor,
             };
             relay.publish_kept(topic, message);
             let local = self.read().get(topic).map_or(0, |subscribers| {
@@ -332,36 +334,26 @@ impl Topics {
 
     /// With `--cluster`: message `entry` of kept topic `topic`, in the
     /// store's epoch `epoch`, came live from the store. Delivered to this
-    /// process's subscribers (but `exclude`) in offset order; `Some(after)`
-    /// when offsets after `after` are missing: read them, [`Topics::follow`]
-    /// the page and offer it again (`force`: the gap could not be filled;
-    /// the subscribers get the reset notice, then it).
-    pub fn arrive(
-        &self,
-        topic: &str,
-        epoch: &str,
-        entry: &Entry,
-        exclude: Option<ConnectionId>,
-        force: bool,
-    ) -> Option<u64> {
+    /// process's subscribers (but the one it excludes) in offset order;
+    /// `Some(after)` when offsets after `after` are missing: read them,
+    /// [`Topics::follow`] the page and offer it again (`force`: the gap
+    /// could not be filled; the subscribers get the reset notice, then it).
+    pub fn arrive(&self, topic: &str, epoch: &str, entry: &Entry, force: bool) -> Option<u64> {
         let Some(stream) = self.history.stream(topic) else {
             // Kept by the publisher's process, not by this one.
-            let kind = if entry.text {
-                frame::Kind::Text
-            } else {
-                frame::Kind::Binary
+            let kind = match entry.text {
+                true => frame::Kind::Text,
+                false => frame::Kind::Binary,
             };
             let frame = frame::encode(kind, true, &entry.payload);
-            self.publish(topic, &frame, exclude);
+            self.publish(topic, &frame, entry.exclude);
             return None;
         };
         let mut stream = history::lock(&stream);
         let has_subscribers = self.has(topic);
         match stream.arrive(epoch, entry, has_subscribers, force) {
-            Arrival::Deliver(frames) => {
-                let (message, notices) = frames.split_last().expect("the message");
-                self.deliver_all(topic, notices);
-                self.publish(topic, message, exclude);
+            Arrival::Deliver(out) => {
+                self.deliver_all(topic, &out);
                 None
             }
             Arrival::Nothing => None,
@@ -371,25 +363,46 @@ impl Topics {
 
     /// With `--cluster`: take in `page`, read from the store for `topic`
     /// ([`history::Stream::follow`]): what this process's subscribers had
-    /// not got is delivered, in order.
-    pub fn follow(&self, topic: &str, page: &Page) {
+    /// not got is delivered, in order; false if the page stopped short.
+    pub fn follow(&self, topic: &str, page: &Page) -> bool {
         let Some(stream) = self.history.stream(topic) else {
-            return;
+            return true;
         };
         let mut stream = history::lock(&stream);
-        let frames = stream.follow(page, self.has(topic));
-        self.deliver_all(topic, &frames);
+        let out = stream.follow(page, self.has(topic), false);
+        self.deliver_all(topic, &out);
+        page.complete
     }
 
     /// With `--cluster`, once this process (re)subscribed to `topic` in the
-    /// store: `Some(after)` if the topic keeps history here and has
-    /// subscribers, to read the store from (`after: None`, the position
-    /// alone) and [`Topics::follow`]: what was published before the
+    /// store: the read that catches its mirror up, if the topic keeps
+    /// history here and has subscribers (from the mirror's `last`, or its
+    /// position alone if not followed), so what was published before the
     /// subscription took effect is not missed.
-    pub fn catch_up(&self, topic: &str) -> Option<Option<u64>> {
+    pub fn catch_up(&self, topic: &str, max_messages: u32, max_bytes: usize) -> Option<Read> {
         let stream = self.history.stream(topic)?;
         let stream = history::lock(&stream);
-        self.has(topic).then(|| stream.following())
+        self.has(topic).then(|| Read {
+            after: stream.following(),
+            max_messages,
+            max_bytes,
+            floor: stream.floor(),
+        })
+    }
+
+    /// With `--cluster`: the read that fills a gap after `after` in
+    /// `topic`'s mirror.
+    pub fn fill(&self, topic: &str, after: u64, max_messages: u32, max_bytes: usize) -> Read {
+        let floor = self
+            .history
+            .stream(topic)
+            .and_then(|s| history::lock(&s).floor());
+        Read {
+            after: Some(after),
+            max_messages,
+            max_bytes,
+            floor,
+        }
     }
 
     /// A presence notice (`frame`) to `topic`'s subscribers but `exclude`,
@@ -402,9 +415,9 @@ impl Topics {
         self.publish(topic, frame, exclude);
     }
 
-    fn deliver_all(&self, topic: &str, frames: &[Bytes]) {
-        for frame in frames {
-            self.publish(topic, frame, None);
+    fn deliver_all(&self, topic: &str, out: &[Delivery]) {
+        for (frame, exclude) in out {
+            self.publish(topic, frame, *exclude);
         }
     }
 
@@ -518,6 +531,11 @@ impl Subscriptions {
         Ok(true)
     }
 
+    /// Whether subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.subscribed(topic)
+    }
+
     fn subscribed(&self, topic: &str) -> bool {
         self.names.iter().any(|n| &**n == topic)
     }
@@ -543,30 +561,53 @@ impl Subscriptions {
         }
         // Recovered frames go after a handler's fragmented message, where
         // the writer cannot drain them until its last fragment.
-        if self.outbox.is_fragmenting() {
+        if since.is_some() && self.outbox.is_fragmenting() {
             return Err(TopicError::Fragmenting);
         }
         let stream = self.topics.history.kept(topic)?;
         let mut stream = history::lock(&stream);
         let room = self.outbox.recovery_room();
-        if self.topics.relay.get().is_some() {
+        let clustered = self.topics.relay.get().is_some();
+        if clustered {
             match page {
                 Some(page) => {
-                    let frames = stream.follow(page, self.topics.has(topic));
-                    self.topics.deliver_all(topic, &frames);
+                    let out = stream.follow(page, self.topics.has(topic), true);
+                    self.topics.deliver_all(topic, &out);
                 }
                 None if stream.following().is_none()
                     || since.is_some_and(|since| !stream.covers(since)) =>
                 {
-                    return Ok(Step::Read {
+                    return Ok(Step::Read(Read {
                         after: stream.read_from(since),
                         max_messages: stream.retention().messages,
                         max_bytes: room,
-                    });
+                        floor: stream.floor(),
+                    }));
                 }
                 None => {}
             }
         }
+        let recovery = self.recover(&mut stream, since, room);
+        let joined = recovery.and_then(|recovery| {
+            self.add_subscriber(topic)?;
+            Ok(recovery)
+        });
+        if joined.is_err() && clustered && !self.topics.has(topic) {
+            // Followed for this subscriber, which did not come.
+            stream.unfollow();
+        }
+        drop(stream);
+        joined.map(Step::Done)
+    }
+
+    /// Queue what this connection missed after `since`, from `stream`'s
+    /// kept messages: all of them, or a reset (with the envelope's notice).
+    fn recover(
+        &self,
+        stream: &mut history::Stream,
+        since: Option<&Position>,
+        room: usize,
+    ) -> Result<Recovery, TopicError> {
         let missed = since.map(|since| stream.since(since, room, RECOVERED_FRAME_COST));
         let recovered = match missed {
             None => Some(0),
@@ -580,7 +621,7 @@ impl Subscriptions {
             }
             Some(None) => None,
         };
-        let recovery = match recovered {
+        Ok(match recovered {
             Some(count) => Recovery::Recovered(count),
             None => {
                 if let Some(notice) = stream.reset_notice() {
@@ -588,10 +629,7 @@ impl Subscriptions {
                 }
                 Recovery::Reset(stream.position())
             }
-        };
-        self.add_subscriber(topic)?;
-        drop(stream);
-        Ok(Step::Done(recovery))
+        })
     }
 
     /// Join `topic`'s subscribers (not one of them yet).
@@ -631,14 +669,7 @@ impl Subscriptions {
     /// `info`; true if not a member yet (then tell its subscribers,
     /// [`Subscriptions::announce`], once the cluster has it too).
     pub fn join(&mut self, topic: &str, info: &str) -> Result<bool, TopicError> {
-        check_name(topic)?;
-        if info.len() > presence::MAX_INFO {
-            return Err(PresenceError::Info(info.len()).into());
-        }
-        let member = self.present.iter().any(|n| &**n == topic);
-        if !member && self.present.len() >= presence::MAX_PRESENCES {
-            return Err(PresenceError::TooMany.into());
-        }
+        self.may_join(topic, info)?;
         self.subscribe(topic)?;
         let name = self
             .names
@@ -651,6 +682,20 @@ impl Subscriptions {
             self.present.push(name);
         }
         Ok(joined)
+    }
+
+    /// Whether this connection may join `topic` with `info` (within the
+    /// bounds).
+    pub fn may_join(&self, topic: &str, info: &str) -> Result<(), TopicError> {
+        check_name(topic)?;
+        if info.len() > presence::MAX_INFO {
+            return Err(PresenceError::Info(info.len()).into());
+        }
+        let member = self.present.iter().any(|n| &**n == topic);
+        if !member && self.present.len() >= presence::MAX_PRESENCES {
+            return Err(PresenceError::TooMany.into());
+        }
+        Ok(())
     }
 
     /// This connection joined `topic` with `info`: its subscribers with
@@ -778,10 +823,11 @@ mod tests {
         };
         topics.history().keep("t", json).unwrap();
         let (mut a, out) = member(&topics, 1);
+        let start = history::lock(&topics.history().kept("t").unwrap()).position();
         out.push(smallvec::smallvec![Bytes::from("Hel")], true)
             .unwrap();
         assert_eq!(
-            a.subscribe_from("t", None, None),
+            a.subscribe_from("t", Some(&start), None),
             Err(TopicError::Fragmenting)
         );
         out.push(smallvec::smallvec![Bytes::from("lo")], false)

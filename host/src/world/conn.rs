@@ -485,7 +485,7 @@ impl event_types::Host for Conn {}
 /// A handler subscribes only its own connection, once upgraded.
 impl topics::Host for Conn {
     async fn subscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {
-        Ok(self.own_subscriptions(conn)?.subscribe(&topic)?)
+        crate::world::recover::subscribe(self, conn, &topic).await
     }
 
     async fn unsubscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {

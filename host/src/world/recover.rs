@@ -8,7 +8,7 @@
 
 use crate::bindings::wshost::websocket::history as wit;
 use crate::bindings::{ConnectionId, Error};
-use crate::pubsub::history::{self, Envelope, Position, Retention};
+use crate::pubsub::history::{self, Envelope, Position, Read, Retention};
 use crate::pubsub::topics::{self, Recovery, Step, Subscriptions, Topics};
 use std::time::Duration;
 
@@ -101,7 +101,13 @@ pub async fn current_position(
     let Some(relay) = state.topics().relay() else {
         return Ok(to_guest(history::lock(&stream).position()));
     };
-    let page = relay.read(topic, None, 0, 0).await.map_err(store_failed)?;
+    let read = Read {
+        after: None,
+        max_messages: 0,
+        max_bytes: 0,
+        floor: history::lock(&stream).floor(),
+    };
+    let page = relay.read(topic, &read).await.map_err(store_failed)?;
     Ok(wit::Position {
         offset: page.top,
         epoch: page.epoch.to_string(),
@@ -127,19 +133,12 @@ pub async fn subscribe_from(
         })??;
         match (step, state.topics().relay()) {
             (Step::Done(recovered), _) => break recovered,
-            (Step::Read { .. }, _) if page.is_some() => {
+            (Step::Read(_), _) if page.is_some() => {
                 return Err(Error::Protocol("history: a read that did not end".into()));
             }
-            (Step::Read { .. }, None) => unreachable!("a read is asked for with --cluster only"),
-            (
-                Step::Read {
-                    after,
-                    max_messages,
-                    max_bytes,
-                },
-                Some(relay),
-            ) => {
-                let read = relay.read(topic, after, max_messages, max_bytes).await;
+            (Step::Read(_), None) => unreachable!("a read is asked for with --cluster only"),
+            (Step::Read(read), Some(relay)) => {
+                let read = relay.read(topic, &read).await;
                 page = Some(read.map_err(store_failed)?);
             }
         }
@@ -148,6 +147,28 @@ pub async fn subscribe_from(
         Recovery::Recovered(n) => wit::Recovery::Recovered(n),
         Recovery::Reset(at) => wit::Recovery::Reset(to_guest(at)),
     })
+}
+
+/// `topics.subscribe` as every world's guest calls it. With `--cluster`, a
+/// topic that keeps history is subscribed as `subscribe-from` with no
+/// position does it (the store's position read first if this process's
+/// mirror does not follow it), so a message published after the call
+/// returns reaches this connection even before this process's Redis
+/// subscription takes effect.
+pub async fn subscribe(
+    state: &mut impl Subscribing,
+    conn: ConnectionId,
+    topic: &str,
+) -> Result<bool, Error> {
+    let kept = state.topics().relay().is_some() && state.topics().history().stream(topic).is_some();
+    if !kept {
+        return Ok(state.with_subscriptions(conn, |s| s.subscribe(topic))??);
+    }
+    if state.with_subscriptions(conn, |s| s.is_subscribed(topic))? {
+        return Ok(false);
+    }
+    subscribe_from(state, conn, topic, None).await?;
+    Ok(true)
 }
 
 /// `history.read`.
@@ -170,8 +191,13 @@ pub async fn read(
             (publications.collect(), epoch)
         }
         Some(relay) => {
-            let page = relay.read(topic, Some(after), limit, history::MAX_READ_BYTES);
-            let page = page.await.map_err(store_failed)?;
+            let read = Read {
+                after: Some(after),
+                max_messages: limit,
+                max_bytes: history::MAX_READ_BYTES,
+                floor: history::lock(&stream).floor(),
+            };
+            let page = relay.read(topic, &read).await.map_err(store_failed)?;
             let fresh = history::lock(&stream).fresh(&page.entries).len();
             let kept = &page.entries[page.entries.len() - fresh..];
             let publications = kept.iter().map(|e| publication(e.offset, e.message()));

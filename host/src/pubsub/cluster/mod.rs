@@ -36,13 +36,14 @@ mod streams;
 
 use crate::bindings::ConnectionId;
 use crate::meters;
-use crate::pubsub::history::Page;
+use crate::pubsub::history::{Page, Read};
 use crate::pubsub::topics::{KeptMessage, MAX_TOPIC, Relay, Topics};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use members::Members;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -275,14 +276,8 @@ impl Relay for Cluster {
         MAX_CROSSING
     }
 
-    fn read<'a>(
-        &'a self,
-        topic: &'a str,
-        after: Option<u64>,
-        max_messages: u32,
-        max_bytes: usize,
-    ) -> BoxFuture<'a, Result<Page, String>> {
-        Box::pin(self.streams.read(topic, after, max_messages, max_bytes))
+    fn read<'a>(&'a self, topic: &'a str, read: &'a Read) -> BoxFuture<'a, Result<Page, String>> {
+        Box::pin(self.streams.read(topic, read))
     }
 
     fn join<'a>(
@@ -530,6 +525,10 @@ async fn fan_out(
     streams: Arc<Streams>,
 ) {
     let topic_prefix = format!("{PREFIX}t:");
+    // Topics whose catch-up is under way: one at a time each, off this task
+    // (a client that subscribes and leaves over and over must not hold up
+    // every other topic's delivery).
+    let catching_up: Arc<std::sync::Mutex<HashSet<Arc<str>>>> = Arc::default();
     while let Some(incoming) = arrived.recv().await {
         match incoming {
             Incoming::Message(msg, _queued) => {
@@ -538,14 +537,40 @@ async fn fan_out(
                 }
             }
             Incoming::CatchUp(topic) => {
-                if let Some(after) = topics.catch_up(&topic) {
-                    match streams.read(&topic, after, FILL_MESSAGES, FILL_BYTES).await {
-                        Ok(page) => topics.follow(&topic, &page),
-                        Err(why) => tracing::warn!(
-                            "cluster: topic {topic:?}: reading its history after subscribing: {why}"
-                        ),
-                    }
+                let pending = catching_up.clone();
+                if !lock_set(&pending).insert(topic.clone()) {
+                    continue;
                 }
+                let (topics, streams) = (topics.clone(), streams.clone());
+                tokio::spawn(async move {
+                    catch_up(&topics, &streams, &topic).await;
+                    lock_set(&pending).remove(&topic);
+                });
+            }
+        }
+    }
+}
+
+fn lock_set<T>(set: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read what `topic`'s mirror missed before this node's subscription took
+/// effect, page by page until it has it all (a few pages at most: what is
+/// left after them comes with the next message, as a gap).
+async fn catch_up(topics: &Topics, streams: &Streams, topic: &str) {
+    for _ in 0..4 {
+        let Some(read) = topics.catch_up(topic, FILL_MESSAGES, FILL_BYTES) else {
+            return;
+        };
+        match streams.read(topic, &read).await {
+            Ok(page) if topics.follow(topic, &page) => return,
+            Ok(_) => {}
+            Err(why) => {
+                tracing::warn!(
+                    "cluster: topic {topic:?}: reading its history after subscribing: {why}"
+                );
+                return;
             }
         }
     }
@@ -555,15 +580,20 @@ async fn fan_out(
 /// read back from the topic's stream first, and one that cannot be (Redis
 /// trimmed it, or cannot be reached) is a reset for the subscribers here.
 async fn deliver_kept(topics: &Topics, streams: &Streams, topic: &str, live: &streams::Live) {
-    let arrive = |force| topics.arrive(topic, &live.epoch, &live.entry, live.exclude, force);
+    let arrive = |force| topics.arrive(topic, &live.epoch, &live.entry, force);
     let Some(after) = arrive(false) else {
         return;
     };
-    match streams
-        .read(topic, Some(after), FILL_MESSAGES, FILL_BYTES)
-        .await
-    {
-        Ok(page) => topics.follow(topic, &page),
+    let read = topics.fill(topic, after, FILL_MESSAGES, FILL_BYTES);
+    match streams.read(topic, &read).await {
+        // Read after it came: a stream started over since outdates it.
+        Ok(page) if page.epoch != live.epoch => {
+            topics.follow(topic, &page);
+            return;
+        }
+        Ok(page) => {
+            topics.follow(topic, &page);
+        }
         Err(why) => {
             tracing::warn!("cluster: topic {topic:?}: reading what its channel missed: {why}")
         }
@@ -703,12 +733,31 @@ async fn publish(
                 add(next);
                 count += 1;
             }
-            let sent = within(pipe.query_async::<()>(&mut conn)).await;
+            // A command Redis refuses (a kept topic's script, say, under
+            // `maxmemory` with `noeviction`) fails alone, not the batch.
+            pipe.ignore_errors();
+            let sent = within(pipe.query_async::<Vec<redis::Value>>(&mut conn)).await;
             drop(held);
             match sent {
-                Ok(()) => {
+                Ok(replies) => {
                     outage.up();
-                    meters::cluster_sent(count);
+                    let refused = refused(&replies);
+                    meters::cluster_sent(count - refused.len());
+                    if !refused.is_empty() {
+                        meters::cluster_dropped("redis_error", refused.len());
+                        tracing::warn!(
+                            "cluster: Redis refused {} of {count} messages: {}",
+                            refused.len(),
+                            refused[0]
+                        );
+                    }
+                    // Redis forgot the script (it restarted, or failed over).
+                    if refused.iter().any(|e| e.starts_with("NOSCRIPT"))
+                        && let Err(why) = within(streams.prepare(&mut conn)).await
+                    {
+                        outage.failed(&why).await;
+                        break;
+                    }
                 }
                 Err(why) => {
                     meters::cluster_dropped("redis_down", count);
@@ -718,6 +767,19 @@ async fn publish(
             }
         }
     }
+}
+
+/// The errors among a pipeline's replies, as Redis gave them.
+fn refused(replies: &[redis::Value]) -> Vec<String> {
+    replies
+        .iter()
+        .filter_map(|reply| match reply {
+            redis::Value::ServerError(e) => {
+                Some(format!("{} {}", e.code(), e.details().unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

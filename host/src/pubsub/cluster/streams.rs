@@ -19,7 +19,7 @@
 
 use super::link::Link;
 use crate::bindings::ConnectionId;
-use crate::pubsub::history::{self, Entry, Page};
+use crate::pubsub::history::{self, Entry, Page, Read};
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
@@ -36,40 +36,54 @@ const READ_PAGE: u32 = 1_000;
 /// (as the read script counts it).
 const PER_ENTRY: usize = 64;
 
+/// How long the epoch of a stream that was read but never published to
+/// lasts (a name read once costs Redis little, for little time).
+const READ_TTL: Duration = Duration::from_secs(600);
+
+/// Start the stream over with a new epoch (ARGV[n]) if its hash is gone
+/// (Redis lost it, or it expired), or if its offset is below what a
+/// process already delivered in this epoch (`floor`: Redis restored older
+/// data); the epoch either way. Shared by both scripts.
+const EPOCH: &str = r"
+local function current_epoch(new, floor_epoch, floor, ttl)
+  local epoch = redis.call('HGET', KEYS[1], 'e')
+  local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+  if (not epoch) or (epoch == floor_epoch and top < tonumber(floor)) then
+    epoch = new
+    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+    redis.call('EXPIRE', KEYS[1], ttl)
+  end
+  return epoch
+end
+";
+
 /// KEYS: the hash, the stream. ARGV: the channel, the header of the
 /// channel's message, `1` for text, the payload, MAXLEN, the stream's TTL,
-/// the hash's TTL, an epoch for a new stream.
+/// the hash's TTL, an epoch for a new stream, the floor's epoch and offset,
+/// the connection not to deliver to.
 const PUBLISH: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[8]
-  redis.call('HSET', KEYS[1], 'e', epoch)
-  redis.call('DEL', KEYS[2])
-end
+local epoch = current_epoch(ARGV[8], ARGV[9], ARGV[10], ARGV[7])
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], offset .. '-0',
-  't', ARGV[3], 'd', ARGV[4], 'a', ms)
+local id = string.format('%d', offset)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], id .. '-0',
+  't', ARGV[3], 'd', ARGV[4], 'a', string.format('%d', ms), 'x', ARGV[11])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. offset .. ' ' .. epoch .. ' ' .. ARGV[4])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. epoch .. ' ' .. ARGV[4])
 return offset
 ";
 
 /// KEYS: the hash, the stream. ARGV: the offset to read after, how many
-/// (0: the position alone), the hash's TTL, an epoch for a new stream, and
-/// about how many bytes (read 16 entries at a time, so neither the reply
-/// nor the script holds much more). Returns the epoch, the last offset,
-/// Redis's clock (s, µs) and the entries.
+/// (0: the position alone), the TTL of a hash made here, an epoch for a
+/// new stream, about how many bytes, the floor's epoch and offset. Reads
+/// 16 entries at a time until the count or the bytes are reached (the
+/// reply holds at most one entry past the bytes). Returns the epoch, the
+/// last offset, Redis's clock (s, µs) and the entries.
 const READ: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('HSET', KEYS[1], 'e', epoch)
-  redis.call('DEL', KEYS[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-end
+local epoch = current_epoch(ARGV[4], ARGV[6], ARGV[7], ARGV[3])
 local top = redis.call('HGET', KEYS[1], 'o') or '0'
 local now = redis.call('TIME')
 local entries = {}
@@ -89,6 +103,10 @@ while want > 0 and budget > 0 do
 end
 return {epoch, top, now[1], now[2], entries}
 ";
+
+/// The largest offset taken from Redis: far beyond any real stream, and
+/// room to count up without overflow.
+const MAX_OFFSET: u64 = 1 << 53;
 
 /// The kept topics' streams in one Redis.
 pub struct Streams {
@@ -114,6 +132,10 @@ pub struct Kept {
     pub payload: Vec<u8>,
     pub max_messages: u32,
     pub max_age: Option<Duration>,
+    /// Where this process's mirror is (its epoch, its last offset), if it
+    /// follows the stream: a stream below it went back.
+    pub floor: Option<(Arc<str>, u64)>,
+    pub exclude: Option<ConnectionId>,
 }
 
 impl Kept {
@@ -130,6 +152,8 @@ impl Kept {
             payload: message.payload.to_vec(),
             max_messages: message.retention.messages,
             max_age: message.retention.max_age,
+            floor: message.floor,
+            exclude: message.exclude,
         }
     }
 
@@ -143,6 +167,7 @@ impl Kept {
     /// and the next one loads it again).
     pub fn add_to(&self, pipe: &mut redis::Pipeline, streams: &Streams) {
         let ttl = self.max_age.map_or(META_TTL, |age| age.min(META_TTL));
+        let (floor_epoch, floor) = floor_args(self.floor.as_ref());
         pipe.cmd("EVALSHA")
             .arg(streams.publish.get_hash())
             .arg(2)
@@ -156,7 +181,9 @@ impl Kept {
             .arg(ttl.as_secs().max(1))
             .arg(META_TTL.as_secs())
             .arg(&*history::new_epoch())
-            .ignore();
+            .arg(floor_epoch)
+            .arg(floor)
+            .arg(self.exclude.unwrap_or(0));
     }
 }
 
@@ -164,7 +191,6 @@ impl Kept {
 pub struct Live {
     pub epoch: Arc<str>,
     pub entry: Entry,
-    pub exclude: Option<ConnectionId>,
 }
 
 /// The message after its origin node (`K`, then the rest of its header,
@@ -182,7 +208,7 @@ pub fn live(rest: &[u8]) -> Option<Live> {
     let epoch = std::str::from_utf8(&rest[..at]).ok()?;
     let payload = &rest[at + 1..];
     let text = text == b'1';
-    if offset == 0 || (text && std::str::from_utf8(payload).is_err()) {
+    if offset == 0 || offset > MAX_OFFSET || (text && std::str::from_utf8(payload).is_err()) {
         return None;
     }
     let exclude = u64::from_be_bytes(*exclude);
@@ -193,8 +219,8 @@ pub fn live(rest: &[u8]) -> Option<Live> {
             text,
             payload: Bytes::copy_from_slice(payload),
             age: Duration::ZERO,
+            exclude: (exclude != 0).then_some(exclude),
         },
-        exclude: (exclude != 0).then_some(exclude),
     })
 }
 
@@ -202,8 +228,8 @@ impl Streams {
     pub fn new(link: Arc<Link>) -> Streams {
         Streams {
             link,
-            read: Script::new(READ),
-            publish: Script::new(PUBLISH),
+            read: Script::new(&format!("{EPOCH}{READ}")),
+            publish: Script::new(&format!("{EPOCH}{PUBLISH}")),
         }
     }
 
@@ -213,17 +239,12 @@ impl Streams {
         self.publish.load_async(conn).await.map(drop)
     }
 
-    /// `topic`'s stream after offset `after` (`None`: its position alone):
-    /// page after page, until its last message, `max_messages` or past
-    /// `max_bytes`.
-    pub async fn read(
-        &self,
-        topic: &str,
-        after: Option<u64>,
-        max_messages: u32,
-        max_bytes: usize,
-    ) -> Result<Page, String> {
-        let read = |conn| self.read_pages(conn, topic, after, max_messages, max_bytes);
+    /// `topic`'s stream as `read` says: page after page, until its last
+    /// message, `max_messages` or past `max_bytes`; one run of offsets (a
+    /// read that finds a hole, trimmed between two pages, stops short
+    /// before it).
+    pub async fn read(&self, topic: &str, read: &Read) -> Result<Page, String> {
+        let read = |conn| self.read_pages(conn, topic, read);
         self.link.run(read).await
     }
 
@@ -231,10 +252,10 @@ impl Streams {
         &self,
         mut conn: MultiplexedConnection,
         topic: &str,
-        after: Option<u64>,
-        max_messages: u32,
-        max_bytes: usize,
+        read: &Read,
     ) -> Result<Page, String> {
+        let (floor_epoch, floor) = floor_args(read.floor.as_ref());
+        let (after, max_messages, max_bytes) = (read.after, read.max_messages, read.max_bytes);
         let mut so_far: Option<Page> = None;
         let mut cursor = after.unwrap_or(0);
         let mut bytes = 0;
@@ -248,9 +269,11 @@ impl Streams {
             call.key(stream_key(topic))
                 .arg(cursor)
                 .arg(count)
-                .arg(META_TTL.as_secs())
+                .arg(READ_TTL.as_secs())
                 .arg(&*history::new_epoch())
-                .arg(max_bytes.saturating_sub(bytes).max(1));
+                .arg(max_bytes.saturating_sub(bytes).max(1))
+                .arg(floor_epoch)
+                .arg(floor);
             let value: Value = super::within(call.invoke_async(&mut conn)).await?;
             let (epoch, top, entries) = parse_read(value).ok_or("an unexpected reply")?;
             let page = so_far.get_or_insert_with(|| Page {
@@ -264,18 +287,28 @@ impl Streams {
             }
             page.top = top;
             let read = entries.len();
+            let mut holed = false;
             for entry in entries {
+                if !page.entries.is_empty() && entry.offset != cursor + 1 {
+                    holed = true;
+                    break;
+                }
                 bytes += entry.payload.len() + PER_ENTRY;
                 cursor = entry.offset;
                 page.entries.push(entry);
             }
-            page.complete = cursor >= top;
+            page.complete = cursor >= top && !holed;
             let full = page.entries.len() as u32 >= max_messages || bytes > max_bytes;
-            if count == 0 || read == 0 || page.complete || full {
+            if count == 0 || read == 0 || page.complete || full || holed {
                 return Ok(so_far.expect("read once"));
             }
         }
     }
+}
+
+/// The floor's arguments: its epoch (empty: none) and offset.
+fn floor_args(floor: Option<&(Arc<str>, u64)>) -> (&str, u64) {
+    floor.map_or(("", 0), |(epoch, last)| (&**epoch, *last))
 }
 
 fn meta_key(topic: &str) -> String {
@@ -298,11 +331,12 @@ fn parse_read(value: Value) -> Option<(Arc<str>, u64, Vec<Entry>)> {
     let number = |v: &Value| string(v)?.parse::<u64>().ok();
     let top = number(&top)?;
     let now_ms = number(&secs)? * 1000 + number(&micros)? / 1000;
-    let mut entries = Vec::with_capacity(raw.len());
-    for entry in raw {
-        entries.push(parse_entry(entry, now_ms)?);
-    }
-    Some((epoch, top, entries))
+    // An entry that does not parse (not written by wshost) ends the run.
+    let entries = raw
+        .into_iter()
+        .map_while(|entry| parse_entry(entry, now_ms))
+        .collect();
+    Some((epoch, top.min(MAX_OFFSET), entries))
 }
 
 fn parse_entry(entry: Value, now_ms: u64) -> Option<Entry> {
@@ -313,12 +347,16 @@ fn parse_entry(entry: Value, now_ms: u64) -> Option<Entry> {
         return None;
     };
     let offset = string(&id)?.strip_suffix("-0")?.parse().ok()?;
-    let (mut text, mut payload, mut at) = (false, None, now_ms);
+    if offset == 0 || offset > MAX_OFFSET {
+        return None;
+    }
+    let (mut text, mut payload, mut at, mut exclude) = (false, None, now_ms, 0);
     for pair in fields.chunks_exact(2) {
         match (string(&pair[0])?.as_str(), &pair[1]) {
             ("t", value) => text = string(value)? == "1",
             ("d", Value::BulkString(data)) => payload = Some(Bytes::copy_from_slice(data)),
             ("a", value) => at = string(value)?.parse().ok()?,
+            ("x", value) => exclude = string(value)?.parse().ok()?,
             _ => {}
         }
     }
@@ -331,6 +369,7 @@ fn parse_entry(entry: Value, now_ms: u64) -> Option<Entry> {
         text,
         payload,
         age: Duration::from_millis(now_ms.saturating_sub(at)),
+        exclude: (exclude != 0).then_some(exclude),
     })
 }
 
@@ -361,6 +400,7 @@ mod tests {
             payload: b"hi there",
             exclude: Some(42),
             retention,
+            floor: None,
         };
         let kept = Kept::new(7, "t", message);
         let mut wire = kept.header[4..].to_vec();
@@ -370,7 +410,7 @@ mod tests {
         assert_eq!(live.entry.offset, 12);
         assert!(live.entry.text);
         assert_eq!(&live.entry.payload[..], b"hi there");
-        assert_eq!(live.exclude, Some(42));
+        assert_eq!(live.entry.exclude, Some(42));
         assert!(
             super::live(b"K1\0\0\0\0\0\0\0\0x 1 a").is_none(),
             "no offset"

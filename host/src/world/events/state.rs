@@ -233,7 +233,7 @@ impl sockets::Host for EventHost {
 
 impl topics::Host for EventHost {
     async fn subscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {
-        Ok(self.subscriptions(conn)?.subscribe(&topic)?)
+        recover::subscribe(self, conn, &topic).await
     }
 
     async fn unsubscribe(&mut self, conn: ConnectionId, topic: String) -> Result<bool, Error> {
