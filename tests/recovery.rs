@@ -376,3 +376,29 @@ async fn a_redis_that_went_back_starts_a_new_epoch() {
         (&"four".into(), &1.into(), &told["epoch"])
     );
 }
+
+/// The example in JavaScript and Python (`guests/js/recover_chat.js`,
+/// `guests/python/recover_chat.py`) keeps the same wire contract, tested
+/// the same way across two processes on one Redis: a client that left one
+/// comes back on the other and gets exactly the 50 it missed, then live
+/// ones; a stale epoch gets a reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_javascript_and_python_examples_keep_the_contract() {
+    for lang in [Lang::Js, Lang::Python] {
+        let redis = Redis::start();
+        let route = format!("/chat={}", lang.guest("recover_chat").display());
+        let node = || {
+            let args = [
+                "--route".into(),
+                route.clone(),
+                "--cluster".into(),
+                redis.url(),
+            ];
+            Server::start_with(&args)
+        };
+        let (a, b) = (node(), node());
+        let out = python_across(&a, &b, "away").await;
+        assert!(out.contains("recovered 50"), "{lang:?}: {out}");
+        assert!(out.contains("stale epoch: reset"), "{lang:?}: {out}");
+    }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the JavaScript guests (echo.wasm and broadcast.wasm of the handler
-# world, chat.wasm of the event world) from ../../wit into OUT_DIR
+# world, chat.wasm and recover_chat.wasm of the event world) from ../../wit into OUT_DIR
 # (default: dist/). Installs componentize-js into node_modules/ when missing;
 # rebuilds only what changed.
 set -euo pipefail
@@ -15,9 +15,9 @@ if [ ! -x node_modules/.bin/componentize-js ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
 
-for app in echo broadcast chat; do
+for app in echo broadcast chat recover_chat; do
     world=handler
-    [ "$app" = chat ] && world=events
+    case "$app" in chat | recover_chat) world=events ;; esac
     target="$out/$app.wasm"
     if [ -f "$target" ] && [ -z "$(find "$app.js" ../../wit -newer "$target" -print -quit)" ]; then
         continue

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Python guests (echo.wasm and broadcast.wasm of the handler
-# world, chat.wasm of the event world, coro_echo.wasm and coro_broadcast.wasm
+# world, chat.wasm and recover_chat.wasm of the event world, coro_echo.wasm and coro_broadcast.wasm
 # of the coro world) from ../../wit into OUT_DIR
 # (default: dist/). Installs componentize-py into .venv/ when missing;
 # rebuilds only what changed.
@@ -17,9 +17,9 @@ if [ ! -x .venv/bin/componentize-py ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi
 
-for app in echo broadcast chat coro_echo coro_broadcast; do
+for app in echo broadcast chat recover_chat coro_echo coro_broadcast; do
     case "$app" in
-        chat) world=events ;;
+        chat | recover_chat) world=events ;;
         coro_*) world=coro ;;
         *) world=handler ;;
     esac
