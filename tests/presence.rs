@@ -85,6 +85,52 @@ async fn a_members_info_is_bounded() {
     server.wait_for_log("info is at most 1024 bytes").await;
 }
 
+/// `[[presence]]` in the config file turns a topic's notices on for
+/// guests that do not ask (`guests/probe` with `quiet`).
+#[tokio::test]
+async fn the_config_file_turns_notices_on() {
+    let dir = tempdir("presence-config");
+    std::fs::copy(guest("probe"), dir.join("probe.wasm")).unwrap();
+    let config = dir.join("wshost.toml");
+    let text = "[[route]]\npath = \"/probe\"\ncomponent = \"probe.wasm\"\n\n\
+                [[presence]]\ntopics = \"room:*\"\nnotices = true\n";
+    std::fs::write(&config, text).unwrap();
+    let checked = stdout_of_success(wshost().arg("check").arg("--config").arg(&config));
+    assert!(
+        checked.contains("presence: 1 [[presence]] entries"),
+        "{checked}"
+    );
+    let server = Server::start_with(&["--config".into(), config.display().to_string()]);
+    let mut alice = server
+        .connect("/probe?presence=room:1&info=alice&quiet")
+        .await;
+    send_text(&mut alice, "count").await;
+    assert_eq!(next_text(&mut alice).await, "1");
+    let _bob = server
+        .connect("/probe?presence=room:1&info=bob&quiet")
+        .await;
+    let join = json(&next_text(&mut alice).await);
+    assert_eq!(join["join"]["info"], "bob", "{join}");
+    // A topic no rule covers: no notices.
+    let mut carol = server
+        .connect("/probe?presence=lobby&info=carol&quiet")
+        .await;
+    send_text(&mut carol, "count").await;
+    assert_eq!(next_text(&mut carol).await, "1");
+    let _dave = server
+        .connect("/probe?presence=lobby&info=dave&quiet")
+        .await;
+    loop {
+        send_text(&mut carol, "count").await;
+        let count = next_text(&mut carol).await;
+        assert!(!count.starts_with('{'), "a notice: {count}");
+        if count == "2" {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Presence across three processes on one Redis (`--cluster`): members are
 /// listed and counted cluster-wide, join and leave notices cross
 /// processes, and a killed process's members are gone within 13 s (a live

@@ -6,6 +6,7 @@
 
 use crate::history::{HistoryFile, HistoryRule};
 use crate::limits::{Grants, Limits, LimitsFile};
+use crate::presence::{PresenceFile, PresenceRule};
 use crate::route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 use crate::settings::settings;
 use crate::value::{Address, Loops, Maybe, Switch};
@@ -32,6 +33,9 @@ settings! {
             /// `[[history]]`: topics that keep their last messages.
             #[serde(default)]
             pub history: Vec<HistoryFile>,
+            /// `[[presence]]`: topics that send join and leave notices.
+            #[serde(default)]
+            pub presence: Vec<PresenceFile>,
         }
         resolved {}
 
@@ -162,6 +166,18 @@ impl ConfigFile {
             entry
                 .rule()
                 .map_err(|why| anyhow::anyhow!("{file}: [[history]] #{}: {why}", i + 1))
+        });
+        rules.collect()
+    }
+
+    /// The `[[presence]]` entries, checked, in order; errors name the file
+    /// and the entry.
+    pub fn presence(&self) -> Result<Vec<PresenceRule>> {
+        let file = self.path.display();
+        let rules = self.presence.iter().enumerate().map(|(i, entry)| {
+            entry
+                .rule()
+                .map_err(|why| anyhow::anyhow!("{file}: [[presence]] #{}: {why}", i + 1))
         });
         rules.collect()
     }

@@ -30,12 +30,47 @@ pub struct HistoryFile {
     pub envelope: Option<String>,
 }
 
-/// One `[[history]]`, checked.
+/// The topics an entry covers, as `[[history]]` and `[[presence]]` write
+/// them: a topic's name, or a prefix ending in `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRule {
+pub struct TopicPattern {
     /// The topic's name, or (`prefix*`) the start of the names it covers.
     name: String,
     prefix: bool,
+}
+
+impl TopicPattern {
+    /// Checked: a name (1 to 256 bytes) or a prefix ending in `*` (a `*`
+    /// nowhere else).
+    pub fn parse(topics: &str) -> Result<TopicPattern, String> {
+        let (name, prefix) = match topics.strip_suffix('*') {
+            Some(prefix) => (prefix, true),
+            None => (topics, false),
+        };
+        if name.contains('*') || (name.is_empty() && !prefix) || name.len() > 256 {
+            return Err(format!(
+                "topics = {topics:?}: a topic's name (1 to 256 bytes) or a prefix ending in `*`"
+            ));
+        }
+        Ok(TopicPattern {
+            name: name.to_string(),
+            prefix,
+        })
+    }
+
+    /// Whether it covers `topic`.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self.prefix {
+            true => topic.starts_with(&self.name),
+            false => topic == self.name,
+        }
+    }
+}
+
+/// One `[[history]]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRule {
+    pub topics: TopicPattern,
     pub messages: u32,
     pub max_age: Option<Duration>,
     /// The JSON envelope (`{"offset":N,"epoch":"E","text":"..."}`).
@@ -45,10 +80,7 @@ pub struct HistoryRule {
 impl HistoryRule {
     /// Whether this rule covers `topic`.
     pub fn matches(&self, topic: &str) -> bool {
-        match self.prefix {
-            true => topic.starts_with(&self.name),
-            false => topic == self.name,
-        }
+        self.topics.matches(topic)
     }
 }
 
@@ -56,16 +88,7 @@ impl HistoryFile {
     /// Checked: a name or a prefix ending in `*` (a `*` nowhere else), 1 to
     /// [`MAX_MESSAGES`] messages, a known envelope.
     pub fn rule(&self) -> Result<HistoryRule, String> {
-        let (name, prefix) = match self.topics.strip_suffix('*') {
-            Some(prefix) => (prefix, true),
-            None => (self.topics.as_str(), false),
-        };
-        if name.contains('*') || (name.is_empty() && !prefix) || name.len() > 256 {
-            return Err(format!(
-                "topics = {:?}: a topic's name (1 to 256 bytes) or a prefix ending in `*`",
-                self.topics
-            ));
-        }
+        let topics = TopicPattern::parse(&self.topics)?;
         if self.messages == 0 || self.messages > MAX_MESSAGES {
             return Err(format!("messages = {}: 1 to {MAX_MESSAGES}", self.messages));
         }
@@ -75,8 +98,7 @@ impl HistoryFile {
             Some(other) => return Err(format!("envelope = {other:?}: \"none\" or \"json\"")),
         };
         Ok(HistoryRule {
-            name: name.to_string(),
-            prefix,
+            topics,
             messages: self.messages,
             max_age: (self.seconds > 0).then(|| Duration::from_secs(self.seconds.into())),
             json,

@@ -5,8 +5,10 @@
 //! - [`limits`]: the per-connection limits (`[limits]`, flags, a route's
 //!   own `limits`).
 //! - [`file`]: the config file (`serve --config`): the server's own
-//!   settings (also flags), `[tls]`, `[limits]`, `[[route]]`, `[[history]]`.
+//!   settings (also flags), `[tls]`, `[limits]`, `[[route]]`, `[[history]]`,
+//!   `[[presence]]`.
 //! - [`history`]: which topics keep their last messages (`[[history]]`).
+//! - [`presence`]: which topics send join and leave notices (`[[presence]]`).
 //! - [`route`]: what a route is (path, component, grants).
 //! - [`value`]: the kinds of value, each with its check.
 //! - [`reference`]: the settings' reference page, made from the entries.
@@ -18,6 +20,7 @@
 pub mod file;
 pub mod history;
 pub mod limits;
+pub mod presence;
 pub mod reference;
 pub mod route;
 pub(crate) mod settings;
@@ -26,5 +29,6 @@ pub mod value;
 pub use file::{ConfigFile, ServerSettings};
 pub use history::HistoryRule;
 pub use limits::{Grants, Keepalive, Limits, LimitsFile};
+pub use presence::PresenceRule;
 pub use route::{ComponentSource, RouteSpec, TlsFiles, check_path};
 pub use settings::{Scope, Setting};

@@ -1,6 +1,6 @@
 //! The config file: any text is read as `serve --config` reads it (the
 //! server's settings, `[limits]`, every `[[route]]` with its own limits,
-//! every `[[history]]`),
+//! every `[[history]]` and `[[presence]]`),
 //! and is either refused with an error naming the file, or gives settings
 //! that hold together: what the host runs with passed every check.
 #![no_main]
@@ -48,6 +48,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!((1..=wshost_config::history::MAX_MESSAGES).contains(&rule.messages));
             }
         }
+        Err(e) => assert!(e.to_string().starts_with(PATH), "{e}"),
+    }
+    match file.presence() {
+        Ok(rules) => assert_eq!(rules.len(), file.presence.len()),
         Err(e) => assert!(e.to_string().starts_with(PATH), "{e}"),
     }
 });

@@ -200,6 +200,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let limits = file.limits(overrides)?;
     let settings = file.server(&args.server)?;
     let history = file.history()?;
+    let presence = file.presence()?;
     let mut routes = file.routes(overrides)?;
     // A `--route` replaces the file's route of the same path (two
     // `--route`s of one path stay an error).
@@ -227,6 +228,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let mut server = Server::new(&routes, limits, cache_dir(&settings).as_deref())?;
     server.topics().history().set_rules(history);
+    server.topics().presence().set_rules(presence);
     if let Some(tls) = &tls {
         server = server.with_tls(tls.clone());
     }
@@ -413,6 +415,10 @@ fn check_config(path: &Path) -> Result<()> {
     let history = file.history()?;
     if !history.is_empty() {
         println!("history: {} [[history]] entries", history.len());
+    }
+    let presence = file.presence()?;
+    if !presence.is_empty() {
+        println!("presence: {} [[presence]] entries", presence.len());
     }
     if let Some(url) = &file.cluster {
         wshost::pubsub::cluster::Cluster::check_url(url)?;

@@ -51,14 +51,35 @@ async def publish_and_wait(publisher, seen, texts):
         await asyncio.sleep(0.01)
 
 
+async def subscribed(publisher, heard, client):
+    """The position of the last message `client` got, once it gets them: a
+    client is subscribed by the guest's `open`, which may finish after the
+    handshake (with `--cluster` it reads Redis first), so publish until one
+    arrives, then take the last that came."""
+    got = None
+    for attempt in range(100):
+        await publish_and_wait(publisher, heard, [f"hello {attempt}"])
+        try:
+            got = json.loads(await asyncio.wait_for(client.recv(), 0.2))
+            break
+        except asyncio.TimeoutError:
+            continue
+    assert got is not None, "the client never got a message"
+    while True:
+        try:
+            got = json.loads(await asyncio.wait_for(client.recv(), 0.3))
+        except asyncio.TimeoutError:
+            break
+    assert got["text"].startswith("hello"), got
+    return got
+
+
 async def away():
     publisher = await websockets.connect(PUBLISH_URL)
     heard = []
     reader = asyncio.create_task(drain(publisher, heard))
     client = await websockets.connect(URL)
-    await publish_and_wait(publisher, heard, ["hello"])
-    first = await next_json(client)
-    assert first["text"] == "hello", first
+    first = await subscribed(publisher, heard, client)
     epoch, last = first["epoch"], first["offset"]
     await client.close()
 
@@ -92,12 +113,11 @@ async def away():
 async def race():
     total = 10_000
     publisher = await websockets.connect(PUBLISH_URL)
-    reader = asyncio.create_task(drain(publisher))
+    heard = []
+    reader = asyncio.create_task(drain(publisher, heard))
     client = await websockets.connect(URL)
-    # Where the stream is before the run: the first message's position.
-    await publisher.send("start")
-    start = await next_json(client)
-    assert start["text"] == "start", start
+    # Where the stream is before the run: the last message's position.
+    start = await subscribed(publisher, heard, client)
     position = (start["offset"], start["epoch"])
     base = start["offset"]
 

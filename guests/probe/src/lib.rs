@@ -34,7 +34,8 @@
 //!   messages (JSON envelope), subscribe from that position (none without
 //!   `since`), push `recovered N` or `reset OFFSET EPOCH`, then `at OFFSET
 //!   EPOCH` (where T's stream is), then publish each text message to T.
-//! - `presence=T&info=NAME`: upgrade, turn T's notices on, join T as NAME,
+//! - `presence=T&info=NAME[&quiet]`: upgrade, turn T's notices on (not
+//!   with `quiet`: then as the config file says), join T as NAME,
 //!   then for each message `count` push T's member count, `members` push
 //!   `ID=INFO,...`, `leave` unsubscribe (push `true`), `rejoin INFO` join
 //!   again (push whether it was new).
@@ -247,7 +248,10 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             let topic = req.query_param("presence").unwrap_or_default();
             let info = req.query_param("info").unwrap_or_default();
             ws.upgrade().map_err(str)?;
-            presence::notices(topic, true).map_err(str)?;
+            // `&quiet`: notices as the config file says.
+            if req.query_param("quiet").is_none() {
+                presence::notices(topic, true).map_err(str)?;
+            }
             ws.join(topic, info).map_err(str)?;
             while let Some(frame) = ws.recv(None).map_err(str)? {
                 let answer = match frame.text_lossy().as_ref() {

@@ -12,8 +12,9 @@
 use crate::bindings::ConnectionId;
 use crate::ws::frame::{self, Kind};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use wshost_config::PresenceRule;
 
 /// The longest info a member may carry, in bytes.
 pub const MAX_INFO: usize = 1024;
@@ -41,8 +42,11 @@ type Members = BTreeMap<ConnectionId, Arc<str>>;
 #[derive(Debug, Default)]
 pub struct Presence {
     members: Mutex<HashMap<Arc<str>, Members>>,
-    /// Topics whose subscribers get join and leave notices.
-    notices: RwLock<HashSet<Arc<str>>>,
+    /// Topics whose guests turned notices on or off.
+    notices: RwLock<HashMap<Arc<str>, bool>>,
+    /// The config file's `[[presence]]`: notices for the topics a guest did
+    /// not name.
+    rules: std::sync::OnceLock<Vec<PresenceRule>>,
 }
 
 impl Presence {
@@ -106,24 +110,34 @@ impl Presence {
             .map_or(0, |list| list.len() as u32)
     }
 
-    /// Send `topic`'s subscribers notices from now on, or stop.
+    /// Notices for the topics `rules` cover (set once, at start).
+    pub fn set_rules(&self, rules: Vec<PresenceRule>) {
+        let _ = self.rules.set(rules);
+    }
+
+    /// Send `topic`'s subscribers notices from now on, or stop (over what
+    /// a `[[presence]]` rule says).
     pub fn set_notices(&self, topic: &str, on: bool) -> Result<(), PresenceError> {
         let mut notices = self.notices.write().unwrap_or_else(|e| e.into_inner());
-        if !on {
-            notices.remove(topic);
-            return Ok(());
-        }
-        if !notices.contains(topic) && notices.len() >= MAX_NOTICE_TOPICS {
+        if !notices.contains_key(topic) && notices.len() >= MAX_NOTICE_TOPICS {
             return Err(PresenceError::TooManyNoticeTopics);
         }
-        notices.insert(Arc::from(topic));
+        notices.insert(Arc::from(topic), on);
         Ok(())
     }
 
-    /// Whether `topic`'s subscribers get notices.
+    /// Whether `topic`'s subscribers get notices: as its guest said, else
+    /// as the first `[[presence]]` rule covering it says.
     pub fn notices(&self, topic: &str) -> bool {
         let notices = self.notices.read().unwrap_or_else(|e| e.into_inner());
-        !notices.is_empty() && notices.contains(topic)
+        if let Some(&on) = notices.get(topic) {
+            return on;
+        }
+        let rules = self.rules.get().map_or(&[][..], Vec::as_slice);
+        rules
+            .iter()
+            .find(|rule| rule.topics.matches(topic))
+            .is_some_and(|rule| rule.notices)
     }
 }
 
@@ -184,5 +198,17 @@ mod tests {
         assert!(presence.notices("t"));
         presence.set_notices("t", false).unwrap();
         assert!(!presence.notices("t"));
+        // The config file's rules, for the topics a guest did not name.
+        let rule = |topics: &str, notices| {
+            let file = wshost_config::presence::PresenceFile {
+                topics: topics.into(),
+                notices,
+            };
+            file.rule().unwrap()
+        };
+        presence.set_rules(vec![rule("room:*", true), rule("t*", true)]);
+        assert!(presence.notices("room:1"));
+        assert!(!presence.notices("other"));
+        assert!(!presence.notices("t"), "the guest's word wins");
     }
 }

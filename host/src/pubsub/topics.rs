@@ -559,6 +559,10 @@ impl Subscriptions {
         if self.subscribed(topic) {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
         }
+        // Refused before anything is queued (as `add_subscriber` would).
+        if self.names.len() >= MAX_SUBSCRIPTIONS {
+            return Err(TopicError::TooMany);
+        }
         // Recovered frames go after a handler's fragmented message, where
         // the writer cannot drain them until its last fragment.
         if since.is_some() && self.outbox.is_fragmenting() {
