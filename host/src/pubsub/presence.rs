@@ -119,6 +119,11 @@ impl Presence {
     /// a `[[presence]]` rule says).
     pub fn set_notices(&self, topic: &str, on: bool) -> Result<(), PresenceError> {
         let mut notices = self.notices.write().unwrap_or_else(|e| e.into_inner());
+        if on == self.ruled(topic) {
+            // What the rules say (off without one): nothing to keep.
+            notices.remove(topic);
+            return Ok(());
+        }
         if !notices.contains_key(topic) && notices.len() >= MAX_NOTICE_TOPICS {
             return Err(PresenceError::TooManyNoticeTopics);
         }
@@ -130,9 +135,15 @@ impl Presence {
     /// as the first `[[presence]]` rule covering it says.
     pub fn notices(&self, topic: &str) -> bool {
         let notices = self.notices.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(&on) = notices.get(topic) {
-            return on;
+        match notices.get(topic) {
+            Some(&on) => on,
+            None => self.ruled(topic),
         }
+    }
+
+    /// What the first `[[presence]]` rule covering `topic` says (off
+    /// without one).
+    fn ruled(&self, topic: &str) -> bool {
         let rules = self.rules.get().map_or(&[][..], Vec::as_slice);
         rules
             .iter()
@@ -198,6 +209,10 @@ mod tests {
         assert!(presence.notices("t"));
         presence.set_notices("t", false).unwrap();
         assert!(!presence.notices("t"));
+        assert!(
+            presence.notices.read().unwrap().is_empty(),
+            "off takes no slot"
+        );
         // The config file's rules, for the topics a guest did not name.
         let rule = |topics: &str, notices| {
             let file = wshost_config::presence::PresenceFile {
@@ -206,9 +221,16 @@ mod tests {
             };
             file.rule().unwrap()
         };
+        let presence = Presence::default();
         presence.set_rules(vec![rule("room:*", true), rule("t*", true)]);
-        assert!(presence.notices("room:1"));
+        assert!(presence.notices("room:1") && presence.notices("t"));
         assert!(!presence.notices("other"));
+        presence.set_notices("t", false).unwrap();
         assert!(!presence.notices("t"), "the guest's word wins");
+        presence.set_notices("t", true).unwrap();
+        assert!(
+            presence.notices.read().unwrap().is_empty(),
+            "as the rule says"
+        );
     }
 }

@@ -54,6 +54,10 @@ pub async fn join(
     topic: &str,
     info: &str,
 ) -> Result<bool, Error> {
+    // Subscribed first as any subscribe is (a kept topic's, with
+    // `--cluster`, from the store's position), within the bounds.
+    state.with_subscriptions(conn, |subscriptions| subscriptions.may_join(topic, info))??;
+    crate::world::recover::subscribe(state, conn, topic).await?;
     let joined =
         state.with_subscriptions(conn, |subscriptions| subscriptions.join(topic, info))??;
     if let Some(relay) = state.topics().relay()

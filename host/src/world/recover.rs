@@ -154,21 +154,26 @@ pub async fn subscribe_from(
 /// position does it (the store's position read first if this process's
 /// mirror does not follow it), so a message published after the call
 /// returns reaches this connection even before this process's Redis
-/// subscription takes effect.
+/// subscription takes effect. While Redis cannot be read it is a plain
+/// subscribe (the live stream as this process gets it).
 pub async fn subscribe(
     state: &mut impl Subscribing,
     conn: ConnectionId,
     topic: &str,
 ) -> Result<bool, Error> {
+    topics::check_name(topic)?;
     let kept = state.topics().relay().is_some() && state.topics().history().stream(topic).is_some();
-    if !kept {
-        return Ok(state.with_subscriptions(conn, |s| s.subscribe(topic))??);
+    if kept && !state.with_subscriptions(conn, |s| s.is_subscribed(topic))? {
+        match subscribe_from(state, conn, topic, None).await {
+            Ok(_) => return Ok(true),
+            // Redis unreachable (or the stream let go meanwhile): subscribed
+            // from the live stream as this process gets it, as a plain
+            // topic is; the catch-up after Redis is back follows it.
+            Err(Error::Protocol(why)) => tracing::debug!("subscribe {topic:?}: {why}"),
+            Err(e) => return Err(e),
+        }
     }
-    if state.with_subscriptions(conn, |s| s.is_subscribed(topic))? {
-        return Ok(false);
-    }
-    subscribe_from(state, conn, topic, None).await?;
-    Ok(true)
+    Ok(state.with_subscriptions(conn, |s| s.subscribe(topic))??)
 }
 
 /// `history.read`.

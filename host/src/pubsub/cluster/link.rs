@@ -53,7 +53,7 @@ impl Link {
         if let Some(conn) = &*cached {
             return Ok(conn.clone());
         }
-        let conn = super::within(self.client.get_multiplexed_async_connection()).await?;
+        let conn = super::within(super::connect(&self.client)).await?;
         *cached = Some(conn.clone());
         Ok(conn)
     }

@@ -15,8 +15,11 @@
 //! A join is written before the guest's call returns (the guest then finds
 //! itself in the list); a leave is queued with the node's publishes (a
 //! connection's end does not wait). A node whose record in Redis differs
-//! from its members (Redis lost its data, or it was taken for dead while
-//! cut off) writes them all again at its next beat.
+//! from its members at two beats in a row (Redis lost its data, or it was
+//! taken for dead while cut off) writes them all again (without join
+//! notices). A node whose own deadline had passed at a beat (Redis was
+//! away) takes no other for dead at that beat: after an outage every node
+//! gets one beat to say it is alive.
 
 use super::link::Link;
 use crate::bindings::ConnectionId;
@@ -35,18 +38,35 @@ pub const NODE_TTL: Duration = Duration::from_secs(10);
 const CLEAN_BATCH: usize = 1_000;
 
 /// KEYS: the nodes' deadlines, this node's record. ARGV: this node, the TTL
-/// in ms. Returns the record's size and up to 16 dead nodes.
+/// in ms. Returns the record's size and up to 16 dead nodes: none when this
+/// node's own deadline had passed too (Redis, or this node's link to it,
+/// was away: the others may be as alive as this one, and get one beat to
+/// say so).
 const BEAT_SCRIPT: &str = r"
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local before = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms, 'LIMIT', 0, 16)
+local dead = {}
+if before and before >= ms then
+  dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms, 'LIMIT', 0, 16)
+end
 return {redis.call('SCARD', KEYS[2]), dead}
 ";
 
 /// KEYS: the nodes' deadlines, a dead node's record. ARGV: the node, the
-/// key prefix, the batch. Removes a batch of its members; returns them.
+/// key prefix, the batch, this node, the TTL in ms. Removes a batch of the
+/// dead node's members if it is still past its deadline (it may have
+/// beaten since), returns them; and keeps this node's own deadline ahead
+/// while it buries.
 const CLEAN_SCRIPT: &str = r"
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[5]), ARGV[4])
+local deadline = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if deadline and deadline > ms then
+  return {}
+end
 local gone = redis.call('SPOP', KEYS[2], ARGV[3])
 for _, member in ipairs(gone) do
   local id = string.sub(member, 1, 20)
@@ -93,6 +113,9 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 /// The cluster's members, for this node.
 pub struct Members {
     node: u32,
+    /// The last beat found this node's record in Redis apart from its
+    /// members.
+    apart: std::sync::atomic::AtomicBool,
     link: Arc<Link>,
     beat: Script,
     clean: Script,
@@ -110,6 +133,7 @@ impl Members {
     pub fn new(node: u32, link: Arc<Link>) -> Members {
         Members {
             node,
+            apart: Default::default(),
             link,
             beat: Script::new(BEAT_SCRIPT),
             clean: Script::new(CLEAN_SCRIPT),
@@ -138,11 +162,8 @@ impl Members {
     /// Connection `id` left `topic`: the commands, for the publishing task.
     pub fn leave(&self, pipe: &mut redis::Pipeline, topic: &str, id: ConnectionId) {
         pipe.zrem(members_key(topic), padded(id))
-            .ignore()
             .hdel(infos_key(topic), padded(id))
-            .ignore()
-            .srem(self.record_key(), record(id, topic))
-            .ignore();
+            .srem(self.record_key(), record(id, topic));
     }
 
     /// Up to `limit` members of `topic` after `after`, by id.
@@ -196,13 +217,25 @@ impl Members {
                 }
             })
             .await?;
-        if recorded != local.len() {
+        // A join or leave under way differs for a moment: written again
+        // only when two beats in a row find them apart.
+        let apart = recorded != local.len();
+        if apart && !self.apart.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return self.bury_all(dead, topics).await;
+        }
+        self.apart
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if apart {
             tracing::info!(
                 "cluster: presence: {} members here, {recorded} recorded in Redis: written again",
                 local.len()
             );
             self.link.run(|conn| self.write_all(conn, &local)).await?;
         }
+        self.bury_all(dead, topics).await
+    }
+
+    async fn bury_all(&self, dead: Vec<u32>, topics: &Topics) -> Result<(), String> {
         for node in dead.into_iter().filter(|&node| node != self.node) {
             self.bury(node, topics).await?;
         }
@@ -234,7 +267,9 @@ impl Members {
                     call.key(&record_key)
                         .arg(node)
                         .arg(super::PREFIX)
-                        .arg(CLEAN_BATCH);
+                        .arg(CLEAN_BATCH)
+                        .arg(self.node)
+                        .arg(NODE_TTL.as_millis() as u64);
                     async move { super::within(call.invoke_async(&mut conn)).await }
                 })
                 .await?;

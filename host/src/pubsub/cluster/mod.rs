@@ -43,7 +43,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use members::Members;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -327,7 +327,7 @@ fn node_key(node: u32) -> String {
 
 /// A node number no live node holds: a random one, claimed with `SET NX`.
 async fn claim(client: &redis::Client) -> redis::RedisResult<u32> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(client).await?;
     loop {
         let node = random_node();
         let claimed: Option<String> = redis::cmd("SET")
@@ -353,6 +353,20 @@ fn random_node() -> u32 {
     hasher.write_u32(std::process::id());
     let max = (1u64 << NODE_BITS) - 1;
     (hasher.finish() % max + 1) as u32
+}
+
+/// A connection whose requests may take [`TIMEOUT`] (the crate's default
+/// is 0.5 s: a large read, or a batch Redis already ran, would count as
+/// failed and be run again).
+pub(crate) async fn connect(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// `op`, within [`TIMEOUT`]; why it failed.
@@ -527,8 +541,8 @@ async fn fan_out(
     let topic_prefix = format!("{PREFIX}t:");
     // Topics whose catch-up is under way: one at a time each, off this task
     // (a client that subscribes and leaves over and over must not hold up
-    // every other topic's delivery).
-    let catching_up: Arc<std::sync::Mutex<HashSet<Arc<str>>>> = Arc::default();
+    // every other topic's delivery); one asked for meanwhile runs after it.
+    let catching_up: Arc<std::sync::Mutex<HashMap<Arc<str>, bool>>> = Arc::default();
     while let Some(incoming) = arrived.recv().await {
         match incoming {
             Incoming::Message(msg, _queued) => {
@@ -538,13 +552,24 @@ async fn fan_out(
             }
             Incoming::CatchUp(topic) => {
                 let pending = catching_up.clone();
-                if !lock_set(&pending).insert(topic.clone()) {
+                if let Some(again) = lock_set(&pending).get_mut(&topic) {
+                    *again = true;
                     continue;
                 }
+                lock_set(&pending).insert(topic.clone(), false);
                 let (topics, streams) = (topics.clone(), streams.clone());
                 tokio::spawn(async move {
-                    catch_up(&topics, &streams, &topic).await;
-                    lock_set(&pending).remove(&topic);
+                    loop {
+                        catch_up(&topics, &streams, &topic).await;
+                        let mut pending = lock_set(&pending);
+                        match pending.get_mut(&topic) {
+                            Some(again) if *again => *again = false,
+                            _ => {
+                                pending.remove(&topic);
+                                break;
+                            }
+                        }
+                    }
                 });
             }
         }
@@ -674,7 +699,7 @@ async fn publish(
     let mut outage = Outage::new("publishing");
     loop {
         let connected = async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            let mut conn = connect(&client).await?;
             streams.prepare(&mut conn).await?;
             Ok(conn)
         };
@@ -717,8 +742,10 @@ async fn publish(
             let mut add = |outgoing: Outgoing| {
                 let Outgoing { what, _queued } = outgoing;
                 match what {
+                    // Not `ignore`d: under `ignore_errors` an ignored
+                    // command's error would go unseen.
                     Outbound::Publish { channel, payload } => {
-                        pipe.publish(channel, payload).ignore();
+                        pipe.publish(channel, payload);
                     }
                     Outbound::Kept(kept) => kept.add_to(&mut pipe, &streams),
                     Outbound::Leave { topic, id } => members.leave(&mut pipe, &topic, id),
@@ -742,7 +769,7 @@ async fn publish(
                 Ok(replies) => {
                     outage.up();
                     let refused = refused(&replies);
-                    meters::cluster_sent(count - refused.len());
+                    meters::cluster_sent(count.saturating_sub(refused.len()));
                     if !refused.is_empty() {
                         meters::cluster_dropped("redis_error", refused.len());
                         tracing::warn!(

@@ -48,7 +48,13 @@ const EPOCH: &str = r"
 local function current_epoch(new, floor_epoch, floor, ttl)
   local epoch = redis.call('HGET', KEYS[1], 'e')
   local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
-  if (not epoch) or (epoch == floor_epoch and top < tonumber(floor)) then
+  if (not epoch) and floor_epoch ~= '' and tonumber(floor) == 0 then
+    -- Gone with nothing ever published in it (made by a read, expired):
+    -- the same epoch again, so no position of it is taken for stale.
+    epoch = floor_epoch
+    redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+    redis.call('EXPIRE', KEYS[1], ttl)
+  elseif (not epoch) or (epoch == floor_epoch and top < tonumber(floor)) then
     epoch = new
     redis.call('DEL', KEYS[1], KEYS[2])
     redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
@@ -330,7 +336,7 @@ fn parse_read(value: Value) -> Option<(Arc<str>, u64, Vec<Entry>)> {
     let epoch: Arc<str> = Arc::from(string(&epoch)?);
     let number = |v: &Value| string(v)?.parse::<u64>().ok();
     let top = number(&top)?;
-    let now_ms = number(&secs)? * 1000 + number(&micros)? / 1000;
+    let now_ms = number(&secs)?.saturating_mul(1000).saturating_add(number(&micros)? / 1000);
     // An entry that does not parse (not written by wshost) ends the run.
     let entries = raw
         .into_iter()
