@@ -161,23 +161,26 @@ impl ConfigFile {
     /// The `[[history]]` entries, checked, in order; errors name the file
     /// and the entry.
     pub fn history(&self) -> Result<Vec<HistoryRule>> {
-        let file = self.path.display();
-        let rules = self.history.iter().enumerate().map(|(i, entry)| {
-            entry
-                .rule()
-                .map_err(|why| anyhow::anyhow!("{file}: [[history]] #{}: {why}", i + 1))
-        });
-        rules.collect()
+        self.checked("[[history]]", &self.history, HistoryFile::rule)
     }
 
     /// The `[[presence]]` entries, checked, in order; errors name the file
     /// and the entry.
     pub fn presence(&self) -> Result<Vec<PresenceRule>> {
+        self.checked("[[presence]]", &self.presence, PresenceFile::rule)
+    }
+
+    /// Each of `entries` (of `section`) checked by `rule`, in order; errors
+    /// name the file, the section and the entry.
+    fn checked<E, R>(
+        &self,
+        section: &str,
+        entries: &[E],
+        rule: impl Fn(&E) -> Result<R, String>,
+    ) -> Result<Vec<R>> {
         let file = self.path.display();
-        let rules = self.presence.iter().enumerate().map(|(i, entry)| {
-            entry
-                .rule()
-                .map_err(|why| anyhow::anyhow!("{file}: [[presence]] #{}: {why}", i + 1))
+        let rules = entries.iter().enumerate().map(|(i, entry)| {
+            rule(entry).map_err(|why| anyhow::anyhow!("{file}: {section} #{}: {why}", i + 1))
         });
         rules.collect()
     }

@@ -336,7 +336,9 @@ fn parse_read(value: Value) -> Option<(Arc<str>, u64, Vec<Entry>)> {
     let epoch: Arc<str> = Arc::from(string(&epoch)?);
     let number = |v: &Value| string(v)?.parse::<u64>().ok();
     let top = number(&top)?;
-    let now_ms = number(&secs)?.saturating_mul(1000).saturating_add(number(&micros)? / 1000);
+    let now_ms = number(&secs)?
+        .saturating_mul(1000)
+        .saturating_add(number(&micros)? / 1000);
     // An entry that does not parse (not written by wshost) ends the run.
     let entries = raw
         .into_iter()
