@@ -27,6 +27,8 @@ fn new_project(lang: &str, world: &str, name: &str) -> PathBuf {
         !readme.contains("{{"),
         "a placeholder left unfilled:\n{readme}"
     );
+    // The examples' comments speak of the seed: the README says what it is.
+    assert!(readme.contains("Swoole's"), "{readme}");
     dir
 }
 
@@ -46,6 +48,10 @@ fn build(dir: &Path, name: &str, env: &[(&str, String)]) -> PathBuf {
     );
     let wasm = dir.join(format!("dist/{name}.wasm"));
     assert!(wasm.is_file(), "no {}", wasm.display());
+    // Written beside and renamed (`serve --watch` never loads half a file):
+    // nothing left beside.
+    let beside = dir.join(format!("dist/{name}.wasm.tmp"));
+    assert!(!beside.exists(), "{} left", beside.display());
     wasm
 }
 

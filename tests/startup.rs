@@ -257,3 +257,72 @@ fn a_compile_cache_others_may_write_to_is_refused() {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The first hour (issue 28): `wshost check` leaves what it compiled in the
+/// compile cache `serve` reads (`$XDG_CACHE_HOME/wshost`), so a `serve`
+/// after it loads a JavaScript component at once instead of compiling it
+/// again; and a large component's start says what it is doing.
+#[test]
+fn check_fills_the_cache_serve_reads_and_a_large_start_is_logged() {
+    let home = tempdir("check-fills-cache");
+    let js = Lang::Js.guest("echo");
+    let out = wshost()
+        .arg("check")
+        .arg(&js)
+        .env("XDG_CACHE_HOME", &home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = home.join("wshost");
+    assert!(
+        stdout.contains(&format!(
+            "compiled code kept in {} for `serve`",
+            cache.display()
+        )),
+        "{stdout}"
+    );
+    let compiled: u64 = stdout
+        .split("compiled in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    let route = format!("/={}", js.display());
+    let mut serve = wshost()
+        .args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(&cache)
+        .args(["--route", &route])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The address is printed once the routes are loaded.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    serve.kill().unwrap();
+    let out = serve.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("compiling it to native code takes seconds the first time"),
+        "{log}"
+    );
+    let ready: u64 = log
+        .split("ready in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        ready * 4 < compiled,
+        "loaded in {ready} ms, compiled in {compiled} ms"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -14,7 +14,7 @@ export function handle(req) {
     try {
       frame = recv(undefined);
     } catch (e) {
-      console.error(`errorCode: ${JSON.stringify(e.payload ?? e)}`);
+      console.error(`errorCode: ${describe(e)}`);
       break;
     }
     if (frame === undefined) break;
@@ -23,4 +23,14 @@ export function handle(req) {
     broadcast(utf8.encode(`Сервер：${data}`), "text");
   }
   close();
+}
+
+// A host error (`e.payload`: `{ tag, val }`) or any other, as text: its
+// tag and message, not `{}`.
+function describe(e) {
+  const error = e?.payload ?? e;
+  if (error?.tag !== undefined) {
+    return error.val === undefined ? error.tag : `${error.tag}: ${error.val}`;
+  }
+  return error?.message ?? String(error);
 }

@@ -16,7 +16,7 @@ export function onOpen(conn) {
   try {
     subscribe(conn, ROOM);
   } catch (e) {
-    console.error(`errorCode: ${JSON.stringify(e.payload ?? e)}`);
+    console.error(`errorCode: ${describe(e)}`);
     terminate(conn);
   }
 }
@@ -31,10 +31,20 @@ export function onMessage(conn, msg) {
   try {
     publish(ROOM, { tag: "text", val: `Сервер：${data}` }, undefined);
   } catch (e) {
-    console.error(`errorCode: ${JSON.stringify(e.payload ?? e)}`);
+    console.error(`errorCode: ${describe(e)}`);
   }
 }
 
 export function onClose(conn, code, reason) {}
 
 export function onDrain(conn) {}
+
+// A host error (`e.payload`: `{ tag, val }`) or any other, as text: its
+// tag and message, not `{}`.
+function describe(e) {
+  const error = e?.payload ?? e;
+  if (error?.tag !== undefined) {
+    return error.val === undefined ? error.tag : `${error.tag}: ${error.val}`;
+  }
+  return error?.message ?? String(error);
+}

@@ -14,7 +14,7 @@ export function handle(req) {
       frame = recv(undefined);
     } catch (e) {
       // The seed's `false`: log the error and drop the connection.
-      console.error(`errorCode: ${JSON.stringify(e.payload ?? e)}`);
+      console.error(`errorCode: ${describe(e)}`);
       break;
     }
     if (frame === undefined) break; // the peer has gone (the seed's '')
@@ -24,4 +24,14 @@ export function handle(req) {
     push(utf8.encode(`Как ты там, ${data}?`), "text", true);
   }
   close();
+}
+
+// A host error (`e.payload`: `{ tag, val }`) or any other, as text: its
+// tag and message, not `{}`.
+function describe(e) {
+  const error = e?.payload ?? e;
+  if (error?.tag !== undefined) {
+    return error.val === undefined ? error.tag : `${error.tag}: ${error.val}`;
+  }
+  return error?.message ?? String(error);
 }

@@ -80,8 +80,12 @@ export function onClose(conn, code, reason) {}
 
 export function onDrain(conn) {}
 
-/// A host error (`e.payload`: `{ tag, val }`) or any other, as text.
+// A host error (`e.payload`: `{ tag, val }`) or any other, as text: its
+// tag and message, not `{}`.
 function describe(e) {
   const error = e?.payload ?? e;
-  return error?.tag ? `${error.tag}${error.val ? `: ${error.val}` : ""}` : String(error);
+  if (error?.tag !== undefined) {
+    return error.val === undefined ? error.tag : `${error.tag}: ${error.val}`;
+  }
+  return error?.message ?? String(error);
 }

@@ -390,6 +390,11 @@ fn check(file: &Path) -> Result<()> {
     let cache = Some(cache.path());
     let (compiled, (server, cached)) =
         timed(cache).and_then(|(_, compiled)| Ok((compiled, timed(cache)?)))?;
+    // What was compiled, where `serve` looks for it (so it starts at once).
+    let kept = default_cache_dir().map(|into| {
+        let copied = wshost::server::component::keep_compiled(cache.expect("made above"), &into);
+        (into, copied)
+    });
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
     let world = server.route("/").map_or("?", |route| route.world());
@@ -401,6 +406,11 @@ fn check(file: &Path) -> Result<()> {
         cached.as_millis(),
         instantiate.as_secs_f64() * 1e6
     );
+    match kept {
+        Some((into, Ok(_))) => println!("compiled code kept in {} for `serve`", into.display()),
+        Some((into, Err(e))) => println!("compiled code not kept in {}: {e:#}", into.display()),
+        None => {}
+    }
     Ok(())
 }
 

@@ -209,6 +209,39 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
 }
 
+/// Copy the compiled code the compile cache `from` holds into the compile
+/// cache `into` (made if missing, and refused as any cache is if another
+/// user could write to it), leaving what `into` has; how many files were
+/// copied. `wshost check` compiles into a private cache of its own, then
+/// leaves its work where `serve` finds it.
+pub fn keep_compiled(from: &Path, into: &Path) -> Result<usize> {
+    compile_cache(into)?;
+    let into = into.canonicalize()?;
+    let mut copied = 0;
+    let mut folders = vec![from.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)?.flatten() {
+            let path = entry.path();
+            let target = into.join(path.strip_prefix(from)?);
+            if entry.file_type()?.is_dir() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&target)?;
+                folders.push(path);
+            } else if !target.exists() {
+                // Beside, then renamed: a `serve` starting meanwhile never
+                // reads half a file.
+                let beside = target.with_extension("wshost-check");
+                std::fs::copy(&path, &beside)?;
+                std::fs::rename(&beside, &target)?;
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
+}
+
 /// The cache holds native code wasmtime runs: refuse one that another user
 /// owns or may write to (they could put code there to run as us).
 fn trusted(dir: &Path) -> Result<()> {
@@ -314,6 +347,10 @@ pub fn inspect(source: &ComponentSource) -> Result<Inspected<'_>> {
     Ok(Inspected { bytes, world })
 }
 
+/// A component this large is logged as it is compiled (JavaScript and
+/// Python guests are 10 MiB and more, and take seconds).
+const LARGE: usize = 1 << 20;
+
 /// Compile an inspected component and link it for its world.
 pub fn load(engines: &Engines, source: &ComponentSource, inspected: &Inspected) -> Result<Loaded> {
     let coro = || {
@@ -325,9 +362,22 @@ pub fn load(engines: &Engines, source: &ComponentSource, inspected: &Inspected) 
         World::Coro => &coro()?.0,
         World::Handler | World::Events => &engines.plain,
     };
+    let size = inspected.bytes.len();
+    if size >= LARGE {
+        // A JavaScript or Python guest: seconds of compiling, the first time.
+        tracing::info!(
+            "{source}: loading {:.1} MiB: compiling it to native code takes seconds the first time, then the compile cache has it",
+            size as f64 / f64::from(1 << 20)
+        );
+    }
+    let started = std::time::Instant::now();
     let component = anyhow(Component::new(engine, &inspected.bytes))
         .context("not a valid WebAssembly component")
         .with_context(|| source.to_string())?;
+    if size >= LARGE {
+        let ms = started.elapsed().as_millis();
+        tracing::info!("{source}: ready in {ms} ms");
+    }
     let world = inspected.world.name();
     let wrong_types = || {
         format!(

@@ -30,7 +30,9 @@ if [ -z "$linker" ]; then
 fi
 wit-bindgen c wit --world {{world}} --out-dir gen >/dev/null
 mkdir -p dist
+# Written beside, then renamed: `serve --watch` never loads half a file.
 clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
     -Igen -fuse-ld="$linker" \
-    app.c gen/{{world}}.c gen/{{world}}_component_type.o -o dist/{{name}}.wasm
+    app.c gen/{{world}}.c gen/{{world}}_component_type.o -o dist/{{name}}.wasm.tmp
+mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
 echo "built dist/{{name}}.wasm"

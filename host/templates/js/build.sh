@@ -8,7 +8,9 @@ if [ ! -x node_modules/.bin/componentize-js ]; then
 fi
 mkdir -p dist
 # `-d http fetch-event`: without it the component imports wasi:http, which
-# wshost does not provide.
+# wshost does not provide. Written beside, then renamed: `serve --watch`
+# never loads half a file.
 node_modules/.bin/componentize-js --wit wit --world-name {{world}} \
-    -d http fetch-event --out dist/{{name}}.wasm app.js >/dev/null
+    -d http fetch-event --out dist/{{name}}.wasm.tmp app.js >/dev/null
+mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
 echo "built dist/{{name}}.wasm"

@@ -8,5 +8,7 @@ if [ ! -x .venv/bin/componentize-py ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi
 mkdir -p dist
-.venv/bin/componentize-py -d wit -w {{world}} componentize app -o dist/{{name}}.wasm >/dev/null
+# Written beside, then renamed: `serve --watch` never loads half a file.
+.venv/bin/componentize-py -d wit -w {{world}} componentize app -o dist/{{name}}.wasm.tmp >/dev/null
+mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
 echo "built dist/{{name}}.wasm"

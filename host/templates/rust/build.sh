@@ -8,5 +8,7 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
 fi
 cargo build --release --target wasm32-wasip2
 mkdir -p dist
-cp "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release/{{crate}}.wasm" dist/{{name}}.wasm
+# Copied beside, then renamed: `serve --watch` never loads half a file.
+cp "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release/{{crate}}.wasm" dist/{{name}}.wasm.tmp
+mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
 echo "built dist/{{name}}.wasm"
