@@ -61,7 +61,7 @@ async fn serves(wasm: &Path, world: &str) {
     let mut ws = server.connect("/ws").await;
     send_text(&mut ws, "мир").await;
     match world {
-        "handler" => {
+        "handler" | "coro" => {
             assert_eq!(next_text(&mut ws).await, "Привет, мир!");
             assert_eq!(next_text(&mut ws).await, "Как ты там, мир?");
         }
@@ -69,9 +69,12 @@ async fn serves(wasm: &Path, world: &str) {
     }
 }
 
-/// Both worlds of `lang`: made, built, served.
+/// Every world of `lang`: made, built, served.
 async fn both_worlds(lang: &str, env: &[(&str, String)]) {
-    for world in ["handler", "events"] {
+    let coro = matches!(lang, "rust" | "python");
+    let worlds = ["handler", "events", "coro"];
+    for world in &worlds[..if coro { 3 } else { 2 }] {
+        let world = *world;
         let name = format!("my-{lang}-{world}");
         let dir = new_project(lang, world, &name);
         let wasm = tokio::task::block_in_place(|| build(&dir, &name, env));
@@ -136,6 +139,17 @@ fn bad_names_and_occupied_folders_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("already exists and is not empty"),
+        "{err}"
+    );
+    // The coro world is for Rust and Python: the others are told so.
+    let out = wshost()
+        .args(["new", "--lang", "js", "--world", "coro", "async-js"])
+        .current_dir(&parent)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Rust and Python have them"),
         "{err}"
     );
     assert_eq!(

@@ -47,8 +47,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Make a new handler project: its code (wshost's echo for the handler
-    /// world, chat for the event world), the WIT contract, a build script
-    /// and a README with the build and serve commands.
+    /// world, chat for the event world, coro-echo for the coro world), the
+    /// WIT contract, a build script and a README with the build and serve
+    /// commands.
     New {
         /// The project's name; its folder unless `--dir` says otherwise.
         name: String,
@@ -76,6 +77,9 @@ enum NewWorld {
     Handler,
     /// One instance for all sockets of a route, called per event.
     Events,
+    /// Straight-line handlers as async tasks of one instance (Rust and
+    /// Python).
+    Coro,
 }
 
 /// Where compiled components are kept between runs: `cache_dir`, else the
@@ -346,6 +350,7 @@ fn new_project(name: &str, lang: NewLang, world: NewWorld, dir: Option<PathBuf>)
     let world = match world {
         NewWorld::Handler => World::Handler,
         NewWorld::Events => World::Events,
+        NewWorld::Coro => World::Coro,
     };
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let written = scaffold::create(&dir, name, lang, world)?;

@@ -1,6 +1,7 @@
 //! `wshost new`: a ready handler project in Rust, JavaScript, Python or C,
 //! for either world. Its code is the example guest of `guests/` the tests
-//! run (`echo` for the handler world, `chat` for the event world), its
+//! run (`echo` for the handler world, `chat` for the event world,
+//! `coro-echo` for the coro world in Rust and Python), its
 //! `wit/` the contract this wshost implements, its `build.sh` what makes
 //! `dist/NAME.wasm`. A Rust project gets a copy of the guest SDK.
 
@@ -21,6 +22,7 @@ pub enum Lang {
 pub enum World {
     Handler,
     Events,
+    Coro,
 }
 
 impl World {
@@ -28,6 +30,7 @@ impl World {
         match self {
             World::Handler => "handler",
             World::Events => "events",
+            World::Coro => "coro",
         }
     }
 }
@@ -105,9 +108,20 @@ const SDK: &[(&str, &str)] = &[
 
 /// What a project of `lang` and `world` holds besides `wit/` and its
 /// README: (path in the project, text), placeholders unfilled.
-fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
+fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> {
     use World::*;
     let mut files = match (lang, world) {
+        (Lang::Rust, Coro) => vec![(
+            "src/lib.rs",
+            include_str!("../../../guests/coro-echo/src/lib.rs"),
+        )],
+        (Lang::Python, Coro) => vec![(
+            "app.py",
+            include_str!("../../../guests/python/coro_echo.py"),
+        )],
+        (Lang::Js | Lang::C, Coro) => bail!(
+            "the coro world needs the component model's async exports: Rust and Python have them (--lang rust or python); JavaScript and C: use --world handler or events"
+        ),
         (Lang::Rust, Handler) => vec![(
             "src/lib.rs",
             include_str!("../../../guests/echo/src/lib.rs"),
@@ -148,7 +162,7 @@ fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
             files.push(("build.sh", include_str!("../../templates/c/build.sh")));
         }
     }
-    files
+    Ok(files)
 }
 
 /// What the README says of the language.
@@ -221,6 +235,10 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
             "chat",
             "one instance for all sockets, called per event (it sends every message to every socket through the topic `chat`, as the seed's broadcast)",
         ),
+        World::Coro => (
+            "coro-echo",
+            "straight-line `upgrade`, `recv`, `push` as async tasks of one instance (thousands of connections in one instance; it greets every message twice, as the seed's echo)",
+        ),
     };
     let crate_name = name.replace('-', "_");
     let mut fill = vec![
@@ -234,7 +252,7 @@ pub fn create(dir: &Path, name: &str, lang: Lang, world: World) -> Result<Vec<Pa
     let readme = ("README.md", include_str!("../../templates/README.md"));
     let ignore = (".gitignore", include_str!("../../templates/gitignore"));
     let mut written = Vec::new();
-    for (path, text) in files(lang, world)
+    for (path, text) in files(lang, world)?
         .into_iter()
         .chain(WIT.iter().copied())
         .chain([readme, ignore])
