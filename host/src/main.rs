@@ -388,18 +388,13 @@ fn check(file: &Path) -> Result<()> {
     // the second is a hit.
     // Private (0700) and unpredictably named: no other local user can
     // plant a compiled artifact there. Removed when dropped, whatever happened.
-    let cache = tempfile::Builder::new()
+    let private = tempfile::Builder::new()
         .prefix("wshost-check-")
         .tempdir()
         .context("creating a private directory for the compile cache")?;
-    let cache = Some(cache.path());
+    let cache = Some(private.path());
     let (compiled, (server, cached)) =
         timed(cache).and_then(|(_, compiled)| Ok((compiled, timed(cache)?)))?;
-    // What was compiled, where `serve` looks for it (so it starts at once).
-    let kept = default_cache_dir().map(|into| {
-        let copied = wshost::server::component::keep_compiled(cache.expect("made above"), &into);
-        (into, copied)
-    });
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let instantiate = runtime.block_on(server.instantiate_time("/", CHECK_ROUNDS))?;
     let world = server.route("/").map_or("?", |route| route.world());
@@ -411,10 +406,17 @@ fn check(file: &Path) -> Result<()> {
         cached.as_millis(),
         instantiate.as_secs_f64() * 1e6
     );
-    match kept {
-        Some((into, Ok(_))) => println!("compiled code kept in {} for `serve`", into.display()),
-        Some((into, Err(e))) => println!("compiled code not kept in {}: {e:#}", into.display()),
-        None => {}
+    // What was compiled, where `serve` (with the default cache and limits)
+    // looks for it, so it starts at once.
+    match default_cache_dir() {
+        Some(into) => match wshost::server::component::keep_compiled(private.path(), &into) {
+            Ok(_) => println!("compiled code kept in {} for `serve`", into.display()),
+            Err(e) => eprintln!(
+                "wshost: compiled code not kept in {}: {e:#}",
+                into.display()
+            ),
+        },
+        None => eprintln!("wshost: no HOME or XDG_CACHE_HOME: compiled code not kept for `serve`"),
     }
     Ok(())
 }

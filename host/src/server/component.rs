@@ -176,7 +176,7 @@ fn engine(
         .memory_reservation(memory as u64)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if let Some(dir) = cache {
-        config.cache(Some(compile_cache(dir)?));
+        config.cache(Some(open_cache(dir)?));
     }
     // For profiling (`bench/profile/run`): compiled guest functions named
     // in /tmp/perf-PID.map, so `perf report` shows them by name.
@@ -192,9 +192,10 @@ fn engine(
     })
 }
 
-/// wasmtime's on-disk cache of compiled code in `dir`, keyed by the
-/// component's bytes and the engine's settings.
-fn compile_cache(dir: &Path) -> Result<Cache> {
+/// The folder of an on-disk cache of compiled code (wasmtime's, keyed by
+/// the component's bytes and the engine's settings), made private if
+/// missing, resolved and checked ([`trusted`]).
+fn compile_cache(dir: &Path) -> Result<std::path::PathBuf> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -204,6 +205,12 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
         .canonicalize()
         .with_context(|| format!("compile cache {}", dir.display()))?;
     trusted(&dir)?;
+    Ok(dir)
+}
+
+/// wasmtime's cache over [`compile_cache`]'s checked folder.
+fn open_cache(dir: &Path) -> Result<Cache> {
+    let dir = compile_cache(dir)?;
     let mut config = CacheConfig::new();
     config.with_directory(&dir);
     anyhow(Cache::new(config)).with_context(|| format!("compile cache {}", dir.display()))
@@ -214,28 +221,58 @@ fn compile_cache(dir: &Path) -> Result<Cache> {
 /// user could write to it), leaving what `into` has; how many files were
 /// copied. `wshost check` compiles into a private cache of its own, then
 /// leaves its work where `serve` finds it.
+///
+/// Only compiled code is copied (`modules/<compiler>/<hash>`: no
+/// extension, no wasmtime lock or statistics file), never through a
+/// symlink, each file written to a fresh private temporary file beside its
+/// place and renamed in only if none is there (two checks at once, or a
+/// `serve` reading meanwhile, never see half a file).
 pub fn keep_compiled(from: &Path, into: &Path) -> Result<usize> {
-    compile_cache(into)?;
-    let into = into.canonicalize()?;
+    let into = compile_cache(into)?;
     let mut copied = 0;
-    let mut folders = vec![from.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder)?.flatten() {
-            let path = entry.path();
-            let target = into.join(path.strip_prefix(from)?);
-            if entry.file_type()?.is_dir() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&target)?;
-                folders.push(path);
-            } else if !target.exists() {
-                // Beside, then renamed: a `serve` starting meanwhile never
-                // reads half a file.
-                let beside = target.with_extension("wshost-check");
-                std::fs::copy(&path, &beside)?;
-                std::fs::rename(&beside, &target)?;
-                copied += 1;
+    let modules = from.join("modules");
+    let Ok(compilers) = std::fs::read_dir(&modules) else {
+        return Ok(0);
+    };
+    for compiler in compilers {
+        let compiler = compiler?;
+        if !compiler.file_type()?.is_dir() {
+            continue;
+        }
+        let folder = into.join("modules").join(compiler.file_name());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        trusted(&folder)?;
+        if std::fs::symlink_metadata(&folder)?.file_type().is_symlink() {
+            bail!("{}: a symbolic link, not a folder", folder.display());
+        }
+        for file in std::fs::read_dir(compiler.path())? {
+            let file = file?;
+            let name = file.file_name();
+            let compiled = name.to_str().is_some_and(|n| !n.contains('.'));
+            if !compiled || !file.file_type()?.is_file() {
+                continue;
+            }
+            let target = folder.join(&name);
+            if std::fs::symlink_metadata(&target).is_ok() {
+                continue;
+            }
+            let mut beside = tempfile::NamedTempFile::new_in(&folder)
+                .with_context(|| format!("writing into {}", folder.display()))?;
+            let mut source = match std::fs::File::open(file.path()) {
+                Ok(source) => source,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            std::io::copy(&mut source, beside.as_file_mut())?;
+            beside.as_file().sync_all()?;
+            match beside.persist_noclobber(&target) {
+                Ok(_) => copied += 1,
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.error).with_context(|| format!("{}", target.display())),
             }
         }
     }

@@ -169,7 +169,9 @@ pub async fn subscribe(
             // Redis unreachable (or the stream let go meanwhile): subscribed
             // from the live stream as this process gets it, as a plain
             // topic is; the catch-up after Redis is back follows it.
-            Err(Error::Protocol(why)) => tracing::debug!("subscribe {topic:?}: {why}"),
+            Err(Error::Protocol(why)) if why.starts_with(STORE_FAILED) => {
+                tracing::warn!("subscribe {topic:?}: {why}: from the live stream on")
+            }
             Err(e) => return Err(e),
         }
     }
@@ -221,8 +223,10 @@ fn publication(offset: u64, msg: crate::bindings::Message) -> wit::Publication {
 
 /// The cluster's store could not be read.
 fn store_failed(why: String) -> Error {
-    Error::Protocol(format!("history: the cluster's store: {why}"))
+    Error::Protocol(format!("{STORE_FAILED}: {why}"))
 }
+
+const STORE_FAILED: &str = "history: the cluster's store";
 
 fn to_guest(at: Position) -> wit::Position {
     wit::Position {

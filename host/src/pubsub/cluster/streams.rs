@@ -37,8 +37,10 @@ const READ_PAGE: u32 = 1_000;
 const PER_ENTRY: usize = 64;
 
 /// How long the epoch of a stream that was read but never published to
-/// lasts (a name read once costs Redis little, for little time).
-const READ_TTL: Duration = Duration::from_secs(600);
+/// lasts (a name read once costs Redis little, for little time; a topic
+/// first published to after it is a new epoch: its first subscribers get
+/// a reset notice, having missed nothing).
+const READ_TTL: Duration = Duration::from_secs(3600);
 
 /// Start the stream over with a new epoch (ARGV[n]) if its hash is gone
 /// (Redis lost it, or it expired), or if its offset is below what a
@@ -48,13 +50,7 @@ const EPOCH: &str = r"
 local function current_epoch(new, floor_epoch, floor, ttl)
   local epoch = redis.call('HGET', KEYS[1], 'e')
   local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
-  if (not epoch) and floor_epoch ~= '' and tonumber(floor) == 0 then
-    -- Gone with nothing ever published in it (made by a read, expired):
-    -- the same epoch again, so no position of it is taken for stale.
-    epoch = floor_epoch
-    redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-    redis.call('EXPIRE', KEYS[1], ttl)
-  elseif (not epoch) or (epoch == floor_epoch and top < tonumber(floor)) then
+  if (not epoch) or (epoch == floor_epoch and top < tonumber(floor)) then
     epoch = new
     redis.call('DEL', KEYS[1], KEYS[2])
     redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
