@@ -1,14 +1,24 @@
 //! One multiplexed connection to Redis for the requests that wait for their
 //! answer (history reads, presence): made when first needed, and again
 //! after a failure. A request that fails is tried once more on a new
-//! connection (the one kept may predate a Redis restart).
+//! connection (the one kept may predate a Redis restart). For
+//! [`QUIET`] after a connection could not be made, requests fail at once
+//! instead of each waiting for a connect of its own (a guest's call waits
+//! on them: it must not wait out one timeout per caller while Redis is
+//! away).
 
 use redis::aio::MultiplexedConnection;
 use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long after a failed connect requests fail without trying.
+const QUIET: Duration = Duration::from_secs(1);
 
 pub struct Link {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// When a connect last failed.
+    failed: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -22,6 +32,7 @@ impl Link {
         Link {
             client,
             conn: tokio::sync::Mutex::new(None),
+            failed: std::sync::Mutex::new(None),
         }
     }
 
@@ -49,11 +60,18 @@ impl Link {
     }
 
     async fn conn(&self) -> Result<MultiplexedConnection, String> {
+        let last_failed = *self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if last_failed.is_some_and(|at| at.elapsed() < QUIET) {
+            return Err("Redis unreachable a moment ago".into());
+        }
         let mut cached = self.conn.lock().await;
         if let Some(conn) = &*cached {
             return Ok(conn.clone());
         }
-        let conn = super::within(super::connect(&self.client)).await?;
+        let made = super::within(super::connect(&self.client)).await;
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        *failed = made.is_err().then(Instant::now);
+        let conn = made?;
         *cached = Some(conn.clone());
         Ok(conn)
     }
