@@ -396,21 +396,34 @@ impl Stream {
         }
         self.last = offset;
         self.touched = Instant::now();
-        let (frame, payload, cost) = self.framed(offset, text, payload);
-        self.bytes += cost;
-        self.all.fetch_add(cost, Ordering::Relaxed);
-        self.kept.push_back(Kept {
-            offset,
-            at,
-            text,
-            payload,
-            frame: frame.clone(),
-            cost,
-        });
+        let kept = self.counted(offset, text, payload, at);
+        let frame = kept.frame.clone();
+        self.kept.push_back(kept);
         self.trim(Instant::now());
         while self.all.load(Ordering::Relaxed) > self.max_all && self.pop() {}
         self.shrink();
         frame
+    }
+
+    /// Message `offset` as kept (framed), its cost counted in this
+    /// stream's bytes and all streams'.
+    fn counted(&mut self, offset: u64, text: bool, payload: &[u8], at: Instant) -> Kept {
+        let (frame, payload, cost) = self.framed(offset, text, payload);
+        self.bytes += cost;
+        self.all.fetch_add(cost, Ordering::Relaxed);
+        Kept {
+            offset,
+            at,
+            text,
+            payload,
+            frame,
+            cost,
+        }
+    }
+
+    /// The offset of the first message kept (`last + 1` when none is).
+    fn first(&self) -> u64 {
+        self.kept.front().map_or(self.last + 1, |k| k.offset)
     }
 
     /// Message `offset` as its subscribers get it: its frame, its payload
@@ -436,30 +449,20 @@ impl Stream {
     /// Put older messages (ending just before the first kept one) back in
     /// front, as far as the retention and the memory bound allow.
     fn prepend(&mut self, older: &[Entry]) {
-        let now = Instant::now();
-        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        let first = self.first();
         for entry in older.iter().rev().skip_while(|e| e.offset >= first) {
-            let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
-            if entry.offset + 1 != first
+            if entry.offset + 1 != self.first()
                 || self.kept.len() >= self.retention.messages as usize
                 || self.too_old(entry)
             {
                 break;
             }
-            let (frame, payload, cost) = self.framed(entry.offset, entry.text, &entry.payload);
-            if self.all.load(Ordering::Relaxed) + cost > self.max_all {
+            let kept = self.counted(entry.offset, entry.text, &entry.payload, ago(entry.age));
+            self.kept.push_front(kept);
+            if self.all.load(Ordering::Relaxed) > self.max_all {
+                self.pop(); // this one: it does not fit
                 break;
             }
-            self.bytes += cost;
-            self.all.fetch_add(cost, Ordering::Relaxed);
-            self.kept.push_front(Kept {
-                offset: entry.offset,
-                at: now.checked_sub(entry.age).unwrap_or(now),
-                text: entry.text,
-                payload,
-                frame,
-                cost,
-            });
         }
     }
 
@@ -519,9 +522,7 @@ impl Stream {
 
     /// Record `entry`, published `entry.age` ago; its frame.
     fn take_in(&mut self, entry: &Entry) -> Bytes {
-        let now = Instant::now();
-        let at = now.checked_sub(entry.age).unwrap_or(now);
-        self.record(entry.offset, entry.text, &entry.payload, at)
+        self.record(entry.offset, entry.text, &entry.payload, ago(entry.age))
     }
 
     /// Start over at `last` in `epoch`, nothing kept, followed from now on.
@@ -596,7 +597,7 @@ impl Stream {
     /// here, without the store (a followed mirror that keeps every message
     /// after it).
     pub fn covers(&self, since: &Position) -> bool {
-        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        let first = self.first();
         self.followed
             && since.epoch == self.epoch
             && since.offset <= self.last
@@ -679,7 +680,7 @@ impl Stream {
         if since.epoch != self.epoch || since.offset > self.last {
             return None;
         }
-        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        let first = self.first();
         if since.offset + 1 < first {
             return None;
         }
@@ -693,7 +694,7 @@ impl Stream {
     pub fn read(&mut self, after: u64, limit: u32) -> Vec<Kept> {
         self.trim(Instant::now());
         self.touched = Instant::now();
-        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        let first = self.first();
         let skip = after.saturating_add(1).saturating_sub(first);
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
         let limit = limit.min(MAX_READ) as usize;
@@ -711,6 +712,12 @@ impl Stream {
             }
         }
     }
+}
+
+/// The instant `age` ago (now, if the clock does not reach that far back).
+fn ago(age: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// `{"offset":N,"epoch":"E","text":"..."}`, or `"binary":"<base64>"`.

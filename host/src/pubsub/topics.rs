@@ -524,7 +524,7 @@ impl Subscriptions {
     /// Subscribe to `topic`; true if not subscribed yet.
     pub fn subscribe(&mut self, topic: &str) -> Result<bool, TopicError> {
         check_name(topic)?;
-        if self.subscribed(topic) {
+        if self.is_subscribed(topic) {
             return Ok(false);
         }
         self.add_subscriber(topic)?;
@@ -533,10 +533,6 @@ impl Subscriptions {
 
     /// Whether subscribed to `topic`.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.subscribed(topic)
-    }
-
-    fn subscribed(&self, topic: &str) -> bool {
         self.names.iter().any(|n| &**n == topic)
     }
 
@@ -556,7 +552,7 @@ impl Subscriptions {
         page: Option<&Page>,
     ) -> Result<Step, TopicError> {
         check_name(topic)?;
-        if self.subscribed(topic) {
+        if self.is_subscribed(topic) {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
         }
         // Refused before anything is queued (as `add_subscriber` would).
