@@ -632,6 +632,17 @@ impl Stream {
         self.followed.then(|| (self.epoch.clone(), self.last))
     }
 
+    /// With `--cluster`: a read of the store's stream after `after`, with
+    /// this mirror's floor.
+    pub fn store_read(&self, after: Option<u64>, max_messages: u32, max_bytes: usize) -> Read {
+        Read {
+            after,
+            max_messages,
+            max_bytes,
+            floor: self.floor(),
+        }
+    }
+
     /// The store was left (its last local subscriber went): `last` goes
     /// stale from now on.
     pub fn unfollow(&mut self) {

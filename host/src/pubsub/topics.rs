@@ -382,12 +382,9 @@ impl Topics {
     pub fn catch_up(&self, topic: &str, max_messages: u32, max_bytes: usize) -> Option<Read> {
         let stream = self.history.stream(topic)?;
         let stream = history::lock(&stream);
-        self.has(topic).then(|| Read {
-            after: stream.following(),
-            max_messages,
-            max_bytes,
-            floor: stream.floor(),
-        })
+        let after = stream.following();
+        self.has(topic)
+            .then(|| stream.store_read(after, max_messages, max_bytes))
     }
 
     /// With `--cluster`: the read that fills a gap after `after` in
@@ -577,12 +574,8 @@ impl Subscriptions {
                 None if stream.following().is_none()
                     || since.is_some_and(|since| !stream.covers(since)) =>
                 {
-                    return Ok(Step::Read(Read {
-                        after: stream.read_from(since),
-                        max_messages: stream.retention().messages,
-                        max_bytes: room,
-                        floor: stream.floor(),
-                    }));
+                    let (after, messages) = (stream.read_from(since), stream.retention().messages);
+                    return Ok(Step::Read(stream.store_read(after, messages, room)));
                 }
                 None => {}
             }

@@ -8,7 +8,7 @@
 
 use crate::bindings::wshost::websocket::history as wit;
 use crate::bindings::{ConnectionId, Error};
-use crate::pubsub::history::{self, Envelope, Position, Read, Retention};
+use crate::pubsub::history::{self, Envelope, Position, Retention};
 use crate::pubsub::topics::{self, Recovery, Step, Subscriptions, Topics};
 use std::time::Duration;
 
@@ -101,12 +101,7 @@ pub async fn current_position(
     let Some(relay) = state.topics().relay() else {
         return Ok(to_guest(history::lock(&stream).position()));
     };
-    let read = Read {
-        after: None,
-        max_messages: 0,
-        max_bytes: 0,
-        floor: history::lock(&stream).floor(),
-    };
+    let read = history::lock(&stream).store_read(None, 0, 0);
     let page = relay.read(topic, &read).await.map_err(store_failed)?;
     Ok(wit::Position {
         offset: page.top,
@@ -198,12 +193,8 @@ pub async fn read(
             (publications.collect(), epoch)
         }
         Some(relay) => {
-            let read = Read {
-                after: Some(after),
-                max_messages: limit,
-                max_bytes: history::MAX_READ_BYTES,
-                floor: history::lock(&stream).floor(),
-            };
+            let read =
+                history::lock(&stream).store_read(Some(after), limit, history::MAX_READ_BYTES);
             let page = relay.read(topic, &read).await.map_err(store_failed)?;
             let fresh = history::lock(&stream).fresh(&page.entries).len();
             let kept = &page.entries[page.entries.len() - fresh..];
