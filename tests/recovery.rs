@@ -377,7 +377,7 @@ async fn a_redis_that_went_back_starts_a_new_epoch() {
     );
 }
 
-/// The example in JavaScript and Python (`guests/js/recover_chat.js`,
+/// The example in JavaScript and Python (`guests/js/recover_chat.ts`,
 /// `guests/python/recover_chat.py`) keeps the same wire contract, tested
 /// the same way across two processes on one Redis: a client that left one
 /// comes back on the other and gets exactly the 50 it missed, then live

@@ -101,6 +101,42 @@ async fn javascript_projects_build_and_serve() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_projects_build_and_serve() {
+    both_worlds("ts", &[]).await;
+}
+
+/// A mistake in the author's code fails the build naming the author's file
+/// and line (tsc runs first), not the bundle componentize-js reads.
+#[test]
+fn a_type_error_names_the_authors_file() {
+    let dir = new_project("ts", "events", "typo");
+    let app = dir.join("app.ts");
+    let code = std::fs::read_to_string(&app).unwrap();
+    let wrong = code.replacen("ws.subscribe(ROOM)", "ws.subscrbe(ROOM)", 1);
+    assert_ne!(
+        code, wrong,
+        "the example changed: pick another line to break"
+    );
+    std::fs::write(&app, wrong).unwrap();
+    let out = Command::new(dir.join("build.sh"))
+        .current_dir(&dir)
+        .output()
+        .expect("running build.sh");
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a type error built:\n{told}");
+    assert!(
+        told.contains("app.ts(") && told.contains("subscrbe"),
+        "the error does not name app.ts and the mistake:\n{told}"
+    );
+    assert!(!dir.join("dist/typo.wasm").exists());
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_projects_build_and_serve() {
     both_worlds("python", &[]).await;
 }

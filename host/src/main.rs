@@ -66,6 +66,9 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum NewLang {
     Rust,
+    /// TypeScript on the `@wshost/guest` SDK.
+    Ts,
+    /// JavaScript on the `@wshost/guest` SDK (type-checked all the same).
     Js,
     Python,
     C,
@@ -343,6 +346,7 @@ fn new_project(name: &str, lang: NewLang, world: NewWorld, dir: Option<PathBuf>)
     use wshost::ops::scaffold::{self, Lang, World};
     let lang = match lang {
         NewLang::Rust => Lang::Rust,
+        NewLang::Ts => Lang::Ts,
         NewLang::Js => Lang::Js,
         NewLang::Python => Lang::Python,
         NewLang::C => Lang::C,

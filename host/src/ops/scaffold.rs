@@ -3,7 +3,8 @@
 //! run (`echo` for the handler world, `chat` for the event world,
 //! `coro-echo` for the coro world in Rust and Python), its
 //! `wit/` the contract this wshost implements, its `build.sh` what makes
-//! `dist/NAME.wasm`. A Rust project gets a copy of the guest SDK.
+//! `dist/NAME.wasm`. A Rust, TypeScript or JavaScript project gets a copy
+//! of its language's guest SDK (they are not on crates.io or npm).
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Rust,
+    Ts,
     Js,
     Python,
     C,
@@ -106,6 +108,43 @@ const SDK: &[(&str, &str)] = &[
     ),
 ];
 
+/// `guest-sdk/js/PATH`, as the project's `wshost-guest/PATH`.
+macro_rules! js_sdk_file {
+    ($path:literal) => {
+        (
+            concat!("wshost-guest/", $path),
+            include_str!(concat!("../../../guest-sdk/js/", $path)),
+        )
+    };
+}
+
+/// The TypeScript SDK, copied into a TypeScript or JavaScript project.
+const JS_SDK: &[(&str, &str)] = &[
+    js_sdk_file!("package.json"),
+    js_sdk_file!("tsconfig.json"),
+    js_sdk_file!("rolldown.config.mjs"),
+    js_sdk_file!("gen-types.sh"),
+    js_sdk_file!("src/index.ts"),
+    js_sdk_file!("src/data.ts"),
+    js_sdk_file!("src/errors.ts"),
+    js_sdk_file!("src/events.ts"),
+    js_sdk_file!("src/handler.ts"),
+    js_sdk_file!("src/request.ts"),
+    js_sdk_file!("src/topics.ts"),
+    js_sdk_file!("src/wit/events.d.ts"),
+    js_sdk_file!("src/wit/handler.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-connection.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-event-types.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-handshake.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-history.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-hub.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-messages.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-presence.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-sockets.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-topics.d.ts"),
+    js_sdk_file!("src/wit/interfaces/wshost-websocket-types.d.ts"),
+];
+
 /// What a project of `lang` and `world` holds besides `wit/` and its
 /// README: (path in the project, text), placeholders unfilled.
 fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> {
@@ -119,8 +158,8 @@ fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> 
             "app.py",
             include_str!("../../../guests/python/coro_echo.py"),
         )],
-        (Lang::Js | Lang::C, Coro) => bail!(
-            "the coro world needs the component model's async exports: Rust and Python have them (--lang rust or python); JavaScript and C: use --world handler or events"
+        (Lang::Ts | Lang::Js | Lang::C, Coro) => bail!(
+            "the coro world needs the component model's async exports: Rust and Python have them (--lang rust or python); TypeScript, JavaScript and C: use --world handler or events"
         ),
         (Lang::Rust, Handler) => vec![(
             "src/lib.rs",
@@ -130,8 +169,12 @@ fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> 
             "src/lib.rs",
             include_str!("../../../guests/chat/src/lib.rs"),
         )],
-        (Lang::Js, Handler) => vec![("app.js", include_str!("../../../guests/js/echo.js"))],
-        (Lang::Js, Events) => vec![("app.js", include_str!("../../../guests/js/chat.js"))],
+        // The examples carry no annotations of their own (the SDK's types
+        // flow into them), so each is JavaScript as well as TypeScript.
+        (Lang::Ts, Handler) => vec![("app.ts", include_str!("../../../guests/js/echo.ts"))],
+        (Lang::Ts, Events) => vec![("app.ts", include_str!("../../../guests/js/chat.ts"))],
+        (Lang::Js, Handler) => vec![("app.js", include_str!("../../../guests/js/echo.ts"))],
+        (Lang::Js, Events) => vec![("app.js", include_str!("../../../guests/js/chat.ts"))],
         (Lang::Python, Handler) => vec![("app.py", include_str!("../../../guests/python/echo.py"))],
         (Lang::Python, Events) => vec![("app.py", include_str!("../../../guests/python/chat.py"))],
         (Lang::C, Handler) => vec![
@@ -149,12 +192,17 @@ fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> 
             files.push(("build.sh", include_str!("../../templates/rust/build.sh")));
             files.extend_from_slice(SDK);
         }
-        Lang::Js => {
+        Lang::Ts | Lang::Js => {
             files.push((
                 "package.json",
                 include_str!("../../templates/js/package.json"),
             ));
+            files.push((
+                "tsconfig.json",
+                include_str!("../../templates/js/tsconfig.json"),
+            ));
             files.push(("build.sh", include_str!("../../templates/js/build.sh")));
+            files.extend_from_slice(JS_SDK);
         }
         Lang::Python => files.push(("build.sh", include_str!("../../templates/python/build.sh"))),
         Lang::C => {
@@ -177,13 +225,22 @@ fn described(lang: Lang) -> [(&'static str, &'static str); 4] {
                 "cargo, for the wasm32-wasip2 target (added with rustup when missing)",
             ),
         ],
+        Lang::Ts => [
+            ("language", "TypeScript"),
+            ("lang", "ts"),
+            ("source", "app.ts"),
+            (
+                "toolchain",
+                "npm installs tsc, rolldown and componentize-js into node_modules/",
+            ),
+        ],
         Lang::Js => [
             ("language", "JavaScript"),
             ("lang", "js"),
             ("source", "app.js"),
             (
                 "toolchain",
-                "npm installs componentize-js into node_modules/",
+                "npm installs tsc, rolldown and componentize-js into node_modules/",
             ),
         ],
         Lang::Python => [
@@ -318,10 +375,21 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for (folder, copied, prefix) in [
             ("guest-sdk/src", SDK, "wshost-guest/src/"),
+            ("guest-sdk/js/src", JS_SDK, "wshost-guest/src/"),
+            ("guest-sdk/js/src/wit", JS_SDK, "wshost-guest/src/wit/"),
+            (
+                "guest-sdk/js/src/wit/interfaces",
+                JS_SDK,
+                "wshost-guest/src/wit/interfaces/",
+            ),
             ("wit", WIT, "wit/"),
         ] {
             for entry in std::fs::read_dir(root.join(folder)).unwrap() {
-                let name = entry.unwrap().file_name().into_string().unwrap();
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_dir() {
+                    continue;
+                }
+                let name = entry.file_name().into_string().unwrap();
                 let path = format!("{prefix}{name}");
                 assert!(
                     copied.iter().any(|(p, _)| *p == path),

@@ -1,0 +1,229 @@
+/**
+ * The event world in Bun's shape: one instance serves every socket of the
+ * route, and `serve({ open, message, close, drain })` turns a handler object
+ * into the world's exports:
+ *
+ * ```ts
+ * import { serve } from "@wshost/guest/events";
+ * export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
+ *   open(ws) { ws.subscribe("chat"); },
+ *   message(ws, message) { ws.publish("chat", message); },
+ * });
+ * ```
+ *
+ * Invariant: a guest never handles a connection id. Each open socket has one
+ * {@link ServerWebSocket}; what it was opened with (`data`, the remote
+ * address, the subprotocol) lives in the host's attachment, so a fresh
+ * instance after a trap sees the same values.
+ *
+ * @module
+ */
+/// <reference path="./wit/events.d.ts" />
+import * as sockets from "wshost:websocket/sockets@0.1.0";
+import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
+import { type Data, bytes, text, toMessage } from "./data";
+import { describe, hostCall } from "./errors";
+import { Request, Response } from "./request";
+import * as topics from "./topics";
+import type { Position, Recovery } from "./topics";
+
+/** What `upgrade` returns to accept a socket: its `data`, and optionally the
+ * subprotocol chosen and extra headers for the 101. */
+export interface Upgrade<T> {
+  data?: T;
+  protocol?: string;
+  headers?: Record<string, string> | Array<[string, string]>;
+}
+
+/** The callbacks of a route; all are optional. */
+export interface WebSocketHandler<T = undefined> {
+  /** Decide on a request: an {@link Upgrade} to accept (the default), a
+   * {@link Response} to answer over HTTP instead. */
+  upgrade?(req: Request): Upgrade<T> | Response | void;
+  /** The socket is open. */
+  open?(ws: ServerWebSocket<T>): void;
+  /** A whole message: text as a `string`, binary as a `Uint8Array`. */
+  message?(ws: ServerWebSocket<T>, message: string | Uint8Array): void;
+  /** The socket has closed (once per opened socket): the Close frame's
+   * code and reason, 1006 when there was none. */
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): void;
+  /** A socket whose `send` said `"backed-up"` has written its queue out. */
+  drain?(ws: ServerWebSocket<T>): void;
+}
+
+/** The event world's exports, for `export const { … } = serve(…)`. */
+export interface Exports {
+  onRequest(conn: ConnectionId, req: HostRequest): Decision;
+  onOpen(conn: ConnectionId): void;
+  onMessage(conn: ConnectionId, msg: Message): void;
+  onClose(conn: ConnectionId, code: number, reason: string): void;
+  onDrain(conn: ConnectionId): void;
+}
+
+/** What the SDK keeps in the host's attachment (JSON): `d` the data, `a`
+ * the remote address, `p` the subprotocol. */
+interface Saved<T> {
+  d?: T;
+  a: string;
+  p?: string;
+}
+
+/** One open socket. */
+export class ServerWebSocket<T = undefined> {
+  /** The host's id of this socket: for logs and presence lists. */
+  readonly id: bigint;
+  #saved: Saved<T> | undefined;
+
+  /** @internal */
+  constructor(id: bigint) {
+    this.id = id;
+  }
+
+  #load(): Saved<T> {
+    if (this.#saved === undefined) {
+      const attachment = sockets.attachment(this.id);
+      this.#saved = attachment === undefined ? { a: "" } : (JSON.parse(text(attachment)) as Saved<T>);
+    }
+    return this.#saved;
+  }
+
+  /** What `upgrade` returned as `data`. Assigning stores the new value in
+   * the host as JSON (at most 16 KiB); changing the object in place changes
+   * only this instance's copy. */
+  get data(): T {
+    return this.#load().d as T;
+  }
+
+  set data(value: T) {
+    const saved = { ...this.#load(), d: value };
+    hostCall(() => sockets.setAttachment(this.id, bytes(JSON.stringify(saved))));
+    this.#saved = saved;
+  }
+
+  /** The peer's address, `ip:port`. */
+  get remoteAddress(): string {
+    return this.#load().a;
+  }
+
+  /** The subprotocol `upgrade` chose, or `undefined`. */
+  get protocol(): string | undefined {
+    return this.#load().p;
+  }
+
+  /** Bytes queued to the socket and not yet written. */
+  get bufferedAmount(): number {
+    return Number(sockets.bufferedAmount(this.id));
+  }
+
+  /** Queue a message: `"queued"`, or `"backed-up"` when the queue is past
+   * its soft limit (wait for `drain`). Throws {@link QueueFullError} when
+   * it overflowed (the host then closes the socket with 1008). */
+  send(data: Data): "queued" | "backed-up" {
+    return hostCall(() => sockets.send(this.id, toMessage(data)));
+  }
+
+  /** Close politely: what is queued goes out, then a Close frame. */
+  close(code = 1000, reason = ""): void {
+    hostCall(() => sockets.close(this.id, code, reason));
+  }
+
+  /** Drop the connection at once, without a Close frame. */
+  terminate(): void {
+    sockets.terminate(this.id);
+  }
+
+  /** Subscribe to `topic`; `false` if it already was. */
+  subscribe(topic: string): boolean {
+    return topics.subscribe(this.id, topic);
+  }
+
+  /** Unsubscribe from `topic`; `false` if it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    return topics.unsubscribe(this.id, topic);
+  }
+
+  /** Send `data` to every subscriber of `topic` but this socket; how many
+   * local subscribers it was queued to. */
+  publish(topic: string, data: Data): number {
+    return topics.publishExcept(this.id, topic, data);
+  }
+
+  /** Subscribe to a kept `topic` from `since` (the last position this
+   * client saw): what it missed comes first, then the live messages. */
+  subscribeFrom(topic: string, since?: Position): Recovery {
+    return topics.subscribeFrom(this.id, topic, since);
+  }
+
+  /** Subscribe to `topic` and be listed in its presence with `info`. */
+  join(topic: string, info = ""): boolean {
+    return topics.join(this.id, topic, info);
+  }
+}
+
+/** This route's open sockets. */
+export function openSockets<T = undefined>(): ServerWebSocket<T>[] {
+  return Array.from(sockets.openSockets(), (id) => socket<T>(id));
+}
+
+const open = new Map<bigint, ServerWebSocket<any>>();
+
+function socket<T>(id: bigint): ServerWebSocket<T> {
+  let ws = open.get(id);
+  if (ws === undefined) {
+    ws = new ServerWebSocket<T>(id);
+    open.set(id, ws);
+  }
+  return ws;
+}
+
+/** The event world's exports for `handler`. A callback that throws is
+ * logged with its error's message; the socket stays open. */
+export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
+  return {
+    onRequest(conn, req) {
+      const request = new Request(req);
+      let decided: Upgrade<T> | Response | void = undefined;
+      try {
+        decided = handler.upgrade?.(request);
+      } catch (e) {
+        console.error(`upgrade: ${describe(e)}`);
+        return { tag: "respond", val: { status: 500, headers: [], body: bytes("internal error\n") } };
+      }
+      if (decided instanceof Response) {
+        return { tag: "respond", val: { status: decided.status, headers: decided.headers, body: decided.body } };
+      }
+      const options = decided ?? {};
+      const headers = options.headers ?? [];
+      const saved: Saved<T> = { d: options.data, a: request.remoteAddress, p: options.protocol };
+      return {
+        tag: "upgrade",
+        val: {
+          protocol: options.protocol,
+          headers: Array.isArray(headers) ? headers : Object.entries(headers),
+          attachment: bytes(JSON.stringify(saved)),
+        },
+      };
+    },
+    onOpen(conn) {
+      guarded("open", () => handler.open?.(socket<T>(conn)));
+    },
+    onMessage(conn, msg) {
+      guarded("message", () => handler.message?.(socket<T>(conn), msg.val));
+    },
+    onClose(conn, code, reason) {
+      guarded("close", () => handler.close?.(socket<T>(conn), code, reason));
+      open.delete(conn);
+    },
+    onDrain(conn) {
+      guarded("drain", () => handler.drain?.(socket<T>(conn)));
+    },
+  };
+}
+
+function guarded(what: string, callback: () => void): void {
+  try {
+    callback();
+  } catch (e) {
+    console.error(`${what}: ${describe(e)}`);
+  }
+}

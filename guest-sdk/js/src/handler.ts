@@ -1,0 +1,174 @@
+/**
+ * The handler world as straight-line code: one instance per connection, and
+ * the guest's function runs from the request to the end of the connection.
+ *
+ * ```ts
+ * import { handler, upgrade } from "@wshost/guest/handler";
+ * export const handle = handler((req) => {
+ *   const ws = upgrade(req);
+ *   for (const message of ws) ws.send(message);
+ * });
+ * ```
+ *
+ * Invariant: the connection is this instance's own; {@link upgrade} and
+ * {@link respond} answer its request, at most once between them.
+ *
+ * @module
+ */
+/// <reference path="./wit/handler.d.ts" />
+import * as connection from "wshost:websocket/connection@0.1.0";
+import * as handshake from "wshost:websocket/handshake@0.1.0";
+import * as hostHub from "wshost:websocket/hub@0.1.0";
+import type { Request as HostRequest } from "wshost:websocket/handler@0.1.0";
+import type { Opcode } from "wshost:websocket/types@0.1.0";
+import { type Data, bytes, text } from "./data";
+import { PeerClosedError, describe, hostCall } from "./errors";
+import { Request, Response } from "./request";
+import * as topics from "./topics";
+import type { Position, Recovery } from "./topics";
+
+export type { Opcode };
+
+/** How the peer closed: its Close frame's code and reason. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+/** The upgraded connection. Iterating it yields each message until the peer
+ * closes. */
+export class WebSocket implements Iterable<string | Uint8Array> {
+  /** The host's id of this connection, as other handlers see it in the hub. */
+  readonly id: bigint = connection.id();
+  /** How the peer closed, once `recv` returned `null` for its Close frame. */
+  closeInfo: CloseInfo | undefined;
+
+  /** @internal */
+  constructor() {}
+
+  /** The next message: text as a `string`, binary as a `Uint8Array`; `null`
+   * once the peer has closed. Throws {@link TimeoutError} after `timeoutMs`. */
+  recv(timeoutMs?: number): string | Uint8Array | null {
+    const frame = hostCall(() => connection.recv(timeoutMs));
+    if (frame === undefined) {
+      return null;
+    }
+    switch (frame.opcode) {
+      case "close":
+        this.closeInfo = frame.close ?? { code: 1005, reason: "" };
+        return null;
+      case "text":
+        return text(frame.data);
+      default:
+        return frame.data;
+    }
+  }
+
+  *[Symbol.iterator](): Iterator<string | Uint8Array> {
+    for (;;) {
+      const message = this.recv();
+      if (message === null) {
+        return;
+      }
+      yield message;
+    }
+  }
+
+  /** Send a whole message: a `string` as text, bytes as binary. Waits while
+   * the socket is not writable. */
+  send(data: Data): void {
+    const op = typeof data === "string" ? "text" : "binary";
+    hostCall(() => connection.push(bytes(data), op, true));
+  }
+
+  /** The seed's `push(data, opcode, fin)`: one frame; `fin = false` starts
+   * or continues a fragmented message (then opcode `continuation`). */
+  push(data: Data, opcode: Opcode, fin = true): void {
+    hostCall(() => connection.push(bytes(data), opcode, fin));
+  }
+
+  /** Close politely, with a Close frame. */
+  close(code = 1000, reason = ""): void {
+    hostCall(() => connection.pushClose(code, reason));
+  }
+
+  /** Drop the connection at once, without a Close frame (the seed's `close()`). */
+  terminate(): void {
+    connection.close();
+  }
+
+  /** Subscribe to `topic`: its messages are sent to this connection. */
+  subscribe(topic: string): boolean {
+    return topics.subscribe(this.id, topic);
+  }
+
+  unsubscribe(topic: string): boolean {
+    return topics.unsubscribe(this.id, topic);
+  }
+
+  /** Send `data` to every subscriber of `topic` but this connection. */
+  publish(topic: string, data: Data): number {
+    return topics.publishExcept(this.id, topic, data);
+  }
+
+  /** Subscribe to a kept `topic` from `since`: what was missed, then live. */
+  subscribeFrom(topic: string, since?: Position): Recovery {
+    return topics.subscribeFrom(this.id, topic, since);
+  }
+
+  /** Subscribe to `topic` and be listed in its presence with `info`. */
+  join(topic: string, info = ""): boolean {
+    return topics.join(this.id, topic, info);
+  }
+}
+
+/** Answer the request with `101 Switching Protocols` (naming `protocol`, with
+ * extra `headers`, when given): the connection, ready for `recv` and `send`. */
+export function upgrade(_req?: Request, options: { protocol?: string; headers?: Record<string, string> } = {}): WebSocket {
+  if (options.protocol === undefined && options.headers === undefined) {
+    hostCall(() => connection.upgrade());
+  } else {
+    const headers = Object.entries(options.headers ?? {});
+    hostCall(() => handshake.upgradeWith(options.protocol, headers));
+  }
+  return new WebSocket();
+}
+
+/** Answer the request over plain HTTP instead of upgrading it. */
+export function respond(response: Response): void {
+  hostCall(() => connection.respond(response.status, response.headers, response.body));
+}
+
+/** Every connection of this route: their ids, and sending to them by id. */
+export const hub = {
+  /** The ids of the route's open connections. */
+  connections(): bigint[] {
+    return Array.from(hostHub.connections());
+  },
+  /** Queue `data` to connection `id`. */
+  sendTo(id: bigint, data: Data): void {
+    const op = typeof data === "string" ? "text" : "binary";
+    hostCall(() => hostHub.sendTo(id, bytes(data), op));
+  },
+  /** Queue `data` to every open connection of the route; to how many. */
+  broadcast(data: Data): number {
+    const op = typeof data === "string" ? "text" : "binary";
+    return hostCall(() => hostHub.broadcast(bytes(data), op));
+  },
+};
+
+/** The handler world's export for `serve`: it runs once per connection. A
+ * peer that goes away ends it quietly; any other error is logged and, after
+ * the upgrade, the host closes with 1011. */
+export function handler(serve: (req: Request) => void): (req: HostRequest) => void {
+  return (req) => {
+    try {
+      serve(new Request(req));
+    } catch (e) {
+      if (e instanceof PeerClosedError) {
+        return;
+      }
+      throw describe(e);
+    }
+  };
+}

@@ -1,0 +1,94 @@
+//! The TypeScript SDK (`guest-sdk/js`, `@wshost/guest`) driven through
+//! `guests/js/sdk_events.ts` by real clients: what the examples do not
+//! reach (an HTTP answer from `upgrade`, `data` kept in the host, the
+//! subprotocol, errors with a code, a callback that throws).
+
+mod support;
+
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+fn server() -> Server {
+    Server::start_in(Lang::Js, "/sdk", "sdk_events")
+}
+
+/// `upgrade` returning a `Response` answers over HTTP, status, header and
+/// body as the guest wrote them.
+#[tokio::test]
+async fn a_response_from_upgrade_is_the_http_answer() {
+    let server = server();
+    let answer = server.get("/sdk?deny=1").await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-why: asked"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("denied\n"), "{answer}");
+}
+
+/// What `upgrade` returned is the socket's `data`, with the remote address
+/// and the chosen subprotocol; assigning `data` keeps the new value.
+#[tokio::test]
+async fn data_address_and_protocol_reach_the_socket() {
+    let server = server();
+    let mut request = server.url("/sdk?name=ann").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "chat.v2, chat.v1".parse().unwrap(),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "chat.v2",
+        "the first offered protocol is chosen"
+    );
+    let hello: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(hello["name"], "ann");
+    assert_eq!(hello["protocol"], "chat.v2");
+    assert!(
+        hello["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{hello}"
+    );
+    send_text(&mut ws, "rename bob").await;
+    assert_eq!(next_text(&mut ws).await, "renamed");
+    send_text(&mut ws, "whoami").await;
+    assert_eq!(next_text(&mut ws).await, "bob");
+}
+
+/// A refused host call throws a `WshostError` subclass with the WIT's
+/// code and the host's words; a callback that throws is logged and the
+/// socket stays open.
+#[tokio::test]
+async fn host_errors_have_a_class_and_a_code() {
+    let server = server();
+    let mut ws = server.connect("/sdk").await;
+    next_text(&mut ws).await;
+    send_text(&mut ws, "bad-close").await;
+    let told = next_text(&mut ws).await;
+    assert!(
+        told.starts_with("true ProtocolError protocol protocol: "),
+        "{told}"
+    );
+    send_text(&mut ws, "throw").await;
+    server.wait_for_log("message: thrown on purpose").await;
+    send_text(&mut ws, "whoami").await;
+    assert_eq!(next_text(&mut ws).await, "");
+}
+
+/// `ws.publish` reaches the topic's other subscribers, not the sender
+/// (Bun's rule).
+#[tokio::test]
+async fn a_socket_publishes_to_the_others() {
+    let server = server();
+    let mut a = server.connect("/sdk").await;
+    let mut b = server.connect("/sdk").await;
+    next_text(&mut a).await;
+    next_text(&mut b).await;
+    send_text(&mut a, "sub room").await;
+    assert_eq!(next_text(&mut a).await, "true 1");
+    send_text(&mut b, "sub room").await;
+    assert_eq!(next_text(&mut b).await, "true 2");
+    send_text(&mut a, "pub room hello there").await;
+    assert_eq!(next_text(&mut b).await, "hello there");
+    assert_eq!(next_text(&mut a).await, "sent to 1");
+}
