@@ -1,22 +1,48 @@
-//! The TypeScript SDK (`guest-sdk/js`, `@wshost/guest`) driven through
-//! `guests/js/sdk_events.ts` by real clients: what the examples do not
-//! reach (an HTTP answer from `upgrade`, `data` kept in the host, the
-//! subprotocol, errors with a code, a callback that throws).
+//! The guest SDKs, TypeScript (`guest-sdk/js`, `@wshost/guest`) and
+//! Python (`guest-sdk/python`, `wshost`), driven through the same probe in
+//! each (`guests/js/sdk_events.ts`, `guests/python/sdk_events.py`) by real
+//! clients: what the examples do not reach (an HTTP answer from
+//! `upgrade`, `data` kept in the host, the subprotocol, errors with a
+//! code, a callback that throws).
 
 mod support;
 
 use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-fn server() -> Server {
-    Server::start_in(Lang::Js, "/sdk", "sdk_events")
+fn server(lang: Lang) -> Server {
+    Server::start_in(lang, "/sdk", "sdk_events")
 }
+
+/// `#[tokio::test] fn js::<test>()` and `python::<test>()`.
+macro_rules! in_both_languages {
+    ($($test:ident),* $(,)?) => {
+        mod js {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Lang::Js).await;
+            })*
+        }
+        mod python {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Lang::Python).await;
+            })*
+        }
+    };
+}
+
+in_both_languages!(
+    a_response_from_upgrade_is_the_http_answer,
+    data_address_and_protocol_reach_the_socket,
+    host_errors_have_a_class_and_a_code,
+    a_socket_publishes_to_the_others,
+);
 
 /// `upgrade` returning a `Response` answers over HTTP, status, header and
 /// body as the guest wrote them.
-#[tokio::test]
-async fn a_response_from_upgrade_is_the_http_answer() {
-    let server = server();
+async fn a_response_from_upgrade_is_the_http_answer(lang: Lang) {
+    let server = server(lang);
     let answer = server.get("/sdk?deny=1").await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(
@@ -28,9 +54,8 @@ async fn a_response_from_upgrade_is_the_http_answer() {
 
 /// What `upgrade` returned is the socket's `data`, with the remote address
 /// and the chosen subprotocol; assigning `data` keeps the new value.
-#[tokio::test]
-async fn data_address_and_protocol_reach_the_socket() {
-    let server = server();
+async fn data_address_and_protocol_reach_the_socket(lang: Lang) {
+    let server = server(lang);
     let mut request = server.url("/sdk?name=ann").into_client_request().unwrap();
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -58,9 +83,8 @@ async fn data_address_and_protocol_reach_the_socket() {
 /// A refused host call throws a `WshostError` subclass with the WIT's
 /// code and the host's words; a callback that throws is logged and the
 /// socket stays open.
-#[tokio::test]
-async fn host_errors_have_a_class_and_a_code() {
-    let server = server();
+async fn host_errors_have_a_class_and_a_code(lang: Lang) {
+    let server = server(lang);
     let mut ws = server.connect("/sdk").await;
     next_text(&mut ws).await;
     send_text(&mut ws, "bad-close").await;
@@ -70,16 +94,15 @@ async fn host_errors_have_a_class_and_a_code() {
         "{told}"
     );
     send_text(&mut ws, "throw").await;
-    server.wait_for_log("message: thrown on purpose").await;
+    server.wait_for_log("thrown on purpose").await;
     send_text(&mut ws, "whoami").await;
     assert_eq!(next_text(&mut ws).await, "");
 }
 
 /// `ws.publish` reaches the topic's other subscribers, not the sender
 /// (Bun's rule).
-#[tokio::test]
-async fn a_socket_publishes_to_the_others() {
-    let server = server();
+async fn a_socket_publishes_to_the_others(lang: Lang) {
+    let server = server(lang);
     let mut a = server.connect("/sdk").await;
     let mut b = server.connect("/sdk").await;
     next_text(&mut a).await;

@@ -54,7 +54,7 @@ fn guests() -> Vec<Guest> {
 }
 
 /// Messages one client pipelines through a `chat` instance for the events/s figure.
-const PIPELINED: usize = 20_000;
+pub(crate) const PIPELINED: usize = 20_000;
 
 pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
     let guests = guests();
@@ -123,7 +123,7 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
 }
 
 /// RSS growth per idle connection to `component` on a fresh server.
-async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
+pub(crate) async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
     let server = wshost_with(&[
         "--route".into(),
         format!("/echo={}", component.display()),
@@ -135,7 +135,7 @@ async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
 }
 
 /// A fresh server with `chat` (event world) at `/chat`, room for `conns`.
-async fn chat_server(chat: &Path, conns: usize) -> Result<crate::servers::Server> {
+pub(crate) async fn chat_server(chat: &Path, conns: usize) -> Result<crate::servers::Server> {
     wshost_with(&[
         "--route".into(),
         format!("/chat={}", chat.display()),

@@ -12,6 +12,7 @@ mod native;
 mod pending;
 mod raw;
 mod report;
+mod sdk;
 mod servers;
 mod tls;
 
@@ -142,6 +143,20 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         event_idle: usize,
     },
+    /// What the JavaScript and Python SDKs cost against the raw-bindings
+    /// guests they replaced: size, instantiate time, idle RSS per
+    /// connection, events/s; ratios to the raw guest.
+    Sdk {
+        /// Rounds; each figure is the median over them.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle connections held open on the handler world's echo.
+        #[arg(long, default_value_t = 200)]
+        idle: usize,
+        /// Idle sockets held open on `chat` (event world) and the coro echo.
+        #[arg(long, default_value_t = 10_000)]
+        event_idle: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -184,6 +199,14 @@ fn main() -> Result<()> {
         }) => {
             raise_fd_limit();
             runtime.block_on(languages::run(rounds, idle, event_idle))
+        }
+        Some(Command::Sdk {
+            rounds,
+            idle,
+            event_idle,
+        }) => {
+            raise_fd_limit();
+            runtime.block_on(sdk::run(rounds, idle, event_idle))
         }
         None => {
             raise_fd_limit();

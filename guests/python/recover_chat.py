@@ -12,76 +12,52 @@ what they missed while away. Its wire contract:
   {"reset": true, "epoch": "E"}, then the live messages.
 
 The host keeps the history, numbers the messages and writes the JSON: this
-guest names the topic and passes the client's position on (in the socket's
-attachment, from the request to the open)."""
+guest names the topic and passes the client's position on, from the request
+to the open, in the socket's `data`."""
 
 import sys
-from urllib.parse import parse_qs
 
-import wit_world
-from componentize_py_types import Err
-from wit_world.imports import history, sockets, topics
-from wit_world.imports.event_types import (
-    Decision,
-    Decision_Respond,
-    Decision_Upgrade,
-    Message,
-    Message_Text,
-    Response,
-    UpgradeOptions,
-)
-from wit_world.imports.types import Request
+from wshost import Position, Request, Response, WshostError, keep, publish
+from wshost.events import App, Socket, Upgrade
 
 TOPIC = "chat"
-KEEP = 10_000
+app = App()
+kept = False
 
 
-class WitWorld(wit_world.WitWorld):
-    kept = False
+@app.on_request
+def arrives(req: Request) -> Upgrade | Response:
+    query = req.query_params
+    if "since" not in query or "epoch" not in query:
+        return Upgrade()
+    if not query["since"].isdigit():
+        return Response("since: an offset (digits)\n", status=400)
+    return Upgrade(data={"offset": query["since"], "epoch": query["epoch"]})
 
-    def on_request(self, conn: int, req: Request) -> Decision:
-        query = parse_qs(req.query)
-        since = None
-        if "since" in query and "epoch" in query:
-            offset, epoch = query["since"][0], query["epoch"][0]
-            if not offset.isdigit():
-                body = b"since: an offset (digits)\n"
-                return Decision_Respond(Response(status=400, headers=[], body=body))
-            since = f"{offset} {epoch}".encode()
-        return Decision_Upgrade(UpgradeOptions(protocol=None, headers=[], attachment=since))
 
-    def on_open(self, conn: int) -> None:
-        if not WitWorld.kept:
-            WitWorld.kept = True
-            retention = history.Retention(messages=KEEP, seconds=0, envelope=history.Envelope.JSON)
-            try:
-                history.keep(TOPIC, retention)
-            except Err as e:
-                print(f"keeping {TOPIC}: {e.value}", file=sys.stderr)
-        since = None
-        saved = sockets.attachment(conn)
-        if saved is not None:
-            offset, epoch = saved.decode().split(" ", 1)
-            since = history.Position(offset=int(offset), epoch=epoch)
+@app.on_open
+def opened(ws: Socket) -> None:
+    global kept
+    if not kept:
+        kept = True
         try:
-            history.subscribe_from(conn, TOPIC, since)
-        except Err as e:
-            print(f"subscribing to {TOPIC}: {e.value}", file=sys.stderr)
-            try:
-                sockets.close(conn, 1011, "cannot subscribe")
-            except Err:
-                pass
+            keep(TOPIC, messages=10_000, envelope="json")
+        except WshostError as e:
+            print(f"keeping {TOPIC}: {e}", file=sys.stderr)
+    since = None
+    if ws.data is not None:
+        since = Position(offset=int(ws.data["offset"]), epoch=ws.data["epoch"])
+    try:
+        ws.subscribe_from(TOPIC, since)
+    except WshostError as e:
+        print(f"subscribing to {TOPIC}: {e}", file=sys.stderr)
+        ws.close(1011, "cannot subscribe")
 
-    def on_message(self, conn: int, msg: Message) -> None:
-        if not isinstance(msg, Message_Text):
-            return
-        try:
-            topics.publish(TOPIC, msg, None)
-        except Err as e:
-            print(f"publishing to {TOPIC}: {e.value}", file=sys.stderr)
 
-    def on_close(self, conn: int, code: int, reason: str) -> None:
-        pass
+@app.on_message
+def said(ws: Socket, message: str | bytes) -> None:
+    if isinstance(message, str):
+        publish(TOPIC, message)
 
-    def on_drain(self, conn: int) -> None:
-        pass
+
+WitWorld = app.WitWorld

@@ -116,7 +116,7 @@ export class ServerWebSocket<T = undefined> {
   }
 
   /** Queue a message: `"queued"`, or `"backed-up"` when the queue is past
-   * its soft limit (wait for `drain`). Throws {@link QueueFullError} when
+   * its soft limit (wait for `drain`). Throws `QueueFullError` when
    * it overflowed (the host then closes the socket with 1008). */
   send(data: Data): "queued" | "backed-up" {
     return hostCall(() => sockets.send(this.id, toMessage(data)));

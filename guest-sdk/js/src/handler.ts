@@ -47,7 +47,7 @@ export class WebSocket implements Iterable<string | Uint8Array> {
   constructor() {}
 
   /** The next message: text as a `string`, binary as a `Uint8Array`; `null`
-   * once the peer has closed. Throws {@link TimeoutError} after `timeoutMs`. */
+   * once the peer has closed. Throws `TimeoutError` after `timeoutMs`. */
   recv(timeoutMs?: number): string | Uint8Array | null {
     const frame = hostCall(() => connection.recv(timeoutMs));
     if (frame === undefined) {

@@ -43,7 +43,7 @@ export interface Retention {
 }
 
 /** Keep `topic`'s last messages, so a socket that comes back recovers what
- * it missed ({@link subscribeFrom} on its socket object). */
+ * it missed (`subscribeFrom` on its socket object). */
 export function keep(topic: string, retention: Retention): void {
   hostCall(() =>
     hostHistory.keep(topic, {
@@ -75,7 +75,7 @@ export function read(topic: string, after: bigint, limit: number): { epoch: stri
   };
 }
 
-/** What {@link subscribeFrom} did: delivered `recovered` missed messages
+/** What `subscribeFrom` did: delivered `recovered` missed messages
  * first, or could not (`reset`: the socket gets only live ones from
  * `position` on). */
 export type Recovery = { recovered: number } | { reset: Position };

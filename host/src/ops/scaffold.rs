@@ -1,10 +1,11 @@
-//! `wshost new`: a ready handler project in Rust, JavaScript, Python or C,
-//! for either world. Its code is the example guest of `guests/` the tests
+//! `wshost new`: a ready handler project in Rust, TypeScript, JavaScript,
+//! Python or C, for any world its language supports. Its code is the example guest of `guests/` the tests
 //! run (`echo` for the handler world, `chat` for the event world,
 //! `coro-echo` for the coro world in Rust and Python), its
 //! `wit/` the contract this wshost implements, its `build.sh` what makes
-//! `dist/NAME.wasm`. A Rust, TypeScript or JavaScript project gets a copy
-//! of its language's guest SDK (they are not on crates.io or npm).
+//! `dist/NAME.wasm`. A Rust, TypeScript, JavaScript or Python project gets
+//! a copy of its language's guest SDK (they are not on crates.io, npm or
+//! PyPI).
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -145,6 +146,30 @@ const JS_SDK: &[(&str, &str)] = &[
     js_sdk_file!("src/wit/interfaces/wshost-websocket-types.d.ts"),
 ];
 
+/// `guest-sdk/python/wshost/PATH`, as the project's `wshost/PATH`.
+macro_rules! python_sdk_file {
+    ($path:literal) => {
+        (
+            concat!("wshost/", $path),
+            include_str!(concat!("../../../guest-sdk/python/wshost/", $path)),
+        )
+    };
+}
+
+/// The Python SDK, the package `wshost`, copied into a Python project.
+const PYTHON_SDK: &[(&str, &str)] = &[
+    python_sdk_file!("__init__.py"),
+    python_sdk_file!("_data.py"),
+    python_sdk_file!("_errors.py"),
+    python_sdk_file!("_hub.py"),
+    python_sdk_file!("_topics.py"),
+    python_sdk_file!("coro.py"),
+    python_sdk_file!("events.py"),
+    python_sdk_file!("handler.py"),
+    python_sdk_file!("mypy.ini"),
+    python_sdk_file!("py.typed"),
+];
+
 /// What a project of `lang` and `world` holds besides `wit/` and its
 /// README: (path in the project, text), placeholders unfilled.
 fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> {
@@ -204,7 +229,10 @@ fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> 
             files.push(("build.sh", include_str!("../../templates/js/build.sh")));
             files.extend_from_slice(JS_SDK);
         }
-        Lang::Python => files.push(("build.sh", include_str!("../../templates/python/build.sh"))),
+        Lang::Python => {
+            files.push(("build.sh", include_str!("../../templates/python/build.sh")));
+            files.extend_from_slice(PYTHON_SDK);
+        }
         Lang::C => {
             files.push(("errors.h", include_str!("../../../guests/c/errors.h")));
             files.push(("build.sh", include_str!("../../templates/c/build.sh")));
@@ -247,7 +275,10 @@ fn described(lang: Lang) -> [(&'static str, &'static str); 4] {
             ("language", "Python"),
             ("lang", "python"),
             ("source", "app.py"),
-            ("toolchain", "pip installs componentize-py into .venv/"),
+            (
+                "toolchain",
+                "pip installs componentize-py and mypy into .venv/",
+            ),
         ],
         Lang::C => [
             ("language", "C"),
@@ -382,6 +413,7 @@ mod tests {
                 JS_SDK,
                 "wshost-guest/src/wit/interfaces/",
             ),
+            ("guest-sdk/python/wshost", PYTHON_SDK, "wshost/"),
             ("wit", WIT, "wit/"),
         ] {
             for entry in std::fs::read_dir(root.join(folder)).unwrap() {

@@ -1,0 +1,113 @@
+//! `wshost-bench sdk`: what the guest SDKs (`@wshost/guest`, `wshost`)
+//! cost against the raw-bindings guests they replaced
+//! (`bench/raw-guests/`, the examples as written before the SDKs), in the
+//! same run: component size, instantiate time, idle RSS per connection of
+//! the handler world's echo, the event world's chat (events per second
+//! through its one instance, idle RSS per socket) and, in Python, the coro
+//! world's echo. One table per language; ratios to the raw guest.
+
+use crate::languages::{PIPELINED, chat_server, idle_memory};
+use crate::load;
+use crate::report::{Better, Report};
+use crate::servers::{ROOT, wshost_check};
+use anyhow::{Context, Result, ensure};
+use std::path::{Path, PathBuf};
+
+/// One build of a language's guests: echo, chat and, where there is one,
+/// coro echo.
+struct Build {
+    column: String,
+    dir: PathBuf,
+}
+
+fn run_script(script: &Path, out: &Path) -> Result<()> {
+    let run = std::process::Command::new(script)
+        .arg(out)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    ensure!(
+        run.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&run.stderr).trim()
+    );
+    Ok(())
+}
+
+pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
+    let root = Path::new(ROOT);
+    let built = root.join("target/guests");
+    // The SDK guests first: their scripts install the toolchains the raw
+    // guests' script borrows.
+    for lang in ["js", "python"] {
+        run_script(
+            &root.join("guests").join(lang).join("build.sh"),
+            &built.join(lang),
+        )?;
+    }
+    let raw = built.join("raw");
+    run_script(&root.join("bench/raw-guests/build.sh"), &raw)?;
+    for lang in ["js", "python"] {
+        let builds = [
+            Build {
+                column: format!("{lang}, raw bindings"),
+                dir: raw.join(lang),
+            },
+            Build {
+                column: format!("{lang}, SDK"),
+                dir: built.join(lang),
+            },
+        ];
+        let columns: Vec<&str> = builds.iter().map(|b| b.column.as_str()).collect();
+        let mut report = Report::new(&columns);
+        for build in &builds {
+            let size = std::fs::metadata(build.dir.join("echo.wasm"))?.len();
+            report.add(
+                "echo component: KiB",
+                Better::Lower,
+                &build.column,
+                size as f64 / 1024.0,
+            );
+        }
+        for round in 1..=rounds {
+            eprintln!("{lang}: round {round} of {rounds}");
+            for build in &builds {
+                let echo = build.dir.join("echo.wasm");
+                let check = wshost_check(&echo).await?;
+                report.add(
+                    "echo: instantiate µs",
+                    Better::Lower,
+                    &build.column,
+                    check.instantiate_micros,
+                );
+                let per_conn = idle_memory(&echo, idle).await?;
+                let figure = format!("echo: idle RSS at {idle} conn: KiB/conn");
+                report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                let chat = build.dir.join("chat.wasm");
+                let server = chat_server(&chat, event_idle).await?;
+                let rate = load::pipelined(server.addr, "/chat", PIPELINED).await?;
+                report.add(
+                    "chat: events/s through one instance",
+                    Better::Higher,
+                    &build.column,
+                    rate,
+                );
+                drop(server);
+                let server = chat_server(&chat, event_idle).await?;
+                let (per_conn, _) = load::idle_growth(&server, "/chat", event_idle).await?;
+                let figure = format!("chat: idle RSS at {event_idle} conn: KiB/conn");
+                report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                drop(server);
+                let coro = build.dir.join("coro_echo.wasm");
+                if coro.exists() {
+                    let per_conn = idle_memory(&coro, event_idle).await?;
+                    let figure = format!("coro echo: idle RSS at {event_idle} conn: KiB/conn");
+                    report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                }
+            }
+        }
+        println!("\n{lang}:");
+        report.print();
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+"""The host's errors as Python exceptions.
+
+Every call into the host that fails raises a :class:`WshostError` whose
+``code`` is the WIT's name for the reason and whose subclass lets an
+``except`` pick it out. Invariant: componentize-py's raw ``Err`` never
+reaches the guest's code; :func:`host_call` converts it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from componentize_py_types import Err
+from wit_world.imports import types
+
+T = TypeVar("T")
+
+
+class WshostError(Exception):
+    """A call into wshost failed: ``code`` says why, ``detail`` in the host's words."""
+
+    code: str = "error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(self.code if detail is None else f"{self.code}: {detail}")
+        self.detail = detail
+
+
+class Timeout(WshostError, TimeoutError):
+    """A wait (``recv`` with a timeout) ran out."""
+
+    code = "timeout"
+
+
+class PeerClosed(WshostError, ConnectionError):
+    """The peer has gone: nothing more can be sent or received."""
+
+    code = "peer-closed"
+
+
+class NotUpgraded(WshostError):
+    """The call needs an upgraded connection (``upgrade`` first)."""
+
+    code = "not-upgraded"
+
+
+class AlreadyAnswered(WshostError):
+    """The request was already upgraded or answered."""
+
+    code = "already-answered"
+
+
+class TooLarge(WshostError):
+    """Over one of the host's bounds (message size, attachment, info)."""
+
+    code = "too-large"
+
+
+class ProtocolError(WshostError):
+    """The call broke a rule of the protocol; ``detail`` says which."""
+
+    code = "protocol"
+
+
+class IoError(WshostError):
+    """The network or the host failed; ``detail`` says how."""
+
+    code = "io"
+
+
+class UnknownConnection(WshostError):
+    """The socket named is not open (any more)."""
+
+    code = "unknown-connection"
+
+
+class QueueFull(WshostError):
+    """The socket's queue overflowed: the host closes it with 1008."""
+
+    code = "queue-full"
+
+
+def from_host(error: types.Error) -> WshostError:
+    """The WIT error variant as its exception."""
+    match error:
+        case types.Error_Timeout():
+            return Timeout()
+        case types.Error_PeerClosed():
+            return PeerClosed()
+        case types.Error_NotUpgraded():
+            return NotUpgraded()
+        case types.Error_AlreadyAnswered():
+            return AlreadyAnswered()
+        case types.Error_TooLarge():
+            return TooLarge()
+        case types.Error_Protocol(value=detail):
+            return ProtocolError(detail)
+        case types.Error_Io(value=detail):
+            return IoError(detail)
+        case types.Error_UnknownConnection():
+            return UnknownConnection()
+        case types.Error_QueueFull():
+            return QueueFull()
+    return WshostError(repr(error))
+
+
+def host_call(call: Callable[[], T]) -> T:
+    """Run ``call``, raising a failed host call's error as a :class:`WshostError`."""
+    try:
+        return call()
+    except Err as e:
+        raise from_host(e.value) from None

@@ -1,0 +1,37 @@
+"""The hub of the handler and coro worlds: the ids of a route's open
+connections, and sending to them by id. Invariant: only those two worlds
+import it (the event world has no hub; its sockets are objects).
+"""
+
+from __future__ import annotations
+
+from wit_world.imports import hub as host_hub, types
+
+from ._data import Data, to_bytes
+from ._errors import host_call
+
+Opcode = types.Opcode
+
+
+class hub:
+    """Every connection of this route: their ids, and sending to them by id."""
+
+    @staticmethod
+    def connections() -> list[int]:
+        """The ids of the route's open connections."""
+        return host_hub.connections()
+
+    @staticmethod
+    def send_to(id: int, data: Data) -> None:
+        """Queue ``data`` to connection ``id``."""
+        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+        host_call(lambda: host_hub.send_to(id, to_bytes(data), op))
+
+    @staticmethod
+    def broadcast(data: Data) -> int:
+        """Queue ``data`` to every open connection of the route; to how many."""
+        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+        return host_call(lambda: host_hub.broadcast(to_bytes(data), op))
+
+
+__all__ = ["hub"]

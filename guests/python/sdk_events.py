@@ -1,0 +1,54 @@
+"""Drives the `wshost` package's event world for tests/sdk.rs: the request
+and its HTTP answer, `data` kept in the host, errors with a code, a
+callback that raises."""
+
+import json
+
+from wshost import Request, Response, WshostError, subscribers
+from wshost.events import App, Socket, Upgrade
+
+app = App()
+
+
+@app.on_request
+def arrives(req: Request) -> Upgrade | Response:
+    if "deny" in req.query_params:
+        return Response("denied\n", status=403, headers={"x-why": "asked"})
+    protocols = req.protocols
+    data = {"name": req.query_params.get("name", ""), "agent": req.header("User-Agent") or ""}
+    return Upgrade(data=data, protocol=protocols[0] if protocols else None)
+
+
+@app.on_open
+def opened(ws: Socket) -> None:
+    ws.send(json.dumps({"name": ws.data["name"], "address": ws.remote_address, "protocol": ws.protocol}))
+
+
+@app.on_message
+def said(ws: Socket, message: str | bytes) -> None:
+    if isinstance(message, bytes):
+        ws.send(message)
+        return
+    command, _, arg = message.partition(" ")
+    if command == "rename":
+        ws.data = {**ws.data, "name": arg}
+        ws.send("renamed")
+    elif command == "whoami":
+        ws.send(ws.data["name"])
+    elif command == "bad-close":
+        try:
+            ws.close(1004, "")
+        except WshostError as e:
+            ws.send(f"{str(isinstance(e, WshostError)).lower()} {type(e).__name__} {e.code} {e}")
+    elif command == "sub":
+        ws.send(f"{str(ws.subscribe(arg)).lower()} {subscribers(arg)}")
+    elif command == "pub":
+        topic, _, text = arg.partition(" ")
+        ws.send(f"sent to {ws.publish(topic, text)}")
+    elif command == "throw":
+        raise RuntimeError("thrown on purpose")
+    else:
+        ws.send(f"unknown {command}")
+
+
+WitWorld = app.WitWorld
