@@ -30,8 +30,10 @@ bindings="$(mktemp -d)"
 trap 'rm -rf "$bindings"' EXIT
 for world in handler events coro; do
     "$componentize" -d "$here/../wit" -w "$world" bindings "$bindings/$world" >/dev/null
+    # The interfaces the worlds share come out the same: later copies
+    # overwrite earlier ones with the same text.
     mkdir -p "$bindings/all"
-    cp -rn "$bindings/$world/." "$bindings/all/"
+    cp -r "$bindings/$world/." "$bindings/all/"
 done
 # Their async support is written for Python 3.12; the docs need only its
 # names, so a stand-in lets any Python 3 import them.

@@ -34,9 +34,11 @@ macro_rules! in_both_languages {
 
 in_both_languages!(
     a_response_from_upgrade_is_the_http_answer,
+    what_upgrade_cannot_use_is_a_500_not_an_upgrade,
     data_address_and_protocol_reach_the_socket,
     host_errors_have_a_class_and_a_code,
     a_socket_publishes_to_the_others,
+    text_the_host_cannot_take_does_not_trap_the_instance,
 );
 
 /// `upgrade` returning a `Response` answers over HTTP, status, header and
@@ -50,6 +52,43 @@ async fn a_response_from_upgrade_is_the_http_answer(lang: Lang) {
         "{answer}"
     );
     assert!(answer.ends_with("denied\n"), "{answer}");
+}
+
+/// An `upgrade` that returns neither an upgrade nor a response, or `data`
+/// past the host's 16 KiB, is refused with 500 and logged, and the
+/// instance every socket shares carries on.
+async fn what_upgrade_cannot_use_is_a_500_not_an_upgrade(lang: Lang) {
+    let server = server(lang);
+    let wrong = server.raw_upgrade(&handshake(&server, "/sdk?wrong=1")).await;
+    assert!(wrong.starts_with("HTTP/1.1 500"), "{wrong}");
+    let big = server.raw_upgrade(&handshake(&server, "/sdk?big=1")).await;
+    assert!(big.starts_with("HTTP/1.1 500"), "{big}");
+    server.wait_for_log("at most 16384").await;
+    let mut ws = server.connect("/sdk?name=after").await;
+    next_text(&mut ws).await;
+    send_text(&mut ws, "whoami").await;
+    assert_eq!(next_text(&mut ws).await, "after");
+}
+
+/// Text with a lone surrogate (`JSON.parse` and `json.loads` make it from
+/// `"\ud800"`) never traps the instance: Python refuses it with a
+/// `ValueError`, JavaScript sends it as UTF-8 with a replacement.
+async fn text_the_host_cannot_take_does_not_trap_the_instance(lang: Lang) {
+    let server = server(lang);
+    let mut ws = server.connect("/sdk?name=sam").await;
+    next_text(&mut ws).await;
+    send_text(&mut ws, "surrogate").await;
+    while next_text(&mut ws).await != "survived" {}
+    send_text(&mut ws, "whoami").await;
+    assert_eq!(next_text(&mut ws).await, "sam");
+}
+
+/// A WebSocket handshake for `path`, as raw HTTP.
+fn handshake(server: &Server, path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
 }
 
 /// What `upgrade` returned is the socket's `data`, with the remote address

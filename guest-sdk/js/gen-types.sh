@@ -16,15 +16,19 @@ cd "$scratch"
 for world in handler events; do
     "$jco" guest-types wit --world-name "$world" -o "gen/$world" >/dev/null
 done
-rm -rf "$out"
-mkdir -p "$out/interfaces"
-cp gen/handler/handler.d.ts gen/events/events.d.ts "$out/"
-# The worlds share most interfaces; a shared one is generated the same.
+mkdir -p all/interfaces
+cp gen/handler/handler.d.ts gen/events/events.d.ts all/
+# The worlds share most interfaces; a shared one must come out the same.
 for file in gen/*/interfaces/*.d.ts; do
     name="$(basename "$file")"
-    if [ -e "$out/interfaces/$name" ]; then
-        cmp -s "$file" "$out/interfaces/$name"
-    else
-        cp "$file" "$out/interfaces/"
+    if [ ! -e "all/interfaces/$name" ]; then
+        cp "$file" all/interfaces/
+    elif ! cmp -s "$file" "all/interfaces/$name"; then
+        echo "gen-types.sh: the worlds generate $name differently" >&2
+        exit 1
     fi
 done
+# Replaced only when whole.
+rm -rf "$out"
+mkdir -p "$(dirname "$out")"
+cp -r all "$out"

@@ -14,7 +14,8 @@ sdk="$here/../../guest-sdk/js"
 exec 9>"$here/.build.lock"
 flock 9
 
-if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/tsc ]; then
+if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/tsc ] ||
+    [ ! -x node_modules/.bin/rolldown ] || [ ! -x node_modules/.bin/jco ]; then
     npm ci --no-audit --no-fund --loglevel=error
 fi
 

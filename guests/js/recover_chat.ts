@@ -33,8 +33,8 @@ export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
     if (offset === null || epoch === null) {
       return { data: undefined };
     }
-    if (!/^\d+$/.test(offset)) {
-      return new Response("since: an offset (digits)\n", { status: 400 });
+    if (!/^\d{1,20}$/.test(offset) || BigInt(offset) > 0xffff_ffff_ffff_ffffn) {
+      return new Response("since: an offset (digits, at most 2^64 - 1)\n", { status: 400 });
     }
     const since: Since | undefined = { offset, epoch };
     return { data: since };

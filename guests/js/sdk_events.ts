@@ -9,6 +9,14 @@ export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
     if (req.searchParams.has("deny")) {
       return new Response("denied\n", { status: 403, headers: { "x-why": "asked" } });
     }
+    if (req.searchParams.has("wrong")) {
+      // What plain JavaScript may return: neither an Upgrade nor a Response.
+      const wrong: unknown = { status: 403 };
+      return wrong as Response;
+    }
+    if (req.searchParams.has("big")) {
+      return { data: { name: "x".repeat(20_000), agent: "" } };
+    }
     return {
       data: { name: req.searchParams.get("name") ?? "", agent: req.header("User-Agent") ?? "" },
       protocol: req.protocols[0],
@@ -48,6 +56,14 @@ export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
         ws.send(`sent to ${ws.publish(topic, text.join(" "))}`);
         break;
       }
+      case "surrogate":
+        try {
+          ws.send(JSON.parse('"\\ud800"') as string);
+        } catch (e) {
+          ws.send(`refused: ${describe(e)}`);
+        }
+        ws.send("survived");
+        break;
       case "throw":
         throw new Error("thrown on purpose");
       default:

@@ -30,9 +30,10 @@ def arrives(req: Request) -> Upgrade | Response:
     query = req.query_params
     if "since" not in query or "epoch" not in query:
         return Upgrade()
-    if not query["since"].isdigit():
-        return Response("since: an offset (digits)\n", status=400)
-    return Upgrade(data={"offset": query["since"], "epoch": query["epoch"]})
+    offset = query["since"]
+    if not (offset.isascii() and offset.isdecimal() and int(offset) < 2**64):
+        return Response("since: an offset (digits, at most 2^64 - 1)\n", status=400)
+    return Upgrade(data={"offset": offset, "epoch": query["epoch"]})
 
 
 @app.on_open

@@ -3,6 +3,7 @@ and its HTTP answer, `data` kept in the host, errors with a code, a
 callback that raises."""
 
 import json
+from typing import Any, cast
 
 from wshost import Request, Response, WshostError, subscribers
 from wshost.events import App, Socket, Upgrade
@@ -14,6 +15,12 @@ app = App()
 def arrives(req: Request) -> Upgrade | Response:
     if "deny" in req.query_params:
         return Response("denied\n", status=403, headers={"x-why": "asked"})
+    if "wrong" in req.query_params:
+        # What untyped Python may return: neither an Upgrade nor a Response.
+        wrong: Any = {"status": 403}
+        return cast(Upgrade, wrong)
+    if "big" in req.query_params:
+        return Upgrade(data={"name": "x" * 20_000, "agent": ""})
     protocols = req.protocols
     data = {"name": req.query_params.get("name", ""), "agent": req.header("User-Agent") or ""}
     return Upgrade(data=data, protocol=protocols[0] if protocols else None)
@@ -45,6 +52,12 @@ def said(ws: Socket, message: str | bytes) -> None:
     elif command == "pub":
         topic, _, text = arg.partition(" ")
         ws.send(f"sent to {ws.publish(topic, text)}")
+    elif command == "surrogate":
+        try:
+            ws.send(json.loads('"\\ud800"'))
+        except ValueError as e:
+            ws.send(f"refused: {e}")
+        ws.send("survived")
     elif command == "throw":
         raise RuntimeError("thrown on purpose")
     else:

@@ -35,9 +35,9 @@ export function toMessage(data: Data): Message {
   return typeof data === "string" ? { tag: "text", val: data } : { tag: "binary", val: bytes(data) };
 }
 
-/** The WIT's message as a guest sees it: text as a `string`. */
-export function fromMessage(msg: Message): string | Uint8Array {
-  return msg.val;
+/** The frame opcode that sends `data` whole: text for a string. */
+export function opcodeOf(data: Data): "text" | "binary" {
+  return typeof data === "string" ? "text" : "binary";
 }
 
 /** UTF-8 `bytes` as text (invalid sequences replaced). */

@@ -11,10 +11,12 @@
  * });
  * ```
  *
- * Invariant: a guest never handles a connection id. Each open socket has one
- * {@link ServerWebSocket}; what it was opened with (`data`, the remote
- * address, the subprotocol) lives in the host's attachment, so a fresh
- * instance after a trap sees the same values.
+ * Invariant: a guest needs no connection id (each open socket has one
+ * {@link ServerWebSocket}; `ws.id` is there for logs). What a socket was
+ * opened with (`data`, the remote address, the subprotocol) lives in the
+ * host's attachment, so a fresh instance after a trap sees the same
+ * values; the instance keeps only the address and subprotocol, so its
+ * memory does not grow with what sockets carry.
  *
  * @module
  */
@@ -22,7 +24,7 @@
 import * as sockets from "wshost:websocket/sockets@0.1.0";
 import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
 import { type Data, bytes, text, toMessage } from "./data";
-import { describe, hostCall } from "./errors";
+import { PeerClosedError, TooLargeError, describe, hostCall } from "./errors";
 import { Request, Response } from "./request";
 import * as topics from "./topics";
 import type { Position, Recovery } from "./topics";
@@ -68,11 +70,25 @@ interface Saved<T> {
   p?: string;
 }
 
+/** The host's bound on a socket's attachment. */
+const MAX_ATTACHMENT = 16 * 1024;
+
+/** `saved` as the attachment's bytes; throws `TooLargeError` past the
+ * host's bound (and JSON's own errors: a BigInt, a cycle). */
+function encodeSaved<T>(saved: Saved<T>): Uint8Array {
+  const encoded = bytes(JSON.stringify(saved));
+  if (encoded.length > MAX_ATTACHMENT) {
+    throw new TooLargeError("too-large", `data is ${encoded.length} bytes as JSON; a socket keeps at most ${MAX_ATTACHMENT}`);
+  }
+  return encoded;
+}
+
 /** One open socket. */
 export class ServerWebSocket<T = undefined> {
   /** The host's id of this socket: for logs and presence lists. */
   readonly id: bigint;
-  #saved: Saved<T> | undefined;
+  /** The address and subprotocol, read once from the attachment. */
+  #opened: { a: string; p?: string } | undefined;
 
   /** @internal */
   constructor(id: bigint) {
@@ -80,34 +96,40 @@ export class ServerWebSocket<T = undefined> {
   }
 
   #load(): Saved<T> {
-    if (this.#saved === undefined) {
-      const attachment = sockets.attachment(this.id);
-      this.#saved = attachment === undefined ? { a: "" } : (JSON.parse(text(attachment)) as Saved<T>);
-    }
-    return this.#saved;
+    const attachment = sockets.attachment(this.id);
+    return attachment === undefined ? { a: "" } : (JSON.parse(text(attachment)) as Saved<T>);
   }
 
-  /** What `upgrade` returned as `data`. Assigning stores the new value in
-   * the host as JSON (at most 16 KiB); changing the object in place changes
-   * only this instance's copy. */
+  #open(): { a: string; p?: string } {
+    if (this.#opened === undefined) {
+      const { a, p } = this.#load();
+      this.#opened = { a, p };
+    }
+    return this.#opened;
+  }
+
+  /** What `upgrade` returned as `data`, read from the host: each read is a
+   * fresh copy, so change it by assigning `ws.data = …`, which stores the
+   * new value as JSON (at most 16 KiB with the address and subprotocol;
+   * past it `TooLargeError`). */
   get data(): T {
     return this.#load().d as T;
   }
 
   set data(value: T) {
-    const saved = { ...this.#load(), d: value };
-    hostCall(() => sockets.setAttachment(this.id, bytes(JSON.stringify(saved))));
-    this.#saved = saved;
+    const { a, p } = this.#open();
+    const encoded = encodeSaved({ d: value, a, p });
+    hostCall(() => sockets.setAttachment(this.id, encoded));
   }
 
   /** The peer's address, `ip:port`. */
   get remoteAddress(): string {
-    return this.#load().a;
+    return this.#open().a;
   }
 
   /** The subprotocol `upgrade` chose, or `undefined`. */
   get protocol(): string | undefined {
-    return this.#load().p;
+    return this.#open().p;
   }
 
   /** Bytes queued to the socket and not yet written. */
@@ -181,28 +203,14 @@ function socket<T>(id: bigint): ServerWebSocket<T> {
 export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
   return {
     onRequest(conn, req) {
-      const request = new Request(req);
-      let decided: Upgrade<T> | Response | void = undefined;
+      // Whatever goes wrong in here answers 500 and is logged: a throw
+      // out of the export would trap the instance every socket shares.
       try {
-        decided = handler.upgrade?.(request);
+        return decide(handler, new Request(req));
       } catch (e) {
         console.error(`upgrade: ${describe(e)}`);
         return { tag: "respond", val: { status: 500, headers: [], body: bytes("internal error\n") } };
       }
-      if (decided instanceof Response) {
-        return { tag: "respond", val: { status: decided.status, headers: decided.headers, body: decided.body } };
-      }
-      const options = decided ?? {};
-      const headers = options.headers ?? [];
-      const saved: Saved<T> = { d: options.data, a: request.remoteAddress, p: options.protocol };
-      return {
-        tag: "upgrade",
-        val: {
-          protocol: options.protocol,
-          headers: Array.isArray(headers) ? headers : Object.entries(headers),
-          attachment: bytes(JSON.stringify(saved)),
-        },
-      };
     },
     onOpen(conn) {
       guarded("open", () => handler.open?.(socket<T>(conn)));
@@ -220,10 +228,41 @@ export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
   };
 }
 
-function guarded(what: string, callback: () => void): void {
+/** The decision for `request`: `upgrade`'s answer, checked. Anything but
+ * an {@link Upgrade} (or nothing) or a {@link Response} is refused with an
+ * error, never taken for an upgrade. */
+function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
+  const decided: unknown = handler.upgrade?.(request);
+  if (decided instanceof Response) {
+    return { tag: "respond", val: { status: decided.status, headers: decided.headers, body: decided.body } };
+  }
+  if (decided !== undefined && (typeof decided !== "object" || decided === null || "status" in decided || "then" in decided)) {
+    throw new TypeError("upgrade must return an Upgrade ({ data, protocol, headers }), a Response from @wshost/guest, or nothing");
+  }
+  const options = (decided ?? {}) as Upgrade<T>;
+  const headers = options.headers ?? [];
+  return {
+    tag: "upgrade",
+    val: {
+      protocol: options.protocol,
+      headers: Array.isArray(headers) ? headers : Object.entries(headers),
+      attachment: encodeSaved({ d: options.data, a: request.remoteAddress, p: options.protocol }),
+    },
+  };
+}
+
+/** Run a callback: what it throws is logged and the socket stays open; a
+ * peer that has gone is not worth a line. A callback must not be async:
+ * the host's next event may come before its promise settles. */
+function guarded(what: string, callback: () => unknown): void {
   try {
-    callback();
+    const returned = callback();
+    if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
+      console.error(`${what}: returned a promise; callbacks must be synchronous (its errors are lost)`);
+    }
   } catch (e) {
-    console.error(`${what}: ${describe(e)}`);
+    if (!(e instanceof PeerClosedError)) {
+      console.error(`${what}: ${describe(e)}`);
+    }
   }
 }

@@ -21,8 +21,8 @@ import * as handshake from "wshost:websocket/handshake@0.1.0";
 import * as hostHub from "wshost:websocket/hub@0.1.0";
 import type { Request as HostRequest } from "wshost:websocket/handler@0.1.0";
 import type { Opcode } from "wshost:websocket/types@0.1.0";
-import { type Data, bytes, text } from "./data";
-import { PeerClosedError, describe, hostCall } from "./errors";
+import { type Data, bytes, opcodeOf, text } from "./data";
+import { IoError, PeerClosedError, describe, hostCall } from "./errors";
 import { Request, Response } from "./request";
 import * as topics from "./topics";
 import type { Position, Recovery } from "./topics";
@@ -40,7 +40,8 @@ export interface CloseInfo {
 export class WebSocket implements Iterable<string | Uint8Array> {
   /** The host's id of this connection, as other handlers see it in the hub. */
   readonly id: bigint = connection.id();
-  /** How the peer closed, once `recv` returned `null` for its Close frame. */
+  /** How the peer closed, once `recv` returned `null` for its Close frame
+   * (`undefined` when it vanished without one). */
   closeInfo: CloseInfo | undefined;
 
   /** @internal */
@@ -77,8 +78,7 @@ export class WebSocket implements Iterable<string | Uint8Array> {
   /** Send a whole message: a `string` as text, bytes as binary. Waits while
    * the socket is not writable. */
   send(data: Data): void {
-    const op = typeof data === "string" ? "text" : "binary";
-    hostCall(() => connection.push(bytes(data), op, true));
+    hostCall(() => connection.push(bytes(data), opcodeOf(data), true));
   }
 
   /** The seed's `push(data, opcode, fin)`: one frame; `fin = false` starts
@@ -87,9 +87,16 @@ export class WebSocket implements Iterable<string | Uint8Array> {
     hostCall(() => connection.push(bytes(data), opcode, fin));
   }
 
-  /** Close politely, with a Close frame. */
+  /** Close politely, with a Close frame; nothing to do once the peer has
+   * gone. */
   close(code = 1000, reason = ""): void {
-    hostCall(() => connection.pushClose(code, reason));
+    try {
+      hostCall(() => connection.pushClose(code, reason));
+    } catch (e) {
+      if (!(e instanceof PeerClosedError)) {
+        throw e;
+      }
+    }
   }
 
   /** Drop the connection at once, without a Close frame (the seed's `close()`). */
@@ -124,11 +131,15 @@ export class WebSocket implements Iterable<string | Uint8Array> {
 
 /** Answer the request with `101 Switching Protocols` (naming `protocol`, with
  * extra `headers`, when given): the connection, ready for `recv` and `send`. */
-export function upgrade(_req?: Request, options: { protocol?: string; headers?: Record<string, string> } = {}): WebSocket {
+export function upgrade(
+  _req?: Request,
+  options: { protocol?: string; headers?: Record<string, string> | Array<[string, string]> } = {},
+): WebSocket {
   if (options.protocol === undefined && options.headers === undefined) {
     hostCall(() => connection.upgrade());
   } else {
-    const headers = Object.entries(options.headers ?? {});
+    const given = options.headers ?? [];
+    const headers = Array.isArray(given) ? given : Object.entries(given);
     hostCall(() => handshake.upgradeWith(options.protocol, headers));
   }
   return new WebSocket();
@@ -147,28 +158,33 @@ export const hub = {
   },
   /** Queue `data` to connection `id`. */
   sendTo(id: bigint, data: Data): void {
-    const op = typeof data === "string" ? "text" : "binary";
-    hostCall(() => hostHub.sendTo(id, bytes(data), op));
+    hostCall(() => hostHub.sendTo(id, bytes(data), opcodeOf(data)));
   },
   /** Queue `data` to every open connection of the route; to how many. */
   broadcast(data: Data): number {
-    const op = typeof data === "string" ? "text" : "binary";
-    return hostCall(() => hostHub.broadcast(bytes(data), op));
+    return hostCall(() => hostHub.broadcast(bytes(data), opcodeOf(data)));
   },
 };
 
-/** The handler world's export for `serve`: it runs once per connection. A
- * peer that goes away ends it quietly; any other error is logged and, after
- * the upgrade, the host closes with 1011. */
+/** The handler world's export for `serve`: it runs once per connection and
+ * must be synchronous (`recv` blocks). A peer that goes away (or a network
+ * error) ends it quietly; any other error is logged and the host answers
+ * 500 before the upgrade, closes with 1011 after it. The peer is told
+ * nothing of the error's text. */
 export function handler(serve: (req: Request) => void): (req: HostRequest) => void {
   return (req) => {
     try {
-      serve(new Request(req));
+      const returned: unknown = serve(new Request(req));
+      if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
+        console.error("handler: returned a promise; the handler world's function must be synchronous");
+      }
     } catch (e) {
-      if (e instanceof PeerClosedError) {
+      if (e instanceof PeerClosedError || e instanceof IoError) {
         return;
       }
-      throw describe(e);
+      console.error(`handler: ${describe(e)}`);
+      // componentize-js makes a thrown string the export's `err`.
+      throw "handler failed";
     }
   };
 }

@@ -3,7 +3,10 @@
 opens a socket and the plain HTTP response that may answer it instead.
 
 Invariant: text stays text and bytes stay bytes in both directions; header
-names compare case-insensitively, as HTTP says.
+names compare case-insensitively, as HTTP says. What goes to the host is
+checked here first (text that is not Unicode, a number out of its WIT
+type's range): componentize-py would trap the instance on it, so the SDK
+raises ``ValueError`` instead, which the guest's code can catch.
 """
 
 from __future__ import annotations
@@ -16,17 +19,60 @@ from wit_world.imports import event_types, types
 Data = str | bytes | bytearray | memoryview
 """A message to send: text as ``str``, binary as bytes."""
 
+Headers = dict[str, str] | list[tuple[str, str]]
+"""HTTP headers: a dict, or a list of pairs when a name repeats (``set-cookie``)."""
+
+
+def checked(text: str, what: str) -> str:
+    """``text``, if it can cross to the host: Unicode without lone surrogates
+    (``json.loads`` makes those from ``"\\ud800"``)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what}: not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+def uint(value: int, bits: int, what: str) -> int:
+    """``value``, if it fits the WIT's unsigned integer of ``bits`` bits."""
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{what}: {value} is not a u{bits}")
+    return value
+
+
+def header_list(headers: Headers) -> list[tuple[str, str]]:
+    """``headers`` as the WIT's list of pairs, checked."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return [(checked(n, "header name"), checked(v, "header value")) for n, v in pairs]
+
 
 def to_bytes(data: Data) -> bytes:
     """``data`` as bytes (text as UTF-8)."""
-    return data.encode() if isinstance(data, str) else bytes(data)
+    return checked(data, "text").encode() if isinstance(data, str) else bytes(data)
 
 
 def to_message(data: Data) -> event_types.Message:
     """``data`` as the WIT's message: text for ``str``, binary otherwise."""
     if isinstance(data, str):
-        return event_types.Message_Text(data)
+        return event_types.Message_Text(checked(data, "text"))
     return event_types.Message_Binary(bytes(data))
+
+
+def opcode_of(data: Data) -> types.Opcode:
+    """The frame opcode that sends ``data`` whole: text for ``str``."""
+    return types.Opcode.TEXT if isinstance(data, str) else types.Opcode.BINARY
+
+
+def frame_message(frame: types.Frame | None) -> tuple[str | bytes | None, types.CloseInfo | None]:
+    """What ``recv`` got, as the guest sees it: the message (``None`` once
+    the peer has closed) and, for the peer's Close frame, its code and reason."""
+    if frame is None:
+        return None, None
+    if frame.opcode == types.Opcode.CLOSE:
+        return None, frame.close or types.CloseInfo(1005, "")
+    if frame.opcode == types.Opcode.TEXT:
+        return frame.data.decode("utf-8", errors="replace"), None
+    return frame.data, None
 
 
 def as_text(message: str | bytes) -> str:
@@ -45,7 +91,7 @@ class Request:
         self.query: str = req.query
         """The query without its ``?``; empty when there is none."""
         self.headers: list[tuple[str, str]] = req.headers
-        """Every header in order, names as the client sent them."""
+        """Every header in order, names in lower case."""
         self.remote_address: str = req.remote_addr
         """The peer's address, ``ip:port``."""
 
@@ -72,4 +118,9 @@ class Response:
 
     body: Data = ""
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=dict)
+
+
+def response_parts(response: Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``response`` as the WIT's status, headers and body, checked."""
+    return uint(response.status, 16, "status"), header_list(response.headers), to_bytes(response.body)

@@ -8,6 +8,12 @@ reaches the guest's code; :func:`host_call` converts it.
 
 from __future__ import annotations
 
+# Every module is imported at build time: componentize-py's component
+# carries what was loaded when it was built, and an import made later, in a
+# call, fails.
+
+import sys
+import traceback
 from typing import Callable, TypeVar
 
 from componentize_py_types import Err
@@ -110,3 +116,15 @@ def host_call(call: Callable[[], T]) -> T:
         return call()
     except Err as e:
         raise from_host(e.value) from None
+
+
+def traceback_text() -> str:
+    """The exception being handled, with its traceback, for a log line."""
+    return traceback.format_exc().rstrip()
+
+
+def failed(what: str) -> Err[str]:
+    """Log the exception being handled, with its traceback; the export's
+    ``err``, which tells the peer nothing of it."""
+    print(f"{what}: {traceback_text()}", file=sys.stderr)
+    return Err("handler failed")

@@ -5,12 +5,10 @@ import it (the event world has no hub; its sockets are objects).
 
 from __future__ import annotations
 
-from wit_world.imports import hub as host_hub, types
+from wit_world.imports import hub as host_hub
 
-from ._data import Data, to_bytes
+from ._data import Data, opcode_of, to_bytes, uint
 from ._errors import host_call
-
-Opcode = types.Opcode
 
 
 class hub:
@@ -24,14 +22,13 @@ class hub:
     @staticmethod
     def send_to(id: int, data: Data) -> None:
         """Queue ``data`` to connection ``id``."""
-        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
-        host_call(lambda: host_hub.send_to(id, to_bytes(data), op))
+        uint(id, 64, "id")
+        host_call(lambda: host_hub.send_to(id, to_bytes(data), opcode_of(data)))
 
     @staticmethod
     def broadcast(data: Data) -> int:
         """Queue ``data`` to every open connection of the route; to how many."""
-        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
-        return host_call(lambda: host_hub.broadcast(to_bytes(data), op))
+        return host_call(lambda: host_hub.broadcast(to_bytes(data), opcode_of(data)))
 
 
 __all__ = ["hub"]

@@ -13,7 +13,7 @@ from typing import Literal
 
 from wit_world.imports import history, presence, topics
 
-from ._data import Data, to_message
+from ._data import Data, checked, to_message, uint
 from ._errors import host_call
 
 Position = history.Position
@@ -22,25 +22,29 @@ Position = history.Position
 
 def publish(topic: str, data: Data) -> int:
     """Send ``data`` to every subscriber of ``topic``; the local subscribers it was queued to."""
+    checked(topic, "topic")
     return host_call(lambda: topics.publish(topic, to_message(data), None))
 
 
 def subscribers(topic: str) -> int:
     """How many sockets of this process subscribe to ``topic``."""
-    return topics.subscribers(topic)
+    return topics.subscribers(checked(topic, "topic"))
 
 
 def keep(topic: str, messages: int, seconds: int = 0, envelope: Literal["none", "json"] = "none") -> None:
     """Keep ``topic``'s last ``messages`` (younger than ``seconds``, 0: any age),
     so a socket that comes back recovers what it missed (``subscribe_from``).
     ``envelope="json"``: each delivered message is ``{"offset":N,"epoch":"E","text":...}``."""
-    kind = history.Envelope.JSON if envelope == "json" else history.Envelope.NONE
-    host_call(lambda: history.keep(topic, history.Retention(messages, seconds, kind)))
+    checked(topic, "topic")
+    retention = history.Retention(uint(messages, 32, "messages"), uint(seconds, 32, "seconds"), history.Envelope.NONE)
+    if envelope == "json":
+        retention.envelope = history.Envelope.JSON
+    host_call(lambda: history.keep(topic, retention))
 
 
 def current_position(topic: str) -> Position:
     """Where ``topic``'s history stands: its last offset and epoch."""
-    return host_call(lambda: history.current_position(topic))
+    return host_call(lambda: history.current_position(checked(topic, "topic")))
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Publication:
 
 def read(topic: str, after: int, limit: int) -> tuple[str, list[Publication]]:
     """Up to ``limit`` kept messages of ``topic`` after offset ``after``, and their epoch."""
+    checked(topic, "topic")
+    uint(after, 64, "after")
+    uint(limit, 32, "limit")
     page = host_call(lambda: history.read(topic, after, limit))
     return page.epoch, [Publication(p.offset, p.msg.value) for p in page.publications]
 
@@ -84,17 +91,21 @@ class Member:
 
 def members(topic: str, after: int | None = None, limit: int = 1000) -> list[Member]:
     """``topic``'s members by id: at most ``limit`` (≤ 1,000), after id ``after``."""
+    checked(topic, "topic")
+    if after is not None:
+        uint(after, 64, "after")
+    uint(limit, 32, "limit")
     return [Member(m.conn, m.info) for m in presence.members(topic, after, limit)]
 
 
 def count(topic: str) -> int:
     """How many members ``topic`` has."""
-    return presence.count(topic)
+    return presence.count(checked(topic, "topic"))
 
 
 def notices(topic: str, on: bool) -> None:
     """Turn ``topic``'s join and leave notices on or off."""
-    host_call(lambda: presence.notices(topic, on))
+    host_call(lambda: presence.notices(checked(topic, "topic"), on))
 
 
 class Subscriber:
@@ -104,18 +115,23 @@ class Subscriber:
 
     def subscribe(self, topic: str) -> bool:
         """Subscribe to ``topic``; ``False`` if it already was."""
-        return host_call(lambda: topics.subscribe(self.id, topic))
+        return host_call(lambda: topics.subscribe(self.id, checked(topic, "topic")))
 
     def unsubscribe(self, topic: str) -> bool:
         """Unsubscribe from ``topic``; ``False`` if it was not subscribed."""
-        return host_call(lambda: topics.unsubscribe(self.id, topic))
+        return host_call(lambda: topics.unsubscribe(self.id, checked(topic, "topic")))
 
     def publish(self, topic: str, data: Data) -> int:
         """Send ``data`` to every subscriber of ``topic`` but this socket."""
+        checked(topic, "topic")
         return host_call(lambda: topics.publish(topic, to_message(data), self.id))
 
     def subscribe_from(self, topic: str, since: Position | None = None) -> Recovery:
         """Subscribe to a kept ``topic`` from ``since``: what was missed first, then live."""
+        checked(topic, "topic")
+        if since is not None:
+            uint(since.offset, 64, "since.offset")
+            checked(since.epoch, "since.epoch")
         recovery = host_call(lambda: history.subscribe_from(self.id, topic, since))
         if isinstance(recovery, history.Recovery_Recovered):
             return Recovered(recovery.value)
@@ -123,4 +139,6 @@ class Subscriber:
 
     def join(self, topic: str, info: str = "") -> bool:
         """Subscribe to ``topic`` and be listed in its presence with ``info``."""
+        checked(topic, "topic")
+        checked(info, "info")
         return host_call(lambda: presence.join(self.id, topic, info))

@@ -20,8 +20,6 @@ id; :func:`upgrade` and :func:`respond` answer it, at most once between them).
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -29,8 +27,8 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import coro_connection as connection, types
 
-from ._data import Data, Request, Response, to_bytes
-from ._errors import PeerClosed, from_host
+from ._data import Data, Headers, Request, Response, checked, frame_message, header_list, opcode_of, response_parts, to_bytes, uint
+from ._errors import IoError, PeerClosed, from_host, failed
 from ._hub import hub
 from ._topics import Subscriber
 
@@ -60,20 +58,16 @@ class WebSocket(Subscriber):
     def __init__(self, id: int) -> None:
         self.id = id
         self.close_info: CloseInfo | None = None
-        """How the peer closed, once ``recv`` returned ``None`` for its Close frame."""
+        """How the peer closed, once ``recv`` returned ``None`` for its Close
+        frame (``None`` when it vanished without one)."""
 
     async def recv(self, timeout_ms: int | None = None) -> str | bytes | None:
         """The next message: text as ``str``, binary as ``bytes``; ``None`` once
         the peer has closed. Raises :class:`~wshost.Timeout` after ``timeout_ms``."""
-        frame = await _host(connection.recv(self.id, timeout_ms))
-        if frame is None:
-            return None
-        if frame.opcode == Opcode.CLOSE:
-            self.close_info = frame.close or CloseInfo(1005, "")
-            return None
-        if frame.opcode == Opcode.TEXT:
-            return frame.data.decode("utf-8", errors="replace")
-        return frame.data
+        if timeout_ms is not None:
+            uint(timeout_ms, 32, "timeout_ms")
+        message, self.close_info = frame_message(await _host(connection.recv(self.id, timeout_ms)))
+        return message
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         while (message := await self.recv()) is not None:
@@ -81,16 +75,20 @@ class WebSocket(Subscriber):
 
     async def send(self, data: Data) -> None:
         """Send a whole message (``str`` as text, bytes as binary)."""
-        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
-        await _host(connection.push(self.id, to_bytes(data), op, True))
+        await _host(connection.push(self.id, to_bytes(data), opcode_of(data), True))
 
     async def push(self, data: Data, opcode: types.Opcode, fin: bool = True) -> None:
         """The seed's ``push(data, opcode, fin)``: one frame."""
         await _host(connection.push(self.id, to_bytes(data), opcode, fin))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close politely, with a Close frame."""
-        await _host(connection.push_close(self.id, code, reason))
+        """Close politely, with a Close frame; nothing to do once the peer has gone."""
+        uint(code, 16, "code")
+        checked(reason, "reason")
+        try:
+            await _host(connection.push_close(self.id, code, reason))
+        except PeerClosed:
+            pass
 
     async def terminate(self) -> None:
         """Drop the connection at once, without a Close frame (the seed's ``close()``)."""
@@ -103,17 +101,18 @@ def _conn(req: Request) -> int:
     return req.id
 
 
-async def upgrade(req: Request, protocol: str | None = None, headers: dict[str, str] | None = None) -> WebSocket:
+async def upgrade(req: Request, protocol: str | None = None, headers: Headers | None = None) -> WebSocket:
     """Answer ``req`` with ``101 Switching Protocols``: the connection."""
     conn = _conn(req)
-    await _host(connection.upgrade(conn, protocol, list((headers or {}).items())))
+    chosen = None if protocol is None else checked(protocol, "protocol")
+    await _host(connection.upgrade(conn, chosen, header_list(headers or {})))
     return WebSocket(conn)
 
 
 async def respond(req: Request, response: Response) -> None:
     """Answer ``req`` over plain HTTP instead of upgrading it."""
-    headers = list(response.headers.items())
-    await _host(connection.respond(_conn(req), response.status, headers, to_bytes(response.body)))
+    status, headers, body = response_parts(response)
+    await _host(connection.respond(_conn(req), status, headers, body))
 
 
 Handler = Callable[[Request], Awaitable[None]]
@@ -130,18 +129,17 @@ class App:
         class World(wit_world.WitWorld):
             async def serve(self, conn: int, req: types.Request) -> None:
                 if app._handler is None:
-                    raise RuntimeError("no @app.handler")
+                    raise Err("no @app.handler")
                 # The task keeps only what the handler keeps (it may drop
                 # its request once upgraded): this frame lets go of it.
                 task = app._handler(CoroRequest(conn, req))
                 del req
                 try:
                     await task
-                except PeerClosed:
-                    pass
-                except Exception as e:
-                    print(traceback.format_exc().rstrip(), file=sys.stderr)
-                    raise Err(f"{type(e).__name__}: {e}") from None
+                except (PeerClosed, IoError):
+                    pass  # the peer has gone: nothing to tell anyone
+                except Exception:
+                    raise failed("handler") from None
 
         self.WitWorld: type[wit_world.WitWorld] = World
 

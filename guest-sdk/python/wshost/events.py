@@ -15,24 +15,25 @@ app's callbacks are called per event::
 
     WitWorld = app.WitWorld  # what componentize-py exports
 
-Invariant: a guest never handles a connection id. Each open socket has one
-:class:`Socket`; what it was opened with (``data``, the remote address, the
-subprotocol) lives in the host's attachment as JSON, so a fresh instance
-after a trap sees the same values.
+Invariant: a guest needs no connection id (each open socket has one
+:class:`Socket`; ``ws.id`` is there for logs). What a socket was opened with
+(``data``, the remote address, the subprotocol) lives in the host's
+attachment as JSON, so a fresh instance after a trap sees the same values;
+the instance keeps only the address and subprotocol, so its memory does not
+grow with what sockets carry.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import traceback
 from typing import Any, Callable, Literal
 
 import wit_world
 from wit_world.imports import event_types, sockets, types
 
-from ._data import Data, Request, Response, to_bytes, to_message
-from ._errors import host_call
+from ._data import Data, Headers, Request, Response, checked, header_list, response_parts, to_message, uint
+from ._errors import PeerClosed, TooLarge, host_call, traceback_text
 from ._topics import Subscriber
 
 
@@ -42,37 +43,33 @@ class Socket(Subscriber):
     def __init__(self, id: int) -> None:
         self.id = id
         """The host's id of this socket: for logs and presence lists."""
-        self._saved: dict[str, Any] | None = None
+        self._opened: tuple[str, str | None] | None = None
 
     def _load(self) -> dict[str, Any]:
-        if self._saved is None:
-            attachment = sockets.attachment(self.id)
-            self._saved = {} if attachment is None else json.loads(attachment)
-        return self._saved
+        attachment = sockets.attachment(self.id)
+        return {} if attachment is None else dict(json.loads(attachment))
+
+    def _open(self) -> tuple[str, str | None]:
+        # The address and subprotocol, read once.
+        if self._opened is None:
+            saved = self._load()
+            protocol = saved.get("p")
+            self._opened = (str(saved.get("a", "")), None if protocol is None else str(protocol))
+        return self._opened
 
     @property
     def data(self) -> Any:
-        """What ``on_request`` returned as ``data``. Assigning stores the new
-        value in the host as JSON (at most 16 KiB); changing it in place
-        changes only this instance's copy."""
+        """What ``on_request`` returned as ``data``, read from the host: each
+        read is a fresh copy, so change it by assigning ``ws.data = …``, which
+        stores the new value as JSON (at most 16 KiB with the address and
+        subprotocol; past it :class:`~wshost.TooLarge`)."""
         return self._load().get("d")
 
     @data.setter
     def data(self, value: Any) -> None:
-        saved = {**self._load(), "d": value}
-        host_call(lambda: sockets.set_attachment(self.id, json.dumps(saved).encode()))
-        self._saved = saved
-
-    @property
-    def remote_address(self) -> str:
-        """The peer's address, ``ip:port``."""
-        return str(self._load().get("a", ""))
-
-    @property
-    def protocol(self) -> str | None:
-        """The subprotocol ``on_request`` chose, or ``None``."""
-        protocol = self._load().get("p")
-        return None if protocol is None else str(protocol)
+        address, protocol = self._open()
+        encoded = _encode(value, address, protocol)
+        host_call(lambda: sockets.set_attachment(self.id, encoded))
 
     @property
     def buffered_amount(self) -> int:
@@ -86,8 +83,20 @@ class Socket(Subscriber):
         status = host_call(lambda: sockets.send(self.id, to_message(data)))
         return "queued" if status == event_types.SendStatus.QUEUED else "backed-up"
 
+    @property
+    def remote_address(self) -> str:
+        """The peer's address, ``ip:port``."""
+        return self._open()[0]
+
+    @property
+    def protocol(self) -> str | None:
+        """The subprotocol ``on_request`` chose, or ``None``."""
+        return self._open()[1]
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close politely: what is queued goes out, then a Close frame."""
+        uint(code, 16, "code")
+        checked(reason, "reason")
         host_call(lambda: sockets.close(self.id, code, reason))
 
     def terminate(self) -> None:
@@ -99,10 +108,10 @@ class Upgrade:
     """What ``on_request`` returns to accept a socket: its ``data`` (any
     JSON value), and optionally the subprotocol and extra 101 headers."""
 
-    def __init__(self, data: Any = None, protocol: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Any = None, protocol: str | None = None, headers: Headers | None = None) -> None:
         self.data = data
         self.protocol = protocol
-        self.headers = headers or {}
+        self.headers: Headers = headers or {}
 
 
 RequestHandler = Callable[[Request], "Upgrade | Response | None"]
@@ -181,35 +190,52 @@ class App:
         return socket
 
     def _decide(self, request: Request) -> event_types.Decision:
+        # Whatever goes wrong in here answers 500 and is logged: an exception
+        # out of the export would trap the instance every socket shares.
         try:
             decided = None if self._request is None else self._request(request)
+            if isinstance(decided, Response):
+                status, headers, body = response_parts(decided)
+                return event_types.Decision_Respond(event_types.Response(status, headers, body))
+            if decided is not None and not isinstance(decided, Upgrade):
+                raise TypeError(f"on_request returned {type(decided).__name__}: return an Upgrade, a Response or None")
+            upgrade = decided or Upgrade()
+            protocol = None if upgrade.protocol is None else checked(upgrade.protocol, "protocol")
+            options = event_types.UpgradeOptions(
+                protocol=protocol,
+                headers=header_list(upgrade.headers),
+                attachment=_encode(upgrade.data, request.remote_address, protocol),
+            )
+            return event_types.Decision_Upgrade(options)
         except Exception:
             _log("on_request")
-            body = b"internal error\n"
-            return event_types.Decision_Respond(event_types.Response(500, [], body))
-        if isinstance(decided, Response):
-            headers = list(decided.headers.items())
-            response = event_types.Response(decided.status, headers, to_bytes(decided.body))
-            return event_types.Decision_Respond(response)
-        upgrade = decided or Upgrade()
-        saved = {"d": upgrade.data, "a": request.remote_address, "p": upgrade.protocol}
-        options = event_types.UpgradeOptions(
-            protocol=upgrade.protocol,
-            headers=list(upgrade.headers.items()),
-            attachment=json.dumps(saved).encode(),
-        )
-        return event_types.Decision_Upgrade(options)
+            return event_types.Decision_Respond(event_types.Response(500, [], b"internal error\n"))
 
     @staticmethod
     def _call(what: str, callback: Callable[..., None] | None, *args: Any) -> None:
-        # A callback that raises is logged; the socket stays open.
+        # A callback that raises is logged and the socket stays open; a peer
+        # that has gone is not worth a line.
         if callback is None:
             return
         try:
             callback(*args)
+        except PeerClosed:
+            pass
         except Exception:
             _log(what)
 
 
+#: The host's bound on a socket's attachment.
+MAX_ATTACHMENT = 16 * 1024
+
+
+def _encode(data: Any, address: str, protocol: str | None) -> bytes:
+    # The attachment: compact JSON in UTF-8, within the host's bound.
+    encoded = json.dumps({"d": data, "a": address, "p": protocol}, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(encoded) > MAX_ATTACHMENT:
+        raise TooLarge(f"data is {len(encoded)} bytes as JSON; a socket keeps at most {MAX_ATTACHMENT}")
+    return encoded
+
+
 def _log(what: str) -> None:
-    print(f"{what}: {traceback.format_exc().rstrip()}", file=sys.stderr)
+    print(f"{what}: {traceback_text()}", file=sys.stderr)

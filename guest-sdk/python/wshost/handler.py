@@ -20,8 +20,6 @@ Invariant: the connection is this instance's own; :func:`upgrade` and
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Iterator
 from typing import Callable
 
@@ -29,8 +27,8 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import connection, handshake, types
 
-from ._data import Data, Request, Response, to_bytes
-from ._errors import PeerClosed, host_call
+from ._data import Data, Headers, Request, Response, checked, frame_message, header_list, opcode_of, response_parts, to_bytes, uint
+from ._errors import IoError, PeerClosed, host_call, failed
 from ._hub import hub
 from ._topics import Subscriber
 
@@ -45,20 +43,16 @@ class WebSocket(Subscriber):
         self.id = connection.id()
         """The host's id of this connection, as other handlers see it in the hub."""
         self.close_info: CloseInfo | None = None
-        """How the peer closed, once ``recv`` returned ``None`` for its Close frame."""
+        """How the peer closed, once ``recv`` returned ``None`` for its Close
+        frame (``None`` when it vanished without one)."""
 
     def recv(self, timeout_ms: int | None = None) -> str | bytes | None:
         """The next message: text as ``str``, binary as ``bytes``; ``None``
         once the peer has closed. Raises :class:`~wshost.Timeout` after ``timeout_ms``."""
-        frame = host_call(lambda: connection.recv(timeout_ms))
-        if frame is None:
-            return None
-        if frame.opcode == Opcode.CLOSE:
-            self.close_info = frame.close or CloseInfo(1005, "")
-            return None
-        if frame.opcode == Opcode.TEXT:
-            return frame.data.decode("utf-8", errors="replace")
-        return frame.data
+        if timeout_ms is not None:
+            uint(timeout_ms, 32, "timeout_ms")
+        message, self.close_info = frame_message(host_call(lambda: connection.recv(timeout_ms)))
+        return message
 
     def __iter__(self) -> Iterator[str | bytes]:
         while (message := self.recv()) is not None:
@@ -66,8 +60,7 @@ class WebSocket(Subscriber):
 
     def send(self, data: Data) -> None:
         """Send a whole message (``str`` as text, bytes as binary); waits while the socket is not writable."""
-        op = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
-        host_call(lambda: connection.push(to_bytes(data), op, True))
+        host_call(lambda: connection.push(to_bytes(data), opcode_of(data), True))
 
     def push(self, data: Data, opcode: types.Opcode, fin: bool = True) -> None:
         """The seed's ``push(data, opcode, fin)``: one frame; ``fin=False``
@@ -75,28 +68,35 @@ class WebSocket(Subscriber):
         host_call(lambda: connection.push(to_bytes(data), opcode, fin))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close politely, with a Close frame."""
-        host_call(lambda: connection.push_close(code, reason))
+        """Close politely, with a Close frame; nothing to do once the peer has gone."""
+        uint(code, 16, "code")
+        checked(reason, "reason")
+        try:
+            host_call(lambda: connection.push_close(code, reason))
+        except PeerClosed:
+            pass
 
     def terminate(self) -> None:
         """Drop the connection at once, without a Close frame (the seed's ``close()``)."""
         connection.close()
 
 
-def upgrade(req: Request | None = None, protocol: str | None = None, headers: dict[str, str] | None = None) -> WebSocket:
+def upgrade(req: Request | None = None, protocol: str | None = None, headers: Headers | None = None) -> WebSocket:
     """Answer the request with ``101 Switching Protocols`` (naming ``protocol``,
     with extra ``headers``, when given): the connection, ready for ``recv`` and ``send``."""
     if protocol is None and headers is None:
         host_call(connection.upgrade)
     else:
-        host_call(lambda: handshake.upgrade_with(protocol, list((headers or {}).items())))
+        chosen = None if protocol is None else checked(protocol, "protocol")
+        pairs = header_list(headers or {})
+        host_call(lambda: handshake.upgrade_with(chosen, pairs))
     return WebSocket()
 
 
 def respond(response: Response) -> None:
     """Answer the request over plain HTTP instead of upgrading it."""
-    headers = list(response.headers.items())
-    host_call(lambda: connection.respond(response.status, headers, to_bytes(response.body)))
+    status, headers, body = response_parts(response)
+    host_call(lambda: connection.respond(status, headers, body))
 
 
 Handler = Callable[[Request], None]
@@ -105,8 +105,9 @@ Handler = Callable[[Request], None]
 class App:
     """The route's function, registered with ``@app.handler``; ``app.WitWorld``
     is the class componentize-py exports. A peer that goes away ends the
-    function quietly; any other exception is logged and, after the upgrade,
-    the host closes with 1011."""
+    function quietly; any other exception is logged with its traceback and
+    the host answers 500 before the upgrade, closes with 1011 after it (the
+    peer is told nothing of the exception)."""
 
     def __init__(self) -> None:
         self._handler: Handler | None = None
@@ -115,14 +116,13 @@ class App:
         class World(wit_world.WitWorld):
             def handle(self, req: types.Request) -> None:
                 if app._handler is None:
-                    raise RuntimeError("no @app.handler")
+                    raise Err("no @app.handler")
                 try:
                     app._handler(Request(req))
-                except PeerClosed:
-                    pass
-                except Exception as e:
-                    print(traceback.format_exc().rstrip(), file=sys.stderr)
-                    raise Err(f"{type(e).__name__}: {e}") from None
+                except (PeerClosed, IoError):
+                    pass  # the peer has gone: nothing to tell anyone
+                except Exception:
+                    raise failed("handler") from None
 
         self.WitWorld: type[wit_world.WitWorld] = World
 

@@ -119,12 +119,12 @@ macro_rules! js_sdk_file {
     };
 }
 
-/// The TypeScript SDK, copied into a TypeScript or JavaScript project.
+/// The TypeScript SDK, copied into a TypeScript or JavaScript project (not
+/// its `gen-types.sh`, which reads the repository's `wit/`).
 const JS_SDK: &[(&str, &str)] = &[
     js_sdk_file!("package.json"),
     js_sdk_file!("tsconfig.json"),
     js_sdk_file!("rolldown.config.mjs"),
-    js_sdk_file!("gen-types.sh"),
     js_sdk_file!("src/index.ts"),
     js_sdk_file!("src/data.ts"),
     js_sdk_file!("src/errors.ts"),

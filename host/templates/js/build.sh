@@ -5,7 +5,8 @@
 # node_modules/ when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/tsc ]; then
+if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/tsc ] ||
+    [ ! -x node_modules/.bin/rolldown ]; then
     npm install --no-audit --no-fund --loglevel=error
 fi
 node_modules/.bin/tsc -p .
