@@ -106,7 +106,8 @@ async fn typescript_projects_build_and_serve() {
 }
 
 /// A mistake in the author's code fails the build naming the author's file
-/// and line (tsc runs first), not the bundle componentize-js reads.
+/// and line (tsc runs first, and an exception at start-up is mapped back
+/// through the bundle's source map), not the bundle componentize-js reads.
 #[test]
 fn a_type_error_names_the_authors_file() {
     let dir = new_project("ts", "events", "typo");
@@ -133,6 +134,26 @@ fn a_type_error_names_the_authors_file() {
         "the error does not name app.ts and the mistake:\n{told}"
     );
     assert!(!dir.join("dist/typo.wasm").exists());
+
+    // An exception at start-up (componentize-js runs the module once) is
+    // told at the author's line, not the bundle's.
+    let lines = code.lines().count();
+    std::fs::write(&app, format!("{code}throw new Error(\"boom at start\");\n")).unwrap();
+    let out = Command::new(dir.join("build.sh"))
+        .current_dir(&dir)
+        .output()
+        .expect("running build.sh");
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a throwing module built:\n{told}");
+    let at = format!("app.ts:{}:", lines + 1);
+    assert!(
+        told.contains(&at) && told.contains("boom at start") && !told.contains("typo.js:"),
+        "the exception is not told at {at}:\n{told}"
+    );
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }
 

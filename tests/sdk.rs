@@ -59,7 +59,9 @@ async fn a_response_from_upgrade_is_the_http_answer(lang: Lang) {
 /// instance every socket shares carries on.
 async fn what_upgrade_cannot_use_is_a_500_not_an_upgrade(lang: Lang) {
     let server = server(lang);
-    let wrong = server.raw_upgrade(&handshake(&server, "/sdk?wrong=1")).await;
+    let wrong = server
+        .raw_upgrade(&handshake(&server, "/sdk?wrong=1"))
+        .await;
     assert!(wrong.starts_with("HTTP/1.1 500"), "{wrong}");
     let big = server.raw_upgrade(&handshake(&server, "/sdk?big=1")).await;
     assert!(big.starts_with("HTTP/1.1 500"), "{big}");

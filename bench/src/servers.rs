@@ -174,7 +174,13 @@ pub async fn wshost_check(component: &Path) -> Result<Check> {
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse().ok())
-            .with_context(|| format!("no {label:?} in what wshost check said: {stdout:?}"))
+            .with_context(|| {
+                format!(
+                    "no {label:?} in what wshost check said: {stdout:?} ({}; stderr: {})",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })
     };
     Ok(Check {
         compile_ms: number_after("compiled in ")?,

@@ -39,7 +39,12 @@ for app in echo broadcast chat recover_chat sdk_events; do
     APP="$app.ts" OUT="$out/$app.js" node_modules/.bin/rolldown -c "$sdk/rolldown.config.mjs" >/dev/null
     # `-d http fetch-event`: without it the component imports wasi:http,
     # which wshost does not provide.
-    node_modules/.bin/componentize-js --wit ../../wit --world-name "$world" \
-        -d http fetch-event --out "$target.tmp" "$out/$app.js" >/dev/null
+    # An exception at start-up names the bundle: locate.mjs points it back
+    # at the source through the bundle's source map.
+    if ! node_modules/.bin/componentize-js --wit ../../wit --world-name "$world" \
+        -d http fetch-event --out "$target.tmp" "$out/$app.js" >"$out/$app.log" 2>&1; then
+        node "$sdk/locate.mjs" "$out/$app.js.map" <"$out/$app.log"
+        exit 1
+    fi
     mv "$target.tmp" "$target"
 done

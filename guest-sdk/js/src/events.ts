@@ -26,8 +26,7 @@ import type { ConnectionId, Decision, Message, Request as HostRequest } from "ws
 import { type Data, bytes, text, toMessage } from "./data";
 import { PeerClosedError, TooLargeError, describe, hostCall } from "./errors";
 import { Request, Response } from "./request";
-import * as topics from "./topics";
-import type { Position, Recovery } from "./topics";
+import { Subscriber } from "./topics";
 
 /** What `upgrade` returns to accept a socket: its `data`, and optionally the
  * subprotocol chosen and extra headers for the 101. */
@@ -84,7 +83,7 @@ function encodeSaved<T>(saved: Saved<T>): Uint8Array {
 }
 
 /** One open socket. */
-export class ServerWebSocket<T = undefined> {
+export class ServerWebSocket<T = undefined> extends Subscriber {
   /** The host's id of this socket: for logs and presence lists. */
   readonly id: bigint;
   /** The address and subprotocol, read once from the attachment. */
@@ -92,6 +91,7 @@ export class ServerWebSocket<T = undefined> {
 
   /** @internal */
   constructor(id: bigint) {
+    super();
     this.id = id;
   }
 
@@ -152,33 +152,6 @@ export class ServerWebSocket<T = undefined> {
   /** Drop the connection at once, without a Close frame. */
   terminate(): void {
     sockets.terminate(this.id);
-  }
-
-  /** Subscribe to `topic`; `false` if it already was. */
-  subscribe(topic: string): boolean {
-    return topics.subscribe(this.id, topic);
-  }
-
-  /** Unsubscribe from `topic`; `false` if it was not subscribed. */
-  unsubscribe(topic: string): boolean {
-    return topics.unsubscribe(this.id, topic);
-  }
-
-  /** Send `data` to every subscriber of `topic` but this socket; how many
-   * local subscribers it was queued to. */
-  publish(topic: string, data: Data): number {
-    return topics.publishExcept(this.id, topic, data);
-  }
-
-  /** Subscribe to a kept `topic` from `since` (the last position this
-   * client saw): what it missed comes first, then the live messages. */
-  subscribeFrom(topic: string, since?: Position): Recovery {
-    return topics.subscribeFrom(this.id, topic, since);
-  }
-
-  /** Subscribe to `topic` and be listed in its presence with `info`. */
-  join(topic: string, info = ""): boolean {
-    return topics.join(this.id, topic, info);
   }
 }
 

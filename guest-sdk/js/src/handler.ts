@@ -24,8 +24,7 @@ import type { Opcode } from "wshost:websocket/types@0.1.0";
 import { type Data, bytes, opcodeOf, text } from "./data";
 import { IoError, PeerClosedError, describe, hostCall } from "./errors";
 import { Request, Response } from "./request";
-import * as topics from "./topics";
-import type { Position, Recovery } from "./topics";
+import { Subscriber } from "./topics";
 
 export type { Opcode };
 
@@ -37,7 +36,7 @@ export interface CloseInfo {
 
 /** The upgraded connection. Iterating it yields each message until the peer
  * closes. */
-export class WebSocket implements Iterable<string | Uint8Array> {
+export class WebSocket extends Subscriber implements Iterable<string | Uint8Array> {
   /** The host's id of this connection, as other handlers see it in the hub. */
   readonly id: bigint = connection.id();
   /** How the peer closed, once `recv` returned `null` for its Close frame
@@ -45,7 +44,9 @@ export class WebSocket implements Iterable<string | Uint8Array> {
   closeInfo: CloseInfo | undefined;
 
   /** @internal */
-  constructor() {}
+  constructor() {
+    super();
+  }
 
   /** The next message: text as a `string`, binary as a `Uint8Array`; `null`
    * once the peer has closed. Throws `TimeoutError` after `timeoutMs`. */
@@ -102,30 +103,6 @@ export class WebSocket implements Iterable<string | Uint8Array> {
   /** Drop the connection at once, without a Close frame (the seed's `close()`). */
   terminate(): void {
     connection.close();
-  }
-
-  /** Subscribe to `topic`: its messages are sent to this connection. */
-  subscribe(topic: string): boolean {
-    return topics.subscribe(this.id, topic);
-  }
-
-  unsubscribe(topic: string): boolean {
-    return topics.unsubscribe(this.id, topic);
-  }
-
-  /** Send `data` to every subscriber of `topic` but this connection. */
-  publish(topic: string, data: Data): number {
-    return topics.publishExcept(this.id, topic, data);
-  }
-
-  /** Subscribe to a kept `topic` from `since`: what was missed, then live. */
-  subscribeFrom(topic: string, since?: Position): Recovery {
-    return topics.subscribeFrom(this.id, topic, since);
-  }
-
-  /** Subscribe to `topic` and be listed in its presence with `info`. */
-  join(topic: string, info = ""): boolean {
-    return topics.join(this.id, topic, info);
   }
 }
 

@@ -80,12 +80,6 @@ export function read(topic: string, after: bigint, limit: number): { epoch: stri
  * `position` on). */
 export type Recovery = { recovered: number } | { reset: Position };
 
-/** @internal The socket `conn` subscribes to `topic` from `since`. */
-export function subscribeFrom(conn: bigint, topic: string, since: Position | undefined): Recovery {
-  const recovery: HostRecovery = hostCall(() => hostHistory.subscribeFrom(conn, topic, since));
-  return recovery.tag === "recovered" ? { recovered: recovery.val } : { reset: recovery.val };
-}
-
 /** A member of a topic's presence: the socket's id and the info it joined with. */
 export interface Member {
   id: bigint;
@@ -110,22 +104,36 @@ export function notices(topic: string, on: boolean): void {
   hostCall(() => hostPresence.notices(topic, on));
 }
 
-/** @internal The socket `conn` joins `topic`'s presence with `info`. */
-export function join(conn: bigint, topic: string, info: string): boolean {
-  return hostCall(() => hostPresence.join(conn, topic, info));
-}
+/** What a socket of either world does with topics; `id` is its connection. */
+export abstract class Subscriber {
+  /** The host's id of this socket. */
+  abstract readonly id: bigint;
 
-/** @internal */
-export function subscribe(conn: bigint, topic: string): boolean {
-  return hostCall(() => hostTopics.subscribe(conn, topic));
-}
+  /** Subscribe to `topic`; `false` if it already was. */
+  subscribe(topic: string): boolean {
+    return hostCall(() => hostTopics.subscribe(this.id, topic));
+  }
 
-/** @internal */
-export function unsubscribe(conn: bigint, topic: string): boolean {
-  return hostCall(() => hostTopics.unsubscribe(conn, topic));
-}
+  /** Unsubscribe from `topic`; `false` if it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    return hostCall(() => hostTopics.unsubscribe(this.id, topic));
+  }
 
-/** @internal `data` to `topic`'s subscribers but `conn`. */
-export function publishExcept(conn: bigint, topic: string, data: Data): number {
-  return hostCall(() => hostTopics.publish(topic, toMessage(data), conn));
+  /** Send `data` to every subscriber of `topic` but this socket (Bun's
+   * rule); how many local subscribers it was queued to. */
+  publish(topic: string, data: Data): number {
+    return hostCall(() => hostTopics.publish(topic, toMessage(data), this.id));
+  }
+
+  /** Subscribe to a kept `topic` from `since` (the last position this
+   * client saw): what it missed comes first, then the live messages. */
+  subscribeFrom(topic: string, since?: Position): Recovery {
+    const recovery: HostRecovery = hostCall(() => hostHistory.subscribeFrom(this.id, topic, since));
+    return recovery.tag === "recovered" ? { recovered: recovery.val } : { reset: recovery.val };
+  }
+
+  /** Subscribe to `topic` and be listed in its presence with `info`. */
+  join(topic: string, info = ""): boolean {
+    return hostCall(() => hostPresence.join(this.id, topic, info));
+  }
 }

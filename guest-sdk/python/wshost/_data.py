@@ -12,8 +12,6 @@ raises ``ValueError`` instead, which the guest's code can catch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
-
 from wit_world.imports import event_types, types
 
 Data = str | bytes | bytearray | memoryview
@@ -26,6 +24,8 @@ Headers = dict[str, str] | list[tuple[str, str]]
 def checked(text: str, what: str) -> str:
     """``text``, if it can cross to the host: Unicode without lone surrogates
     (``json.loads`` makes those from ``"\\ud800"``)."""
+    if text.isascii():
+        return text
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -103,7 +103,12 @@ class Request:
     @property
     def query_params(self) -> dict[str, str]:
         """The query's parameters (the last of a repeated name)."""
-        return dict(parse_qsl(self.query, keep_blank_values=True))
+        params = {}
+        for pair in self.query.split("&"):
+            if pair:
+                name, _, value = pair.partition("=")
+                params[_unquote(name)] = _unquote(value)
+        return params
 
     @property
     def protocols(self) -> list[str]:
@@ -124,3 +129,26 @@ class Response:
 def response_parts(response: Response) -> tuple[int, list[tuple[str, str]], bytes]:
     """``response`` as the WIT's status, headers and body, checked."""
     return uint(response.status, 16, "status"), header_list(response.headers), to_bytes(response.body)
+
+
+def _unquote(text: str) -> str:
+    # A query's `+` and `%XX` (urllib.parse's unquote_plus, without
+    # importing it: see _errors); a bad escape stays as it is.
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    raw = text.encode()
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25 and _is_hex(raw[i + 1 : i + 3]):
+            out += bytes.fromhex(raw[i + 1 : i + 3].decode())
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)

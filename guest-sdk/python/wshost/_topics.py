@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from componentize_py_types import Err
 from wit_world.imports import history, presence, topics
 
 from ._data import Data, checked, to_message, uint
-from ._errors import host_call
+from ._errors import from_host, host_call
 
 Position = history.Position
 """Where a client left off in a kept topic: ``offset`` and ``epoch``."""
@@ -22,8 +23,12 @@ Position = history.Position
 
 def publish(topic: str, data: Data) -> int:
     """Send ``data`` to every subscriber of ``topic``; the local subscribers it was queued to."""
-    checked(topic, "topic")
-    return host_call(lambda: topics.publish(topic, to_message(data), None))
+    message = to_message(data)
+    try:
+        # host_call's work, without its closure: a publish is per message.
+        return topics.publish(checked(topic, "topic"), message, None)
+    except Err as e:
+        raise from_host(e.value) from None
 
 
 def subscribers(topic: str) -> int:
@@ -123,8 +128,12 @@ class Subscriber:
 
     def publish(self, topic: str, data: Data) -> int:
         """Send ``data`` to every subscriber of ``topic`` but this socket."""
-        checked(topic, "topic")
-        return host_call(lambda: topics.publish(topic, to_message(data), self.id))
+        message = to_message(data)
+        try:
+            # host_call's work, without its closure: a publish is per message.
+            return topics.publish(checked(topic, "topic"), message, self.id)
+        except Err as e:
+            raise from_host(e.value) from None
 
     def subscribe_from(self, topic: str, since: Position | None = None) -> Recovery:
         """Subscribe to a kept ``topic`` from ``since``: what was missed first, then live."""

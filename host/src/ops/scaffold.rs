@@ -125,6 +125,7 @@ const JS_SDK: &[(&str, &str)] = &[
     js_sdk_file!("package.json"),
     js_sdk_file!("tsconfig.json"),
     js_sdk_file!("rolldown.config.mjs"),
+    js_sdk_file!("locate.mjs"),
     js_sdk_file!("src/index.ts"),
     js_sdk_file!("src/data.ts"),
     js_sdk_file!("src/errors.ts"),

@@ -15,7 +15,12 @@ APP={{source}} OUT=dist/{{name}}.js node_modules/.bin/rolldown -c wshost-guest/r
 # `-d http fetch-event`: without it the component imports wasi:http, which
 # wshost does not provide. Written beside, then renamed: `serve --watch`
 # never loads half a file.
-node_modules/.bin/componentize-js --wit wit --world-name {{world}} \
-    -d http fetch-event --out dist/{{name}}.wasm.tmp dist/{{name}}.js >/dev/null
+# An exception at start-up names the bundle: locate.mjs points it back at
+# {{source}} through the bundle's source map.
+if ! node_modules/.bin/componentize-js --wit wit --world-name {{world}} \
+    -d http fetch-event --out dist/{{name}}.wasm.tmp dist/{{name}}.js >dist/build.log 2>&1; then
+    node wshost-guest/locate.mjs dist/{{name}}.js.map <dist/build.log
+    exit 1
+fi
 mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
 echo "built dist/{{name}}.wasm"
