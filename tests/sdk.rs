@@ -70,6 +70,8 @@ async fn what_upgrade_cannot_use_is_a_500_not_an_upgrade(lang: Lang) {
     next_text(&mut ws).await;
     send_text(&mut ws, "whoami").await;
     assert_eq!(next_text(&mut ws).await, "after");
+    // Refused by the SDK, not by a trap the host answered for it.
+    assert!(!server.log().contains("trapped"), "{}", server.log());
 }
 
 /// Text with a lone surrogate (`JSON.parse` and `json.loads` make it from
@@ -83,6 +85,7 @@ async fn text_the_host_cannot_take_does_not_trap_the_instance(lang: Lang) {
     while next_text(&mut ws).await != "survived" {}
     send_text(&mut ws, "whoami").await;
     assert_eq!(next_text(&mut ws).await, "sam");
+    assert!(!server.log().contains("trapped"), "{}", server.log());
 }
 
 /// A WebSocket handshake for `path`, as raw HTTP.

@@ -5,9 +5,9 @@
 //! the handler world's echo, the event world's chat (events per second
 //! through its one instance, idle RSS per socket) and, in Python, the coro
 //! world's echo. One table per language; ratios to the raw guest. The SDK's
-//! event-world sockets carry an attachment the raw chat does not (about 50
-//! bytes of JSON: the remote address, for `ws.remoteAddress`): that is part
-//! of what the SDK costs, and counted.
+//! event-world sockets carry an attachment the raw chat does not (20–45
+//! bytes of JSON: the remote address and subprotocol, for `ws.remoteAddress`
+//! and `ws.protocol`): that is part of what the SDK costs, and counted.
 
 use crate::languages::{PIPELINED, chat_server, idle_memory};
 use crate::load;

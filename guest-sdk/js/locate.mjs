@@ -10,7 +10,8 @@ const mapFile = process.argv[2];
 const bundle = basename(mapFile, ".map");
 const map = new SourceMap(JSON.parse(readFileSync(mapFile, "utf8")));
 const escaped = bundle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-const position = new RegExp(`${escaped}:(\\d+):(\\d+)`, "g");
+// The bundle as componentize-js names it: with or without its folder.
+const position = new RegExp(`(?:[^\\s@()'"]*/)?${escaped}:(\\d+):(\\d+)`, "g");
 const input = readFileSync(0, "utf8");
 process.stderr.write(
   input.replace(position, (whole, line, column) => {

@@ -43,7 +43,7 @@ for app in echo broadcast chat recover_chat sdk_events; do
     # at the source through the bundle's source map.
     if ! node_modules/.bin/componentize-js --wit ../../wit --world-name "$world" \
         -d http fetch-event --out "$target.tmp" "$out/$app.js" >"$out/$app.log" 2>&1; then
-        node "$sdk/locate.mjs" "$out/$app.js.map" <"$out/$app.log"
+        node "$sdk/locate.mjs" "$out/$app.js.map" <"$out/$app.log" || cat "$out/$app.log" >&2
         exit 1
     fi
     mv "$target.tmp" "$target"

@@ -209,16 +209,24 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
   if (decided instanceof Response) {
     return { tag: "respond", val: { status: decided.status, headers: decided.headers, body: decided.body } };
   }
-  if (decided !== undefined && (typeof decided !== "object" || decided === null || "status" in decided || "then" in decided)) {
+  if (decided != null && (typeof decided !== "object" || "status" in decided || "then" in decided)) {
     throw new TypeError("upgrade must return an Upgrade ({ data, protocol, headers }), a Response from @wshost/guest, or nothing");
   }
   const options = (decided ?? {}) as Upgrade<T>;
-  const headers = options.headers ?? [];
+  const given = options.headers ?? [];
+  const headers = Array.isArray(given) ? given : Object.entries(given);
+  // What componentize-js lowers after this returns cannot throw here.
+  if (options.protocol !== undefined && typeof options.protocol !== "string") {
+    throw new TypeError("upgrade: protocol must be a string");
+  }
+  if (!headers.every((pair) => Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "string")) {
+    throw new TypeError("upgrade: headers must be strings");
+  }
   return {
     tag: "upgrade",
     val: {
       protocol: options.protocol,
-      headers: Array.isArray(headers) ? headers : Object.entries(headers),
+      headers,
       attachment: encodeSaved({ d: options.data, a: request.remoteAddress, p: options.protocol }),
     },
   };

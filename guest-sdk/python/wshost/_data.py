@@ -24,6 +24,8 @@ Headers = dict[str, str] | list[tuple[str, str]]
 def checked(text: str, what: str) -> str:
     """``text``, if it can cross to the host: Unicode without lone surrogates
     (``json.loads`` makes those from ``"\\ud800"``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what}: a str, not {type(text).__name__}")
     if text.isascii():
         return text
     try:
@@ -35,6 +37,8 @@ def checked(text: str, what: str) -> str:
 
 def uint(value: int, bits: int, what: str) -> int:
     """``value``, if it fits the WIT's unsigned integer of ``bits`` bits."""
+    if not isinstance(value, int):
+        raise TypeError(f"{what}: an int, not {type(value).__name__}")
     if not 0 <= value < 1 << bits:
         raise ValueError(f"{what}: {value} is not a u{bits}")
     return value
@@ -48,14 +52,19 @@ def header_list(headers: Headers) -> list[tuple[str, str]]:
 
 def to_bytes(data: Data) -> bytes:
     """``data`` as bytes (text as UTF-8)."""
-    return checked(data, "text").encode() if isinstance(data, str) else bytes(data)
+    if isinstance(data, str):
+        return checked(data, "text").encode()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        # bytes(n) would be n zero bytes: a number is a mistake, not data.
+        raise TypeError(f"data: str or bytes, not {type(data).__name__}")
+    return bytes(data)
 
 
 def to_message(data: Data) -> event_types.Message:
     """``data`` as the WIT's message: text for ``str``, binary otherwise."""
     if isinstance(data, str):
         return event_types.Message_Text(checked(data, "text"))
-    return event_types.Message_Binary(bytes(data))
+    return event_types.Message_Binary(to_bytes(data))
 
 
 def opcode_of(data: Data) -> types.Opcode:

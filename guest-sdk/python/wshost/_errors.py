@@ -10,8 +10,7 @@ from __future__ import annotations
 
 # What the SDK imports, every instance carries: `wshost-bench sdk` measured
 # traceback and urllib.parse at ~0.5 MiB more RSS per handler-world
-# connection, so neither is imported (and a late import, in a call, fails
-# in a componentize-py component).
+# connection, so neither is imported up front.
 
 import sys
 from typing import Callable, TypeVar
@@ -121,7 +120,8 @@ def host_call(call: Callable[[], T]) -> T:
 def log_exception(what: str) -> None:
     """Log the exception being handled, with its traceback, as ``what: …``."""
     print(f"{what}:", file=sys.stderr)
-    # The interpreter's own printer: no `traceback` module in the component.
+    # The interpreter's own printer (a CPython that wants the `traceback`
+    # module for it loads it then, once an exception is logged).
     sys.excepthook(*sys.exc_info())
 
 

@@ -130,11 +130,11 @@ class App:
             async def serve(self, conn: int, req: types.Request) -> None:
                 if app._handler is None:
                     raise Err("no @app.handler")
-                # The task keeps only what the handler keeps (it may drop
-                # its request once upgraded): this frame lets go of it.
-                task = app._handler(CoroRequest(conn, req))
-                del req
                 try:
+                    # The task keeps only what the handler keeps (it may
+                    # drop its request once upgraded): this frame lets go.
+                    task = app._handler(CoroRequest(conn, req))
+                    del req
                     await task
                 except (PeerClosed, IoError):
                     pass  # the peer has gone: nothing to tell anyone

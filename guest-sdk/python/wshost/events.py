@@ -246,8 +246,9 @@ MAX_ATTACHMENT = 16 * 1024
 
 
 def _encode(data: Any, address: str, protocol: str | None) -> bytes:
-    # The attachment: compact JSON in UTF-8, within the host's bound.
-    encoded = json.dumps({"d": data, "a": address, "p": protocol}, ensure_ascii=False, separators=(",", ":")).encode()
+    # The attachment: compact JSON, within the host's bound.
+    # ASCII JSON: a lone surrogate in the data is escaped, not an error.
+    encoded = json.dumps({"d": data, "a": address, "p": protocol}, separators=(",", ":")).encode()
     if len(encoded) > MAX_ATTACHMENT:
         raise TooLarge(f"data is {len(encoded)} bytes as JSON; a socket keeps at most {MAX_ATTACHMENT}")
     return encoded

@@ -19,7 +19,7 @@ APP={{source}} OUT=dist/{{name}}.js node_modules/.bin/rolldown -c wshost-guest/r
 # {{source}} through the bundle's source map.
 if ! node_modules/.bin/componentize-js --wit wit --world-name {{world}} \
     -d http fetch-event --out dist/{{name}}.wasm.tmp dist/{{name}}.js >dist/build.log 2>&1; then
-    node wshost-guest/locate.mjs dist/{{name}}.js.map <dist/build.log
+    node wshost-guest/locate.mjs dist/{{name}}.js.map <dist/build.log || cat dist/build.log >&2
     exit 1
 fi
 mv dist/{{name}}.wasm.tmp dist/{{name}}.wasm
