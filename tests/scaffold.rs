@@ -105,6 +105,21 @@ async fn typescript_projects_build_and_serve() {
     both_worlds("ts", &[]).await;
 }
 
+/// Run the project's build.sh, which must fail; what it said.
+fn failed_build(dir: &Path) -> String {
+    let out = Command::new(dir.join("build.sh"))
+        .current_dir(dir)
+        .output()
+        .expect("running build.sh");
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a broken app.ts built:\n{told}");
+    told
+}
+
 /// A mistake in the author's code fails the build naming the author's file
 /// and line (tsc runs first, and an exception at start-up is mapped back
 /// through the bundle's source map), not the bundle componentize-js reads.
@@ -119,16 +134,7 @@ fn a_type_error_names_the_authors_file() {
         "the example changed: pick another line to break"
     );
     std::fs::write(&app, wrong).unwrap();
-    let out = Command::new(dir.join("build.sh"))
-        .current_dir(&dir)
-        .output()
-        .expect("running build.sh");
-    let told = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "a type error built:\n{told}");
+    let told = failed_build(&dir);
     assert!(
         told.contains("app.ts(") && told.contains("subscrbe"),
         "the error does not name app.ts and the mistake:\n{told}"
@@ -139,16 +145,7 @@ fn a_type_error_names_the_authors_file() {
     // told at the author's line, not the bundle's.
     let lines = code.lines().count();
     std::fs::write(&app, format!("{code}throw new Error(\"boom at start\");\n")).unwrap();
-    let out = Command::new(dir.join("build.sh"))
-        .current_dir(&dir)
-        .output()
-        .expect("running build.sh");
-    let told = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "a throwing module built:\n{told}");
+    let told = failed_build(&dir);
     let at = format!("app.ts:{}:", lines + 1);
     assert!(
         told.contains(&at)
