@@ -14,21 +14,12 @@ fn server(lang: Lang) -> Server {
     Server::start_in(lang, "/sdk", "sdk_events")
 }
 
-/// `#[tokio::test] fn js::<test>()` and `python::<test>()`.
+/// `#[tokio::test] fn js::<test>()` and `python::<test>()`: the SDK
+/// languages of [`in_every_language!`].
 macro_rules! in_both_languages {
     ($($test:ident),* $(,)?) => {
-        mod js {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test(super::Lang::Js).await;
-            })*
-        }
-        mod python {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test(super::Lang::Python).await;
-            })*
-        }
+        in_every_language!(@one js, Js, $($test),*);
+        in_every_language!(@one python, Python, $($test),*);
     };
 }
 

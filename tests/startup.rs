@@ -266,18 +266,7 @@ fn a_compile_cache_others_may_write_to_is_refused() {
 fn check_fills_the_cache_serve_reads_and_a_large_start_is_logged() {
     let home = tempdir("check-fills-cache");
     let js = Lang::Js.guest("echo");
-    let out = wshost()
-        .arg("check")
-        .arg(&js)
-        .env("XDG_CACHE_HOME", &home)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(wshost().arg("check").arg(&js).env("XDG_CACHE_HOME", &home));
     let cache = home.join("wshost");
     assert!(
         stdout.contains(&format!(

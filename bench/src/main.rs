@@ -95,6 +95,20 @@ struct Compare {
     seconds: f64,
 }
 
+/// Guests compared across builds (languages, or SDK against raw bindings).
+#[derive(clap::Args)]
+struct Guests {
+    /// Rounds; each figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Idle connections held open on the handler world's echo.
+    #[arg(long, default_value_t = 200)]
+    idle: usize,
+    /// Idle sockets held open on `chat` (event world) and the coro echo.
+    #[arg(long, default_value_t = 10_000)]
+    event_idle: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the native tokio-tungstenite baseline (used by the benchmark itself).
@@ -132,31 +146,11 @@ enum Command {
     },
     /// Compare the echo guest across languages (Rust, JS, Python, C): size,
     /// compile and instantiate time, idle RSS per connection; ratios to Rust.
-    Languages {
-        /// Rounds; each figure is the median over them.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Idle connections held open for the memory figure.
-        #[arg(long, default_value_t = 200)]
-        idle: usize,
-        /// Idle sockets held open on each language's `chat` (event world).
-        #[arg(long, default_value_t = 10_000)]
-        event_idle: usize,
-    },
+    Languages(Guests),
     /// What the JavaScript and Python SDKs cost against the raw-bindings
     /// guests they replaced: size, instantiate time, idle RSS per
     /// connection, events/s; ratios to the raw guest.
-    Sdk {
-        /// Rounds; each figure is the median over them.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Idle connections held open on the handler world's echo.
-        #[arg(long, default_value_t = 200)]
-        idle: usize,
-        /// Idle sockets held open on `chat` (event world) and the coro echo.
-        #[arg(long, default_value_t = 10_000)]
-        event_idle: usize,
-    },
+    Sdk(Guests),
 }
 
 fn main() -> Result<()> {
@@ -192,21 +186,13 @@ fn main() -> Result<()> {
             raise_fd_limit();
             runtime.block_on(pending::run(rounds, &pending, seconds))
         }
-        Some(Command::Languages {
-            rounds,
-            idle,
-            event_idle,
-        }) => {
+        Some(Command::Languages(g)) => {
             raise_fd_limit();
-            runtime.block_on(languages::run(rounds, idle, event_idle))
+            runtime.block_on(languages::run(g.rounds, g.idle, g.event_idle))
         }
-        Some(Command::Sdk {
-            rounds,
-            idle,
-            event_idle,
-        }) => {
+        Some(Command::Sdk(g)) => {
             raise_fd_limit();
-            runtime.block_on(sdk::run(rounds, idle, event_idle))
+            runtime.block_on(sdk::run(g.rounds, g.idle, g.event_idle))
         }
         None => {
             raise_fd_limit();

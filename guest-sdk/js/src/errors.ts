@@ -91,3 +91,9 @@ export function describe(e: unknown): string {
   }
   return String(error);
 }
+
+/** Whether a callback returned a promise (or any thenable): callbacks of
+ * both worlds must be synchronous, and a promise's errors would be lost. */
+export function isThenable(value: unknown): boolean {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === "function";
+}

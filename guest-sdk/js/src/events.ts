@@ -24,8 +24,8 @@
 import * as sockets from "wshost:websocket/sockets@0.1.0";
 import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
 import { type Data, bytes, text, toMessage } from "./data";
-import { PeerClosedError, TooLargeError, describe, hostCall } from "./errors";
-import { Request, Response } from "./request";
+import { PeerClosedError, TooLargeError, describe, hostCall, isThenable } from "./errors";
+import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
 
 /** What `upgrade` returns to accept a socket: its `data`, and optionally the
@@ -33,7 +33,7 @@ import { Subscriber } from "./topics";
 export interface Upgrade<T> {
   data?: T;
   protocol?: string;
-  headers?: Record<string, string> | Array<[string, string]>;
+  headers?: Headers;
 }
 
 /** The callbacks of a route; all are optional. */
@@ -213,8 +213,7 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
     throw new TypeError("upgrade must return an Upgrade ({ data, protocol, headers }), a Response from @wshost/guest, or nothing");
   }
   const options = (decided ?? {}) as Upgrade<T>;
-  const given = options.headers ?? [];
-  const headers = Array.isArray(given) ? given : Object.entries(given);
+  const headers = headerList(options.headers);
   // What componentize-js lowers after this returns cannot throw here.
   if (options.protocol !== undefined && typeof options.protocol !== "string") {
     throw new TypeError("upgrade: protocol must be a string");
@@ -237,8 +236,7 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
  * the host's next event may come before its promise settles. */
 function guarded(what: string, callback: () => unknown): void {
   try {
-    const returned = callback();
-    if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
+    if (isThenable(callback())) {
       console.error(`${what}: returned a promise; callbacks must be synchronous (its errors are lost)`);
     }
   } catch (e) {

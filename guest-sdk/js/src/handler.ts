@@ -22,8 +22,8 @@ import * as hostHub from "wshost:websocket/hub@0.1.0";
 import type { Request as HostRequest } from "wshost:websocket/handler@0.1.0";
 import type { Opcode } from "wshost:websocket/types@0.1.0";
 import { type Data, bytes, opcodeOf, text } from "./data";
-import { IoError, PeerClosedError, describe, hostCall } from "./errors";
-import { Request, Response } from "./request";
+import { IoError, PeerClosedError, describe, hostCall, isThenable } from "./errors";
+import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
 
 export type { Opcode };
@@ -110,13 +110,12 @@ export class WebSocket extends Subscriber implements Iterable<string | Uint8Arra
  * extra `headers`, when given): the connection, ready for `recv` and `send`. */
 export function upgrade(
   _req?: Request,
-  options: { protocol?: string; headers?: Record<string, string> | Array<[string, string]> } = {},
+  options: { protocol?: string; headers?: Headers } = {},
 ): WebSocket {
   if (options.protocol === undefined && options.headers === undefined) {
     hostCall(() => connection.upgrade());
   } else {
-    const given = options.headers ?? [];
-    const headers = Array.isArray(given) ? given : Object.entries(given);
+    const headers = headerList(options.headers);
     hostCall(() => handshake.upgradeWith(options.protocol, headers));
   }
   return new WebSocket();
@@ -151,8 +150,7 @@ export const hub = {
 export function handler(serve: (req: Request) => void): (req: HostRequest) => void {
   return (req) => {
     try {
-      const returned: unknown = serve(new Request(req));
-      if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
+      if (isThenable(serve(new Request(req)))) {
         console.error("handler: returned a promise; the handler world's function must be synchronous");
       }
     } catch (e) {

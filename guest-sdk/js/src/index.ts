@@ -23,7 +23,7 @@ export {
   describe,
 } from "./errors";
 export { type Data, asText } from "./data";
-export { Request, Response } from "./request";
+export { type Headers, Request, Response } from "./request";
 export {
   type Member,
   type Position,

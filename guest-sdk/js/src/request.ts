@@ -53,16 +53,23 @@ export class Request {
   }
 }
 
+/** HTTP headers: a record, or pairs when a name repeats (`set-cookie`). */
+export type Headers = Record<string, string> | Array<[string, string]>;
+
+/** `headers` as the WIT's list of pairs. */
+export function headerList(headers: Headers = []): Array<[string, string]> {
+  return Array.isArray(headers) ? headers : Object.entries(headers);
+}
+
 /** A plain HTTP answer instead of an upgrade: `new Response("no", { status: 403 })`. */
 export class Response {
   readonly status: number;
   readonly headers: Array<[string, string]>;
   readonly body: Uint8Array;
 
-  constructor(body: Data = "", init: { status?: number; headers?: Record<string, string> | Array<[string, string]> } = {}) {
+  constructor(body: Data = "", init: { status?: number; headers?: Headers } = {}) {
     this.status = init.status ?? 200;
-    const headers = init.headers ?? [];
-    this.headers = Array.isArray(headers) ? headers : Object.entries(headers);
+    this.headers = headerList(init.headers);
     this.body = bytes(body);
   }
 }

@@ -149,6 +149,4 @@ class App:
         return f
 
 
-
-
 __all__ = ["App", "CloseInfo", "Opcode", "WebSocket", "hub", "respond", "upgrade"]

@@ -157,7 +157,7 @@ class App:
                 except PeerClosed:
                     pass
                 except Exception:
-                    _log("on_message")
+                    log_exception("on_message")
 
             def on_close(self, conn: int, code: int, reason: str) -> None:
                 app._call("on_close", app._close, app._socket(conn), code, reason)
@@ -224,7 +224,7 @@ class App:
             )
             return event_types.Decision_Upgrade(options)
         except Exception:
-            _log("on_request")
+            log_exception("on_request")
             return event_types.Decision_Respond(event_types.Response(500, [], b"internal error\n"))
 
     @staticmethod
@@ -238,7 +238,7 @@ class App:
         except PeerClosed:
             pass
         except Exception:
-            _log(what)
+            log_exception(what)
 
 
 #: The host's bound on a socket's attachment.
@@ -253,6 +253,3 @@ def _encode(data: Any, address: str, protocol: str | None) -> bytes:
         raise TooLarge(f"data is {len(encoded)} bytes as JSON; a socket keeps at most {MAX_ATTACHMENT}")
     return encoded
 
-
-def _log(what: str) -> None:
-    log_exception(what)

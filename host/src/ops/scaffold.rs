@@ -38,138 +38,66 @@ impl World {
     }
 }
 
-/// The contract, as this wshost implements it.
-const WIT: &[(&str, &str)] = &[
-    (
-        "wit/websocket.wit",
-        include_str!("../../../wit/websocket.wit"),
-    ),
-    ("wit/events.wit", include_str!("../../../wit/events.wit")),
-    ("wit/coro.wit", include_str!("../../../wit/coro.wit")),
-    ("wit/history.wit", include_str!("../../../wit/history.wit")),
-    (
-        "wit/presence.wit",
-        include_str!("../../../wit/presence.wit"),
-    ),
-];
-
-/// The guest SDK, copied into a Rust project (it is not on crates.io).
-const SDK: &[(&str, &str)] = &[
-    (
-        "wshost-guest/Cargo.toml",
-        include_str!("../../templates/rust/sdk-Cargo.toml"),
-    ),
-    (
-        "wshost-guest/src/lib.rs",
-        include_str!("../../../guest-sdk/src/lib.rs"),
-    ),
-    (
-        "wshost-guest/src/connection.rs",
-        include_str!("../../../guest-sdk/src/connection.rs"),
-    ),
-    (
-        "wshost-guest/src/coro.rs",
-        include_str!("../../../guest-sdk/src/coro.rs"),
-    ),
-    (
-        "wshost-guest/src/events.rs",
-        include_str!("../../../guest-sdk/src/events.rs"),
-    ),
-    (
-        "wshost-guest/src/frame.rs",
-        include_str!("../../../guest-sdk/src/frame.rs"),
-    ),
-    (
-        "wshost-guest/src/history.rs",
-        include_str!("../../../guest-sdk/src/history.rs"),
-    ),
-    (
-        "wshost-guest/src/presence.rs",
-        include_str!("../../../guest-sdk/src/presence.rs"),
-    ),
-    (
-        "wshost-guest/src/hub.rs",
-        include_str!("../../../guest-sdk/src/hub.rs"),
-    ),
-    (
-        "wshost-guest/src/messages.rs",
-        include_str!("../../../guest-sdk/src/messages.rs"),
-    ),
-    (
-        "wshost-guest/src/request.rs",
-        include_str!("../../../guest-sdk/src/request.rs"),
-    ),
-    (
-        "wshost-guest/src/response.rs",
-        include_str!("../../../guest-sdk/src/response.rs"),
-    ),
-    (
-        "wshost-guest/src/topics.rs",
-        include_str!("../../../guest-sdk/src/topics.rs"),
-    ),
-];
-
-/// `guest-sdk/js/PATH`, as the project's `wshost-guest/PATH`.
-macro_rules! js_sdk_file {
-    ($path:literal) => {
-        (
-            concat!("wshost-guest/", $path),
-            include_str!(concat!("../../../guest-sdk/js/", $path)),
-        )
+/// Files of this repository a project gets a copy of: for each PATH,
+/// `(TO + PATH, the text of FROM + PATH)`, FROM relative to the repository.
+macro_rules! copied {
+    ($to:literal from $from:literal: $($path:literal),* $(,)?) => {
+        &[$((concat!($to, $path), include_str!(concat!("../../../", $from, $path)))),*]
     };
 }
+
+/// The contract, as this wshost implements it.
+const WIT: &[(&str, &str)] = copied!("wit/" from "wit/":
+    "websocket.wit", "events.wit", "coro.wit", "history.wit", "presence.wit",
+);
+
+/// The Rust guest SDK, copied into a Rust project (it is not on crates.io),
+/// with [`RUST_SDK_MANIFEST`].
+const SDK: &[(&str, &str)] = copied!("wshost-guest/src/" from "guest-sdk/src/":
+    "lib.rs", "connection.rs", "coro.rs", "events.rs", "frame.rs", "history.rs",
+    "presence.rs", "hub.rs", "messages.rs", "request.rs", "response.rs", "topics.rs",
+);
+
+/// The Rust SDK's manifest in a project (the repository's names workspace
+/// dependencies).
+const RUST_SDK_MANIFEST: (&str, &str) = (
+    "wshost-guest/Cargo.toml",
+    include_str!("../../templates/rust/sdk-Cargo.toml"),
+);
 
 /// The TypeScript SDK, copied into a TypeScript or JavaScript project (not
 /// its `gen-types.sh`, which reads the repository's `wit/`).
-const JS_SDK: &[(&str, &str)] = &[
-    js_sdk_file!("package.json"),
-    js_sdk_file!("tsconfig.json"),
-    js_sdk_file!("rolldown.config.mjs"),
-    js_sdk_file!("locate.mjs"),
-    js_sdk_file!("src/index.ts"),
-    js_sdk_file!("src/data.ts"),
-    js_sdk_file!("src/errors.ts"),
-    js_sdk_file!("src/events.ts"),
-    js_sdk_file!("src/handler.ts"),
-    js_sdk_file!("src/request.ts"),
-    js_sdk_file!("src/topics.ts"),
-    js_sdk_file!("src/wit/events.d.ts"),
-    js_sdk_file!("src/wit/handler.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-connection.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-event-types.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-handshake.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-history.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-hub.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-messages.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-presence.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-sockets.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-topics.d.ts"),
-    js_sdk_file!("src/wit/interfaces/wshost-websocket-types.d.ts"),
-];
-
-/// `guest-sdk/python/wshost/PATH`, as the project's `wshost/PATH`.
-macro_rules! python_sdk_file {
-    ($path:literal) => {
-        (
-            concat!("wshost/", $path),
-            include_str!(concat!("../../../guest-sdk/python/wshost/", $path)),
-        )
-    };
-}
+const JS_SDK: &[(&str, &str)] = copied!("wshost-guest/" from "guest-sdk/js/":
+    "package.json",
+    "tsconfig.json",
+    "rolldown.config.mjs",
+    "locate.mjs",
+    "src/index.ts",
+    "src/data.ts",
+    "src/errors.ts",
+    "src/events.ts",
+    "src/handler.ts",
+    "src/request.ts",
+    "src/topics.ts",
+    "src/wit/events.d.ts",
+    "src/wit/handler.d.ts",
+    "src/wit/interfaces/wshost-websocket-connection.d.ts",
+    "src/wit/interfaces/wshost-websocket-event-types.d.ts",
+    "src/wit/interfaces/wshost-websocket-handshake.d.ts",
+    "src/wit/interfaces/wshost-websocket-history.d.ts",
+    "src/wit/interfaces/wshost-websocket-hub.d.ts",
+    "src/wit/interfaces/wshost-websocket-messages.d.ts",
+    "src/wit/interfaces/wshost-websocket-presence.d.ts",
+    "src/wit/interfaces/wshost-websocket-sockets.d.ts",
+    "src/wit/interfaces/wshost-websocket-topics.d.ts",
+    "src/wit/interfaces/wshost-websocket-types.d.ts",
+);
 
 /// The Python SDK, the package `wshost`, copied into a Python project.
-const PYTHON_SDK: &[(&str, &str)] = &[
-    python_sdk_file!("__init__.py"),
-    python_sdk_file!("_data.py"),
-    python_sdk_file!("_errors.py"),
-    python_sdk_file!("_hub.py"),
-    python_sdk_file!("_topics.py"),
-    python_sdk_file!("coro.py"),
-    python_sdk_file!("events.py"),
-    python_sdk_file!("handler.py"),
-    python_sdk_file!("mypy.ini"),
-    python_sdk_file!("py.typed"),
-];
+const PYTHON_SDK: &[(&str, &str)] = copied!("wshost/" from "guest-sdk/python/wshost/":
+    "__init__.py", "_data.py", "_errors.py", "_hub.py", "_topics.py",
+    "coro.py", "events.py", "handler.py", "mypy.ini", "py.typed",
+);
 
 /// What a project of `lang` and `world` holds besides `wit/` and its
 /// README: (path in the project, text), placeholders unfilled.
@@ -216,6 +144,7 @@ fn files(lang: Lang, world: World) -> Result<Vec<(&'static str, &'static str)>> 
                 include_str!("../../templates/rust/Cargo.toml"),
             ));
             files.push(("build.sh", include_str!("../../templates/rust/build.sh")));
+            files.push(RUST_SDK_MANIFEST);
             files.extend_from_slice(SDK);
         }
         Lang::Ts | Lang::Js => {
