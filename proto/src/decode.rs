@@ -90,7 +90,9 @@ impl Large {
 /// One connection's reading state.
 pub struct Decoder {
     buf: BytesMut,
-    partial: Option<Partial>,
+    /// Boxed: only a fragmented message has one, and every socket holds
+    /// a decoder.
+    partial: Option<Box<Partial>>,
     max_frame: usize,
     max_message: usize,
     /// Set when permessage-deflate was negotiated.
@@ -285,7 +287,7 @@ impl Decoder {
                 if !header.is_final {
                     return Ok(None);
                 }
-                let Some(p) = self.partial.take() else {
+                let Some(p) = self.partial.take().map(|p| *p) else {
                     unreachable!("taken as_mut above");
                 };
                 Read::Message(self.message(p.text, p.compressed, p.data.freeze())?)
@@ -297,12 +299,12 @@ impl Decoder {
                     if text && !header.rsv1 {
                         utf8.feed(&payload, false).map_err(|_| DecodeError::Utf8)?;
                     }
-                    self.partial = Some(Partial {
+                    self.partial = Some(Box::new(Partial {
                         text,
                         compressed: header.rsv1,
                         data: BytesMut::from(payload),
                         utf8,
-                    });
+                    }));
                     return Ok(None);
                 }
                 Read::Message(self.message(text, header.rsv1, payload)?)

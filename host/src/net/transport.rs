@@ -36,7 +36,9 @@ impl Stream {
     ) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => {
-                tcp.readable().await?;
+                // The socket's reader waker slot, not a waiter in the future:
+                // a `readable()` future is 112 bytes in every socket's task.
+                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
                 make_room(buf);
                 read_clearing(tcp, buf)
             }
@@ -89,7 +91,9 @@ impl Stream {
     ) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
-                tcp.readable().await?;
+                // The socket's reader waker slot, not a waiter in the future:
+                // a `readable()` future is 112 bytes in every socket's task.
+                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
                 let read = SCRATCH_CHUNK.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     let mut room = &mut scratch[..chunk];

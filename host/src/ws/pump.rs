@@ -72,8 +72,12 @@ pub async fn run_guarded<C: Consumer>(
     shutdown: &mut watch::Receiver<bool>,
     keepalive: Keepalive,
 ) -> (u16, String) {
-    let run = run(socket, consumer, id, shutdown, keepalive);
-    match AssertUnwindSafe(run).catch_unwind().await {
+    // Made in place: bound to a local first, the pump's future took room
+    // twice in every socket's task.
+    match AssertUnwindSafe(run(socket, consumer, id, shutdown, keepalive))
+        .catch_unwind()
+        .await
+    {
         Ok(ended) => ended,
         Err(panic) => {
             socket.broken = true;
@@ -165,7 +169,8 @@ async fn run<C: Consumer>(
                 if code == CloseCode::Away {
                     let _ = socket.write_queued().await;
                 }
-                socket.host_close(code, reason).await;
+                // Boxed, with its timer: once in a socket's life.
+                Box::pin(socket.host_close(code, reason)).await;
             } else {
                 match outbox.ending() {
                     Some(Ending::Terminate) => return abnormal(sent),

@@ -63,13 +63,14 @@ pub struct Held {
 pub struct Reader {
     decoder: Decoder,
     /// The large frame being read, if any.
-    big: Option<Large>,
+    /// (Boxed, as the overdraft below: rare, and kept in every socket.)
+    big: Option<Box<Large>>,
     /// What the message under way holds of the budget: its bytes being
     /// assembled, its large frame's bytes read, and the slice about to be.
     charge: Charge,
     /// The budget's overdraft, while the message under way uses it, and
     /// when that message must be done.
-    overdraft: Option<(Overdraft, Instant)>,
+    overdraft: Option<Box<(Overdraft, Instant)>>,
     /// Bytes read off the socket, ever: progress a timeout can see while
     /// a long message is still arriving.
     received: u64,
@@ -101,7 +102,7 @@ impl Reader {
     pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
         loop {
             if let Some(large) = self.big.take_if(|big| big.is_complete()) {
-                match self.decoder.finish_large(large)? {
+                match self.decoder.finish_large(*large)? {
                     Some(read) => return Ok(self.charged(read)),
                     None => continue,
                 }
@@ -114,7 +115,7 @@ impl Reader {
                 // Fragments joined so far are charged before more is read.
                 self.cover(self.decoder.assembling()).await?;
                 if self.decoder.large_frame_ahead(CHUNK).is_some() {
-                    self.big = self.decoder.start_large();
+                    self.big = self.decoder.start_large().map(Box::new);
                     continue;
                 }
             }
@@ -130,19 +131,14 @@ impl Reader {
             };
             // Ready first, then room: a quiet socket costs no buffer. A
             // message that took the overdraft is held to its deadline here
-            // too (the socket's task arms its own timer only between reads).
-            let due = self.overdraft_due();
-            let read = until(due, async {
-                match (&mut self.big, slice) {
-                    (Some(big), Some(slice)) => {
-                        // Never past the charged slice, whatever the capacity.
-                        let mut payload = (&mut big.payload).limit(slice);
-                        stream.read_ready(&mut payload, |_| {}).await
-                    }
-                    _ => stream.read_ready_sized(self.decoder.buffer(), CHUNK).await,
-                }
-            })
-            .await?;
+            // too (the socket's task arms its own timer only between reads);
+            // its timer is boxed, out of every socket's task.
+            let read = match self.overdraft_due() {
+                None => self.read_some(stream, slice).await,
+                Some(due) => Box::pin(tokio::time::timeout_at(due, self.read_some(stream, slice)))
+                    .await
+                    .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE))?,
+            };
             let read = match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Nothing came after all: wait again holding no chunk
@@ -159,6 +155,23 @@ impl Reader {
         }
     }
 
+    /// Read what is ready: into the large frame's payload, at most
+    /// `slice` bytes, or into the decoder's buffer.
+    async fn read_some(
+        &mut self,
+        stream: &mut Stream,
+        slice: Option<usize>,
+    ) -> std::io::Result<usize> {
+        match (&mut self.big, slice) {
+            (Some(big), Some(slice)) => {
+                // Never past the charged slice, whatever the capacity.
+                let mut payload = (&mut big.payload).limit(slice);
+                stream.read_ready(&mut payload, |_| {}).await
+            }
+            _ => stream.read_ready_sized(self.decoder.buffer(), CHUNK).await,
+        }
+    }
+
     /// Hold at least `bytes` of the budget for the message under way:
     /// charge what is missing, waiting in line for it, or (while waiting)
     /// take the overdraft and charge the rest of the message to its reserve.
@@ -168,12 +181,21 @@ impl Reader {
         if missing == 0 {
             return Ok(());
         }
+        if self.overdraft.is_none()
+            && let Some(charge) = budget::global().try_take(missing)
+        {
+            self.charge.merge(charge);
+            return Ok(());
+        }
+        // Boxed: waiting for the budget is rare, and its futures would take
+        // room in every socket's task for its whole life.
+        Box::pin(self.cover_waiting(missing)).await
+    }
+
+    /// [`Reader::cover`] when the budget has no room for `missing` now.
+    async fn cover_waiting(&mut self, missing: usize) -> Result<(), ReadError> {
         let budget = budget::global();
         if self.overdraft.is_none() {
-            if let Some(charge) = budget.try_take(missing) {
-                self.charge.merge(charge);
-                return Ok(());
-            }
             tracing::debug!("a read of {missing} bytes waits for the in-flight budget");
             // Only a connection already holding part of its message may
             // take the overdraft (one that holds nothing waits in line: it
@@ -188,11 +210,11 @@ impl Reader {
                 overdraft = budget.overdraft(), if holds => {
                     tracing::debug!("a message under way takes the in-flight budget's overdraft");
                     let due = Instant::now() + budget::OVERDRAFT_DEADLINE;
-                    self.overdraft = Some((overdraft, due));
+                    self.overdraft = Some(Box::new((overdraft, due)));
                 }
             }
         }
-        let Some((overdraft, _)) = &self.overdraft else {
+        let Some((overdraft, _)) = self.overdraft.as_deref() else {
             unreachable!("taken above");
         };
         let due = self.overdraft_due();
@@ -204,7 +226,7 @@ impl Reader {
     /// When the message that took the overdraft must be done (the socket's
     /// task holds it to that, with [`ReadError::Overdue`]).
     pub fn overdraft_due(&self) -> Option<Instant> {
-        self.overdraft.as_ref().map(|(_, due)| *due)
+        self.overdraft.as_deref().map(|(_, due)| *due)
     }
 
     /// `read` with the charge of its message, if it ends one (the

@@ -119,8 +119,9 @@ impl Socket {
 
     /// The next thing from the peer, raw. Cancel-safe: give what it
     /// returns to [`Socket::incoming`], which is not.
-    pub async fn next(&mut self) -> Result<Read, ReadError> {
-        self.reader.next(&mut self.stream).await
+    pub fn next(&mut self) -> impl Future<Output = Result<Read, ReadError>> + Send + '_ {
+        // Not an `async fn`: another layer of future in every socket's task.
+        self.reader.next(&mut self.stream)
     }
 
     /// Turn what [`Socket::next`] returned into what the guest sees; `None`
@@ -132,6 +133,18 @@ impl Socket {
                 self.meters.bytes_in.increment(msg.len() as u64);
                 Some(Incoming::Message(msg, held))
             }
+            Ok(Read::Pong) => None,
+            // Boxed: a reply to write, not every message's path (in line,
+            // its write took room in every socket's task).
+            other => Box::pin(self.control(other)).await,
+        }
+    }
+
+    /// [`Socket::incoming`] for what the host answers itself: a Close
+    /// frame, a ping, a failed read.
+    async fn control(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
+        match read {
+            Ok(Read::Message(msg, held)) => Some(Incoming::Message(msg, held)),
             Ok(Read::Close(close)) => {
                 // Reply now, whatever the guest does next (echoing the code,
                 // RFC 6455 §5.5.1), unless our own Close went first.
@@ -157,8 +170,7 @@ impl Socket {
                 None
             }
             Ok(Read::Pong) => None,
-            // Boxed: a rare path, kept out of every socket's task.
-            Err(e) => Some(Box::pin(self.read_failed(e)).await),
+            Err(e) => Some(self.read_failed(e).await),
         }
     }
 
@@ -180,18 +192,18 @@ impl Socket {
 
     /// Write every frame the outbox holds, in one vectored write.
     pub async fn write_queued(&mut self) -> Result<(), Error> {
-        let batch = self.outbox.take_all();
+        let mut batch = self.outbox.take_all();
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_frames(batch).await
+        self.write_frames(&mut batch).await
     }
 
     /// Write `frames` (compressed first on a deflate socket). A connection
     /// evicted (or terminated) while the write waits for a peer that does
     /// not read is abandoned mid-write, as is one whose peer takes longer
     /// than the write timeout.
-    async fn write_frames(&mut self, mut frames: Batch) -> Result<(), Error> {
+    async fn write_frames(&mut self, frames: &mut Batch) -> Result<(), Error> {
         if self.broken || self.peer_gone || self.closing {
             return Err(Error::PeerClosed);
         }
@@ -200,7 +212,7 @@ impl Socket {
                 *frame = deflate::compress_frame(frame, bits);
             }
         }
-        self.write_raw(&frames).await
+        self.write_raw(frames).await
     }
 
     /// Ping the peer (keepalive).
@@ -218,37 +230,35 @@ impl Socket {
     }
 
     async fn write_raw(&mut self, frames: &[Bytes]) -> Result<(), Error> {
-        // Bytes the peer has taken so far: the write timeout is a time
-        // without progress, not for the whole batch.
-        let accepted = AtomicU64::new(0);
-        let fd = self.stream.fd();
-        let write = write_all_vectored(&mut self.stream, frames, &accepted);
-        let mut write = std::pin::pin!(write);
-        // Most writes complete at once: no waker, no timer. Only a write
-        // that waits for its peer pays for the watch over it (boxed: in
-        // line, its timer would enlarge every socket's task).
-        let at_once = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        // Where the write stands: the first frame not wholly written, and
+        // how much of it was.
+        let mut at = (0, 0);
+        let stream = &mut self.stream;
+        // Most writes complete at once: no timer, and nothing in the
+        // socket's task but these few words. Only a write that waits for
+        // its peer pays for the watch over it (boxed: in line, it would
+        // enlarge every socket's task).
+        let at_once = std::future::poll_fn(|cx| {
+            Poll::Ready(poll_write_all(stream, cx, frames, &mut at, None))
+        })
+        .await;
         let written = match at_once {
             Poll::Ready(written) => written,
-            Poll::Pending => {
-                let peer = (&*self.outbox, &accepted, fd);
-                let waited = Box::pin(wait_for_peer(write, peer, self.write_timeout));
-                match waited.await {
-                    Waited::Written(written) => written,
-                    Waited::Abandoned => {
-                        self.broken = true;
-                        return Err(Error::PeerClosed);
-                    }
-                    Waited::TimedOut => {
-                        tracing::debug!(
-                            "the peer took no byte for {:?}: dropped",
-                            self.write_timeout
-                        );
-                        self.broken = true;
-                        return Err(Error::PeerClosed);
-                    }
+            Poll::Pending => match Box::pin(self.finish_write(frames, at)).await {
+                Waited::Written(written) => written,
+                Waited::Abandoned => {
+                    self.broken = true;
+                    return Err(Error::PeerClosed);
                 }
-            }
+                Waited::TimedOut => {
+                    tracing::debug!(
+                        "the peer took no byte for {:?}: dropped",
+                        self.write_timeout
+                    );
+                    self.broken = true;
+                    return Err(Error::PeerClosed);
+                }
+            },
         };
         if written.is_ok() {
             self.meters.frames_out.increment(frames.len() as u64);
@@ -264,6 +274,21 @@ impl Socket {
                 Error::Io(e.to_string())
             }
         })
+    }
+
+    /// The rest of `frames`, from `at`, once the peer reads: abandoned if
+    /// the connection is evicted or terminated meanwhile, or if the peer
+    /// takes no byte for the write timeout.
+    async fn finish_write(&mut self, frames: &[Bytes], mut at: (usize, usize)) -> Waited {
+        // Bytes the peer has taken since: the write timeout is a time
+        // without progress, not for the whole batch.
+        let accepted = AtomicU64::new(0);
+        let fd = self.stream.fd();
+        let stream = &mut self.stream;
+        let write =
+            std::future::poll_fn(|cx| poll_write_all(stream, cx, frames, &mut at, Some(&accepted)));
+        let peer = (&*self.outbox, &accepted, fd);
+        wait_for_peer(std::pin::pin!(write), peer, self.write_timeout).await
     }
 
     /// Send a Close frame (the guest's or the host's own).
@@ -348,36 +373,41 @@ pub fn check_close(code: u16, reason: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Write every byte of `frames`, as few syscalls as the socket allows.
-async fn write_all_vectored(
+/// Write what is left of `frames` from `at` (the first frame not wholly
+/// written, and how much of it was), as few syscalls as the socket allows;
+/// `at` keeps the progress across polls, `accepted` counts the bytes.
+fn poll_write_all(
     io: &mut Stream,
+    cx: &mut std::task::Context<'_>,
     frames: &[Bytes],
-    accepted: &AtomicU64,
-) -> std::io::Result<()> {
-    let (mut first, mut offset) = (0, 0);
-    while first < frames.len() {
-        let mut written = std::future::poll_fn(|cx| {
-            poll_writev(Pin::new(&mut *io), cx, &frames[first..], offset)
-        })
-        .await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+    at: &mut (usize, usize),
+    accepted: Option<&AtomicU64>,
+) -> Poll<std::io::Result<()>> {
+    let (first, offset) = at;
+    while *first < frames.len() {
+        let mut written = match poll_writev(Pin::new(&mut *io), cx, &frames[*first..], *offset) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => written,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(accepted) = accepted {
+            accepted.fetch_add(written as u64, Ordering::Relaxed);
         }
-        accepted.fetch_add(written as u64, Ordering::Relaxed);
         while written > 0 {
-            let left = frames[first].len() - offset;
+            let left = frames[*first].len() - *offset;
             if written >= left {
                 written -= left;
-                first += 1;
-                offset = 0;
+                *first += 1;
+                *offset = 0;
             } else {
-                offset += written;
+                *offset += written;
                 written = 0;
             }
         }
     }
     // TLS records may wait in rustls until flushed.
-    io.flush().await
+    Pin::new(io).poll_flush(cx)
 }
 
 /// One `writev` of `frames`, the first from `offset` on. The slices live on

@@ -211,17 +211,22 @@ impl Consumer for Events<'_> {
     }
 
     /// What waits goes in order: the message, then `on-drain`.
+    /// Boxed: the socket's task makes this future on every turn, but waits
+    /// in it only while the route's queue is full.
     async fn room(&mut self) {
-        self.route
-            .message_when_room(self.id, &mut self.waiting)
-            .await;
-        if self.waiting.is_none() {
-            self.held = Held::default();
-            if self.drain_owed {
-                self.route.drain_when_room(self.id).await;
-                self.drain_owed = false;
+        Box::pin(async {
+            self.route
+                .message_when_room(self.id, &mut self.waiting)
+                .await;
+            if self.waiting.is_none() {
+                self.held = Held::default();
+                if self.drain_owed {
+                    self.route.drain_when_room(self.id).await;
+                    self.drain_owed = false;
+                }
             }
-        }
+        })
+        .await
     }
 
     /// The route's queue has a byte bound of its own: the message's share
