@@ -38,6 +38,10 @@ impl Stream {
             Stream::Plain(tcp) => {
                 // The socket's reader waker slot, not a waiter in the future:
                 // a `readable()` future is 112 bytes in every socket's task.
+                // Unlike `readable()`, it spends tokio's cooperative budget
+                // (a flooding peer's task yields to the others), and a read
+                // cancelled by the socket's select leaves its waker behind:
+                // the next bytes wake the task once for nothing.
                 std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
                 make_room(buf);
                 read_clearing(tcp, buf)
@@ -91,8 +95,7 @@ impl Stream {
     ) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
-                // The socket's reader waker slot, not a waiter in the future:
-                // a `readable()` future is 112 bytes in every socket's task.
+                // As in `read_ready`: the reader waker slot.
                 std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
                 let read = SCRATCH_CHUNK.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();

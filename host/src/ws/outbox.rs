@@ -123,8 +123,9 @@ struct State {
     others: usize,
     /// ...and their bytes.
     others_bytes: usize,
-    /// Other parties' frames held back while a fragmented push is under way.
-    held: Batch,
+    /// Other parties' frames held back while a fragmented push is under way
+    /// (a `Vec`, 48 bytes smaller than a `Batch` in every socket: rare).
+    held: Vec<Bytes>,
     /// A handler guest's fragmented message is under way.
     fragmenting: bool,
     /// The socket task has ended: nothing queued will be written.

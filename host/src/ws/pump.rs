@@ -225,7 +225,7 @@ async fn run<C: Consumer>(
                 overdraft_due = None;
                 Woke::Read(Err(ReadError::Overdue(crate::ws::budget::OVERDRAFT_DEADLINE)))
             }
-            read = socket.next(), if may_read => Woke::Read(read),
+            read = socket.next_read(), if may_read => Woke::Read(read),
             _ = outbox.wanted(closing) => Woke::Queue,
             _ = &mut shutdown_rang, if !closing && !shut_down => {
                 shut_down = true;
@@ -318,4 +318,58 @@ async fn overdue(reply_due: &mut Option<Pin<Box<Sleep>>>) {
 /// we sent one, else 1006.
 fn abnormal(sent: Option<(u16, String)>) -> (u16, String) {
     sent.unwrap_or((ABNORMAL, String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meters::RouteMeters;
+    use crate::net::transport::Stream;
+    use crate::ws::outbox::Outbox;
+    use std::sync::Arc;
+    use wshost_config::Limits;
+
+    struct Sink;
+
+    impl Consumer for Sink {
+        async fn message(&mut self, _msg: Message, _held: Held) {}
+    }
+
+    /// Every open socket's task holds the pump's future for the socket's
+    /// life: a change that grows it grows every idle socket (release: 3,080
+    /// bytes with the socket and the event consumer before `738d98f`, ~1,900
+    /// after; docs/src/benchmarks/profile.md). The bound is this future's
+    /// size (here with a consumer that keeps nothing) when it was set, with
+    /// a little room.
+    #[tokio::test]
+    async fn the_pumps_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let limits = Limits::default();
+        let outbox = Arc::new(Outbox::new(1, 16, 1 << 20));
+        let meters = RouteMeters::new("/size");
+        let none: &[u8] = b"";
+        let opened = Socket::open(
+            Stream::Plain(server),
+            (none, Vec::new()),
+            None,
+            &limits,
+            (outbox, meters),
+        );
+        let mut socket = opened.await.unwrap();
+        let keepalive = limits.keepalive();
+        let (_tx, mut shutdown) = watch::channel(false);
+        let mut sink = Sink;
+        let pump = run_guarded(&mut socket, &mut sink, 1, &mut shutdown, keepalive);
+        let size = std::mem::size_of_val(&pump);
+        // 1,208 bytes in a debug build when this was written.
+        let bound = 1_300;
+        eprintln!("the pump's future: {size} bytes");
+        assert!(
+            size <= bound,
+            "the pump's future grew to {size} bytes (bound {bound})"
+        );
+    }
 }

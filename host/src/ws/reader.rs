@@ -188,7 +188,8 @@ impl Reader {
             return Ok(());
         }
         // Boxed: waiting for the budget is rare, and its futures would take
-        // room in every socket's task for its whole life.
+        // room in every socket's task for its whole life. (A message that
+        // holds the overdraft comes here for each of its slices.)
         Box::pin(self.cover_waiting(missing)).await
     }
 
@@ -217,8 +218,12 @@ impl Reader {
         let Some((overdraft, _)) = self.overdraft.as_deref() else {
             unreachable!("taken above");
         };
-        let due = self.overdraft_due();
-        let reserve = until(due, budget.take_reserve(overdraft, missing)).await?;
+        let Some(due) = self.overdraft_due() else {
+            unreachable!("taken above");
+        };
+        let reserve = tokio::time::timeout_at(due, budget.take_reserve(overdraft, missing))
+            .await
+            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE))?;
         self.charge.merge(reserve);
         Ok(())
     }
@@ -244,16 +249,5 @@ impl Reader {
             decode::Read::Pong => Read::Pong,
             decode::Read::Close(close) => Read::Close(close),
         }
-    }
-}
-
-/// `op`, cut at `due` (if any) with [`ReadError::Overdue`]; the timer is
-/// boxed, so a socket without the overdraft carries none in its task.
-async fn until<T>(due: Option<Instant>, op: impl Future<Output = T>) -> Result<T, ReadError> {
-    match due {
-        None => Ok(op.await),
-        Some(due) => Box::pin(tokio::time::timeout_at(due, op))
-            .await
-            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE)),
     }
 }

@@ -119,12 +119,12 @@ impl Socket {
 
     /// The next thing from the peer, raw. Cancel-safe: give what it
     /// returns to [`Socket::incoming`], which is not.
-    pub fn next(&mut self) -> impl Future<Output = Result<Read, ReadError>> + Send + '_ {
+    pub fn next_read(&mut self) -> impl Future<Output = Result<Read, ReadError>> + Send + '_ {
         // Not an `async fn`: another layer of future in every socket's task.
         self.reader.next(&mut self.stream)
     }
 
-    /// Turn what [`Socket::next`] returned into what the guest sees; `None`
+    /// Turn what [`Socket::next_read`] returned into what the guest sees; `None`
     /// for control frames the host handles itself (a ping is answered here).
     pub async fn incoming(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
         match read {
@@ -134,43 +134,38 @@ impl Socket {
                 Some(Incoming::Message(msg, held))
             }
             Ok(Read::Pong) => None,
-            // Boxed: a reply to write, not every message's path (in line,
-            // its write took room in every socket's task).
-            other => Box::pin(self.control(other)).await,
+            // Boxed, each: a reply to write, not every message's path (in
+            // line, their writes took room in every socket's task).
+            Ok(Read::Close(close)) => Some(Box::pin(self.peer_closed(close)).await),
+            Ok(Read::Ping(payload)) => {
+                Box::pin(self.pong(payload)).await;
+                None
+            }
+            Err(e) => Some(Box::pin(self.read_failed(e)).await),
         }
     }
 
-    /// [`Socket::incoming`] for what the host answers itself: a Close
-    /// frame, a ping, a failed read.
-    async fn control(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
-        match read {
-            Ok(Read::Message(msg, held)) => Some(Incoming::Message(msg, held)),
-            Ok(Read::Close(close)) => {
-                // Reply now, whatever the guest does next (echoing the code,
-                // RFC 6455 §5.5.1), unless our own Close went first.
-                if !self.closing {
-                    let reply = match &close {
-                        Some((code, _)) => frame::close(*code, ""),
-                        None => frame::encode_empty_close(),
-                    };
-                    self.closing = true;
-                    let _ = self.write_control(reply).await;
-                }
-                self.peer_gone = true;
-                Some(Incoming::Close(
-                    close.map(|(code, reason)| CloseInfo { code, reason }),
-                ))
-            }
-            Ok(Read::Ping(payload)) => {
-                if !self.closing {
-                    let _ = self
-                        .write_control(frame::encode(Kind::Pong, true, &payload))
-                        .await;
-                }
-                None
-            }
-            Ok(Read::Pong) => None,
-            Err(e) => Some(self.read_failed(e).await),
+    /// The peer's Close frame: reply now, whatever the guest does next
+    /// (echoing the code, RFC 6455 §5.5.1), unless our own Close went first.
+    async fn peer_closed(&mut self, close: Option<(u16, String)>) -> Incoming {
+        if !self.closing {
+            let reply = match &close {
+                Some((code, _)) => frame::close(*code, ""),
+                None => frame::encode_empty_close(),
+            };
+            self.closing = true;
+            let _ = self.write_control(reply).await;
+        }
+        self.peer_gone = true;
+        Incoming::Close(close.map(|(code, reason)| CloseInfo { code, reason }))
+    }
+
+    /// Answer the peer's ping, unless we are closing.
+    async fn pong(&mut self, payload: Bytes) {
+        if !self.closing {
+            let _ = self
+                .write_control(frame::encode(Kind::Pong, true, &payload))
+                .await;
         }
     }
 
@@ -482,10 +477,15 @@ async fn wait_for_peer(
 
 /// Resolves once `flag` is true; never, if its sender goes first.
 pub async fn turned_true(flag: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it before awaiting again.
-    let sender_gone = flag.wait_for(|&set| set).await.is_err();
-    if sender_gone {
-        std::future::pending::<()>().await;
+    // A loop over `changed`, not `wait_for`: this future waits in every
+    // socket's task, and `wait_for`'s was 144 bytes.
+    loop {
+        if *flag.borrow_and_update() {
+            return;
+        }
+        if flag.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
