@@ -478,7 +478,7 @@ async fn wait_for_peer(
 /// Resolves once `flag` is true; never, if its sender goes first.
 pub async fn turned_true(flag: &mut watch::Receiver<bool>) {
     // A loop over `changed`, not `wait_for`: this future waits in every
-    // socket's task, and `wait_for`'s was 144 bytes.
+    // socket's task (144 bytes this way, 160 with `wait_for`).
     loop {
         if *flag.borrow_and_update() {
             return;
