@@ -287,7 +287,7 @@ impl Decoder {
                 if !header.is_final {
                     return Ok(None);
                 }
-                let Some(p) = self.partial.take().map(|p| *p) else {
+                let Some(p) = self.partial.take() else {
                     unreachable!("taken as_mut above");
                 };
                 Read::Message(self.message(p.text, p.compressed, p.data.freeze())?)

@@ -215,13 +215,10 @@ impl Reader {
                 }
             }
         }
-        let Some((overdraft, _)) = self.overdraft.as_deref() else {
+        let Some((overdraft, due)) = self.overdraft.as_deref() else {
             unreachable!("taken above");
         };
-        let Some(due) = self.overdraft_due() else {
-            unreachable!("taken above");
-        };
-        let reserve = tokio::time::timeout_at(due, budget.take_reserve(overdraft, missing))
+        let reserve = tokio::time::timeout_at(*due, budget.take_reserve(overdraft, missing))
             .await
             .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE))?;
         self.charge.merge(reserve);
