@@ -53,8 +53,10 @@ fn guests() -> Vec<Guest> {
     guests
 }
 
-/// Messages one client pipelines through a `chat` instance for the events/s figure.
-pub(crate) const PIPELINED: usize = 20_000;
+/// Messages one client pipelines through a `chat` instance for the events/s
+/// figure (timed after a warm-up): 20,000 (0.3 s of a Python guest) moved
+/// its ratios by up to 0.2 between runs.
+pub(crate) const PIPELINED: usize = 100_000;
 
 pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
     let guests = guests();
@@ -96,7 +98,7 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
                 guest.lang,
                 check.instantiate_micros,
             );
-            let per_conn = idle_memory(&guest.component, idle).await?;
+            let per_conn = idle_memory(&guest.component, idle).await?.rss;
             let figure = format!("idle RSS at {idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
         }
@@ -107,13 +109,13 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
             report.add(figure, Better::Higher, guest.lang, rate);
             drop(server);
             let server = chat_server(&guest.chat, event_idle).await?;
-            let (per_conn, _) = load::idle_growth(&server, "/chat", event_idle).await?;
+            let per_conn = load::idle_growth(&server, "/chat", event_idle).await?.rss;
             let figure = format!("event world, chat: idle RSS at {event_idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
         }
         for guest in &guests {
             let Some(coro) = &guest.coro else { continue };
-            let per_conn = idle_memory(coro, event_idle).await?;
+            let per_conn = idle_memory(coro, event_idle).await?.rss;
             let figure = format!("coro world, echo: idle RSS at {event_idle} conn: KiB/conn");
             report.add(&figure, Better::Lower, guest.lang, per_conn / 1024.0);
         }
@@ -122,8 +124,8 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
     Ok(())
 }
 
-/// RSS growth per idle connection to `component` on a fresh server.
-pub(crate) async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
+/// What idle connections to `component` cost a fresh server.
+pub(crate) async fn idle_memory(component: &Path, conns: usize) -> Result<load::Growth> {
     let server = wshost_with(&[
         "--route".into(),
         format!("/echo={}", component.display()),
@@ -131,7 +133,7 @@ pub(crate) async fn idle_memory(component: &Path, conns: usize) -> Result<f64> {
         (conns + 16).to_string(),
     ])
     .await?;
-    Ok(load::idle_growth(&server, "/echo", conns).await?.0)
+    load::idle_growth(&server, "/echo", conns).await
 }
 
 /// A fresh server with `chat` (event world) at `/chat`, room for `conns`.

@@ -149,8 +149,15 @@ enum Command {
     Languages(Guests),
     /// What the JavaScript and Python SDKs cost against the raw-bindings
     /// guests they replaced: size, instantiate time, idle RSS per
-    /// connection, events/s; ratios to the raw guest.
-    Sdk(Guests),
+    /// connection (and PSS for the handler world's echo), events/s; ratios
+    /// to the raw guest.
+    Sdk {
+        #[command(flatten)]
+        guests: Guests,
+        /// Languages to measure, comma-separated: js, python.
+        #[arg(long, value_delimiter = ',', default_values_t = sdk::LANGS.map(String::from))]
+        langs: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -190,9 +197,9 @@ fn main() -> Result<()> {
             raise_fd_limit();
             runtime.block_on(languages::run(g.rounds, g.idle, g.event_idle))
         }
-        Some(Command::Sdk(g)) => {
+        Some(Command::Sdk { guests: g, langs }) => {
             raise_fd_limit();
-            runtime.block_on(sdk::run(g.rounds, g.idle, g.event_idle))
+            runtime.block_on(sdk::run(&langs, g.rounds, g.idle, g.event_idle))
         }
         None => {
             raise_fd_limit();
@@ -370,8 +377,8 @@ async fn run(cli: Cli) -> Result<()> {
 /// on a fresh server.
 async fn idle_memory(kind: Kind, conns: usize) -> Result<(f64, f64)> {
     let server = Server::start_sized(kind, conns + 100).await?;
-    let (per_conn, after) = load::idle_growth(&server, "/mirror", conns).await?;
-    Ok((per_conn, after as f64))
+    let growth = load::idle_growth(&server, "/mirror", conns).await?;
+    Ok((growth.rss, growth.rss_after as f64))
 }
 
 fn micros(d: Duration) -> f64 {

@@ -23,9 +23,9 @@ struct Build {
     dir: PathBuf,
 }
 
-fn run_script(script: &Path, out: &Path) -> Result<()> {
+fn run_script(script: &Path, args: &[&Path]) -> Result<()> {
     let run = std::process::Command::new(script)
-        .arg(out)
+        .args(args)
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     ensure!(
@@ -37,20 +37,32 @@ fn run_script(script: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
+/// The languages measured: `js`, `python` or both.
+pub const LANGS: [&str; 2] = ["js", "python"];
+
+pub async fn run(langs: &[String], rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
     let root = Path::new(ROOT);
     let built = root.join("target/guests");
-    // The SDK guests first: their scripts install the toolchains the raw
-    // guests' script borrows.
-    for lang in ["js", "python"] {
+    let raw = built.join("raw");
+    for lang in langs {
+        ensure!(
+            LANGS.contains(&lang.as_str()),
+            "--langs: {lang:?} is not one of {LANGS:?}"
+        );
+    }
+    for lang in langs {
+        // The SDK guests first: their scripts install the toolchains the raw
+        // guests' script borrows.
         run_script(
             &root.join("guests").join(lang).join("build.sh"),
-            &built.join(lang),
+            &[&built.join(lang)],
+        )?;
+        run_script(
+            &root.join("bench/raw-guests/build.sh"),
+            &[&raw, Path::new(lang)],
         )?;
     }
-    let raw = built.join("raw");
-    run_script(&root.join("bench/raw-guests/build.sh"), &raw)?;
-    for lang in ["js", "python"] {
+    for lang in langs {
         let builds = [
             Build {
                 column: format!("{lang}, raw bindings"),
@@ -90,12 +102,18 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
                     &build.column,
                     check.instantiate_micros,
                 );
-                let per_conn = idle_memory(&echo, idle).await?;
+                let growth = idle_memory(&echo, idle).await?;
                 let figure = format!("echo: idle RSS at {idle} conn: KiB/conn");
-                report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                report.add(&figure, Better::Lower, &build.column, growth.rss / 1024.0);
+                // An instance per connection, each reading pages of one
+                // shared memory image: RSS counts each page once per
+                // instance, PSS once.
+                let figure = format!("echo: idle PSS at {idle} conn: KiB/conn");
+                report.add(&figure, Better::Lower, &build.column, growth.pss / 1024.0);
                 let chat = build.dir.join("chat.wasm");
                 let server = chat_server(&chat, event_idle).await?;
                 let rate = load::pipelined(server.addr, "/chat", PIPELINED).await?;
+                eprintln!("{}: chat {rate:.0} events/s", build.column);
                 report.add(
                     "chat: events/s through one instance",
                     Better::Higher,
@@ -104,15 +122,15 @@ pub async fn run(rounds: usize, idle: usize, event_idle: usize) -> Result<()> {
                 );
                 drop(server);
                 let server = chat_server(&chat, event_idle).await?;
-                let (per_conn, _) = load::idle_growth(&server, "/chat", event_idle).await?;
+                let growth = load::idle_growth(&server, "/chat", event_idle).await?;
                 let figure = format!("chat: idle RSS at {event_idle} conn: KiB/conn");
-                report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                report.add(&figure, Better::Lower, &build.column, growth.rss / 1024.0);
                 drop(server);
                 let coro = build.dir.join("coro_echo.wasm");
                 if coro.exists() {
-                    let per_conn = idle_memory(&coro, event_idle).await?;
+                    let growth = idle_memory(&coro, event_idle).await?;
                     let figure = format!("coro echo: idle RSS at {event_idle} conn: KiB/conn");
-                    report.add(&figure, Better::Lower, &build.column, per_conn / 1024.0);
+                    report.add(&figure, Better::Lower, &build.column, growth.rss / 1024.0);
                 }
             }
         }

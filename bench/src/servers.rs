@@ -283,17 +283,32 @@ impl Server {
         cpu_ns(self.child.id().context("the server has exited")?)
     }
 
+    /// The server's proportional set size, in bytes: its resident pages,
+    /// each shared one divided among the mappings that share it. A
+    /// handler-world instance maps its component's memory image
+    /// copy-on-write: every image page it reads counts once more in RSS
+    /// but is one page of the machine's memory; PSS counts it once.
+    pub fn pss(&self) -> Result<u64> {
+        let pid = self.child.id().context("the server has exited")?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+        kib_field(&rollup, "Pss:").context("no Pss in smaps_rollup")
+    }
+
     /// The server's resident set size, in bytes.
     pub fn rss(&self) -> Result<u64> {
         let pid = self.child.id().context("the server has exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")?;
-        Ok(kib * 1024)
+        kib_field(&status, "VmRSS:").context("no VmRSS")
     }
+}
+
+/// The `NAME:   123 kB` line of a /proc file, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kib * 1024)
 }
 
 /// `--pin`: the servers on one set of cores, the load on the others, so a

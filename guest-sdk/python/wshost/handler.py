@@ -28,7 +28,7 @@ from componentize_py_types import Err
 from wit_world.imports import connection, handshake, types
 
 from ._data import Data, Headers, Request, Response, checked, frame_message, header_list, opcode_of, response_parts, to_bytes, uint
-from ._errors import IoError, PeerClosed, host_call, failed
+from ._errors import IoError, PeerClosed, failed, from_host, host_call
 from ._hub import hub
 from ._topics import Subscriber
 
@@ -51,7 +51,12 @@ class WebSocket(Subscriber):
         once the peer has closed. Raises :class:`~wshost.Timeout` after ``timeout_ms``."""
         if timeout_ms is not None:
             uint(timeout_ms, 32, "timeout_ms")
-        message, self.close_info = frame_message(host_call(lambda: connection.recv(timeout_ms)))
+        try:
+            # host_call's work, without its closure: a recv is per message.
+            frame = connection.recv(timeout_ms)
+        except Err as e:
+            raise from_host(e.value) from None
+        message, self.close_info = frame_message(frame)
         return message
 
     def __iter__(self) -> Iterator[str | bytes]:
@@ -60,7 +65,11 @@ class WebSocket(Subscriber):
 
     def send(self, data: Data) -> None:
         """Send a whole message (``str`` as text, bytes as binary); waits while the socket is not writable."""
-        host_call(lambda: connection.push(to_bytes(data), opcode_of(data), True))
+        payload = to_bytes(data)
+        try:
+            connection.push(payload, opcode_of(data), True)
+        except Err as e:
+            raise from_host(e.value) from None
 
     def push(self, data: Data, opcode: types.Opcode, fin: bool = True) -> None:
         """The seed's ``push(data, opcode, fin)``: one frame; ``fin=False``
