@@ -63,15 +63,7 @@ def to_bytes(data: Data) -> bytes:
 def to_message(data: Data) -> event_types.Message:
     """``data`` as the WIT's message: text for ``str``, binary otherwise."""
     if isinstance(data, str):
-        # checked(), spelled out: a message is per call, and each Python
-        # call a message makes costs the event world ~3% of its events/s
-        # (`wshost-bench sdk`).
-        if not data.isascii():
-            try:
-                data.encode()
-            except UnicodeEncodeError:
-                raise ValueError("text: not valid Unicode (a lone surrogate)") from None
-        return event_types.Message_Text(data)
+        return event_types.Message_Text(checked(data, "text"))
     return event_types.Message_Binary(to_bytes(data))
 
 

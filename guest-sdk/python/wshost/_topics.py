@@ -24,11 +24,9 @@ Position = history.Position
 def publish(topic: str, data: Data) -> int:
     """Send ``data`` to every subscriber of ``topic``; the local subscribers it was queued to."""
     message = to_message(data)
-    if not (isinstance(topic, str) and topic.isascii()):
-        checked(topic, "topic")
     try:
         # host_call's work, without its closure: a publish is per message.
-        return topics.publish(topic, message, None)
+        return topics.publish(checked(topic, "topic"), message, None)
     except Err as e:
         raise from_host(e.value) from None
 
@@ -131,11 +129,9 @@ class Subscriber:
     def publish(self, topic: str, data: Data) -> int:
         """Send ``data`` to every subscriber of ``topic`` but this socket."""
         message = to_message(data)
-        if not (isinstance(topic, str) and topic.isascii()):
-            checked(topic, "topic")
         try:
             # host_call's work, without its closure: a publish is per message.
-            return topics.publish(topic, message, self.id)
+            return topics.publish(checked(topic, "topic"), message, self.id)
         except Err as e:
             raise from_host(e.value) from None
 
