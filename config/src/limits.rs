@@ -72,7 +72,9 @@ settings! {
         Route write_timeout: [f64] Timeout = Duration::from_secs(30);
 
         /// Seconds a socket may be quiet (nothing from the peer) before the
-        /// host pings it; 0: never ping.
+        /// host pings it; 0: never ping. Sockets are looked at once a tick,
+        /// an eighth of the shortest period set (10 ms to 1 s): a ping or a
+        /// drop comes up to a tick late, never early.
         Route ping_interval: [f64] SecondsOrNever = Some(Duration::from_secs(25));
 
         /// Seconds of hearing nothing from the peer (not even a pong) after

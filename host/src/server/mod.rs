@@ -33,6 +33,7 @@ use crate::world::events::route::EventRoute;
 use crate::world::events::socket::{self as event_socket, Accepted};
 use crate::world::handler::HostState;
 use crate::world::limits::LimitsExt;
+use crate::ws::alarms::{Alarms, Shutdown};
 use crate::ws::socket::turned_true;
 use anyhow::{Context, Result, bail};
 use component::{Engines, Loaded};
@@ -172,6 +173,8 @@ pub struct Server {
     refusals: Arc<Semaphore>,
     /// Turns true when the server shuts down; every connection task holds a receiver.
     shutdown: watch::Sender<bool>,
+    /// Every open socket, swept for its keepalive alarm and nudged at shutdown.
+    alarms: Arc<Alarms>,
     /// The same, for those who must not delay the shutdown (`/readyz`).
     shutting_down: Arc<AtomicBool>,
     /// Set when the listener serves `wss://` (`--tls-cert`).
@@ -256,6 +259,7 @@ impl Server {
             peak: trim::Peak::default(),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shutdown: watch::channel(false).0,
+            alarms: Arc::default(),
             shutting_down: Arc::default(),
             tls: None,
             limits,
@@ -393,6 +397,7 @@ impl Server {
                 route.start();
             }
         }
+        let sweep = tokio::spawn(Alarms::sweep(Arc::downgrade(&self.alarms)));
         let trims = tokio::spawn({
             let server = self.clone();
             async move { trim::after_bursts(&server.peak, || server.open_now()).await }
@@ -418,6 +423,7 @@ impl Server {
         tracing::info!("shutting down: {open} connections open");
         self.shutting_down.store(true, Ordering::Release);
         self.shutdown.send_replace(true);
+        self.alarms.shut_down();
         // Every connection's tasks hold receivers: all gone means all ended.
         let timeout = self.limits.shutdown_timeout;
         if tokio::time::timeout(timeout, self.shutdown.closed())
@@ -427,6 +433,7 @@ impl Server {
             let open = self.open_now();
             tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
         }
+        sweep.abort();
         Ok(())
     }
 
@@ -460,7 +467,10 @@ impl Server {
             return;
         };
         self.peak.saw(self.open_now());
-        let shutdown = self.shutdown.subscribe();
+        let shutdown = Shutdown {
+            flag: self.shutdown.subscribe(),
+            alarms: self.alarms.clone(),
+        };
         let placed = loops.place();
         let (here, on) = (placed.here, placed.handle().clone());
         let slot = Slot {
@@ -521,7 +531,7 @@ impl Server {
         &self,
         tcp: TcpStream,
         remote: SocketAddr,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &mut Shutdown,
     ) -> Option<Arrived> {
         // One deadline for all that comes before the request: a PROXY
         // header, a TLS handshake and the head each took the whole timeout.
@@ -540,7 +550,7 @@ impl Server {
         let (head, mut stream, remote) = tokio::select! {
             head = head => head?,
             // A request still arriving at shutdown is not worth waiting for.
-            _ = turned_true(shutdown) => return None,
+            _ = turned_true(&mut shutdown.flag) => return None,
         };
         let (head, early) = match head {
             Ok(read) => read,
@@ -594,7 +604,7 @@ impl Server {
         self: Arc<Self>,
         tcp: TcpStream,
         remote: SocketAddr,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
         mut slot: Slot,
     ) {
         let read = self.read_request(tcp, remote, &mut shutdown).await;
@@ -715,7 +725,7 @@ impl Server {
                 headers: Vec::new(),
                 minor_version: 1,
             };
-            let (_, shutdown) = watch::channel(false);
+            let shutdown = Shutdown::never();
             let conn = Conn::new(
                 id,
                 route.ctx.clone(),

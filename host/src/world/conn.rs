@@ -19,6 +19,7 @@ use crate::world::held::HeldMessages;
 use crate::world::limits::LimitsExt;
 use crate::world::recover;
 use crate::world::upgraded::{self, Upgraded};
+use crate::ws::alarms::Shutdown;
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::Delivery;
 use crate::ws::outbox::Outbox;
@@ -26,7 +27,6 @@ use crate::ws::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tungstenite::protocol::frame::coding::CloseCode;
 use wasmtime::component::Resource;
 use wshost_config::Limits;
@@ -43,7 +43,7 @@ pub struct Conn {
     /// `upgrade` found no valid handshake and the host answered 400 or 426.
     refused_handshake: bool,
     /// Turns true when the server shuts down.
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     /// The guest waited for a frame or its socket since the sandbox last
     /// asked: its CPU budget starts again.
     waited: bool,
@@ -85,7 +85,7 @@ impl Conn {
         stream: Stream,
         head: RequestHead,
         early: Vec<u8>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) -> Self {
         let RouteContext {
             limits,

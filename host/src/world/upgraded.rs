@@ -12,6 +12,7 @@ use crate::bindings::{CloseInfo, ConnectionId, Error, Frame, Opcode};
 use crate::pubsub::hub::Membership;
 use crate::pubsub::topics::Subscriptions;
 use crate::world::beside::Side;
+use crate::ws::alarms::Shutdown;
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::{Delivery, Inbox};
 use crate::ws::outbox::{Batch, Ending, Outbox};
@@ -21,7 +22,6 @@ use crate::ws::socket::Socket;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::Message;
@@ -103,7 +103,7 @@ impl Upgraded {
         socket: Socket,
         id: ConnectionId,
         (membership, subscriptions): (Membership, Subscriptions),
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
         keepalive: Keepalive,
         side: Option<&Side>,
     ) -> Self {
@@ -131,7 +131,7 @@ impl Upgraded {
                 &mut socket,
                 &mut guest,
                 id,
-                &mut shutdown,
+                &shutdown,
                 keepalive,
             ));
             let (code, _) = run.await;

@@ -101,6 +101,9 @@ pub struct Outbox {
     /// Wakes a handler guest waiting for room: frames taken, or the end.
     space: Notify,
     evicted: AtomicBool,
+    /// Set by the server's sweep (`ws::alarms`): the keepalive alarm is
+    /// due or the server is shutting down; the writer takes it.
+    nudged: AtomicBool,
     capacity: usize,
     byte_cap: usize,
     backpressure: usize,
@@ -147,6 +150,7 @@ impl Outbox {
             wake: AtomicWaker::new(),
             space: Notify::new(),
             evicted: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
             capacity,
             byte_cap: usize::MAX,
             backpressure,
@@ -394,10 +398,23 @@ impl Outbox {
         state.frames.is_empty() && state.ending.is_none() && !self.is_evicted()
     }
 
-    /// Wait until there is something for the writer: a frame, an ending or
-    /// an eviction. Cancel-safe; the writer's alone (see `wake`).
+    /// Wait until there is something for the writer: a frame, an ending,
+    /// an eviction or a nudge. Cancel-safe; the writer's alone (see `wake`).
     pub(crate) async fn ready(&self) {
-        self.wait_until(|outbox| !outbox.is_quiet()).await
+        self.wait_until(|outbox| outbox.nudged.load(Ordering::Acquire) || !outbox.is_quiet())
+            .await
+    }
+
+    /// Wake the writer to look at its keepalive alarm and the shutdown flag.
+    pub fn nudge(&self) {
+        self.nudged.store(true, Ordering::Release);
+        self.wake.wake();
+    }
+
+    /// Whether the writer was nudged since it last asked.
+    pub fn take_nudge(&self) -> bool {
+        // A load first: asked every turn, rarely true.
+        self.nudged.load(Ordering::Acquire) && self.nudged.swap(false, Ordering::AcqRel)
     }
 
     /// Mark the connection as not keeping up and wake its writer.

@@ -7,16 +7,15 @@
 //! or waits elsewhere still has its pings answered and its queue written.
 
 use crate::bindings::{CloseInfo, ConnectionId, Error};
+use crate::ws::alarms::Shutdown;
 use crate::ws::outbox::Ending;
 use crate::ws::reader::{Held, Read, ReadError};
-use crate::ws::socket::{
-    GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, truncate, turned_true,
-};
+use crate::ws::socket::{GOING_AWAY, Incoming, MAX_CLOSE_REASON, Socket, TOO_SLOW, truncate};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use std::time::Instant;
+use tokio::time::Sleep;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 use wshost_config::Keepalive;
@@ -69,7 +68,7 @@ pub async fn run_guarded<C: Consumer>(
     socket: &mut Socket,
     consumer: &mut C,
     id: ConnectionId,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Shutdown,
     keepalive: Keepalive,
 ) -> (u16, String) {
     // Made in place: bound to a local first, the pump's future took room
@@ -110,11 +109,14 @@ fn injected_panic(msg: &Message) {
 /// Pump `socket` until it has closed; returns the Close code and reason the
 /// connection ended with: ours if the host or guest closed first, the
 /// peer's otherwise, [`ABNORMAL`] when no Close frame was exchanged.
+///
+/// Its keepalive alarm and the shutdown reach it as nudges through its
+/// outbox (`ws::alarms`): no timer of its own but the Close reply's.
 async fn run<C: Consumer>(
     socket: &mut Socket,
     consumer: &mut C,
     id: ConnectionId,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Shutdown,
     keepalive: Keepalive,
 ) -> (u16, String) {
     let outbox = socket.outbox.clone();
@@ -126,6 +128,10 @@ async fn run<C: Consumer>(
     // Keepalive: when the peer was last heard from, and whether it has been
     // pinged since. The alarm is re-armed only when it rings, not per read.
     let mut heard = Instant::now();
+    let alarm = keepalive.enabled().then(|| keepalive.next(heard, false));
+    // Enrolled before the shutdown flag is first read: a shutdown after
+    // that read nudges this socket.
+    let alarm = shutdown.alarms.enroll(&outbox, &keepalive, alarm);
     let mut pinged = false;
     // Bytes read when the peer was last heard: any byte counts as heard, so
     // a long message arriving slowly is not silence.
@@ -138,18 +144,12 @@ async fn run<C: Consumer>(
     // The message that took the in-flight budget's overdraft must be done
     // by then, whatever the socket is doing (boxed: rare).
     let mut overdraft_due: Option<Pin<Box<Sleep>>> = None;
-    let alarm = tokio::time::sleep_until(keepalive.next(heard, pinged));
-    let mut alarm = std::pin::pin!(alarm);
     // The shutdown flag, read each turn (a socket whose reads or queue are
-    // always ready never polls the select's later arms), and one wait for
-    // it over the socket's life, on a clone (made anew each turn, its
-    // waiter was linked and unlinked per message).
+    // always ready never polls the select's later arms); its turning true
+    // nudges the socket awake.
     let mut shut_down = false;
-    let mut rung = shutdown.clone();
-    let shutdown_rang = turned_true(&mut rung);
-    let mut shutdown_rang = std::pin::pin!(shutdown_rang);
     loop {
-        shut_down = shut_down || *shutdown.borrow();
+        shut_down = shut_down || shutdown.is_set();
         if socket.closing {
             if outbox.is_abandoned() || socket.broken {
                 return abnormal(sent);
@@ -198,7 +198,7 @@ async fn run<C: Consumer>(
                 }
             }
             if socket.closing && reply_due.is_none() {
-                let deadline = Instant::now() + socket.close_timeout();
+                let deadline = tokio::time::Instant::now() + socket.close_timeout();
                 reply_due = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
             if socket.broken {
@@ -226,18 +226,18 @@ async fn run<C: Consumer>(
                 Woke::Read(Err(ReadError::Overdue(crate::ws::budget::OVERDRAFT_DEADLINE)))
             }
             read = socket.next_read(), if may_read => Woke::Read(read),
-            _ = outbox.wanted(closing) => Woke::Queue,
-            _ = &mut shutdown_rang, if !closing && !shut_down => {
-                shut_down = true;
-                Woke::Queue
-            }
+            // Frames, an ending, an eviction, or a nudge (the alarm or the
+            // shutdown).
+            _ = outbox.wanted(closing) => match outbox.take_nudge() {
+                true if keepalive.enabled() => Woke::Alarm,
+                _ => Woke::Queue,
+            },
             () = consumer.room(), if !may_read => {
                 // Not listening is not the peer's silence.
                 heard = Instant::now();
                 Woke::Queue
             }
             _ = overdue(&mut reply_due) => return abnormal(sent),
-            () = &mut alarm, if keepalive.enabled() => Woke::Alarm,
         };
         match woke {
             Woke::Queue => {}
@@ -291,7 +291,7 @@ async fn run<C: Consumer>(
                     pinged = true;
                     let _ = socket.ping().await;
                 }
-                alarm.as_mut().reset(keepalive.next(heard, pinged));
+                alarm.rearm(keepalive.next(heard, pinged));
             }
         }
     }
@@ -302,7 +302,8 @@ enum Woke {
     Read(Result<Read, ReadError>),
     /// The outbox, the shutdown flag or the consumer's room: checked each turn.
     Queue,
-    /// The keepalive alarm rang.
+    /// A nudge, with keepalive on: the alarm rang (or the server is
+    /// shutting down, and the peer's silence is looked at early: harmless).
     Alarm,
 }
 
@@ -360,12 +361,13 @@ mod tests {
         );
         let mut socket = opened.await.unwrap();
         let keepalive = limits.keepalive();
-        let (_tx, mut shutdown) = watch::channel(false);
+        let shutdown = Shutdown::never();
         let mut sink = Sink;
-        let pump = run_guarded(&mut socket, &mut sink, 1, &mut shutdown, keepalive);
+        let pump = run_guarded(&mut socket, &mut sink, 1, &shutdown, keepalive);
         let size = std::mem::size_of_val(&pump);
-        // 1,208 bytes in a debug build when this was written.
-        let bound = 1_300;
+        // 920 bytes in a debug build when this was written (1,208 before the
+        // keepalive timer and the shutdown's wait moved to `ws::alarms`).
+        let bound = 1_000;
         eprintln!("the pump's future: {size} bytes");
         assert!(
             size <= bound,

@@ -10,11 +10,11 @@ use crate::net::transport::Stream;
 use crate::world::events::route::EventRoute;
 use crate::world::events::state::MAX_ATTACHMENT;
 use crate::world::limits::LimitsExt;
+use crate::ws::alarms::Shutdown;
 use crate::ws::pump::{self, ABNORMAL, Consumer};
 use crate::ws::reader::Held;
 use crate::ws::socket::Socket;
 use std::sync::Arc;
-use tokio::sync::watch;
 use wshost_config::{Keepalive, Limits};
 
 /// What the connection task brings to an event route.
@@ -35,7 +35,7 @@ pub async fn serve(
     route: Arc<EventRoute>,
     limits: Arc<Limits>,
     incoming: Accepted,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     slot: Open,
 ) {
     let id = incoming.id;
@@ -146,7 +146,7 @@ async fn serve_socket(
     mut socket: Socket,
     route: Arc<EventRoute>,
     id: ConnectionId,
-    (mut shutdown, keepalive): (watch::Receiver<bool>, Keepalive),
+    (shutdown, keepalive): (Shutdown, Keepalive),
     slot: Open,
 ) {
     // Should this task go without reporting the close (dropped at
@@ -164,7 +164,7 @@ async fn serve_socket(
         drain_owed: false,
     };
     let (code, reason) =
-        pump::run_guarded(&mut socket, &mut events, id, &mut shutdown, keepalive).await;
+        pump::run_guarded(&mut socket, &mut events, id, &shutdown, keepalive).await;
     // Dropped (TCP closed) before the guest hears of it.
     drop(socket);
     report.route = None;
