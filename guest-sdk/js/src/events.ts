@@ -24,7 +24,7 @@
 import * as sockets from "wshost:websocket/sockets@0.1.0";
 import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
 import { type Data, bytes, text, toMessage } from "./data";
-import { PeerClosedError, TooLargeError, describe, hostCall, isThenable } from "./errors";
+import { PeerClosedError, TooLargeError, describe, fromHost, hostCall, isThenable } from "./errors";
 import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
 
@@ -141,7 +141,12 @@ export class ServerWebSocket<T = undefined> extends Subscriber {
    * its soft limit (wait for `drain`). Throws `QueueFullError` when
    * it overflowed (the host then closes the socket with 1008). */
   send(data: Data): "queued" | "backed-up" {
-    return hostCall(() => sockets.send(this.id, toMessage(data)));
+    // hostCall's work without its closure: a send is per message.
+    try {
+      return sockets.send(this.id, toMessage(data));
+    } catch (e) {
+      throw fromHost(e);
+    }
   }
 
   /** Close politely: what is queued goes out, then a Close frame. */
@@ -189,7 +194,18 @@ export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
       guarded("open", () => handler.open?.(socket<T>(conn)));
     },
     onMessage(conn, msg) {
-      guarded("message", () => handler.message?.(socket<T>(conn), msg.val));
+      // guarded's work spelled out, without a closure: this is per message.
+      if (handler.message === undefined) {
+        return;
+      }
+      try {
+        const returned = handler.message(open.get(conn) ?? socket<T>(conn), msg.val);
+        if (returned !== undefined && isThenable(returned)) {
+          console.error(ASYNC_CALLBACK("message"));
+        }
+      } catch (e) {
+        failed("message", e);
+      }
     },
     onClose(conn, code, reason) {
       guarded("close", () => handler.close?.(socket<T>(conn), code, reason));
@@ -237,11 +253,19 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
 function guarded(what: string, callback: () => unknown): void {
   try {
     if (isThenable(callback())) {
-      console.error(`${what}: returned a promise; callbacks must be synchronous (its errors are lost)`);
+      console.error(ASYNC_CALLBACK(what));
     }
   } catch (e) {
-    if (!(e instanceof PeerClosedError)) {
-      console.error(`${what}: ${describe(e)}`);
-    }
+    failed(what, e);
+  }
+}
+
+const ASYNC_CALLBACK = (what: string) =>
+  `${what}: returned a promise; callbacks must be synchronous (its errors are lost)`;
+
+/** What a callback threw, logged (a peer that has gone is not worth a line). */
+function failed(what: string, e: unknown): void {
+  if (!(e instanceof PeerClosedError)) {
+    console.error(`${what}: ${describe(e)}`);
   }
 }

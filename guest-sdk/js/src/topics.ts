@@ -16,14 +16,19 @@ import * as hostHistory from "wshost:websocket/history@0.1.0";
 import * as hostPresence from "wshost:websocket/presence@0.1.0";
 import type { Position, Recovery as HostRecovery } from "wshost:websocket/history@0.1.0";
 import { type Data, toMessage } from "./data";
-import { hostCall } from "./errors";
+import { fromHost, hostCall } from "./errors";
 
 export type { Position };
 
 /** Send `data` to every subscriber of `topic` (on every process of a
  * cluster); the number of local subscribers it was queued to. */
 export function publish(topic: string, data: Data): number {
-  return hostCall(() => hostTopics.publish(topic, toMessage(data), undefined));
+  // hostCall's work without its closure: a publish is per message.
+  try {
+    return hostTopics.publish(topic, toMessage(data), undefined);
+  } catch (e) {
+    throw fromHost(e);
+  }
 }
 
 /** How many sockets of this process subscribe to `topic`. */
@@ -122,7 +127,11 @@ export abstract class Subscriber {
   /** Send `data` to every subscriber of `topic` but this socket (Bun's
    * rule); how many local subscribers it was queued to. */
   publish(topic: string, data: Data): number {
-    return hostCall(() => hostTopics.publish(topic, toMessage(data), this.id));
+    try {
+      return hostTopics.publish(topic, toMessage(data), this.id);
+    } catch (e) {
+      throw fromHost(e);
+    }
   }
 
   /** Subscribe to a kept `topic` from `since` (the last position this
