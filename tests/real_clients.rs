@@ -298,6 +298,30 @@ async fn pings_until_dropped(raw: &mut support::raw::RawWs) -> (usize, Duration)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_without_an_idle_timeout_keeps_pinging_a_peer_that_answers() {
+    // It pinged once in a socket's life: after the ping, the alarm was set
+    // for the idle deadline, and there was none.
+    let server = Server::start_flagged(
+        &["--ping-interval", "0.2", "--idle-timeout", "0"],
+        &[("/echo", "echo"), ("/events", "event_mirror")],
+    );
+    for path in ["/echo", "/events"] {
+        let mut live = server.connect(path).await;
+        let mut pings = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout_at(until, futures_util::StreamExt::next(&mut live)).await
+        {
+            pings += usize::from(msg.is_ping());
+        }
+        assert!(
+            pings >= 3,
+            "{path}: {pings} pings in 1.5 s at a 0.2 s interval"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_pings_quiet_sockets_and_drops_silent_ones_in_both_worlds() {
     let server = Server::start_flagged(
         &[

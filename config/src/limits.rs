@@ -134,7 +134,7 @@ pub struct Grants {
 /// one silent for `idle_timeout` is dropped (its guest sees it end, 1006).
 /// A pong counts as hearing from the peer, so a live peer is never dropped
 /// when `ping_interval` is well under `idle_timeout` (which [`Limits::check`]
-/// requires). Generic over the clock's instant (the host's is tokio's).
+/// requires). Generic over the clock's instant (the host's is std's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     pub ping_interval: Option<Duration>,
@@ -146,14 +146,20 @@ impl Keepalive {
         self.ping_interval.is_some() || self.idle_timeout.is_some()
     }
 
-    /// When to look again: the ping due (unless sent) or the idle deadline,
-    /// whichever comes first; far away when neither is set.
-    pub fn next<I: Instant>(&self, heard: I, pinged: bool) -> I {
-        let ping = self.ping_interval.filter(|_| !pinged);
-        [ping, self.idle_timeout]
+    /// When to look again (at `now`): the ping due (unless sent) or the
+    /// idle deadline, whichever comes first; far away when neither is set.
+    /// A ping sent with no idle deadline is followed by a look a ping
+    /// interval on: a peer that answered it is pinged again then.
+    pub fn next<I: Instant>(&self, heard: I, pinged: bool, now: I) -> I {
+        let ping = self.ping_interval.map(|every| match pinged {
+            false => heard + every,
+            true if self.idle_timeout.is_none() => now + every,
+            true => heard + Duration::from_secs(86_400 * 365),
+        });
+        let idle = self.idle_timeout.map(|after| heard + after);
+        [ping, idle]
             .into_iter()
             .flatten()
-            .map(|after| heard + after)
             .min()
             .unwrap_or_else(|| heard + Duration::from_secs(86_400 * 365))
     }
@@ -229,6 +235,36 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_pinged_again_after_answering_even_without_an_idle_timeout() {
+        let secs = Duration::from_secs;
+        let heard = std::time::Instant::now();
+        let ping_only = Keepalive {
+            ping_interval: Some(secs(10)),
+            idle_timeout: None,
+        };
+        assert_eq!(ping_only.next(heard, false, heard), heard + secs(10));
+        // Pinged at 10 s: looked at again at 20 s (it was never again: one
+        // ping in a socket's life when no idle timeout was set).
+        let now = heard + secs(10);
+        assert_eq!(ping_only.next(heard, true, now), now + secs(10));
+        let both = Keepalive {
+            ping_interval: Some(secs(10)),
+            idle_timeout: Some(secs(30)),
+        };
+        assert_eq!(both.next(heard, false, heard), heard + secs(10));
+        assert_eq!(
+            both.next(heard, true, now),
+            heard + secs(30),
+            "the idle deadline"
+        );
+        let none = Keepalive {
+            ping_interval: None,
+            idle_timeout: None,
+        };
+        assert!(none.next(heard, false, heard) > heard + secs(86_400));
+    }
 
     #[test]
     fn origins_are_matched_whole() {

@@ -195,7 +195,7 @@ export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
     },
     onMessage(conn, msg) {
       // guarded's work spelled out, without a closure: this is per message.
-      if (handler.message === undefined) {
+      if (handler.message == null) {
         return;
       }
       try {

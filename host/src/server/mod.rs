@@ -397,7 +397,12 @@ impl Server {
                 route.start();
             }
         }
-        let sweep = tokio::spawn(Alarms::sweep(Arc::downgrade(&self.alarms)));
+        // Ends on its own once the server and its connections are gone.
+        drop(
+            self.alarms
+                .start_sweep()
+                .context("starting the keepalive sweep")?,
+        );
         let trims = tokio::spawn({
             let server = self.clone();
             async move { trim::after_bursts(&server.peak, || server.open_now()).await }
@@ -433,7 +438,6 @@ impl Server {
             let open = self.open_now();
             tracing::warn!("{open} connections still open after {timeout:?}; exiting anyway");
         }
-        sweep.abort();
         Ok(())
     }
 

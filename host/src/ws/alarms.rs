@@ -1,11 +1,13 @@
 //! A server's sockets' rare wake-ups, without a timer in each socket: the
 //! keepalive alarm and the server's shutdown. Every open socket enrolls
-//! here (its outbox, and when its alarm is due); one task per server sweeps
-//! the enrolled sockets once a tick and nudges, through the outbox's waker,
+//! here (its outbox, and when its alarm is due); one thread per server
+//! sweeps the enrolled sockets once a tick and nudges, through the outbox's waker,
 //! those whose alarm is due, and [`Alarms::shut_down`] nudges them all. A
 //! socket's pump so holds neither a `Sleep` (112 bytes) nor a wait for the
 //! shutdown (~100 bytes) for its whole life, as uWebSockets' loops keep one
-//! timer each and sweep their sockets with it.
+//! timer each and sweep their sockets with it. The sweep has a thread of
+//! its own, not a task on an event loop: a loop busy with a guest's call
+//! would delay every loop's pings and drops.
 //!
 //! Invariants: an alarm never rings early, and late by at most one tick
 //! (an eighth of the shortest keepalive period enrolled, between
@@ -18,8 +20,9 @@ use crate::ws::outbox::Outbox;
 use slab::Slab;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use wshost_config::Keepalive;
 
 /// The shortest tick: keepalive periods below 80 ms ring up to 10 ms late.
@@ -34,8 +37,9 @@ pub struct Alarms {
     enrolled: Mutex<Slab<Entry>>,
     /// The sweep's period, in nanoseconds: it only shrinks.
     tick: AtomicU64,
-    /// Wakes the sweep when its tick shrank (it may be asleep for a longer one).
-    finer: Notify,
+    /// The sweep's thread, unparked when its tick shrank (it may be asleep
+    /// for a longer one).
+    sweeper: std::sync::OnceLock<Thread>,
 }
 
 #[derive(Debug)]
@@ -57,7 +61,7 @@ impl Default for Alarms {
         Alarms {
             enrolled: Mutex::default(),
             tick: AtomicU64::new(COARSEST.as_nanos() as u64),
-            finer: Notify::new(),
+            sweeper: std::sync::OnceLock::new(),
         }
     }
 }
@@ -83,8 +87,10 @@ impl Alarms {
             .min();
         if let Some(period) = shortest {
             let tick = (period / 8).clamp(FINEST, COARSEST).as_nanos() as u64;
-            if tick < self.tick.fetch_min(tick, Ordering::AcqRel) {
-                self.finer.notify_one();
+            if tick < self.tick.fetch_min(tick, Ordering::AcqRel)
+                && let Some(sweeper) = self.sweeper.get()
+            {
+                sweeper.unpark();
             }
         }
         let outbox = outbox.clone();
@@ -137,19 +143,30 @@ impl Alarms {
         due.len()
     }
 
-    /// Ring what is due once a tick, until the server (the last strong
-    /// handle) is gone. Spawned once per server.
-    pub async fn sweep(alarms: Weak<Alarms>) {
-        while let Some(strong) = alarms.upgrade() {
-            let finer = strong.finer.notified();
-            tokio::select! {
-                () = tokio::time::sleep(strong.tick()) => {
-                    strong.ring(Instant::now());
-                }
-                // A finer tick was enrolled: sleep anew with it.
-                () = finer => {}
-            }
-        }
+    /// Start the sweep: on a thread of its own, it rings what is due once
+    /// a tick until the last strong handle (the server's, its connections')
+    /// is gone. Once per server.
+    pub fn start_sweep(self: &Arc<Self>) -> std::io::Result<JoinHandle<()>> {
+        let alarms = Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("wshost-alarms".into())
+            .spawn(move || sweep(alarms))?;
+        let _ = self.sweeper.set(thread.thread().clone());
+        Ok(thread)
+    }
+}
+
+/// The sweep's thread. Woken early (a finer tick, or spuriously), it rings
+/// early: harmless, as only what is due is nudged.
+fn sweep(alarms: Weak<Alarms>) {
+    while let Some(strong) = alarms.upgrade() {
+        let tick = strong.tick();
+        drop(strong);
+        std::thread::park_timeout(tick);
+        match alarms.upgrade() {
+            Some(strong) => strong.ring(Instant::now()),
+            None => return,
+        };
     }
 }
 
@@ -261,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_rings_within_a_tick_and_ends_with_the_server() {
         let alarms = Arc::new(Alarms::default());
-        let sweep = tokio::spawn(Alarms::sweep(Arc::downgrade(&alarms)));
+        let sweep = alarms.start_sweep().unwrap();
         let outbox = Arc::new(Outbox::new(1, 16, 1 << 20));
         let start = Instant::now();
         // A finer tick wakes a sweep asleep for the coarsest one.
@@ -273,9 +290,12 @@ mod tests {
         assert!(start.elapsed() >= FINEST, "never early");
         drop(enrolled);
         drop(alarms);
-        tokio::time::timeout(Duration::from_secs(2), sweep)
-            .await
-            .expect("the sweep ends once the server is gone")
-            .unwrap();
+        for _ in 0..200 {
+            if sweep.is_finished() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the sweep still runs 2 s after the server is gone");
     }
 }

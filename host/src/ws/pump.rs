@@ -128,7 +128,9 @@ async fn run<C: Consumer>(
     // Keepalive: when the peer was last heard from, and whether it has been
     // pinged since. The alarm is re-armed only when it rings, not per read.
     let mut heard = Instant::now();
-    let alarm = keepalive.enabled().then(|| keepalive.next(heard, false));
+    let alarm = keepalive
+        .enabled()
+        .then(|| keepalive.next(heard, false, heard));
     // Enrolled before the shutdown flag is first read: a shutdown after
     // that read nudges this socket.
     let alarm = shutdown.alarms.enroll(&outbox, &keepalive, alarm);
@@ -291,7 +293,7 @@ async fn run<C: Consumer>(
                     pinged = true;
                     let _ = socket.ping().await;
                 }
-                alarm.rearm(keepalive.next(heard, pinged));
+                alarm.rearm(keepalive.next(heard, pinged, now));
             }
         }
     }
