@@ -33,7 +33,17 @@ pub trait Value {
     fn show(resolved: &Self::Resolved) -> String;
 }
 
+/// The longest any setting in seconds may be: a deadline further away
+/// would overflow the clock's instant (a panic, where a year is "never" in
+/// all but name).
+const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
 fn seconds(v: f64, name: Name<'_>) -> Result<Duration, String> {
+    if v > MAX_SECONDS {
+        return Err(format!(
+            "{name} must be at most {MAX_SECONDS} seconds (a year), not {v}"
+        ));
+    }
     Duration::try_from_secs_f64(v)
         .map_err(|_| format!("{name} must be a non-negative number of seconds, not {v}"))
 }
@@ -256,5 +266,28 @@ impl<T: Clone + std::fmt::Debug + PartialEq> Value for Maybe<T> {
             None => "none".into(),
             Some(v) => format!("{v:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_past_a_year_are_refused_naming_the_setting() {
+        let name = Name {
+            key: "ping_interval",
+            flag: "ping-interval",
+        };
+        assert_eq!(
+            SecondsOrNever::resolve(MAX_SECONDS, name),
+            Ok(Some(Duration::from_secs(365 * 86_400)))
+        );
+        let refused = SecondsOrNever::resolve(1e12, name).unwrap_err();
+        assert!(
+            refused.starts_with("ping_interval (--ping-interval) must be at most"),
+            "{refused}"
+        );
+        assert!(Timeout::resolve(f64::INFINITY, name).is_err());
     }
 }

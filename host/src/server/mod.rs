@@ -384,6 +384,9 @@ impl Server {
         listener: TcpListener,
         stop: impl Future<Output = ()>,
     ) -> Result<()> {
+        // Ends on its own once the server and its connections are gone.
+        let sweep = self.alarms.start_sweep();
+        drop(sweep.context("starting the keepalive sweep")?);
         let loops = Loops::start(self.loops).context("starting the event loops")?;
         let loops = Arc::new(loops);
         tracing::info!("{} event loops", loops.len());
@@ -397,12 +400,6 @@ impl Server {
                 route.start();
             }
         }
-        // Ends on its own once the server and its connections are gone.
-        drop(
-            self.alarms
-                .start_sweep()
-                .context("starting the keepalive sweep")?,
-        );
         let trims = tokio::spawn({
             let server = self.clone();
             async move { trim::after_bursts(&server.peak, || server.open_now()).await }

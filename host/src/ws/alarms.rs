@@ -151,7 +151,10 @@ impl Alarms {
         let thread = std::thread::Builder::new()
             .name("wshost-alarms".into())
             .spawn(move || sweep(alarms))?;
-        let _ = self.sweeper.set(thread.thread().clone());
+        let started = self.sweeper.set(thread.thread().clone());
+        debug_assert!(started.is_ok(), "one sweep per server");
+        // A tick made finer before `set` found no thread to unpark.
+        thread.thread().unpark();
         Ok(thread)
     }
 }

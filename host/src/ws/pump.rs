@@ -293,7 +293,12 @@ async fn run<C: Consumer>(
                     pinged = true;
                     let _ = socket.ping().await;
                 }
-                alarm.rearm(keepalive.next(heard, pinged, now));
+                // A closing socket is not pinged (its Close reply's timer
+                // bounds it): re-armed, a ping due and never sent would
+                // ring every tick until then.
+                if !socket.closing {
+                    alarm.rearm(keepalive.next(heard, pinged, now));
+                }
             }
         }
     }
