@@ -205,13 +205,15 @@ pub async fn setup_rate(addr: SocketAddr, count: usize, parallel: usize) -> Resu
 /// the sender). The window keeps the server's queue for the client (1,024
 /// messages) from overflowing.
 ///
+/// Messages [`pipelined`] sends before it starts timing.
+pub const WARM_UP: usize = 2_000;
+
 /// The first `WARM_UP` answers are not timed: the guest's first messages
 /// pay for its interpreter's warming (CPython specializing its bytecode,
 /// the instance's memory growing), which a short run would count as
 /// throughput.
 pub async fn pipelined(addr: SocketAddr, path: &str, count: usize) -> Result<f64> {
     const WINDOW: usize = 256;
-    const WARM_UP: usize = 2_000;
     let ws = connect(addr, path).await?;
     // Let the server subscribe the socket before the first message.
     tokio::time::sleep(Duration::from_millis(100)).await;

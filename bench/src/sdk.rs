@@ -3,7 +3,8 @@
 //! (`bench/raw-guests/`, the examples as written before the SDKs), in the
 //! same run: component size, instantiate time, idle RSS per connection of
 //! the handler world's echo, the event world's chat (events per second
-//! through its one instance, idle RSS per socket) and, in Python, the coro
+//! through its one instance and the server's CPU per event, steadier on a
+//! noisy VM; idle RSS per socket) and, in Python, the coro
 //! world's echo. One table per language; ratios to the raw guest. The SDK's
 //! event-world sockets carry an attachment the raw chat does not (20–45
 //! bytes of JSON: the remote address and subprotocol, for `ws.remoteAddress`
@@ -112,13 +113,27 @@ pub async fn run(langs: &[String], rounds: usize, idle: usize, event_idle: usize
                 report.add(&figure, Better::Lower, &build.column, growth.pss / 1024.0);
                 let chat = build.dir.join("chat.wasm");
                 let server = chat_server(&chat, event_idle).await?;
+                let cpu = server.cpu_ns()?;
                 let rate = load::pipelined(server.addr, "/chat", PIPELINED).await?;
-                eprintln!("{}: chat {rate:.0} events/s", build.column);
+                // Steadier than the rate on this VM: what the server spent
+                // per event, warm-up included, whoever was the bottleneck.
+                let events = (PIPELINED + load::WARM_UP) as f64;
+                let per_event = (server.cpu_ns()? - cpu) as f64 / events / 1000.0;
+                eprintln!(
+                    "{}: chat {rate:.0} events/s, {per_event:.2} µs of server CPU each",
+                    build.column
+                );
                 report.add(
                     "chat: events/s through one instance",
                     Better::Higher,
                     &build.column,
                     rate,
+                );
+                report.add(
+                    "chat: server CPU µs/event",
+                    Better::Lower,
+                    &build.column,
+                    per_event,
                 );
                 drop(server);
                 let server = chat_server(&chat, event_idle).await?;
