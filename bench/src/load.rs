@@ -199,16 +199,16 @@ pub async fn setup_rate(addr: SocketAddr, count: usize, parallel: usize) -> Resu
     Ok(count as f64 / began.elapsed().as_secs_f64())
 }
 
+/// Messages [`pipelined`] sends before it starts timing.
+pub const WARM_UP: usize = 2_000;
+
 /// Messages per second one client gets back when it sends `count` text
 /// messages to `path`, up to `WINDOW` ahead of the answers, and reads one
 /// answer for each (the `chat` guest publishes each to its one subscriber,
 /// the sender). The window keeps the server's queue for the client (1,024
 /// messages) from overflowing.
 ///
-/// Messages [`pipelined`] sends before it starts timing.
-pub const WARM_UP: usize = 2_000;
-
-/// The first `WARM_UP` answers are not timed: the guest's first messages
+/// The first [`WARM_UP`] answers are not timed: the guest's first messages
 /// pay for its interpreter's warming (CPython specializing its bytecode,
 /// the instance's memory growing), which a short run would count as
 /// throughput.

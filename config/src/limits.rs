@@ -151,11 +151,11 @@ impl Keepalive {
     /// A ping sent with no idle deadline is followed by a look a ping
     /// interval on: a peer that answered it is pinged again then.
     pub fn next<I: Instant>(&self, heard: I, pinged: bool, now: I) -> I {
-        let ping = self.ping_interval.map(|every| match pinged {
-            false => heard + every,
-            true if self.idle_timeout.is_none() => now + every,
-            true => heard + Duration::from_secs(86_400 * 365),
-        });
+        let ping = match (self.ping_interval, pinged) {
+            (Some(every), false) => Some(heard + every),
+            (Some(every), true) if self.idle_timeout.is_none() => Some(now + every),
+            _ => None,
+        };
         let idle = self.idle_timeout.map(|after| heard + after);
         [ping, idle]
             .into_iter()

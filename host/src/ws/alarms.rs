@@ -101,14 +101,7 @@ impl Alarms {
     /// Nudge every enrolled socket: the server is shutting down (its flag
     /// is set before this is called).
     pub fn shut_down(&self) {
-        let all: Vec<Arc<Outbox>> = self
-            .enrolled()
-            .iter()
-            .map(|(_, e)| e.outbox.clone())
-            .collect();
-        for outbox in all {
-            outbox.nudge();
-        }
+        self.nudge_where(|_| true);
     }
 
     /// Sockets enrolled now.
@@ -126,21 +119,30 @@ impl Alarms {
         Duration::from_nanos(self.tick.load(Ordering::Acquire))
     }
 
-    /// Nudge the sockets whose alarm is due at `now`, disarming it. The
-    /// wake-ups are made after the lock is let go: a loop enrolling a
-    /// socket does not wait for them.
+    /// Nudge the sockets whose alarm is due at `now`, disarming it.
     fn ring(&self, now: Instant) -> usize {
-        let mut due = Vec::new();
-        for (_, entry) in self.enrolled().iter_mut() {
-            if entry.due.is_some_and(|at| at <= now) {
+        self.nudge_where(|entry| {
+            let due = entry.due.is_some_and(|at| at <= now);
+            if due {
                 entry.due = None;
-                due.push(entry.outbox.clone());
             }
-        }
-        for outbox in &due {
+            due
+        })
+    }
+
+    /// Nudge the sockets `pick` picks (it may change their entry); how many.
+    /// The wake-ups are made after the lock is let go: a loop enrolling a
+    /// socket does not wait for them.
+    fn nudge_where(&self, mut pick: impl FnMut(&mut Entry) -> bool) -> usize {
+        let picked: Vec<Arc<Outbox>> = self
+            .enrolled()
+            .iter_mut()
+            .filter_map(|(_, entry)| pick(entry).then(|| entry.outbox.clone()))
+            .collect();
+        for outbox in &picked {
             outbox.nudge();
         }
-        due.len()
+        picked.len()
     }
 
     /// Start the sweep: on a thread of its own, it rings what is due once
