@@ -39,12 +39,26 @@ CloseInfo = types.CloseInfo
 class WebSocket(Subscriber):
     """The upgraded connection. Iterating it yields each message until the peer closes."""
 
-    def __init__(self) -> None:
-        self.id = connection.id()
+    # Each connection is an instance of its own, and each object or function
+    # its first steps touch dirties a page of that instance's memory: so no
+    # `__init__`, the id asked of the host when first wanted, and the loop
+    # below calling the host itself (docs: benchmarks, "The guest SDKs").
+    close_info: CloseInfo | None = None
+    """How the peer closed, once ``recv`` returned ``None`` for its Close
+    frame (``None`` when it vanished without one)."""
+    _id: int | None = None
+
+    @property
+    def id(self) -> int:
         """The host's id of this connection, as other handlers see it in the hub."""
-        self.close_info: CloseInfo | None = None
-        """How the peer closed, once ``recv`` returned ``None`` for its Close
-        frame (``None`` when it vanished without one)."""
+        if self._id is None:
+            self._id = connection.id()
+        return self._id
+
+    @id.setter
+    def id(self, value: int) -> None:
+        # Only to keep `Subscriber.id` writable, as the other worlds' sockets set it.
+        self._id = value
 
     def recv(self, timeout_ms: int | None = None) -> str | bytes | None:
         """The next message: text as ``str``, binary as ``bytes``; ``None``
@@ -60,7 +74,15 @@ class WebSocket(Subscriber):
         return message
 
     def __iter__(self) -> Iterator[str | bytes]:
-        while (message := self.recv()) is not None:
+        # `recv`'s work, without calling it (see above).
+        while True:
+            try:
+                frame = connection.recv(None)
+            except Err as e:
+                raise from_host(e.value) from None
+            message, self.close_info = frame_message(frame)
+            if message is None:
+                return
             yield message
 
     def send(self, data: Data) -> None:
@@ -94,7 +116,10 @@ def upgrade(req: Request | None = None, protocol: str | None = None, headers: He
     """Answer the request with ``101 Switching Protocols`` (naming ``protocol``,
     with extra ``headers``, when given): the connection, ready for ``recv`` and ``send``."""
     if protocol is None and headers is None:
-        host_call(connection.upgrade)
+        try:
+            connection.upgrade()
+        except Err as e:
+            raise from_host(e.value) from None
     else:
         chosen = None if protocol is None else checked(protocol, "protocol")
         pairs = header_list(headers or {})
