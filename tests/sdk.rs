@@ -7,8 +7,12 @@
 
 mod support;
 
+use futures_util::SinkExt;
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 fn server(lang: Lang) -> Server {
     Server::start_in(lang, "/sdk", "sdk_events")
@@ -30,6 +34,7 @@ in_both_languages!(
     host_errors_have_a_class_and_a_code,
     a_socket_publishes_to_the_others,
     text_the_host_cannot_take_does_not_trap_the_instance,
+    each_socket_keeps_its_own_data,
 );
 
 /// `upgrade` returning a `Response` answers over HTTP, status, header and
@@ -149,4 +154,67 @@ async fn a_socket_publishes_to_the_others(lang: Lang) {
     send_text(&mut a, "pub room hello there").await;
     assert_eq!(next_text(&mut b).await, "hello there");
     assert_eq!(next_text(&mut a).await, "sent to 1");
+}
+
+/// Each socket keeps its own `data`: the TypeScript SDK encodes every
+/// attachment into one buffer, so a socket opened after another, or
+/// renamed, must not change what the other reads.
+async fn each_socket_keeps_its_own_data(lang: Lang) {
+    let server = server(lang);
+    let long = "a".repeat(300);
+    let mut a = server.connect(&format!("/sdk?name={long}")).await;
+    next_text(&mut a).await;
+    let mut b = server.connect("/sdk?name=b").await;
+    next_text(&mut b).await;
+    send_text(&mut b, "rename bee").await;
+    assert_eq!(next_text(&mut b).await, "renamed");
+    send_text(&mut a, "whoami").await;
+    assert_eq!(next_text(&mut a).await, long);
+    send_text(&mut b, "whoami").await;
+    assert_eq!(next_text(&mut b).await, "bee");
+}
+
+/// The Python handler world's socket (`guests/python/sdk_handler.py`): its
+/// id, asked of the host when first wanted, is the hub's; it subscribes by
+/// it; and how the peer closed reaches `close_info` through `recv` and
+/// through iteration alike.
+#[tokio::test]
+async fn python_handler_socket_has_the_hubs_id_and_the_peers_close() {
+    let server = Server::start_in(Lang::Python, "/probe", "sdk_handler");
+    let mut ids = Vec::new();
+    let mut sockets = Vec::new();
+    for path in ["/probe", "/probe", "/probe?iter"] {
+        let mut ws = server.connect(path).await;
+        let hello = next_text(&mut ws).await;
+        let (id, listed) = hello.split_once(' ').expect("id and listed");
+        assert_eq!(listed, "True", "{hello}");
+        ids.push(id.to_string());
+        sockets.push(ws);
+    }
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    let [watcher, a, b] = &mut sockets[..] else {
+        unreachable!()
+    };
+    send_text(a, "hi").await;
+    assert_eq!(next_text(watcher).await, format!("{}: hi", ids[1]));
+    for (ws, code, reason) in [(a, 4000, "from a"), (b, 4001, "from b")] {
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        })))
+        .await
+        .unwrap();
+    }
+    let mut told = vec![next_text(watcher).await, next_text(watcher).await];
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            format!("{} closed, seen by recv: 4000 from a", ids[1]),
+            format!("{} closed, seen by iteration: 4001 from b", ids[2]),
+        ],
+    );
 }

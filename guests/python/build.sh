@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Python guests on the `wshost` package (../../guest-sdk/python):
-# echo.wasm and broadcast.wasm of the handler world; chat.wasm,
+# echo.wasm, broadcast.wasm and sdk_handler.wasm (tests/sdk.rs) of the
+# handler world; chat.wasm,
 # recover_chat.wasm and sdk_events.wasm (which tests/sdk.rs drives) of the
 # event world; coro_echo.wasm and coro_broadcast.wasm of the coro world;
 # into OUT_DIR (default: dist/). Installs componentize-py and mypy into
@@ -27,7 +28,7 @@ world_of() {
         *) echo handler ;;
     esac
 }
-apps=(echo broadcast chat recover_chat sdk_events coro_echo coro_broadcast)
+apps=(echo broadcast chat recover_chat sdk_events sdk_handler coro_echo coro_broadcast)
 
 # Types: each world's examples against that world's bindings.
 for world in handler events coro; do

@@ -30,6 +30,11 @@ export function bytes(data: Data): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** `text` as UTF-8 into `into`, as far as it fits (whole characters only). */
+export function encodeInto(text: string, into: Uint8Array): { read: number; written: number } {
+  return encoder.encodeInto(text, into);
+}
+
 /** `data` as the WIT's message: text for a string, binary otherwise. */
 export function toMessage(data: Data): Message {
   return typeof data === "string" ? { tag: "text", val: data } : { tag: "binary", val: bytes(data) };

@@ -23,7 +23,7 @@
 /// <reference path="./wit/events.d.ts" />
 import * as sockets from "wshost:websocket/sockets@0.1.0";
 import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
-import { type Data, bytes, text, toMessage } from "./data";
+import { type Data, bytes, encodeInto, text, toMessage } from "./data";
 import { PeerClosedError, TooLargeError, describe, fromHost, hostCall, isThenable } from "./errors";
 import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
@@ -73,20 +73,20 @@ interface Saved<T> {
 const MAX_ATTACHMENT = 16 * 1024;
 
 /** Where each attachment is encoded. The host copies the bytes before the
- * guest runs again, so one buffer serves every socket. `TextEncoder.encode`
+ * guest's code runs again (see `decide`), so one buffer serves every
+ * socket. `TextEncoder.encode`
  * makes an `ArrayBuffer` per call, and SpiderMonkey did not reclaim those
  * while 10,000 sockets opened (it did reclaim plain objects): each opening
  * grew the instance's memory, which never shrinks (docs: benchmarks, "The
  * guest SDKs"). */
 const scratch = new Uint8Array(MAX_ATTACHMENT);
-const encoder = new TextEncoder();
 
 /** `saved` as the attachment's bytes, valid until the guest's next
  * attachment; throws `TooLargeError` past the host's bound (and JSON's own
  * errors: a BigInt, a cycle). */
 function encodeSaved<T>(saved: Saved<T>): Uint8Array {
   const json = JSON.stringify(saved);
-  const { read, written } = encoder.encodeInto(json, scratch);
+  const { read, written } = encodeInto(json, scratch);
   if (read < json.length) {
     const size = bytes(json).length;
     throw new TooLargeError("too-large", `data is ${size} bytes as JSON; a socket keeps at most ${MAX_ATTACHMENT}`);
@@ -241,22 +241,25 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
     throw new TypeError("upgrade must return an Upgrade ({ data, protocol, headers }), a Response from @wshost/guest, or nothing");
   }
   const options = (decided ?? {}) as Upgrade<T>;
-  const headers = headerList(options.headers);
-  // What componentize-js lowers after this returns cannot throw here.
-  if (options.protocol !== undefined && typeof options.protocol !== "string") {
+  // Each of the guest's values read once, into values of the SDK's own:
+  // componentize-js lowers the decision after this returns, so it must
+  // find nothing there that could throw (a trap of the shared instance)
+  // or run the guest's code (a getter that encodes another attachment
+  // would overwrite this one's buffer).
+  const protocol: unknown = options.protocol;
+  if (protocol !== undefined && typeof protocol !== "string") {
     throw new TypeError("upgrade: protocol must be a string");
   }
-  if (!headers.every((pair) => Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "string")) {
-    throw new TypeError("upgrade: headers must be strings");
+  const headers: Array<[string, string]> = [];
+  for (const pair of headerList(options.headers)) {
+    const [name, value]: unknown[] = Array.isArray(pair) ? pair : [];
+    if (typeof name !== "string" || typeof value !== "string") {
+      throw new TypeError("upgrade: headers must be strings");
+    }
+    headers.push([name, value]);
   }
-  return {
-    tag: "upgrade",
-    val: {
-      protocol: options.protocol,
-      headers,
-      attachment: encodeSaved({ d: options.data, a: request.remoteAddress, p: options.protocol }),
-    },
-  };
+  const attachment = encodeSaved({ d: options.data, a: request.remoteAddress, p: protocol });
+  return { tag: "upgrade", val: { protocol, headers, attachment } };
 }
 
 /** Run a callback: what it throws is logged and the socket stays open; a

@@ -67,6 +67,7 @@ class WebSocket(Subscriber):
             uint(timeout_ms, 32, "timeout_ms")
         try:
             # host_call's work, without its closure: a recv is per message.
+            # Kept in step with `__iter__`, which does the same inline.
             frame = connection.recv(timeout_ms)
         except Err as e:
             raise from_host(e.value) from None
@@ -74,7 +75,7 @@ class WebSocket(Subscriber):
         return message
 
     def __iter__(self) -> Iterator[str | bytes]:
-        # `recv`'s work, without calling it (see above).
+        # `recv`'s work, without calling it (see the class's comment).
         while True:
             try:
                 frame = connection.recv(None)
@@ -116,6 +117,7 @@ def upgrade(req: Request | None = None, protocol: str | None = None, headers: He
     """Answer the request with ``101 Switching Protocols`` (naming ``protocol``,
     with extra ``headers``, when given): the connection, ready for ``recv`` and ``send``."""
     if protocol is None and headers is None:
+        # host_call's work, without its closure (see WebSocket's comment).
         try:
             connection.upgrade()
         except Err as e:
