@@ -648,7 +648,8 @@ impl Server {
                 let side = Arc::new(Side::default());
                 let conn = Conn::new(id, route.ctx.clone(), stream, head, early, shutdown)
                     .with_pump_beside(side.clone());
-                let run = self.clone().run_handler(route.clone(), request, conn, slot);
+                let (server, route) = (self.clone(), route.clone());
+                let run = move || server.run_handler(route, request, conn, slot);
                 tokio::spawn(beside::run(run, side).instrument(span));
             }
             Route::Events(route) => {
@@ -761,7 +762,7 @@ impl Server {
         route.ctx.meters.instantiate.record(started.elapsed());
         let outcome = match instance {
             Ok(handler) => {
-                match sandbox::guarded(handler.call_handle(&mut store, &request)).await {
+                match sandbox::guarded(|| handler.call_handle(&mut store, &request)).await {
                     Ok(Ok(())) => Outcome::Returned,
                     Ok(Err(why)) => {
                         if store.data().conn.refused_handshake() {

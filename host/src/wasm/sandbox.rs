@@ -156,10 +156,12 @@ pub fn resource_table(connections: usize) -> wasmtime::component::ResourceTable 
     table
 }
 
-/// Run `call`, telling whether it suspended (was pending at least once):
-/// whether the guest really waited in it.
-pub async fn suspends<F: Future>(call: F) -> (F::Output, bool) {
-    let mut call = std::pin::pin!(call);
+/// Run the future `call` makes, telling whether it suspended (was pending
+/// at least once): whether the guest really waited in it. Made here, in
+/// place: a future passed in and then pinned took its room twice (see
+/// `beside::run`), and a handler blocked in `recv` holds this one all along.
+pub async fn suspends<F: Future>(call: impl FnOnce() -> F) -> (F::Output, bool) {
+    let mut call = std::pin::pin!(call());
     let mut suspended = false;
     let output = std::future::poll_fn(|cx| {
         let poll = call.as_mut().poll(cx);
@@ -265,9 +267,13 @@ pub struct HostPanic(String);
 /// A guest call with a panic of ours in a host function (a bug) turned into
 /// the call's failure: the instance is discarded as after a trap, and the
 /// connection ends as a failed handler's does.
-pub async fn guarded<T>(call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+pub async fn guarded<T, F>(call: impl FnOnce() -> F) -> wasmtime::Result<T>
+where
+    F: Future<Output = wasmtime::Result<T>>,
+{
     use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+    // `call` makes the future in place (see `suspends`).
+    match std::panic::AssertUnwindSafe(call()).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
             let why = crate::meters::panicked("guest_call", &*panic);

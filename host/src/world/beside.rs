@@ -106,11 +106,12 @@ impl Half {
     }
 }
 
-/// Run `guest` (a connection's whole call) with the pump `side` is given
-/// polled beside it; returns what `guest` returned once the pump, too, has
-/// ended.
-pub async fn run<F: Future>(guest: F, side: Arc<Side>) -> F::Output {
-    let mut guest = std::pin::pin!(guest);
+/// Run the future `guest` makes (a connection's whole call) with the pump
+/// `side` is given polled beside it; returns what it returned once the
+/// pump, too, has ended. `guest` is made here, in place: a future passed
+/// in and then pinned took its room twice in this one's state.
+pub async fn run<F: Future>(guest: impl FnOnce() -> F, side: Arc<Side>) -> F::Output {
+    let mut guest = std::pin::pin!(guest());
     let mut out = None;
     let mut pump: Option<Pump> = None;
     let turn = Arc::new(Turn::default());
@@ -204,7 +205,7 @@ mod tests {
             }
         };
         let count = Arc::new(Count::default());
-        let mut run = std::pin::pin!(run(guest, side));
+        let mut run = std::pin::pin!(run(|| guest, side));
         assert!(poll_once(run.as_mut(), &count).is_pending());
         // The peer's message arrives: one wake, and the round is done.
         pump_ready.send(()).unwrap();
@@ -231,7 +232,7 @@ mod tests {
     #[test]
     fn a_half_that_wakes_itself_yields_to_the_runtime() {
         let count = Arc::new(Count::default());
-        let mut run = std::pin::pin!(run(YieldOnce(false), Arc::new(Side::default())));
+        let mut run = std::pin::pin!(run(|| YieldOnce(false), Arc::new(Side::default())));
         assert!(poll_once(run.as_mut(), &count).is_pending());
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task was woken");
         assert!(poll_once(run, &count).is_ready());
@@ -243,10 +244,29 @@ mod tests {
         let (end_pump, pump_ends) = tokio::sync::oneshot::channel::<()>();
         side.put(move || Box::pin(async move { pump_ends.await.unwrap() }));
         let count = Arc::new(Count::default());
-        let mut run = std::pin::pin!(run(async {}, side));
+        let mut run = std::pin::pin!(run(|| async {}, side));
         assert!(poll_once(run.as_mut(), &count).is_pending());
         end_pump.send(()).unwrap();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(poll_once(run, &count).is_ready());
+    }
+
+    /// A handler-world connection's task is mostly its guest's future
+    /// (about 4 KB in a release build): `run` holds it once, not twice.
+    #[test]
+    fn the_guests_future_takes_its_room_once() {
+        let guest = || async {
+            let kept = [7u8; 4096];
+            std::future::pending::<()>().await;
+            kept[100]
+        };
+        let alone = std::mem::size_of_val(&guest());
+        let run = run(guest, Arc::new(Side::default()));
+        let whole = std::mem::size_of_val(&run);
+        assert!(alone >= 4096, "{alone}");
+        assert!(
+            whole < alone + 512,
+            "run is {whole} bytes around a {alone}-byte guest"
+        );
     }
 }

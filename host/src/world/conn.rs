@@ -410,13 +410,13 @@ impl connection::Host for Conn {
     }
 
     async fn upgrade(&mut self) -> Result<(), Error> {
-        let done = sandbox::suspends(self.do_upgrade(None, Vec::new())).await;
+        let done = sandbox::suspends(|| self.do_upgrade(None, Vec::new())).await;
         self.waited_if(done)
     }
 
     async fn recv(&mut self, timeout_ms: Option<u32>) -> Result<Option<Frame>, Error> {
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms.into()));
-        let (received, suspended) = sandbox::suspends(self.do_recv(timeout)).await;
+        let (received, suspended) = sandbox::suspends(|| self.do_recv(timeout)).await;
         // A frame, or a real wait: not a poll that found nothing, nor
         // "closed" said again at once.
         self.waited |= suspended || matches!(received, Ok(Some(_)));
@@ -424,12 +424,12 @@ impl connection::Host for Conn {
     }
 
     async fn push(&mut self, data: Vec<u8>, op: Opcode, fin: bool) -> Result<(), Error> {
-        let done = sandbox::suspends(self.do_push(data, op, fin)).await;
+        let done = sandbox::suspends(|| self.do_push(data, op, fin)).await;
         self.waited_if(done)
     }
 
     async fn push_close(&mut self, code: u16, reason: String) -> Result<(), Error> {
-        let done = sandbox::suspends(self.do_push_close(code, reason)).await;
+        let done = sandbox::suspends(|| self.do_push_close(code, reason)).await;
         self.waited_if(done)
     }
 
@@ -444,7 +444,7 @@ impl connection::Host for Conn {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let done = sandbox::suspends(self.do_respond(status, headers, body)).await;
+        let done = sandbox::suspends(|| self.do_respond(status, headers, body)).await;
         self.waited_if(done)
     }
 }
@@ -455,7 +455,7 @@ impl handshake::Host for Conn {
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> Result<(), Error> {
-        let done = sandbox::suspends(self.do_upgrade(protocol, headers)).await;
+        let done = sandbox::suspends(|| self.do_upgrade(protocol, headers)).await;
         self.waited_if(done)
     }
 }
@@ -564,7 +564,7 @@ impl messages::Host for Conn {
             return Err(refused);
         }
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms.into()));
-        let (received, suspended) = sandbox::suspends(self.recv_delivery(timeout)).await;
+        let (received, suspended) = sandbox::suspends(|| self.recv_delivery(timeout)).await;
         self.waited |= suspended || matches!(received, Ok(Some(_)));
         received?.map(|d| self.held.take(d)).transpose()
     }
@@ -572,7 +572,7 @@ impl messages::Host for Conn {
     async fn push(&mut self, msg: Resource<HeldMessage>) -> Result<(), Error> {
         let m = self.held.get(&msg)?;
         let (data, text) = (m.data.clone(), m.text);
-        let done = sandbox::suspends(self.push_held(data, text)).await;
+        let done = sandbox::suspends(|| self.push_held(data, text)).await;
         self.waited_if(done)
     }
 

@@ -410,12 +410,14 @@ impl CoroRoute {
             }
         };
         self.ctx.meters.instantiate.record(started.elapsed());
-        let ran = store.run_concurrent(async |acc| {
-            serve_tasks(serve, acc, &mut queue, (&self, &handle)).await
-        });
         // A panic of ours in a host function loses the instance as a trap
         // does (its tasks end with 1011 or 500, queued ones go elsewhere).
-        let ran = sandbox::guarded(ran).await;
+        let ran = sandbox::guarded(|| {
+            store.run_concurrent(async |acc| {
+                serve_tasks(serve, acc, &mut queue, (&self, &handle)).await
+            })
+        })
+        .await;
         let failure = match ran {
             Ok(Ok(())) => return,
             Ok(Err((err, culprit))) => (sandbox::failure(&err), Blame::Culprit(culprit)),

@@ -317,7 +317,8 @@ impl<T> coro_connection::HostWithStore<T> for HasSelf<CoroHost> {
             return Ok(None); // closed
         };
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.into()));
-        let (received, suspended) = sandbox::suspends(upgraded::recv_from(&inbox, deadline)).await;
+        let (received, suspended) =
+            sandbox::suspends(|| upgraded::recv_from(&inbox, deadline)).await;
         acc.with(|mut view| {
             let host = view.get();
             host.resumed(id);

@@ -399,7 +399,7 @@ impl Instance {
         }
         let events = self.events.as_ref().expect("instantiated above");
         let started = std::time::Instant::now();
-        let called = sandbox::guarded(call(events, &mut self.store)).await;
+        let called = sandbox::guarded(|| call(events, &mut self.store)).await;
         self.meters.event.record(started.elapsed());
         match called {
             Ok(value) => Ok(value),
