@@ -74,11 +74,10 @@ const MAX_ATTACHMENT = 16 * 1024;
 
 /** Where each attachment is encoded. The host copies the bytes before the
  * guest's code runs again (see `decide`), so one buffer serves every
- * socket. `TextEncoder.encode`
- * makes an `ArrayBuffer` per call, and SpiderMonkey did not reclaim those
- * while 10,000 sockets opened (it did reclaim plain objects): each opening
- * grew the instance's memory, which never shrinks (docs: benchmarks, "The
- * guest SDKs"). */
+ * socket. `TextEncoder.encode` makes an `ArrayBuffer` per call, and
+ * SpiderMonkey did not reclaim those while 10,000 sockets opened (it did
+ * reclaim plain objects): each opening grew the instance's memory, which
+ * never shrinks (docs: benchmarks, "The guest SDKs"). */
 const scratch = new Uint8Array(MAX_ATTACHMENT);
 
 /** `saved` as the attachment's bytes, valid until the guest's next
@@ -211,10 +210,7 @@ export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
         return;
       }
       try {
-        const returned = handler.message(open.get(conn) ?? socket<T>(conn), msg.val);
-        if (returned !== undefined && isThenable(returned)) {
-          console.error(ASYNC_CALLBACK("message"));
-        }
+        settled("message", handler.message(open.get(conn) ?? socket<T>(conn), msg.val));
       } catch (e) {
         failed("message", e);
       }
@@ -267,16 +263,19 @@ function decide<T>(handler: WebSocketHandler<T>, request: Request): Decision {
  * the host's next event may come before its promise settles. */
 function guarded(what: string, callback: () => unknown): void {
   try {
-    if (isThenable(callback())) {
-      console.error(ASYNC_CALLBACK(what));
-    }
+    settled(what, callback());
   } catch (e) {
     failed(what, e);
   }
 }
 
-const ASYNC_CALLBACK = (what: string) =>
-  `${what}: returned a promise; callbacks must be synchronous (its errors are lost)`;
+/** What a callback returned: nothing, as it must be synchronous; a promise
+ * is logged (its errors would be lost). */
+function settled(what: string, returned: unknown): void {
+  if (returned !== undefined && isThenable(returned)) {
+    console.error(`${what}: returned a promise; callbacks must be synchronous (its errors are lost)`);
+  }
+}
 
 /** What a callback threw, logged (a peer that has gone is not worth a line). */
 function failed(what: string, e: unknown): void {
