@@ -95,8 +95,9 @@ pub struct Decoder {
     partial: Option<Box<Partial>>,
     max_frame: usize,
     max_message: usize,
-    /// Set when permessage-deflate was negotiated.
-    inflater: Option<Inflater>,
+    /// Set when permessage-deflate was negotiated. Boxed: one word, where
+    /// the inflater's four sat in every socket's decoder, deflate or not.
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Decoder {
@@ -114,7 +115,7 @@ impl Decoder {
 
     /// Inflate messages sent compressed (RSV1), as negotiated.
     pub fn inflate_with(&mut self, inflater: Inflater) {
-        self.inflater = Some(inflater);
+        self.inflater = Some(Box::new(inflater));
     }
 
     /// Where the caller appends what it reads from the socket.

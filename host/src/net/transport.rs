@@ -2,14 +2,14 @@
 //! (`--tls-cert`, [`crate::net::tls`]). Everything above reads and writes a
 //! [`Stream`] and does not know which.
 //!
-//! Reading waits for bytes *before* it asks for room ([`Stream::read_ready`]):
+//! Reading waits for bytes *before* it asks for room ([`Stream::poll_read_when_ready`]):
 //! an idle plain socket then holds no buffer of ours at all, and an idle TLS
 //! socket only what rustls keeps for its records.
 
 use bytes::{BufMut, BytesMut};
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -22,18 +22,22 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Wait until the peer has sent something (or closed), then call
-    /// `make_room` and move what is ready into `buf`'s spare room, at most
-    /// the room `make_room` left. Returns how many bytes; 0 when the peer
-    /// closed; `WouldBlock` when the readiness was stale (nothing came:
-    /// the caller may give the room back before it waits again).
-    /// Cancel-safe: nothing is taken from the stream before the last step,
-    /// which does not wait.
-    pub async fn read_ready<B: BufMut>(
+    /// Once the peer has sent something (or closed), call `make_room` and
+    /// move what is ready into `buf`'s spare room, at most the room
+    /// `make_room` left. Ready with how many bytes; 0 when the peer closed;
+    /// `WouldBlock` when the readiness was stale (nothing came: the caller
+    /// may give the room back before it waits again). Pending (the task
+    /// woken when bytes come) until then, having taken nothing.
+    ///
+    /// A poll, not an `async fn`: the read's future is laid out in every
+    /// idle socket's task, and a `poll_fn` over this holds its few
+    /// references and nothing else.
+    pub fn poll_read_when_ready<B: BufMut>(
         &mut self,
+        cx: &mut Context<'_>,
         buf: &mut B,
-        mut make_room: impl FnMut(&mut B),
-    ) -> io::Result<usize> {
+        make_room: impl FnOnce(&mut B),
+    ) -> Poll<io::Result<usize>> {
         match self {
             Stream::Plain(tcp) => {
                 // The socket's reader waker slot, not a waiter in the future:
@@ -42,33 +46,27 @@ impl Stream {
                 // (a flooding peer's task yields to the others), and a read
                 // cancelled by the socket's select leaves its waker behind:
                 // the next bytes wake the task once for nothing.
-                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
-                make_room(buf);
-                read_clearing(tcp, buf)
-            }
-            Stream::Tls(tls) => loop {
-                // Decrypted bytes wait in rustls's buffer, which we copy from.
-                let ready = std::future::poll_fn(|cx| {
-                    Pin::new(&mut **tls)
-                        .poll_fill_buf(cx)
-                        .map_ok(|data| data.len())
-                })
-                .await?;
-                if ready == 0 {
-                    return Ok(0);
+                if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e));
                 }
                 make_room(buf);
-                // Buffered already: this poll does no I/O and cannot wait.
-                let mut cx = Context::from_waker(Waker::noop());
-                let Poll::Ready(data) = Pin::new(&mut **tls).poll_fill_buf(&mut cx) else {
-                    continue;
+                Poll::Ready(read_clearing(tcp, buf))
+            }
+            Stream::Tls(tls) => {
+                // Decrypted bytes wait in rustls's buffer, which we copy from.
+                let data = match std::task::ready!(Pin::new(&mut **tls).poll_fill_buf(cx)) {
+                    Ok(data) => data,
+                    Err(e) => return Poll::Ready(Err(e)),
                 };
-                let data = data?;
+                if data.is_empty() {
+                    return Poll::Ready(Ok(0));
+                }
+                make_room(buf);
                 let n = data.len().min(buf.chunk_mut().len());
                 buf.put_slice(&data[..n]);
                 Pin::new(&mut **tls).consume(n);
-                return Ok(n);
-            },
+                Poll::Ready(Ok(n))
+            }
         }
     }
 }
@@ -85,18 +83,21 @@ thread_local! {
 }
 
 impl Stream {
-    /// [`Stream::read_ready`] into `buf`, at most `chunk` bytes (up to
+    /// [`Stream::poll_read_when_ready`] into `buf`, at most `chunk` bytes (up to
     /// [`SCRATCH`]): into an empty buffer on a plain socket through this
     /// thread's scratch chunk, so `buf` is allocated at the size that came.
-    pub async fn read_ready_sized(
+    pub fn poll_read_when_ready_sized(
         &mut self,
+        cx: &mut Context<'_>,
         buf: &mut BytesMut,
         chunk: usize,
-    ) -> io::Result<usize> {
+    ) -> Poll<io::Result<usize>> {
         match self {
             Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
-                // As in `read_ready`: the reader waker slot.
-                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
+                // As in `poll_read_when_ready`: the reader waker slot.
+                if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
                 let read = SCRATCH_CHUNK.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     let mut room = &mut scratch[..chunk];
@@ -104,16 +105,16 @@ impl Stream {
                     buf.extend_from_slice(&scratch[..n]);
                     Ok(n)
                 });
-                match read {
+                Poll::Ready(match read {
                     Ok(read) => read,
                     // The thread is exiting: read as any buffer does.
                     Err(_) => {
                         buf.reserve(chunk);
                         read_clearing(tcp, buf)
                     }
-                }
+                })
             }
-            _ => self.read_ready(buf, |buf| buf.reserve(chunk)).await,
+            _ => self.poll_read_when_ready(cx, buf, |buf| buf.reserve(chunk)),
         }
     }
 }

@@ -497,7 +497,15 @@ pub struct Subscriptions {
     topics: Arc<Topics>,
     id: ConnectionId,
     outbox: Arc<Outbox>,
-    /// Empty (no allocation) until the first subscribe.
+    /// `None` (no allocation) until the first subscribe: one word, where
+    /// the two lists took six in every connection (an event route keeps
+    /// one `Subscriptions` per open socket).
+    lists: Option<Box<Lists>>,
+}
+
+/// A connection's topics, once it has subscribed to one.
+#[derive(Debug, Default)]
+struct Lists {
     names: Vec<Arc<str>>,
     /// The topics of `names` this connection is a member of.
     present: Vec<Arc<str>>,
@@ -513,9 +521,18 @@ impl Subscriptions {
             topics,
             id,
             outbox,
-            names: Vec::new(),
-            present: Vec::new(),
+            lists: None,
         }
+    }
+
+    /// The topics subscribed to.
+    fn names(&self) -> &[Arc<str>] {
+        self.lists.as_deref().map_or(&[], |lists| &lists.names)
+    }
+
+    /// The topics of [`Subscriptions::names`] this connection is a member of.
+    fn present(&self) -> &[Arc<str>] {
+        self.lists.as_deref().map_or(&[], |lists| &lists.present)
     }
 
     /// Subscribe to `topic`; true if not subscribed yet.
@@ -530,7 +547,7 @@ impl Subscriptions {
 
     /// Whether subscribed to `topic`.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.names.iter().any(|n| &**n == topic)
+        self.names().iter().any(|n| &**n == topic)
     }
 
     /// Subscribe to `topic`, which keeps history, from `since`: the kept
@@ -553,7 +570,7 @@ impl Subscriptions {
             return Err(TopicError::AlreadySubscribed(topic.to_string()));
         }
         // Refused before anything is queued (as `add_subscriber` would).
-        if self.names.len() >= MAX_SUBSCRIPTIONS {
+        if self.names().len() >= MAX_SUBSCRIPTIONS {
             return Err(TopicError::TooMany);
         }
         // Recovered frames go after a handler's fragmented message, where
@@ -627,7 +644,7 @@ impl Subscriptions {
 
     /// Join `topic`'s subscribers (not one of them yet).
     fn add_subscriber(&mut self, topic: &str) -> Result<(), TopicError> {
-        if self.names.len() >= MAX_SUBSCRIPTIONS {
+        if self.names().len() >= MAX_SUBSCRIPTIONS {
             return Err(TopicError::TooMany);
         }
         let mut topics = self.topics.write();
@@ -640,7 +657,7 @@ impl Subscriptions {
             .or_default()
             .insert(self.id, self.outbox.clone());
         drop(topics);
-        self.names.push(name);
+        self.lists.get_or_insert_default().names.push(name);
         if first {
             self.topics.interest_changed(topic);
         }
@@ -649,11 +666,13 @@ impl Subscriptions {
 
     /// Unsubscribe from `topic`; true if subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        let Some(at) = self.names.iter().position(|n| &**n == topic) else {
+        let Some(at) = self.names().iter().position(|n| &**n == topic) else {
             return false;
         };
         self.leave(topic);
-        self.names.swap_remove(at);
+        if let Some(lists) = self.lists.as_mut() {
+            lists.names.swap_remove(at);
+        }
         self.topics.remove(topic, self.id);
         true
     }
@@ -665,14 +684,14 @@ impl Subscriptions {
         self.may_join(topic, info)?;
         self.subscribe(topic)?;
         let name = self
-            .names
+            .names()
             .iter()
             .find(|n| &***n == topic)
             .expect("subscribed above")
             .clone();
         let joined = self.topics.presence.join(&name, self.id, info);
         if joined {
-            self.present.push(name);
+            self.lists.get_or_insert_default().present.push(name);
         }
         Ok(joined)
     }
@@ -684,8 +703,8 @@ impl Subscriptions {
         if info.len() > presence::MAX_INFO {
             return Err(PresenceError::Info(info.len()).into());
         }
-        let member = self.present.iter().any(|n| &**n == topic);
-        if !member && self.present.len() >= presence::MAX_PRESENCES {
+        let member = self.present().iter().any(|n| &**n == topic);
+        if !member && self.present().len() >= presence::MAX_PRESENCES {
             return Err(PresenceError::TooMany.into());
         }
         Ok(())
@@ -702,8 +721,10 @@ impl Subscriptions {
 
     /// No longer a member of `topic` (if it was).
     fn leave(&mut self, topic: &str) {
-        if let Some(at) = self.present.iter().position(|n| &**n == topic) {
-            self.present.swap_remove(at);
+        if let Some(at) = self.present().iter().position(|n| &**n == topic)
+            && let Some(lists) = self.lists.as_mut()
+        {
+            lists.present.swap_remove(at);
             self.left(topic);
         }
     }
@@ -726,11 +747,14 @@ impl Subscriptions {
 impl Subscriptions {
     /// Leave every topic.
     pub fn clear(&mut self) {
-        for name in std::mem::take(&mut self.present) {
-            self.left(&name);
+        let Some(lists) = self.lists.take() else {
+            return;
+        };
+        for name in &lists.present {
+            self.left(name);
         }
-        for name in std::mem::take(&mut self.names) {
-            self.topics.remove(&name, self.id);
+        for name in &lists.names {
+            self.topics.remove(name, self.id);
         }
     }
 }

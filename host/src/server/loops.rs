@@ -44,11 +44,17 @@ pub struct Loops {
 }
 
 struct Loop {
-    handle: Handle,
     /// The thread it runs on.
     thread: ThreadId,
+    shared: Arc<Shared>,
+}
+
+/// What a loop's connections hold of it: one word in each ([`Placed`]),
+/// where its handle and counters took six.
+struct Shared {
+    handle: Handle,
     /// Connections open on it.
-    open: Arc<AtomicUsize>,
+    open: AtomicUsize,
     /// The same, as `wshost_loop_connections{loop="i"}`.
     gauge: Gauge,
 }
@@ -56,11 +62,14 @@ struct Loop {
 impl Loop {
     fn new((handle, thread): (Handle, ThreadId), index: usize) -> Loop {
         let gauge = gauge!(meters::LOOP_CONNECTIONS, "loop" => index.to_string());
+        let open = AtomicUsize::new(0);
         Loop {
-            handle,
             thread,
-            open: Arc::default(),
-            gauge,
+            shared: Arc::new(Shared {
+                handle,
+                open,
+                gauge,
+            }),
         }
     }
 }
@@ -69,24 +78,22 @@ impl Loop {
 /// (in its slot, whichever task holds that), so the loop counts it open
 /// until it ends.
 pub struct Placed {
-    open: Arc<AtomicUsize>,
-    gauge: Gauge,
+    on: Arc<Shared>,
     /// Whether it is the loop that accepted it (no hand-over needed).
     pub here: bool,
-    handle: Handle,
 }
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        self.gauge.decrement(1.0);
+        self.on.open.fetch_sub(1, Ordering::Relaxed);
+        self.on.gauge.decrement(1.0);
     }
 }
 
 impl Placed {
     /// The loop's runtime, to spawn the connection's task on.
     pub fn handle(&self) -> &Handle {
-        &self.handle
+        &self.on.handle
     }
 }
 
@@ -131,7 +138,7 @@ impl Loops {
             .loops
             .iter()
             .enumerate()
-            .min_by_key(|(_, l)| l.open.load(Ordering::Relaxed))
+            .min_by_key(|(_, l)| l.shared.open.load(Ordering::Relaxed))
             .expect("there is always loop 0");
         self.count(index, chosen)
     }
@@ -148,19 +155,20 @@ impl Loops {
     }
 
     fn count(&self, index: usize, chosen: &Loop) -> Placed {
-        chosen.open.fetch_add(1, Ordering::Relaxed);
-        chosen.gauge.increment(1.0);
+        chosen.shared.open.fetch_add(1, Ordering::Relaxed);
+        chosen.shared.gauge.increment(1.0);
         Placed {
-            open: chosen.open.clone(),
-            gauge: chosen.gauge.clone(),
+            on: chosen.shared.clone(),
             here: index == 0,
-            handle: chosen.handle.clone(),
         }
     }
 
     /// Connections open on each loop, loop 0 first.
     pub fn open(&self) -> Vec<usize> {
-        let open = self.loops.iter().map(|l| l.open.load(Ordering::Relaxed));
+        let open = self
+            .loops
+            .iter()
+            .map(|l| l.shared.open.load(Ordering::Relaxed));
         open.collect()
     }
 }

@@ -124,22 +124,25 @@ impl Upgraded {
         // stack, this future (several KiB) would leave those stack pages
         // resident in every instance (measured: +11 KiB per idle
         // handler-world connection).
-        let pump = move || async move {
-            let ended = ended;
+        // The block uses its captures in place: rebound to locals (`let
+        // mut socket = socket`), they would take their room twice.
+        let pump = move || {
             let mut socket = socket;
-            let run = Box::pin(pump::run_guarded(
-                &mut socket,
-                &mut guest,
-                id,
-                &shutdown,
-                keepalive,
-            ));
-            let (code, _) = run.await;
-            tracing::debug!("connection {id} closed ({code})");
-            // TCP is closed before the guest hears of it.
-            socket.outbox.finish();
-            drop(socket);
-            drop(ended);
+            async move {
+                let run = Box::pin(pump::run_guarded(
+                    &mut socket,
+                    &mut guest,
+                    id,
+                    &shutdown,
+                    &keepalive,
+                ));
+                let (code, _) = run.await;
+                tracing::debug!("connection {id} closed ({code})");
+                // TCP is closed before the guest hears of it.
+                socket.outbox.finish();
+                drop(socket);
+                drop(ended);
+            }
         };
         match side {
             Some(side) => side.put(move || Box::pin(pump())),

@@ -137,7 +137,9 @@ struct State {
     close_written: bool,
     /// A sender saw `BackedUp`: report the next time the queue empties.
     drain_owed: bool,
-    ending: Option<Ending>,
+    /// Boxed: once in a connection's life, and 24 bytes smaller in every
+    /// idle connection's outbox.
+    ending: Option<Box<Ending>>,
 }
 
 impl Outbox {
@@ -381,14 +383,14 @@ impl Outbox {
     pub fn end(&self, ending: Ending) {
         let mut state = self.state();
         if state.ending.is_none() || ending == Ending::Terminate {
-            state.ending = Some(ending);
+            state.ending = Some(Box::new(ending));
             drop(state);
             self.wake.wake();
         }
     }
 
     pub fn ending(&self) -> Option<Ending> {
-        self.state().ending.clone()
+        self.state().ending.as_deref().cloned()
     }
 
     /// Nothing waits to be written (held frames wait for the guest, not
@@ -437,7 +439,7 @@ impl Outbox {
 
     /// A write under way must be given up: evicted, or terminated.
     pub fn is_abandoned(&self) -> bool {
-        self.is_evicted() || self.state().ending == Some(Ending::Terminate)
+        self.is_evicted() || self.state().ending.as_deref() == Some(&Ending::Terminate)
     }
 
     /// Wait until a write under way must be given up. Cancel-safe; the

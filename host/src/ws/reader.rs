@@ -99,98 +99,114 @@ impl Reader {
 
     /// The next thing the peer sends. Cancel-safe: what was read waits in
     /// the buffers for the next call, what was charged in [`Reader::charge`].
-    pub async fn next(&mut self, stream: &mut Stream) -> Result<Read, ReadError> {
-        loop {
-            if let Some(large) = self.big.take_if(|big| big.is_complete()) {
-                match self.decoder.finish_large(*large)? {
-                    Some(read) => return Ok(self.charged(read)),
-                    None => continue,
+    ///
+    /// Not an `async fn` (nor are the reads below it): this future sits in
+    /// every idle socket's task, and an `async fn` keeps its arguments twice
+    /// (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    pub fn next<'a>(
+        &'a mut self,
+        stream: &'a mut Stream,
+    ) -> impl Future<Output = Result<Read, ReadError>> + Send + 'a {
+        async move {
+            loop {
+                if let Some(large) = self.big.take_if(|big| big.is_complete()) {
+                    match self.decoder.finish_large(*large)? {
+                        Some(read) => return Ok(self.charged(read)),
+                        None => continue,
+                    }
                 }
+                if self.big.is_none() {
+                    if let Some(read) = self.decoder.parse()? {
+                        self.decoder.release_idle_buffer();
+                        return Ok(self.charged(read));
+                    }
+                    // Fragments joined so far are charged before more is read.
+                    self.cover(self.decoder.assembling()).await?;
+                    if self.decoder.large_frame_ahead(CHUNK).is_some() {
+                        self.big = self.decoder.start_large().map(Box::new);
+                        continue;
+                    }
+                }
+                // A large frame's next slice is charged before it is read.
+                let slice = match &self.big {
+                    Some(big) => {
+                        let under_way = self.decoder.assembling() + big.payload.len();
+                        let slice = big.missing().min(SLICE);
+                        self.cover(under_way + slice).await?;
+                        Some(slice)
+                    }
+                    None => None,
+                };
+                // Ready first, then room: a quiet socket costs no buffer. A
+                // message that took the overdraft is held to its deadline here
+                // too (the socket's task arms its own timer only between reads);
+                // its timer is boxed, out of every socket's task.
+                let read = match self.overdraft_due() {
+                    None => self.read_some(stream, slice).await,
+                    Some(due) => {
+                        Box::pin(tokio::time::timeout_at(due, self.read_some(stream, slice)))
+                            .await
+                            .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE))?
+                    }
+                };
+                let read = match read {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Nothing came after all: wait again holding no chunk
+                        // (every socket that has read a message would keep 8 KiB).
+                        self.decoder.release_idle_buffer();
+                        continue;
+                    }
+                    read => read?,
+                };
+                if read == 0 {
+                    return Err(ReadError::Eof);
+                }
+                self.received += read as u64;
             }
-            if self.big.is_none() {
-                if let Some(read) = self.decoder.parse()? {
-                    self.decoder.release_idle_buffer();
-                    return Ok(self.charged(read));
-                }
-                // Fragments joined so far are charged before more is read.
-                self.cover(self.decoder.assembling()).await?;
-                if self.decoder.large_frame_ahead(CHUNK).is_some() {
-                    self.big = self.decoder.start_large().map(Box::new);
-                    continue;
-                }
-            }
-            // A large frame's next slice is charged before it is read.
-            let slice = match &self.big {
-                Some(big) => {
-                    let under_way = self.decoder.assembling() + big.payload.len();
-                    let slice = big.missing().min(SLICE);
-                    self.cover(under_way + slice).await?;
-                    Some(slice)
-                }
-                None => None,
-            };
-            // Ready first, then room: a quiet socket costs no buffer. A
-            // message that took the overdraft is held to its deadline here
-            // too (the socket's task arms its own timer only between reads);
-            // its timer is boxed, out of every socket's task.
-            let read = match self.overdraft_due() {
-                None => self.read_some(stream, slice).await,
-                Some(due) => Box::pin(tokio::time::timeout_at(due, self.read_some(stream, slice)))
-                    .await
-                    .map_err(|_| ReadError::Overdue(budget::OVERDRAFT_DEADLINE))?,
-            };
-            let read = match read {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // Nothing came after all: wait again holding no chunk
-                    // (every socket that has read a message would keep 8 KiB).
-                    self.decoder.release_idle_buffer();
-                    continue;
-                }
-                read => read?,
-            };
-            if read == 0 {
-                return Err(ReadError::Eof);
-            }
-            self.received += read as u64;
         }
     }
 
     /// Read what is ready: into the large frame's payload, at most
-    /// `slice` bytes, or into the decoder's buffer.
-    async fn read_some(
-        &mut self,
-        stream: &mut Stream,
+    /// `slice` bytes, or into the decoder's buffer. A `poll_fn`: its
+    /// future is its three references.
+    fn read_some<'a>(
+        &'a mut self,
+        stream: &'a mut Stream,
         slice: Option<usize>,
-    ) -> std::io::Result<usize> {
-        match (&mut self.big, slice) {
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a {
+        std::future::poll_fn(move |cx| match (&mut self.big, slice) {
             (Some(big), Some(slice)) => {
                 // Never past the charged slice, whatever the capacity.
                 let mut payload = (&mut big.payload).limit(slice);
-                stream.read_ready(&mut payload, |_| {}).await
+                stream.poll_read_when_ready(cx, &mut payload, |_| {})
             }
-            _ => stream.read_ready_sized(self.decoder.buffer(), CHUNK).await,
-        }
+            _ => stream.poll_read_when_ready_sized(cx, self.decoder.buffer(), CHUNK),
+        })
     }
 
     /// Hold at least `bytes` of the budget for the message under way:
     /// charge what is missing, waiting in line for it, or (while waiting)
     /// take the overdraft and charge the rest of the message to its reserve.
     /// Cancel-safe: what was taken is kept in `self`.
-    async fn cover(&mut self, bytes: usize) -> Result<(), ReadError> {
-        let missing = bytes.saturating_sub(self.charge.bytes());
-        if missing == 0 {
-            return Ok(());
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    fn cover(&mut self, bytes: usize) -> impl Future<Output = Result<(), ReadError>> + Send + '_ {
+        async move {
+            let missing = bytes.saturating_sub(self.charge.bytes());
+            if missing == 0 {
+                return Ok(());
+            }
+            if self.overdraft.is_none()
+                && let Some(charge) = budget::global().try_take(missing)
+            {
+                self.charge.merge(charge);
+                return Ok(());
+            }
+            // Boxed: waiting for the budget is rare, and its futures would take
+            // room in every socket's task for its whole life. (A message that
+            // holds the overdraft comes here for each of its slices.)
+            Box::pin(self.cover_waiting(missing)).await
         }
-        if self.overdraft.is_none()
-            && let Some(charge) = budget::global().try_take(missing)
-        {
-            self.charge.merge(charge);
-            return Ok(());
-        }
-        // Boxed: waiting for the budget is rare, and its futures would take
-        // room in every socket's task for its whole life. (A message that
-        // holds the overdraft comes here for each of its slices.)
-        Box::pin(self.cover_waiting(missing)).await
     }
 
     /// [`Reader::cover`] when the budget has no room for `missing` now.

@@ -6,6 +6,13 @@
 //! queued frames is one vectored write, and a frame published to many
 //! connections is the same bytes for all) and, on a socket that agreed to
 //! permessage-deflate, compressed on its way out ([`wshost_proto::deflate`]).
+//!
+//! What a socket's pump awaits on its common paths with arguments beyond
+//! `self` (a read's handling, a write's frames, a ping's) is written as
+//! `fn … -> impl Future` around an `async move` block, not as an `async
+//! fn`: an `async fn` keeps its arguments twice in its future
+//! (rust-lang/rust#62958), and these futures are laid out in every open
+//! socket's task.
 
 use crate::bindings::{CloseInfo, Error};
 use crate::meters::RouteMeters;
@@ -126,22 +133,28 @@ impl Socket {
 
     /// Turn what [`Socket::next_read`] returned into what the guest sees; `None`
     /// for control frames the host handles itself (a ping is answered here).
-    pub async fn incoming(&mut self, read: Result<Read, ReadError>) -> Option<Incoming> {
-        match read {
-            Ok(Read::Message(msg, held)) => {
-                self.meters.messages_in.increment(1);
-                self.meters.bytes_in.increment(msg.len() as u64);
-                Some(Incoming::Message(msg, held))
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    pub fn incoming(
+        &mut self,
+        read: Result<Read, ReadError>,
+    ) -> impl Future<Output = Option<Incoming>> + '_ {
+        async move {
+            match read {
+                Ok(Read::Message(msg, held)) => {
+                    self.meters.messages_in.increment(1);
+                    self.meters.bytes_in.increment(msg.len() as u64);
+                    Some(Incoming::Message(msg, held))
+                }
+                Ok(Read::Pong) => None,
+                // Boxed, each: a reply to write, not every message's path (in
+                // line, their writes took room in every socket's task).
+                Ok(Read::Close(close)) => Some(Box::pin(self.peer_closed(close)).await),
+                Ok(Read::Ping(payload)) => {
+                    Box::pin(self.pong(payload)).await;
+                    None
+                }
+                Err(e) => Some(Box::pin(self.read_failed(e)).await),
             }
-            Ok(Read::Pong) => None,
-            // Boxed, each: a reply to write, not every message's path (in
-            // line, their writes took room in every socket's task).
-            Ok(Read::Close(close)) => Some(Box::pin(self.peer_closed(close)).await),
-            Ok(Read::Ping(payload)) => {
-                Box::pin(self.pong(payload)).await;
-                None
-            }
-            Err(e) => Some(Box::pin(self.read_failed(e)).await),
         }
     }
 
@@ -198,77 +211,95 @@ impl Socket {
     /// evicted (or terminated) while the write waits for a peer that does
     /// not read is abandoned mid-write, as is one whose peer takes longer
     /// than the write timeout.
-    async fn write_frames(&mut self, frames: &mut Batch) -> Result<(), Error> {
-        if self.broken || self.peer_gone || self.closing {
-            return Err(Error::PeerClosed);
-        }
-        if let Some(bits) = self.deflate {
-            for frame in frames.iter_mut() {
-                *frame = deflate::compress_frame(frame, bits);
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    fn write_frames<'a>(
+        &'a mut self,
+        frames: &'a mut Batch,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        async move {
+            if self.broken || self.peer_gone || self.closing {
+                return Err(Error::PeerClosed);
             }
+            if let Some(bits) = self.deflate {
+                for frame in frames.iter_mut() {
+                    *frame = deflate::compress_frame(frame, bits);
+                }
+            }
+            self.write_raw(frames).await
         }
-        self.write_raw(frames).await
     }
 
     /// Ping the peer (keepalive).
-    pub async fn ping(&mut self) -> Result<(), Error> {
-        self.write_control(frame::encode(Kind::Ping, true, b""))
-            .await
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    pub fn ping(&mut self) -> impl Future<Output = Result<(), Error>> + '_ {
+        async move {
+            self.write_control(frame::encode(Kind::Ping, true, b""))
+                .await
+        }
     }
 
     /// Write a control frame (a ping, a pong, a Close) even while closing.
-    async fn write_control(&mut self, frame: Bytes) -> Result<(), Error> {
-        if self.broken {
-            return Err(Error::PeerClosed);
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    fn write_control(&mut self, frame: Bytes) -> impl Future<Output = Result<(), Error>> + '_ {
+        async move {
+            if self.broken {
+                return Err(Error::PeerClosed);
+            }
+            self.write_raw(&[frame]).await
         }
-        self.write_raw(&[frame]).await
     }
 
-    async fn write_raw(&mut self, frames: &[Bytes]) -> Result<(), Error> {
-        // Where the write stands: the first frame not wholly written, and
-        // how much of it was.
-        let mut at = (0, 0);
-        let stream = &mut self.stream;
-        // Most writes complete at once: no timer, and nothing in the
-        // socket's task but these few words. Only a write that waits for
-        // its peer pays for the watch over it (boxed: in line, it would
-        // enlarge every socket's task).
-        let at_once = std::future::poll_fn(|cx| {
-            Poll::Ready(poll_write_all(stream, cx, frames, &mut at, None))
-        })
-        .await;
-        let written = match at_once {
-            Poll::Ready(written) => written,
-            Poll::Pending => match Box::pin(self.finish_write(frames, at)).await {
-                Waited::Written(written) => written,
-                Waited::Abandoned => {
-                    self.broken = true;
-                    return Err(Error::PeerClosed);
-                }
-                Waited::TimedOut => {
-                    tracing::debug!(
-                        "the peer took no byte for {:?}: dropped",
-                        self.write_timeout
-                    );
-                    self.broken = true;
-                    return Err(Error::PeerClosed);
-                }
-            },
-        };
-        if written.is_ok() {
-            self.meters.frames_out.increment(frames.len() as u64);
-            let bytes: usize = frames.iter().map(Bytes::len).sum();
-            self.meters.bytes_out.increment(bytes as u64);
-        }
-        written.map_err(|e| {
-            if is_disconnect(&e) {
-                self.peer_gone = true;
-                Error::PeerClosed
-            } else {
-                self.broken = true;
-                Error::Io(e.to_string())
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    fn write_raw<'a>(
+        &'a mut self,
+        frames: &'a [Bytes],
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        async move {
+            // Where the write stands: the first frame not wholly written, and
+            // how much of it was.
+            let mut at = (0, 0);
+            let stream = &mut self.stream;
+            // Most writes complete at once: no timer, and nothing in the
+            // socket's task but these few words. Only a write that waits for
+            // its peer pays for the watch over it (boxed: in line, it would
+            // enlarge every socket's task).
+            let at_once = std::future::poll_fn(|cx| {
+                Poll::Ready(poll_write_all(stream, cx, frames, &mut at, None))
+            })
+            .await;
+            let written = match at_once {
+                Poll::Ready(written) => written,
+                Poll::Pending => match Box::pin(self.finish_write(frames, at)).await {
+                    Waited::Written(written) => written,
+                    Waited::Abandoned => {
+                        self.broken = true;
+                        return Err(Error::PeerClosed);
+                    }
+                    Waited::TimedOut => {
+                        tracing::debug!(
+                            "the peer took no byte for {:?}: dropped",
+                            self.write_timeout
+                        );
+                        self.broken = true;
+                        return Err(Error::PeerClosed);
+                    }
+                },
+            };
+            if written.is_ok() {
+                self.meters.frames_out.increment(frames.len() as u64);
+                let bytes: usize = frames.iter().map(Bytes::len).sum();
+                self.meters.bytes_out.increment(bytes as u64);
             }
-        })
+            written.map_err(|e| {
+                if is_disconnect(&e) {
+                    self.peer_gone = true;
+                    Error::PeerClosed
+                } else {
+                    self.broken = true;
+                    Error::Io(e.to_string())
+                }
+            })
+        }
     }
 
     /// The rest of `frames`, from `at`, once the peer reads: abandoned if
@@ -287,12 +318,19 @@ impl Socket {
     }
 
     /// Send a Close frame (the guest's or the host's own).
-    pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
-        if self.broken || self.closing {
-            return Err(Error::PeerClosed);
+    #[allow(clippy::manual_async_fn)] // an `async fn` holds its arguments twice
+    pub fn send_close<'a>(
+        &'a mut self,
+        code: u16,
+        reason: &'a str,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        async move {
+            if self.broken || self.closing {
+                return Err(Error::PeerClosed);
+            }
+            self.closing = true;
+            self.write_control(frame::close(code, reason)).await
         }
-        self.closing = true;
-        self.write_control(frame::close(code, reason)).await
     }
 
     /// The host ends the connection itself (1001 at shutdown, 1008 when

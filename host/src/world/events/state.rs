@@ -93,7 +93,8 @@ struct Entry {
     outbox: Arc<Outbox>,
     /// `None` once the socket has closed (during its `on-close`).
     subscriptions: Option<Subscriptions>,
-    attachment: Option<Vec<u8>>,
+    /// A `Box<[u8]>`, 8 bytes smaller than a `Vec` in every socket's entry.
+    attachment: Option<Box<[u8]>>,
 }
 
 impl EventHost {
@@ -123,7 +124,7 @@ impl EventHost {
         let entry = Entry {
             outbox,
             subscriptions: Some(subscriptions),
-            attachment,
+            attachment: attachment.map(Vec::into_boxed_slice),
         };
         self.sockets.insert(id, entry);
     }
@@ -211,12 +212,16 @@ impl sockets::Host for EventHost {
             .sockets
             .get_mut(&conn)
             .ok_or(Error::UnknownConnection)?;
-        entry.attachment = Some(data);
+        entry.attachment = Some(data.into_boxed_slice());
         Ok(())
     }
 
     async fn attachment(&mut self, conn: ConnectionId) -> Option<Vec<u8>> {
-        self.sockets.get(&conn)?.attachment.clone()
+        self.sockets
+            .get(&conn)?
+            .attachment
+            .as_deref()
+            .map(<[u8]>::to_vec)
     }
 
     async fn open_sockets(&mut self) -> Vec<ConnectionId> {
