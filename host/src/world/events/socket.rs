@@ -175,7 +175,9 @@ fn serve_socket(
         // Dropped (TCP closed) before the guest hears of it.
         drop(socket);
         report.route = None;
-        route.close(id, code, reason).await;
+        // Boxed: once in a socket's life, and larger than the pump's
+        // future it follows (it would set the size of every idle socket's task).
+        Box::pin(route.close(id, code, reason)).await;
         drop(slot);
     }
 }
