@@ -255,7 +255,6 @@ impl Conn {
             self.id,
             (membership, subscriptions),
             self.shutdown.clone(),
-            self.limits.keepalive(),
             self.side.as_deref(),
         );
         self.phase = Phase::Upgraded(Box::new(up));

@@ -26,7 +26,6 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use wshost_config::Keepalive;
 use wshost_proto::utf8::Utf8Fragments;
 
 /// Pushes this large go out without being copied into their frame.
@@ -104,7 +103,6 @@ impl Upgraded {
         id: ConnectionId,
         (membership, subscriptions): (Membership, Subscriptions),
         shutdown: Shutdown,
-        keepalive: Keepalive,
         side: Option<&Side>,
     ) -> Self {
         let inbox = Arc::new(Inbox::default());
@@ -129,13 +127,7 @@ impl Upgraded {
         let pump = move || {
             let mut socket = socket;
             async move {
-                let run = Box::pin(pump::run_guarded(
-                    &mut socket,
-                    &mut guest,
-                    id,
-                    &shutdown,
-                    &keepalive,
-                ));
+                let run = Box::pin(pump::run_guarded(&mut socket, &mut guest, id, &shutdown));
                 let (code, _) = run.await;
                 tracing::debug!("connection {id} closed ({code})");
                 // TCP is closed before the guest hears of it.

@@ -18,7 +18,6 @@ use std::time::Instant;
 use tokio::time::Sleep;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use wshost_config::Keepalive;
 
 /// The Close code reported when no Close frame was exchanged.
 pub const ABNORMAL: u16 = 1006;
@@ -73,12 +72,11 @@ pub fn run_guarded<'a, C: Consumer>(
     consumer: &'a mut C,
     id: ConnectionId,
     shutdown: &'a Shutdown,
-    keepalive: &'a Keepalive,
 ) -> impl Future<Output = (u16, String)> + 'a {
     async move {
         // Made in place: bound to a local first, the pump's future took
         // room twice in every socket's task.
-        match AssertUnwindSafe(run(socket, consumer, id, shutdown, keepalive))
+        match AssertUnwindSafe(run(socket, consumer, id, shutdown))
             .catch_unwind()
             .await
         {
@@ -127,9 +125,11 @@ fn run<'a, C: Consumer>(
     consumer: &'a mut C,
     id: ConnectionId,
     shutdown: &'a Shutdown,
-    keepalive: &'a Keepalive,
 ) -> impl Future<Output = (u16, String)> + 'a {
     async move {
+        // The socket's keepalive is asked of it where it is needed, not
+        // kept here (32 bytes in every socket's task).
+        let keepalive_on = socket.keepalive().enabled();
         let outbox = socket.outbox.clone();
         // The Close frame we sent (or meant to); boxed, as once in a
         // socket's life.
@@ -139,12 +139,10 @@ fn run<'a, C: Consumer>(
         // Keepalive: when the peer was last heard from, and whether it has been
         // pinged since. The alarm is re-armed only when it rings, not per read.
         let mut heard = Instant::now();
-        let alarm = keepalive
-            .enabled()
-            .then(|| keepalive.next(heard, false, heard));
+        let alarm = keepalive_on.then(|| socket.keepalive().next(heard, false, heard));
         // Enrolled before the shutdown flag is first read: a shutdown after
         // that read nudges this socket.
-        let alarm = shutdown.alarms.enroll(&outbox, keepalive, alarm);
+        let alarm = shutdown.alarms.enroll(&outbox, &socket.keepalive(), alarm);
         let mut pinged = false;
         // Bytes read when the peer was last heard: any byte counts as heard, so
         // a long message arriving slowly is not silence.
@@ -255,7 +253,7 @@ fn run<'a, C: Consumer>(
                 // Frames, an ending, an eviction, or a nudge (the alarm or the
                 // shutdown).
                 _ = outbox.wanted(closing) => match outbox.take_nudge() {
-                    true if keepalive.enabled() => Woke::Alarm,
+                    true if keepalive_on => Woke::Alarm,
                     _ => Woke::Queue,
                 },
                 () = consumer.room(), if !may_read => {
@@ -282,14 +280,14 @@ fn run<'a, C: Consumer>(
                         pinged = false;
                     }
                     unread = unread_now;
-                    if keepalive.silent_too_long(heard, now) {
+                    if socket.keepalive().silent_too_long(heard, now) {
                         tracing::debug!(
                             "connection {id}: nothing heard for {:?}; dropped",
                             now - heard
                         );
                         return abnormal(sent);
                     }
-                    if keepalive.ping_due(heard, pinged, now) && !socket.closing {
+                    if socket.keepalive().ping_due(heard, pinged, now) && !socket.closing {
                         pinged = true;
                         let _ = socket.ping().await;
                     }
@@ -297,7 +295,7 @@ fn run<'a, C: Consumer>(
                     // bounds it): re-armed, a ping due and never sent would
                     // ring every tick until then.
                     if !socket.closing {
-                        alarm.rearm(keepalive.next(heard, pinged, now));
+                        alarm.rearm(socket.keepalive().next(heard, pinged, now));
                     }
                     continue;
                 }
@@ -382,7 +380,7 @@ mod tests {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (_client, (server, _)) = (client.unwrap(), accepted.unwrap());
-        let limits = Limits::default();
+        let limits = Arc::new(Limits::default());
         let outbox = Arc::new(Outbox::new(1, 16, 1 << 20));
         let meters = RouteMeters::new("/size");
         let none: &[u8] = b"";
@@ -394,10 +392,9 @@ mod tests {
             (outbox, meters),
         );
         let mut socket = opened.await.unwrap();
-        let keepalive = limits.keepalive();
         let shutdown = Shutdown::never();
         let mut sink = Sink;
-        let pump = run_guarded(&mut socket, &mut sink, 1, &shutdown, &keepalive);
+        let pump = run_guarded(&mut socket, &mut sink, 1, &shutdown);
         let size = std::mem::size_of_val(&pump);
         // 560 bytes in a debug build when this was written (1,208 before the
         // keepalive timer and the shutdown's wait moved to `ws::alarms`, 920

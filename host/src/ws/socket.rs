@@ -31,7 +31,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use wshost_config::Limits;
+use wshost_config::{Keepalive, Limits};
 use wshost_proto::decode::DecodeError;
 use wshost_proto::deflate::{self, Agreed, Inflater};
 
@@ -63,9 +63,9 @@ pub struct Socket {
     stream: Stream,
     reader: Reader,
     pub outbox: Arc<Outbox>,
-    close_timeout: Duration,
-    /// How long one write may wait for the peer to read.
-    write_timeout: Duration,
+    /// Its timeouts and keepalive: one word, where the copies of two
+    /// timeouts took four in every socket (and its pump a keepalive's four).
+    limits: Arc<Limits>,
     /// The window bits to compress with, on a socket that agreed to deflate.
     deflate: Option<u8>,
     /// Its route's counters.
@@ -87,7 +87,7 @@ impl Socket {
         mut stream: Stream,
         (response, early): (&[u8], Vec<u8>),
         deflate: Option<Agreed>,
-        limits: &Limits,
+        limits: &Arc<Limits>,
         (outbox, meters): (Arc<Outbox>, RouteMeters),
     ) -> std::io::Result<Self> {
         let sent = async {
@@ -105,8 +105,7 @@ impl Socket {
             stream,
             reader,
             outbox,
-            close_timeout: limits.close_timeout,
-            write_timeout: limits.write_timeout,
+            limits: limits.clone(),
             deflate: deflate.map(|agreed| agreed.server_bits),
             meters,
             peer_gone: false,
@@ -121,7 +120,12 @@ impl Socket {
     }
 
     pub fn close_timeout(&self) -> std::time::Duration {
-        self.close_timeout
+        self.limits.close_timeout
+    }
+
+    /// Pings to a quiet peer, and when a silent one is dropped.
+    pub fn keepalive(&self) -> Keepalive {
+        self.limits.keepalive()
     }
 
     /// The next thing from the peer, raw. Cancel-safe: give what it
@@ -278,7 +282,7 @@ impl Socket {
                     Waited::TimedOut => {
                         tracing::debug!(
                             "the peer took no byte for {:?}: dropped",
-                            self.write_timeout
+                            self.limits.write_timeout
                         );
                         self.broken = true;
                         return Err(Error::PeerClosed);
@@ -314,7 +318,7 @@ impl Socket {
         let write =
             std::future::poll_fn(|cx| poll_write_all(stream, cx, frames, &mut at, Some(&accepted)));
         let peer = (&*self.outbox, &accepted, fd);
-        wait_for_peer(std::pin::pin!(write), peer, self.write_timeout).await
+        wait_for_peer(std::pin::pin!(write), peer, self.limits.write_timeout).await
     }
 
     /// Send a Close frame (the guest's or the host's own).
@@ -337,7 +341,10 @@ impl Socket {
     /// evicted): send the peer `code`, giving up on a peer that does not
     /// take it within the close timeout.
     pub async fn host_close(&mut self, code: CloseCode, reason: &str) {
-        let sent = tokio::time::timeout(self.close_timeout, self.send_close(code.into(), reason));
+        let sent = tokio::time::timeout(
+            self.limits.close_timeout,
+            self.send_close(code.into(), reason),
+        );
         if sent.await.is_err() {
             self.broken = true;
         }
@@ -378,7 +385,7 @@ impl Socket {
         };
         if !self.closing {
             self.closing = true;
-            let timeout = self.close_timeout;
+            let timeout = self.limits.close_timeout;
             let close = self.write_control(frame::close(code.into(), &reason));
             let _ = tokio::time::timeout(timeout, close).await;
         }

@@ -15,7 +15,7 @@ use crate::ws::pump::{self, ABNORMAL, Consumer};
 use crate::ws::reader::Held;
 use crate::ws::socket::Socket;
 use std::sync::Arc;
-use wshost_config::{Keepalive, Limits};
+use wshost_config::Limits;
 
 /// What the connection task brings to an event route.
 pub struct Accepted {
@@ -45,7 +45,7 @@ pub async fn serve(
             // Without the connection's span: entered on every poll, it cost
             // 0.5-1.5% of the server's CPU at 1,000 connections; what the
             // pump logs names the connection itself.
-            let pump = serve_socket(socket, route, id, (shutdown, limits.keepalive()), slot);
+            let pump = serve_socket(socket, route, id, shutdown, slot);
             tokio::spawn(pump);
         }
         Some(Err(e)) => {
@@ -59,7 +59,7 @@ pub async fn serve(
 /// is queued first); `None` when there is no socket (answered over HTTP).
 async fn open(
     route: &EventRoute,
-    limits: &Limits,
+    limits: &Arc<Limits>,
     incoming: Accepted,
 ) -> Option<std::io::Result<Socket>> {
     let Accepted {
@@ -153,7 +153,7 @@ fn serve_socket(
     mut socket: Socket,
     route: Arc<EventRoute>,
     id: ConnectionId,
-    (shutdown, keepalive): (Shutdown, Keepalive),
+    shutdown: Shutdown,
     slot: Open,
 ) -> impl Future<Output = ()> + Send {
     async move {
@@ -170,8 +170,7 @@ fn serve_socket(
             waiting: None,
             drain_owed: false,
         };
-        let (code, reason) =
-            pump::run_guarded(&mut socket, &mut events, id, &shutdown, &keepalive).await;
+        let (code, reason) = pump::run_guarded(&mut socket, &mut events, id, &shutdown).await;
         // Dropped (TCP closed) before the guest hears of it.
         drop(socket);
         report.route = None;
