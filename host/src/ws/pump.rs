@@ -396,7 +396,7 @@ mod tests {
         let mut sink = Sink;
         let pump = run_guarded(&mut socket, &mut sink, 1, &shutdown);
         let size = std::mem::size_of_val(&pump);
-        // 560 bytes in a debug build when this was written (1,208 before the
+        // 544 bytes in a debug build when this was written (1,208 before the
         // keepalive timer and the shutdown's wait moved to `ws::alarms`, 920
         // before the pump's awaits stopped keeping their arguments twice
         // and their rare values across more awaits than one).
