@@ -371,7 +371,8 @@ mod tests {
     /// Every open socket's task holds the pump's future for the socket's
     /// life: a change that grows it grows every idle socket (release: 3,080
     /// bytes with the socket and the event consumer before `738d98f`, ~1,900
-    /// after; docs/src/benchmarks/profile.md). The bound is this future's
+    /// after; the event socket's task cell 1,024 bytes after `b875c96`:
+    /// docs/src/benchmarks/profile.md). The bound is this future's
     /// size (here with a consumer that keeps nothing) when it was set, with
     /// a little room.
     #[tokio::test]

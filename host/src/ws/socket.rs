@@ -64,7 +64,7 @@ pub struct Socket {
     reader: Reader,
     pub outbox: Arc<Outbox>,
     /// Its timeouts and keepalive: one word, where the copies of two
-    /// timeouts took four in every socket (and its pump a keepalive's four).
+    /// timeouts took four in every socket (and its task a keepalive's four).
     limits: Arc<Limits>,
     /// The window bits to compress with, on a socket that agreed to deflate.
     deflate: Option<u8>,
