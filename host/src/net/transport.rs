@@ -46,18 +46,13 @@ impl Stream {
                 // (a flooding peer's task yields to the others), and a read
                 // cancelled by the socket's select leaves its waker behind:
                 // the next bytes wake the task once for nothing.
-                if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
-                    return Poll::Ready(Err(e));
-                }
+                std::task::ready!(tcp.poll_read_ready(cx))?;
                 make_room(buf);
                 Poll::Ready(read_clearing(tcp, buf))
             }
             Stream::Tls(tls) => {
                 // Decrypted bytes wait in rustls's buffer, which we copy from.
-                let data = match std::task::ready!(Pin::new(&mut **tls).poll_fill_buf(cx)) {
-                    Ok(data) => data,
-                    Err(e) => return Poll::Ready(Err(e)),
-                };
+                let data = std::task::ready!(Pin::new(&mut **tls).poll_fill_buf(cx))?;
                 if data.is_empty() {
                     return Poll::Ready(Ok(0));
                 }
@@ -95,9 +90,7 @@ impl Stream {
         match self {
             Stream::Plain(tcp) if buf.is_empty() && chunk <= SCRATCH => {
                 // As in `poll_read_when_ready`: the reader waker slot.
-                if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
-                    return Poll::Ready(Err(e));
-                }
+                std::task::ready!(tcp.poll_read_ready(cx))?;
                 let read = SCRATCH_CHUNK.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     let mut room = &mut scratch[..chunk];

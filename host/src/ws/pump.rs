@@ -263,12 +263,36 @@ fn run<'a, C: Consumer>(
                 }
                 _ = overdue(&mut reply_due) => return abnormal(sent),
             };
-            // The read is handled after the match: inside it, `woke` (80
-            // bytes) would be kept across more awaits than one, apart from
-            // the rest in every socket's task.
-            let read = match woke {
-                Woke::Read(read) => read,
-                Woke::Queue => continue,
+            match woke {
+                Woke::Queue => {}
+                Woke::Read(read) => {
+                    heard = Instant::now();
+                    pinged = false;
+                    received = socket.bytes_received();
+                    match socket.incoming(read).await {
+                        None => {}
+                        // Messages that cross our Close frame are dropped.
+                        Some(Incoming::Message(msg, held)) if sent.is_none() => {
+                            #[cfg(debug_assertions)]
+                            injected_panic(&msg);
+                            consumer.message(msg, held).await
+                        }
+                        Some(Incoming::Message(..)) => {}
+                        Some(Incoming::Close(close)) => {
+                            consumer.peer_closed(close.clone());
+                            let theirs =
+                                close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
+                            return sent.map_or(theirs, |sent| *sent);
+                        }
+                        Some(Incoming::Gone) => return abnormal(sent),
+                        Some(Incoming::Failed { error, code }) => {
+                            tracing::debug!("connection {id} failed: {error}");
+                            consumer.failed(&error);
+                            let reason = truncate(&error.to_string(), MAX_CLOSE_REASON).to_string();
+                            return sent.map_or((code, reason), |sent| *sent);
+                        }
+                    }
+                }
                 Woke::Alarm => {
                     let now = Instant::now();
                     // Any byte is hearing from the peer, read or still waiting
@@ -297,32 +321,6 @@ fn run<'a, C: Consumer>(
                     if !socket.closing {
                         alarm.rearm(socket.keepalive().next(heard, pinged, now));
                     }
-                    continue;
-                }
-            };
-            heard = Instant::now();
-            pinged = false;
-            received = socket.bytes_received();
-            match socket.incoming(read).await {
-                None => {}
-                // Messages that cross our Close frame are dropped.
-                Some(Incoming::Message(msg, held)) if sent.is_none() => {
-                    #[cfg(debug_assertions)]
-                    injected_panic(&msg);
-                    consumer.message(msg, held).await
-                }
-                Some(Incoming::Message(..)) => {}
-                Some(Incoming::Close(close)) => {
-                    consumer.peer_closed(close.clone());
-                    let theirs = close.map_or((NO_STATUS, String::new()), |c| (c.code, c.reason));
-                    return sent.map_or(theirs, |sent| *sent);
-                }
-                Some(Incoming::Gone) => return abnormal(sent),
-                Some(Incoming::Failed { error, code }) => {
-                    tracing::debug!("connection {id} failed: {error}");
-                    consumer.failed(&error);
-                    let reason = truncate(&error.to_string(), MAX_CLOSE_REASON).to_string();
-                    return sent.map_or((code, reason), |sent| *sent);
                 }
             }
         }
