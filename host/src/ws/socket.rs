@@ -21,7 +21,6 @@ use crate::ws::frame::{self, Kind};
 use crate::ws::outbox::{Batch, Outbox};
 use crate::ws::reader::{Held, Read, ReadError, Reader};
 use bytes::Bytes;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -425,7 +424,7 @@ fn poll_write_all(
 ) -> Poll<std::io::Result<()>> {
     let (first, offset) = at;
     while *first < frames.len() {
-        let mut written = match poll_writev(Pin::new(&mut *io), cx, &frames[*first..], *offset) {
+        let mut written = match io.poll_write_chunks(cx, &frames[*first..], *offset) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(written)) => written,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -448,31 +447,6 @@ fn poll_write_all(
     }
     // TLS records may wait in rustls until flushed.
     Pin::new(io).poll_flush(cx)
-}
-
-/// One `writev` of `frames`, the first from `offset` on. The slices live on
-/// the stack of this poll only: as part of the write's future they would
-/// sit (1 KiB) in every connection task, idle or not.
-fn poll_writev(
-    io: Pin<&mut Stream>,
-    cx: &mut std::task::Context<'_>,
-    frames: &[Bytes],
-    offset: usize,
-) -> std::task::Poll<std::io::Result<usize>> {
-    /// Slices per `writev`; Linux takes up to 1024.
-    const MAX_SLICES: usize = 64;
-    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-    let mut count = 0;
-    for (i, frame) in frames.iter().take(MAX_SLICES).enumerate() {
-        let skip = if i == 0 { offset } else { 0 };
-        slices[count] = IoSlice::new(&frame[skip..]);
-        count += 1;
-    }
-    match count {
-        // One slice: `send`, cheaper in the kernel than a one-slice `writev`.
-        1 => io.poll_write(cx, &slices[0]),
-        _ => io.poll_write_vectored(cx, &slices[..count]),
-    }
 }
 
 /// How a write that had to wait for its peer ended.
@@ -553,11 +527,49 @@ pub fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{Stream, poll_write_all, truncate};
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
 
     #[test]
     fn truncate_keeps_char_boundaries() {
         assert_eq!(truncate("привет", 3), "п");
         assert_eq!(truncate("ok", 10), "ok");
+    }
+
+    /// Small frames gathered into one `send`, a large one between them
+    /// written as it is, and partial writes (a small send buffer, a slow
+    /// reader) resumed mid-frame: the peer reads every byte, in order.
+    #[tokio::test]
+    async fn queued_frames_arrive_whole_and_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let (client, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+        let (mut peer, tcp) = (accepted.unwrap().0, client.unwrap());
+        let mut frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(format!("frame {i};").repeat(1 + i as usize % 7)))
+            .collect();
+        frames.insert(150, Bytes::from(vec![b'L'; 200 << 10]));
+        frames.insert(151, Bytes::from_static(b"x"));
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 1000];
+            while got.len() < expected.len() {
+                let n = peer.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed after {} bytes", got.len());
+                got.extend_from_slice(&chunk[..n]);
+                tokio::task::yield_now().await;
+            }
+            assert!(got == expected, "the bytes differ");
+        });
+        let mut io = Stream::Plain(tcp);
+        let mut at = (0, 0);
+        std::future::poll_fn(|cx| poll_write_all(&mut io, cx, &frames, &mut at, None))
+            .await
+            .unwrap();
+        reader.await.unwrap();
     }
 }
