@@ -70,6 +70,9 @@ impl Stream {
 /// scratch chunk and copied out at their own size, they cost one small
 /// allocation (from the allocator's per-thread cache) instead of a chunk
 /// taken and given back per message (glibc serves 8 KiB from its bins).
+/// Writes gather small frames in it ([`Stream::poll_write_chunks`]). It is
+/// borrowed within one synchronous call only (a read or a write), never
+/// across an `.await`, so no borrow ever meets another.
 const SCRATCH: usize = 8 << 10;
 
 thread_local! {
@@ -114,51 +117,60 @@ impl Stream {
 
 impl Stream {
     /// One write of `chunks`, in order, the first from `offset` on: the
-    /// count of bytes taken. On a plain socket, the small chunks that fit
-    /// this thread's scratch chunk are gathered there and go out as one
-    /// `send`: a fan-out queues dozens of small frames to each subscriber,
-    /// and the kernel's copy pays more per slice of a `writev` than the
-    /// copy here costs. Otherwise one `writev` of up to [`MAX_SLICES`], or a
-    /// `send` for one.
+    /// count of bytes taken. On a plain socket, the leading chunks that fit
+    /// this thread's scratch chunk together (several small frames: a
+    /// fan-out queues dozens to each subscriber) are copied there and go
+    /// out as the write's first slice, the rest as the next ones: the
+    /// kernel's copy pays more per slice than the copy here costs. One
+    /// `send`, or one `writev` of up to [`MAX_SLICES`] slices. A TLS stream
+    /// takes the chunks as they are.
     pub fn poll_write_chunks(
         &mut self,
         cx: &mut Context<'_>,
         chunks: &[Bytes],
         offset: usize,
     ) -> Poll<io::Result<usize>> {
-        let slice = |i: usize, chunk: &'_ Bytes| -> std::ops::Range<usize> {
-            if i == 0 {
-                offset..chunk.len()
-            } else {
-                0..chunk.len()
-            }
-        };
+        let nth = |i: usize| part(chunks, offset, i);
+        let (mut gathered, mut bytes) = (0, 0);
+        while gathered < chunks.len() && bytes + nth(gathered).len() <= SCRATCH {
+            bytes += nth(gathered).len();
+            gathered += 1;
+        }
         if let Stream::Plain(tcp) = self
-            && chunks.len() > 1
+            && gathered > 1
         {
+            // Copy only for a write the socket can take now.
+            std::task::ready!(tcp.poll_write_ready(cx))?;
             let sent = SCRATCH_CHUNK.try_with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let (mut at, mut count) = (0, 0);
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let part = &chunk[slice(i, chunk)];
-                    if at + part.len() > SCRATCH {
-                        break;
-                    }
+                let mut at = 0;
+                for i in 0..gathered {
+                    let part = nth(i);
                     scratch[at..at + part.len()].copy_from_slice(part);
                     at += part.len();
-                    count += 1;
                 }
-                // One that fits, before a large one: `writev` them as they are.
-                (count > 1).then(|| Pin::new(&mut *tcp).poll_write(cx, &scratch[..at]))
+                let rest = (gathered..chunks.len()).map(|i| part(chunks, offset, i));
+                self.poll_write_slices(cx, std::iter::once(&scratch[..at]).chain(rest))
             });
-            if let Ok(Some(sent)) = sent {
+            // The thread is exiting: write them as they are.
+            if let Ok(sent) = sent {
                 return sent;
             }
         }
+        self.poll_write_slices(cx, (0..chunks.len()).map(nth))
+    }
+
+    /// One write of the first [`MAX_SLICES`] of `parts` (empty ones
+    /// skipped): a `send` for one, else a `writev`.
+    fn poll_write_slices<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: impl Iterator<Item = &'a [u8]>,
+    ) -> Poll<io::Result<usize>> {
         let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
         let mut count = 0;
-        for (i, chunk) in chunks.iter().take(MAX_SLICES).enumerate() {
-            slices[i] = io::IoSlice::new(&chunk[slice(i, chunk)]);
+        for part in parts.filter(|p| !p.is_empty()).take(MAX_SLICES) {
+            slices[count] = io::IoSlice::new(part);
             count += 1;
         }
         match count {
@@ -167,6 +179,12 @@ impl Stream {
             _ => Pin::new(self).poll_write_vectored(cx, &slices[..count]),
         }
     }
+}
+
+/// Chunk `i` of `chunks` as a write takes it: the first from `offset` on.
+fn part(chunks: &[Bytes], offset: usize, i: usize) -> &[u8] {
+    let chunk = &chunks[i][..];
+    if i == 0 { &chunk[offset..] } else { chunk }
 }
 
 /// Slices per `writev` (Linux takes up to 1024). They live on the stack of
@@ -316,5 +334,52 @@ impl AsyncWrite for Stream {
             Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+
+    /// One `poll_write_chunks` on a fresh socket; what the peer got.
+    async fn write_once(chunks: &[Bytes], offset: usize) -> (usize, Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut peer, mut io) = (accepted.unwrap().0, Stream::Plain(client.unwrap()));
+        let written = std::future::poll_fn(|cx| io.poll_write_chunks(cx, chunks, offset))
+            .await
+            .unwrap();
+        drop(io);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        (written, got)
+    }
+
+    #[tokio::test]
+    async fn small_chunks_go_out_at_once_from_the_offset() {
+        let chunks = [&b"first"[..], b"second", b"third"].map(Bytes::from_static);
+        assert_eq!(
+            write_once(&chunks, 2).await,
+            (14, b"rstsecondthird".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn gathered_chunks_lead_the_larger_ones() {
+        let large = Bytes::from(vec![b'L'; 9 << 10]);
+        let chunks = [
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+            large.clone(),
+        ];
+        let (written, got) = write_once(&chunks, 1).await;
+        let expected = [&b"bcd"[..], &large].concat();
+        // One write took the gathered slice and (some of) the large one.
+        assert!(written > 3 && written <= expected.len(), "{written}");
+        assert!(got == expected[..written]);
     }
 }

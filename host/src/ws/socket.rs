@@ -3,7 +3,8 @@
 //! holds, and the frames the host owes the peer (pongs, Close replies).
 //!
 //! Every frame the host sends is framed by [`crate::ws::frame`] (a burst of
-//! queued frames is one vectored write, and a frame published to many
+//! queued frames goes out in as few writes as the socket takes, its small
+//! frames gathered into one slice, and a frame published to many
 //! connections is the same bytes for all) and, on a socket that agreed to
 //! permessage-deflate, compressed on its way out ([`wshost_proto::deflate`]).
 //!
@@ -201,7 +202,8 @@ impl Socket {
         crate::net::transport::unread(self.stream.fd()).unwrap_or(0)
     }
 
-    /// Write every frame the outbox holds, in one vectored write.
+    /// Write every frame the outbox holds, in as few writes as the socket
+    /// takes ([`Stream::poll_write_chunks`]).
     pub async fn write_queued(&mut self) -> Result<(), Error> {
         let mut batch = self.outbox.take_all();
         if batch.is_empty() {
@@ -537,9 +539,9 @@ mod tests {
         assert_eq!(truncate("ok", 10), "ok");
     }
 
-    /// Small frames gathered into one `send`, a large one between them
-    /// written as it is, and partial writes (a small send buffer, a slow
-    /// reader) resumed mid-frame: the peer reads every byte, in order.
+    /// Small frames gathered into one slice, larger ones between them
+    /// written as they are, and partial writes (a small send buffer, a
+    /// slow reader) resumed mid-frame: the peer reads every byte, in order.
     #[tokio::test]
     async fn queued_frames_arrive_whole_and_in_order() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -553,6 +555,10 @@ mod tests {
             .collect();
         frames.insert(150, Bytes::from(vec![b'L'; 200 << 10]));
         frames.insert(151, Bytes::from_static(b"x"));
+        // Frames of 3 KiB: a write gathers two, the rest go as they are.
+        for at in [20, 22, 23, 24, 200] {
+            frames.insert(at, Bytes::from(vec![b'0' + at as u8 % 10; 3 << 10]));
+        }
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
