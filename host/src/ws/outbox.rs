@@ -71,6 +71,40 @@ impl Cork {
             outbox.wake.wake();
         }
     }
+
+    /// [`Cork::uncork`] at the end of an event instance's batch: the writers
+    /// of a fan-out larger than [`WAKE_SLICE`] are woken by a task of their
+    /// own, a slice per turn of the loop ([`wake_in_slices`]), which is
+    /// returned: the instance waits for it before it uncorks the batch
+    /// after next, so it never runs more than one batch ahead of its
+    /// writers.
+    pub fn uncork_in_slices(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.0.len() > WAKE_SLICE
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            return Some(runtime.spawn(wake_in_slices(std::mem::take(&mut self.0))));
+        }
+        self.uncork();
+        None
+    }
+}
+
+/// Writers a large uncork wakes per turn of its loop.
+pub const WAKE_SLICE: usize = 256;
+
+/// Wake `writers` a slice at a time, letting the loop's other tasks run
+/// between slices. Woken all at once, 10,000 writers fill the loop's queue
+/// ahead of the publisher's socket and instance, so the next messages,
+/// arriving meanwhile, wait until every writer has written the first one
+/// alone: a write each. Woken in slices, the writers not yet woken take the
+/// next messages too, in the same write.
+async fn wake_in_slices(writers: Vec<Arc<Outbox>>) {
+    for slice in writers.chunks(WAKE_SLICE) {
+        for outbox in slice {
+            outbox.wake.wake();
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 impl Drop for Cork {
@@ -522,6 +556,55 @@ mod tests {
         cork.uncork();
         assert!(cork.0.is_empty());
         assert_eq!(outbox.take_all().len(), 3);
+    }
+
+    /// Counts the wakes of the writers it stands for.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `writers` outboxes, each with a frame corked in `cork` and a
+    /// writer waiting, whose wakes `wakes` counts.
+    fn corked_writers(writers: usize, cork: &mut Cork) -> Arc<Wakes> {
+        let wakes = Arc::new(Wakes(Default::default()));
+        let waker = std::task::Waker::from(wakes.clone());
+        for id in 0..writers {
+            let outbox = Arc::new(Outbox::new(id as u64, 10, 100));
+            outbox.wake.register(&waker);
+            outbox.offer_corked(frame(1), cork).unwrap();
+        }
+        wakes
+    }
+
+    #[tokio::test]
+    async fn a_large_fan_out_is_woken_a_slice_per_turn() {
+        let mut cork = Cork::default();
+        let wakes = corked_writers(WAKE_SLICE * 2 + 10, &mut cork);
+        let round = cork.uncork_in_slices().expect("woken by a task");
+        assert!(cork.is_empty());
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "not before the task runs"
+        );
+        // One turn of the loop: the round wakes one slice, then lets the
+        // others (this test) run.
+        tokio::task::yield_now().await;
+        assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE);
+        round.await.unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE * 2 + 10);
+    }
+
+    #[test]
+    fn a_small_fan_out_is_woken_at_once() {
+        let mut cork = Cork::default();
+        let wakes = corked_writers(WAKE_SLICE, &mut cork);
+        assert!(cork.uncork_in_slices().is_none());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE);
     }
 
     #[test]

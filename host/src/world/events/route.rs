@@ -301,6 +301,11 @@ impl Instance {
     /// to [`crate::ws::outbox::CORK_AT`] sockets or more) are woken, so each of them takes the
     /// batch's frames in one write.
     async fn run(mut self) {
+        // The last batch's large fan-outs, their writers still being woken
+        // (a slice per turn of the loop): the next batch is handled
+        // meanwhile, and its frames reach the writers not yet woken in the
+        // same write; the batch after waits for them.
+        let mut waking: Option<tokio::task::JoinHandle<()>> = None;
         while let Some(event) = self.queue.recv().await {
             self.handle(event).await;
             for _ in 1..BATCH {
@@ -310,7 +315,10 @@ impl Instance {
                     Err(_) => break,
                 }
             }
-            self.store.data_mut().host.cork.uncork();
+            let woken = self.store.data_mut().host.cork.uncork_in_slices();
+            if let Some(before) = std::mem::replace(&mut waking, woken) {
+                let _ = before.await;
+            }
         }
     }
 
