@@ -122,7 +122,7 @@ impl Stream {
     /// fan-out queues dozens to each subscriber) are copied there and go
     /// out as the write's first slice, the rest as the next ones: the
     /// kernel's copy pays more per slice than the copy here costs. One
-    /// `send`, or one `writev` of up to [`MAX_SLICES`] slices. A TLS stream
+    /// `send`, or one `writev` of up to 64 slices. A TLS stream
     /// takes the chunks as they are.
     pub fn poll_write_chunks(
         &mut self,
