@@ -122,7 +122,7 @@ impl Stream {
     /// fan-out queues dozens to each subscriber) are copied there and go
     /// out as the write's first slice, the rest as the next ones: the
     /// kernel's copy pays more per slice than the copy here costs. One
-    /// `send`, or one `writev` of up to 64 slices. A TLS stream
+    /// `send`, or one `writev` of up to `MAX_SLICES` slices. A TLS stream
     /// takes the chunks as they are.
     pub fn poll_write_chunks(
         &mut self,
@@ -131,12 +131,18 @@ impl Stream {
         offset: usize,
     ) -> Poll<io::Result<usize>> {
         let nth = |i: usize| part(chunks, offset, i);
-        let (mut gathered, mut bytes) = (0, 0);
-        while gathered < chunks.len() && bytes + nth(gathered).len() <= SCRATCH {
-            bytes += nth(gathered).len();
-            gathered += 1;
-        }
+        // The leading chunks that fit the scratch chunk together.
+        let gathered = || {
+            let (mut gathered, mut bytes) = (0, 0);
+            while gathered < chunks.len() && bytes + nth(gathered).len() <= SCRATCH {
+                bytes += nth(gathered).len();
+                gathered += 1;
+            }
+            gathered
+        };
         if let Stream::Plain(tcp) = self
+            && chunks.len() > 1
+            && let gathered = gathered()
             && gathered > 1
         {
             // Copy only for a write the socket can take now.

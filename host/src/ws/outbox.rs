@@ -47,63 +47,102 @@ pub const CORK_AT: usize = 64;
 /// that the batch queued for it in one write (as uWS corks its sockets for
 /// one turn of its loop). Uncorks on drop.
 #[derive(Debug, Default)]
-pub struct Cork(Vec<Arc<Outbox>>);
+pub struct Cork {
+    writers: Vec<Arc<Outbox>>,
+    /// How many of `writers` were there at the last [`Cork::uncork_small`]:
+    /// those after were queued to since.
+    mark: usize,
+}
 
 impl Cork {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.writers.is_empty()
     }
 
-    /// Wake the writers of a small fan-out at once (an echo, a small room:
-    /// waiting for the batch would only add its latency); true when the
-    /// fan-out is large ([`CORK_AT`] writers or more): they stay corked
-    /// for the batch's end, where each takes all its frames at once.
+    /// Wake the writers queued to since the last call if they are few (an
+    /// echo, a small room: waiting for the batch would only add its
+    /// latency); a large fan-out's ([`CORK_AT`] writers or more) stay
+    /// corked for the batch's end, where each takes all its frames at
+    /// once. True when some stay corked.
     pub fn uncork_small(&mut self) -> bool {
-        if self.0.len() < CORK_AT {
-            self.uncork();
+        if self.writers.len() - self.mark < CORK_AT {
+            for outbox in self.writers.drain(self.mark..) {
+                outbox.wake.wake();
+            }
         }
-        !self.0.is_empty()
+        self.mark = self.writers.len();
+        !self.writers.is_empty()
     }
 
     /// Wake every writer queued to since the last uncork.
     pub fn uncork(&mut self) {
-        for outbox in self.0.drain(..) {
+        self.mark = 0;
+        for outbox in self.writers.drain(..) {
             outbox.wake.wake();
         }
     }
 
     /// [`Cork::uncork`] at the end of an event instance's batch: the writers
     /// of a fan-out larger than [`WAKE_SLICE`] are woken by a task of their
-    /// own, a slice per turn of the loop ([`wake_in_slices`]), which is
-    /// returned: the instance waits for it before it uncorks the batch
-    /// after next, so it never runs more than one batch ahead of its
-    /// writers.
+    /// own in [`ROUND_TURNS`] slices at most, one per turn of the loop
+    /// ([`Round`]), which is returned. The instance waits for it before it
+    /// takes the batch after next, so it never runs more than one batch
+    /// ahead of its writers.
     pub fn uncork_in_slices(&mut self) -> Option<tokio::task::JoinHandle<()>> {
-        if self.0.len() > WAKE_SLICE
+        if self.writers.len() > WAKE_SLICE
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            return Some(runtime.spawn(wake_in_slices(std::mem::take(&mut self.0))));
+            self.mark = 0;
+            let fresh = Vec::with_capacity(self.writers.len());
+            let writers = std::mem::replace(&mut self.writers, fresh);
+            return Some(runtime.spawn(Round { writers, next: 0 }.run()));
         }
         self.uncork();
         None
     }
 }
 
-/// Writers a large uncork wakes per turn of its loop.
+/// Writers a large uncork wakes per turn of its loop, at least.
 pub const WAKE_SLICE: usize = 256;
 
-/// Wake `writers` a slice at a time, letting the loop's other tasks run
-/// between slices. Woken all at once, 10,000 writers fill the loop's queue
-/// ahead of the publisher's socket and instance, so the next messages,
-/// arriving meanwhile, wait until every writer has written the first one
-/// alone: a write each. Woken in slices, the writers not yet woken take the
-/// next messages too, in the same write.
-async fn wake_in_slices(writers: Vec<Arc<Outbox>>) {
-    for slice in writers.chunks(WAKE_SLICE) {
-        for outbox in slice {
+/// Turns of the loop a round of wakes takes, at most: a guest that holds
+/// the loop's thread delays the round once per turn.
+pub const ROUND_TURNS: usize = 8;
+
+/// Writers being woken a slice at a time, letting the loop's other tasks
+/// run between slices. Woken all at once, 10,000 writers fill the loop's
+/// queue ahead of the publisher's socket and instance, so the next
+/// messages, arriving meanwhile, wait until every writer has written the
+/// first one alone: a write each. Woken in slices, the writers not yet
+/// woken take the next messages too, in the same write. Those not yet
+/// woken when a round is dropped (its loop shutting down) are woken then.
+struct Round {
+    writers: Vec<Arc<Outbox>>,
+    /// The first not yet woken.
+    next: usize,
+}
+
+impl Round {
+    async fn run(mut self) {
+        let slice = WAKE_SLICE.max(self.writers.len().div_ceil(ROUND_TURNS));
+        while self.next < self.writers.len() {
+            let end = (self.next + slice).min(self.writers.len());
+            for outbox in &self.writers[self.next..end] {
+                outbox.wake.wake();
+            }
+            self.next = end;
+            if self.next < self.writers.len() {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        for outbox in &self.writers[self.next..] {
             outbox.wake.wake();
         }
-        tokio::task::yield_now().await;
     }
 }
 
@@ -223,7 +262,7 @@ impl Outbox {
     ) -> Result<Queued, Refused> {
         let (queued, wake) = self.queue(frame)?;
         if wake {
-            cork.0.push(self.clone());
+            cork.writers.push(self.clone());
         }
         Ok(queued)
     }
@@ -548,13 +587,13 @@ mod tests {
         for _ in 0..3 {
             outbox.offer_corked(frame(1), &mut cork).unwrap();
         }
-        assert_eq!(cork.0.len(), 1, "one wake-up owed per writer");
+        assert_eq!(cork.writers.len(), 1, "one wake-up owed per writer");
         // Frames are there, so the writer finds them even before the wake.
         tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready())
             .await
             .expect("ready with frames queued");
         cork.uncork();
-        assert!(cork.0.is_empty());
+        assert!(cork.writers.is_empty());
         assert_eq!(outbox.take_all().len(), 3);
     }
 
@@ -580,6 +619,9 @@ mod tests {
         wakes
     }
 
+    // On tokio's current-thread runtime (`#[tokio::test]`'s): a task that
+    // yields runs again after the tasks queued before it, so one
+    // `yield_now` here lets the round wake exactly one slice.
     #[tokio::test]
     async fn a_large_fan_out_is_woken_a_slice_per_turn() {
         let mut cork = Cork::default();
@@ -599,12 +641,58 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE * 2 + 10);
     }
 
-    #[test]
-    fn a_small_fan_out_is_woken_at_once() {
+    #[tokio::test]
+    async fn a_fan_out_of_a_slice_or_less_is_woken_at_once() {
         let mut cork = Cork::default();
         let wakes = corked_writers(WAKE_SLICE, &mut cork);
         assert!(cork.uncork_in_slices().is_none());
         assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE);
+        let wakes = corked_writers(WAKE_SLICE + 1, &mut cork);
+        cork.uncork_in_slices()
+            .expect("one more: by a task")
+            .await
+            .unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE + 1);
+    }
+
+    #[tokio::test]
+    async fn a_huge_fan_out_takes_a_bounded_number_of_turns() {
+        let mut cork = Cork::default();
+        let writers = WAKE_SLICE * ROUND_TURNS * 3;
+        let wakes = corked_writers(writers, &mut cork);
+        let round = cork.uncork_in_slices().unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(wakes.0.load(Ordering::SeqCst), writers / ROUND_TURNS);
+        round.await.unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), writers);
+    }
+
+    #[test]
+    fn a_dropped_round_wakes_the_rest() {
+        let mut cork = Cork::default();
+        let wakes = corked_writers(WAKE_SLICE * 2, &mut cork);
+        let round = Round {
+            writers: std::mem::take(&mut cork.writers),
+            next: WAKE_SLICE,
+        };
+        drop(round);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE);
+    }
+
+    /// A small fan-out after a large one in the same batch is woken at
+    /// once, not at the batch's end behind the large one.
+    #[test]
+    fn a_small_fan_out_after_a_large_one_is_not_kept_waiting() {
+        let mut cork = Cork::default();
+        let large = corked_writers(CORK_AT, &mut cork);
+        assert!(cork.uncork_small(), "the large one stays corked");
+        assert_eq!(large.0.load(Ordering::SeqCst), 0);
+        let small = corked_writers(3, &mut cork);
+        assert!(cork.uncork_small());
+        assert_eq!(small.0.load(Ordering::SeqCst), 3);
+        assert_eq!(large.0.load(Ordering::SeqCst), 0);
+        cork.uncork();
+        assert_eq!(large.0.load(Ordering::SeqCst), CORK_AT);
     }
 
     #[test]

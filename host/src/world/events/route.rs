@@ -298,26 +298,31 @@ fn new_store(engine: &Engine, limits: &Limits, host: EventHost) -> Store<EventSt
 impl Instance {
     /// Serve events in batches: what is queued when a batch starts (up to
     /// [`BATCH`]) runs before the writers of its large fan-outs (publishes
-    /// to [`crate::ws::outbox::CORK_AT`] sockets or more) are woken, so each of them takes the
-    /// batch's frames in one write.
+    /// to [`crate::ws::outbox::CORK_AT`] sockets or more) are woken, so each
+    /// of them takes the batch's frames in one write; a small fan-out's are
+    /// woken as soon as its event is handled. A very large fan-out's writers
+    /// are woken over a few turns of the loop
+    /// ([`crate::ws::outbox::Cork::uncork_in_slices`]): the next batch is
+    /// handled meanwhile, and the writers not yet woken take its frames in
+    /// the same write. The batch after that waits until they all are.
     async fn run(mut self) {
-        // The last batch's large fan-outs, their writers still being woken
-        // (a slice per turn of the loop): the next batch is handled
-        // meanwhile, and its frames reach the writers not yet woken in the
-        // same write; the batch after waits for them.
         let mut waking: Option<tokio::task::JoinHandle<()>> = None;
         while let Some(event) = self.queue.recv().await {
             self.handle(event).await;
+            self.store.data_mut().host.cork.uncork_small();
             for _ in 1..BATCH {
-                self.store.data_mut().host.cork.uncork_small();
                 match self.queue.try_recv() {
                     Ok(event) => self.handle(event).await,
                     Err(_) => break,
                 }
+                self.store.data_mut().host.cork.uncork_small();
             }
             let woken = self.store.data_mut().host.cork.uncork_in_slices();
-            if let Some(before) = std::mem::replace(&mut waking, woken) {
-                let _ = before.await;
+            if let Some(before) = std::mem::replace(&mut waking, woken)
+                && let Err(e) = before.await
+                && e.is_panic()
+            {
+                tracing::error!("waking a fan-out's writers panicked: {e}");
             }
         }
     }
