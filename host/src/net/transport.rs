@@ -131,18 +131,9 @@ impl Stream {
         offset: usize,
     ) -> Poll<io::Result<usize>> {
         let nth = |i: usize| part(chunks, offset, i);
-        // The leading chunks that fit the scratch chunk together.
-        let gathered = || {
-            let (mut gathered, mut bytes) = (0, 0);
-            while gathered < chunks.len() && bytes + nth(gathered).len() <= SCRATCH {
-                bytes += nth(gathered).len();
-                gathered += 1;
-            }
-            gathered
-        };
         if let Stream::Plain(tcp) = self
             && chunks.len() > 1
-            && let gathered = gathered()
+            && let gathered = fitting(chunks, offset)
             && gathered > 1
         {
             // Copy only for a write the socket can take now.
@@ -155,6 +146,8 @@ impl Stream {
                     scratch[at..at + part.len()].copy_from_slice(part);
                     at += part.len();
                 }
+                // Not `nth`: chained after the scratch slice, these take
+                // its shorter lifetime, which a closure made outside cannot.
                 let rest = (gathered..chunks.len()).map(|i| part(chunks, offset, i));
                 self.poll_write_slices(cx, std::iter::once(&scratch[..at]).chain(rest))
             });
@@ -191,6 +184,18 @@ impl Stream {
 fn part(chunks: &[Bytes], offset: usize, i: usize) -> &[u8] {
     let chunk = &chunks[i][..];
     if i == 0 { &chunk[offset..] } else { chunk }
+}
+
+/// How many of the leading chunks of `chunks` (the first from `offset` on)
+/// fit the scratch chunk together.
+fn fitting(chunks: &[Bytes], offset: usize) -> usize {
+    let mut bytes = 0;
+    (0..chunks.len())
+        .take_while(|&i| {
+            bytes += part(chunks, offset, i).len();
+            bytes <= SCRATCH
+        })
+        .count()
 }
 
 /// Slices per `writev` (Linux takes up to 1024). They live on the stack of
@@ -343,19 +348,31 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// A connected pair on loopback, for tests: ours and the peer's. Ours
+/// sends through a buffer of `send_buffer` bytes when given (writes then
+/// stop partway).
+#[cfg(test)]
+pub(crate) async fn tcp_pair(send_buffer: Option<u32>) -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes).unwrap();
+    }
+    let (ours, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+    (ours.unwrap(), accepted.unwrap().0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Stream;
+    use super::{Stream, tcp_pair};
     use bytes::Bytes;
     use tokio::io::AsyncReadExt;
 
     /// One `poll_write_chunks` on a fresh socket; what the peer got.
     async fn write_once(chunks: &[Bytes], offset: usize) -> (usize, Vec<u8>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (mut peer, mut io) = (accepted.unwrap().0, Stream::Plain(client.unwrap()));
+        let (ours, mut peer) = tcp_pair(None).await;
+        let mut io = Stream::Plain(ours);
         let written = std::future::poll_fn(|cx| io.poll_write_chunks(cx, chunks, offset))
             .await
             .unwrap();

@@ -66,9 +66,8 @@ impl Cork {
     /// once. True when some stay corked.
     pub fn uncork_small(&mut self) -> bool {
         if self.writers.len() - self.mark < CORK_AT {
-            for outbox in self.writers.drain(self.mark..) {
-                outbox.wake.wake();
-            }
+            wake(&self.writers[self.mark..]);
+            self.writers.truncate(self.mark);
         }
         self.mark = self.writers.len();
         !self.writers.is_empty()
@@ -77,9 +76,8 @@ impl Cork {
     /// Wake every writer queued to since the last uncork.
     pub fn uncork(&mut self) {
         self.mark = 0;
-        for outbox in self.writers.drain(..) {
-            outbox.wake.wake();
-        }
+        wake(&self.writers);
+        self.writers.clear();
     }
 
     /// [`Cork::uncork`] at the end of an event instance's batch: the writers
@@ -99,6 +97,13 @@ impl Cork {
         }
         self.uncork();
         None
+    }
+}
+
+/// Wake each of `writers`.
+fn wake(writers: &[Arc<Outbox>]) {
+    for outbox in writers {
+        outbox.wake.wake();
     }
 }
 
@@ -127,9 +132,7 @@ impl Round {
         let slice = WAKE_SLICE.max(self.writers.len().div_ceil(ROUND_TURNS));
         while self.next < self.writers.len() {
             let end = (self.next + slice).min(self.writers.len());
-            for outbox in &self.writers[self.next..end] {
-                outbox.wake.wake();
-            }
+            wake(&self.writers[self.next..end]);
             self.next = end;
             if self.next < self.writers.len() {
                 tokio::task::yield_now().await;
@@ -140,9 +143,7 @@ impl Round {
 
 impl Drop for Round {
     fn drop(&mut self) {
-        for outbox in &self.writers[self.next..] {
-            outbox.wake.wake();
-        }
+        wake(&self.writers[self.next..]);
     }
 }
 

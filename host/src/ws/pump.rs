@@ -375,10 +375,7 @@ mod tests {
     /// a little room.
     #[tokio::test]
     async fn the_pumps_future_stays_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (_client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let (server, _client) = crate::net::transport::tcp_pair(None).await;
         let limits = Arc::new(Limits::default());
         let outbox = Arc::new(Outbox::new(1, 16, 1 << 20));
         let meters = RouteMeters::new("/size");

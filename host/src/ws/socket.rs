@@ -530,6 +530,7 @@ pub fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::{Stream, poll_write_all, truncate};
+    use crate::net::transport::tcp_pair;
     use bytes::Bytes;
     use tokio::io::AsyncReadExt;
 
@@ -544,12 +545,7 @@ mod tests {
     /// slow reader) resumed mid-frame: the peer reads every byte, in order.
     #[tokio::test]
     async fn queued_frames_arrive_whole_and_in_order() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_send_buffer_size(4096).unwrap();
-        let (client, accepted) = tokio::join!(socket.connect(addr), listener.accept());
-        let (mut peer, tcp) = (accepted.unwrap().0, client.unwrap());
+        let (tcp, mut peer) = tcp_pair(Some(4096)).await;
         let mut frames: Vec<Bytes> = (0..300u32)
             .map(|i| Bytes::from(format!("frame {i};").repeat(1 + i as usize % 7)))
             .collect();
