@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::time::Duration;
 use support::admin::{admin_addr, wait_for_sample};
 use support::*;
 
@@ -114,5 +115,66 @@ async fn a_message_crosses_every_event_loop_in_every_world() {
                 assert_eq!(next_text(ws).await, format!("Сервер：{word}"), "{name}");
             }
         }
+    }
+}
+
+/// A coro task's publish to more than 1,024 subscribers has their writers
+/// woken in slices over a few turns of the loop (`ROUND_PAST` in the coro
+/// world's state), publishes waiting for the round before: every
+/// subscriber still gets every message, once and in order, the
+/// publisher's own included. (A writer a round failed to wake times out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coro_publish_to_over_a_thousand_reaches_each_in_order() {
+    const SUBSCRIBERS: usize = 1_100;
+    const MESSAGES: usize = 30;
+    raise_fd_limit();
+    let server = Server::start(&[("/chat", "coro_chat")]);
+    let url = server.url("/chat");
+    let connects: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let (ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .expect("connect");
+                ws
+            })
+        })
+        .collect();
+    let mut subscribers = Vec::new();
+    for connect in connects {
+        subscribers.push(connect.await.expect("connect task"));
+    }
+    // Each task subscribes right after its upgrade: the publisher, last,
+    // hears its own message once it has, and the others had long before.
+    let mut publisher = server.connect("/chat").await;
+    send_text(&mut publisher, "ready").await;
+    assert_eq!(next_text(&mut publisher).await, "Сервер：ready");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                // "ready" too, unless it came before the subscription.
+                let mut got = Vec::with_capacity(MESSAGES);
+                while got.len() < MESSAGES {
+                    let text = next_text(&mut ws).await;
+                    if !(got.is_empty() && text == "Сервер：ready") {
+                        got.push(text);
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    for i in 0..MESSAGES {
+        send_text(&mut publisher, &format!("m{i}")).await;
+    }
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("Сервер：m{i}")).collect();
+    for reader in readers {
+        assert_eq!(reader.await.expect("reader"), expected);
+    }
+    for want in &expected {
+        assert_eq!(&next_text(&mut publisher).await, want);
     }
 }

@@ -59,6 +59,10 @@ impl Cork {
         self.writers.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.writers.len()
+    }
+
     /// Wake the writers queued to since the last call if they are few (an
     /// echo, a small room: waiting for the batch would only add its
     /// latency); a large fan-out's ([`CORK_AT`] writers or more) stay
@@ -80,12 +84,13 @@ impl Cork {
         self.writers.clear();
     }
 
-    /// [`Cork::uncork`] at the end of an event instance's batch: the writers
-    /// of a fan-out larger than [`WAKE_SLICE`] are woken by a task of their
-    /// own in [`ROUND_TURNS`] slices at most, one per turn of the loop
-    /// ([`Round`]), which is returned. The instance waits for it before it
-    /// takes the batch after next, so it never runs more than one batch
-    /// ahead of its writers.
+    /// [`Cork::uncork`] at the end of an event instance's batch (or a coro
+    /// instance's publishing turn): the writers of a fan-out larger than
+    /// [`WAKE_SLICE`] are woken by a task of their own in [`ROUND_TURNS`]
+    /// slices at most, one per turn of the loop ([`Round`]), which is
+    /// returned. The instance waits for it ([`wait_for_round`]) before it
+    /// takes the batch (publishes) after next, so it never runs more than
+    /// one batch ahead of its writers.
     pub fn uncork_in_slices(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         if self.writers.len() > WAKE_SLICE
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -97,6 +102,17 @@ impl Cork {
         }
         self.uncork();
         None
+    }
+}
+
+/// Wait until `round` (from [`Cork::uncork_in_slices`]) has woken all its
+/// writers; a panic in it is logged (its writers were woken as it
+/// unwound: [`Round`]'s `Drop`).
+pub async fn wait_for_round(round: tokio::task::JoinHandle<()>) {
+    if let Err(e) = round.await
+        && e.is_panic()
+    {
+        tracing::error!("waking a fan-out's writers panicked: {e}");
     }
 }
 
