@@ -109,9 +109,9 @@ pub struct CoroHost {
 /// ([`Cork::uncork_in_slices`]); fewer are woken at once. Higher than the
 /// event world's 256: a coro turn is one task's run, a few dozen publishes
 /// at most, so rounds start far more often than once per event batch, and
-/// each holds the next publishing turn until the one before has ended. At
-/// 1,000 subscribers, rounds measured 0.90-0.96x waking all at once
-/// (sustained); at 10,000, 1.22-1.29x (burst).
+/// each holds the publishing turn after next until it has ended. At 1,000
+/// subscribers, rounds measured 0.90-0.96x waking all at once (sustained);
+/// at 10,000, 1.20-1.25x (burst and sustained).
 const ROUND_PAST: usize = 1024;
 
 /// Calls done at once (a `recv` that finds a frame waiting, a `push` with
@@ -202,6 +202,7 @@ impl CoroHost {
                 None
             };
             // The turn's first publish took what was owed before.
+            debug_assert!(self.owed.is_none(), "a publishing turn takes what is owed");
             if let Some(before) = std::mem::replace(&mut self.waking, woken) {
                 self.owed = Some(before);
             }
