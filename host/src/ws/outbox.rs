@@ -59,10 +59,6 @@ impl Cork {
         self.writers.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.writers.len()
-    }
-
     /// Wake the writers queued to since the last call if they are few (an
     /// echo, a small room: waiting for the batch would only add its
     /// latency); a large fan-out's ([`CORK_AT`] writers or more) stay
@@ -85,14 +81,14 @@ impl Cork {
     }
 
     /// [`Cork::uncork`] at the end of an event instance's batch (or a coro
-    /// instance's publishing turn): the writers of a fan-out larger than
-    /// [`WAKE_SLICE`] are woken by a task of their own in [`ROUND_TURNS`]
-    /// slices at most, one per turn of the loop ([`Round`]), which is
-    /// returned. The instance waits for it ([`wait_for_round`]) before it
-    /// takes the batch (publishes) after next, so it never runs more than
-    /// one batch ahead of its writers.
-    pub fn uncork_in_slices(&mut self) -> Option<tokio::task::JoinHandle<()>> {
-        if self.writers.len() > WAKE_SLICE
+    /// instance's publishing turn): more than `past` writers (the event
+    /// world's: [`WAKE_SLICE`]) are woken by a task of their own in
+    /// [`ROUND_TURNS`] slices at most, one per turn of the loop ([`Round`]),
+    /// which is returned. The instance waits for it ([`wait_for_round`])
+    /// before it takes the batch (publishes) after next, so it never runs
+    /// more than one batch ahead of its writers.
+    pub fn uncork_in_slices(&mut self, past: usize) -> Option<tokio::task::JoinHandle<()>> {
+        if self.writers.len() > past
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             self.mark = 0;
@@ -643,7 +639,7 @@ mod tests {
     async fn a_large_fan_out_is_woken_a_slice_per_turn() {
         let mut cork = Cork::default();
         let wakes = corked_writers(WAKE_SLICE * 2 + 10, &mut cork);
-        let round = cork.uncork_in_slices().expect("woken by a task");
+        let round = cork.uncork_in_slices(WAKE_SLICE).expect("woken by a task");
         assert!(cork.is_empty());
         assert_eq!(
             wakes.0.load(Ordering::SeqCst),
@@ -662,10 +658,10 @@ mod tests {
     async fn a_fan_out_of_a_slice_or_less_is_woken_at_once() {
         let mut cork = Cork::default();
         let wakes = corked_writers(WAKE_SLICE, &mut cork);
-        assert!(cork.uncork_in_slices().is_none());
+        assert!(cork.uncork_in_slices(WAKE_SLICE).is_none());
         assert_eq!(wakes.0.load(Ordering::SeqCst), WAKE_SLICE);
         let wakes = corked_writers(WAKE_SLICE + 1, &mut cork);
-        cork.uncork_in_slices()
+        cork.uncork_in_slices(WAKE_SLICE)
             .expect("one more: by a task")
             .await
             .unwrap();
@@ -677,7 +673,7 @@ mod tests {
         let mut cork = Cork::default();
         let writers = WAKE_SLICE * ROUND_TURNS * 3;
         let wakes = corked_writers(writers, &mut cork);
-        let round = cork.uncork_in_slices().unwrap();
+        let round = cork.uncork_in_slices(WAKE_SLICE).unwrap();
         tokio::task::yield_now().await;
         assert_eq!(wakes.0.load(Ordering::SeqCst), writers / ROUND_TURNS);
         round.await.unwrap();

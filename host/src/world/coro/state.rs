@@ -195,12 +195,7 @@ impl CoroHost {
         self.calls_this_turn = 0;
         let corked = !self.cork.is_empty();
         if std::mem::take(&mut self.published) || corked {
-            let woken = if self.cork.len() > ROUND_PAST {
-                self.cork.uncork_in_slices()
-            } else {
-                self.cork.uncork();
-                None
-            };
+            let woken = self.cork.uncork_in_slices(ROUND_PAST);
             // The turn's first publish took what was owed before.
             debug_assert!(self.owed.is_none(), "a publishing turn takes what is owed");
             if let Some(before) = std::mem::replace(&mut self.waking, woken) {

@@ -18,7 +18,7 @@ use crate::wasm::sandbox;
 use crate::wasm::self_wake::{self, Handled};
 use crate::world::events::state::{EventHost, EventState};
 use crate::world::limits::LimitsExt;
-use crate::ws::outbox::{Ending, Outbox, wait_for_round};
+use crate::ws::outbox::{Ending, Outbox, WAKE_SLICE, wait_for_round};
 use crate::ws::socket::{MAX_CLOSE_REASON, truncate};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -317,7 +317,7 @@ impl Instance {
                 }
                 self.store.data_mut().host.cork.uncork_small();
             }
-            let woken = self.store.data_mut().host.cork.uncork_in_slices();
+            let woken = self.store.data_mut().host.cork.uncork_in_slices(WAKE_SLICE);
             if let Some(before) = std::mem::replace(&mut waking, woken) {
                 wait_for_round(before).await;
             }
