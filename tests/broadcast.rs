@@ -119,16 +119,29 @@ async fn a_message_crosses_every_event_loop_in_every_world() {
 }
 
 /// A coro task's publish to more than 1,024 subscribers has their writers
-/// woken in slices over a few turns of the loop (`ROUND_PAST` in the coro
-/// world's state), publishes waiting for the round before: every
+/// woken in slices over a few turns of the loop (`ROUND_PAST` in
+/// `ws::outbox`), publishes waiting for the round before: every
 /// subscriber still gets every message, once and in order, the
 /// publisher's own included. (A writer a round failed to wake times out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coro_publish_to_over_a_thousand_reaches_each_in_order() {
+    reaches_over_a_thousand_in_order("coro_chat").await;
+}
+
+/// The same for a handler guest's hub broadcast, each publish a round of
+/// its own (`Fanout` in `ws::outbox`), an instance per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_broadcast_to_over_a_thousand_reaches_each_in_order() {
+    reaches_over_a_thousand_in_order("broadcast").await;
+}
+
+/// 30 messages from one client of `guest` (which pushes each, prefixed,
+/// to every client) reach 1,100 others and itself, once and in order.
+async fn reaches_over_a_thousand_in_order(guest: &str) {
     const SUBSCRIBERS: usize = 1_100;
     const MESSAGES: usize = 30;
     raise_fd_limit();
-    let server = Server::start(&[("/chat", "coro_chat")]);
+    let server = Server::start(&[("/chat", guest)]);
     let url = server.url("/chat");
     let connects: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
@@ -145,8 +158,9 @@ async fn a_coro_publish_to_over_a_thousand_reaches_each_in_order() {
     for connect in connects {
         subscribers.push(connect.await.expect("connect task"));
     }
-    // Each task subscribes right after its upgrade: the publisher, last,
-    // hears its own message once it has, and the others had long before.
+    // Each client subscribes (joins) right after its upgrade: the
+    // publisher, last, hears its own message once it has, and the others
+    // had long before.
     let mut publisher = server.connect("/chat").await;
     send_text(&mut publisher, "ready").await;
     assert_eq!(next_text(&mut publisher).await, "Сервер：ready");

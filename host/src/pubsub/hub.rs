@@ -8,7 +8,7 @@
 //! slow peer never stalls the others.
 
 use crate::bindings::ConnectionId;
-use crate::ws::outbox::{Outbox, Refused};
+use crate::ws::outbox::{Cork, Outbox, Refused};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -86,12 +86,18 @@ impl Hub {
         }
     }
 
-    /// Queue the framed message `frame` to every member; returns how many took it.
+    /// Queue the framed message `frame` to every member, waking each now;
+    /// returns how many took it.
     pub fn broadcast(&self, frame: &Bytes) -> u32 {
+        self.broadcast_corked(frame, &mut Cork::default())
+    }
+
+    /// [`Hub::broadcast`], the members woken when `cork` is uncorked.
+    pub fn broadcast_corked(&self, frame: &Bytes, cork: &mut Cork) -> u32 {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         for (&id, outbox) in self.read().iter() {
-            match outbox.offer(frame.clone()) {
+            match outbox.offer_corked(frame.clone(), cork) {
                 Ok(_) => delivered += 1,
                 Err(Refused::Overflowed) => overflowed.push(id),
                 Err(Refused::Closed) => {}

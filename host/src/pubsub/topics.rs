@@ -268,15 +268,16 @@ impl Topics {
 
     /// A whole message (`text` or binary `payload`) held by the host, to
     /// this process's subscribers and, with `--cluster`, the others' (a held
-    /// message's `publish`); `framed` is the message framed as it is.
+    /// message's `publish`); `framed` is the message framed as it is. The
+    /// subscribers are woken when `cork` is uncorked.
     pub fn publish_held(
         &self,
         topic: &str,
         (text, payload): (bool, &[u8]),
         framed: impl FnOnce() -> Bytes,
         exclude: Option<ConnectionId>,
+        cork: &mut Cork,
     ) -> u32 {
-        let cork = &mut Cork::default();
         match self.history.stream(topic) {
             Some(_)
                 if self
@@ -429,18 +430,6 @@ impl Topics {
             relay.publish(topic, frame);
         }
         self.publish_corked(topic, frame, exclude, cork)
-    }
-
-    /// [`Topics::publish_message`], the subscribers woken at once (a guest
-    /// that publishes one message at a time: handler and coro worlds).
-    pub fn publish_message_now(
-        &self,
-        topic: &str,
-        msg: &Message,
-        exclude: Option<ConnectionId>,
-        max: usize,
-    ) -> Result<u32, Error> {
-        self.publish_message(topic, msg, exclude, max, &mut Cork::default())
     }
 
     /// How many connections are subscribed to `topic`.

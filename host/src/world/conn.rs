@@ -22,7 +22,7 @@ use crate::world::upgraded::{self, Upgraded};
 use crate::ws::alarms::Shutdown;
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::Delivery;
-use crate::ws::outbox::Outbox;
+use crate::ws::outbox::{Cork, Fanout, Outbox, ROUND_PAST};
 use crate::ws::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -50,6 +50,10 @@ pub struct Conn {
     /// Where the socket's pump goes once upgraded: beside the guest in its
     /// task (the handler world), or a task of its own (`None`).
     side: Option<Arc<Side>>,
+    /// The writers this guest's publishes and broadcasts queued to, woken
+    /// at each one's end (boxed: made at the first; most guests never
+    /// publish).
+    fanout: Option<Box<Fanout>>,
 }
 
 enum Phase {
@@ -109,6 +113,7 @@ impl Conn {
             shutdown,
             waited: false,
             side: None,
+            fanout: None,
         }
     }
 
@@ -385,6 +390,16 @@ pub fn hub_broadcast(hub: &Hub, (data, op): (Vec<u8>, Opcode), max: usize) -> Re
     Ok(hub.broadcast(&hub_message(data, op, max)?))
 }
 
+/// Queue one publish or broadcast with a handler guest's `fanout` (made at
+/// its first) and wake its writers: a large fan-out's in a round that the
+/// publish after next waits for ([`Fanout`]).
+async fn fan_out<R>(fanout: &mut Option<Box<Fanout>>, queue: impl FnOnce(&mut Cork) -> R) -> R {
+    let fanout = fanout.get_or_insert_default();
+    let queued = queue(fanout.cork().await);
+    fanout.uncork(ROUND_PAST);
+    queued
+}
+
 /// A whole message for the hub, framed: text or binary only.
 fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
     if data.len() > max {
@@ -475,7 +490,9 @@ impl hub_api::Host for Conn {
     }
 
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
-        hub_broadcast(&self.hub, (data, op), self.limits.max_message_size)
+        let frame = hub_message(data, op, self.limits.max_message_size)?;
+        let hub = &self.hub;
+        Ok(fan_out(&mut self.fanout, |cork| hub.broadcast_corked(&frame, cork)).await)
     }
 }
 
@@ -497,8 +514,11 @@ impl topics::Host for Conn {
         msg: Message,
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
-        let max = self.limits.max_message_size;
-        self.topics.publish_message_now(&topic, &msg, exclude, max)
+        let (topics, max) = (&self.topics, self.limits.max_message_size);
+        fan_out(&mut self.fanout, |cork| {
+            topics.publish_message(&topic, &msg, exclude, max, cork)
+        })
+        .await
     }
 
     async fn subscribers(&mut self, topic: String) -> u32 {
@@ -585,7 +605,9 @@ impl messages::Host for Conn {
     }
 
     async fn broadcast(&mut self, msg: Resource<HeldMessage>) -> Result<u32, Error> {
-        Ok(self.hub.broadcast(&self.held.get(&msg)?.framed()))
+        let frame = self.held.get(&msg)?.framed();
+        let hub = &self.hub;
+        Ok(fan_out(&mut self.fanout, |cork| hub.broadcast_corked(&frame, cork)).await)
     }
 
     async fn publish(
@@ -596,8 +618,9 @@ impl messages::Host for Conn {
     ) -> Result<u32, Error> {
         let held = self.held.get(&msg)?;
         let message = (held.text, &held.data[..]);
-        Ok(self
-            .topics
-            .publish_held(&topic, message, || held.framed(), exclude))
+        let topics = &self.topics;
+        let publish =
+            |cork: &mut Cork| topics.publish_held(&topic, message, || held.framed(), exclude, cork);
+        Ok(fan_out(&mut self.fanout, publish).await)
     }
 }

@@ -24,7 +24,7 @@ use crate::world::conn::{self, Conn};
 use crate::world::recover;
 use crate::world::upgraded;
 use crate::ws::inbox::Inbox;
-use crate::ws::outbox::{Cork, wait_for_round};
+use crate::ws::outbox::{Cork, ROUND_PAST, wait_for_round};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -104,15 +104,6 @@ pub struct CoroHost {
     /// [`TURN_BUDGET`]).
     calls_this_turn: u32,
 }
-
-/// Writers a turn must have corked for them to be woken in slices
-/// ([`Cork::uncork_in_slices`]); fewer are woken at once. Higher than the
-/// event world's 256: a coro turn is one task's run, a few dozen publishes
-/// at most, so rounds start far more often than once per event batch, and
-/// each holds the publishing turn after next until it has ended. At 1,000
-/// subscribers, rounds measured 0.90-0.96x waking all at once (sustained);
-/// at 10,000, 1.20-1.25x (burst and sustained).
-const ROUND_PAST: usize = 1024;
 
 /// Calls done at once (a `recv` that finds a frame waiting, a `push` with
 /// room) a task may make in one turn of its instance before it is made to
