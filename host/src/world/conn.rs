@@ -22,7 +22,7 @@ use crate::world::upgraded::{self, Upgraded};
 use crate::ws::alarms::Shutdown;
 use crate::ws::frame::{self, Kind};
 use crate::ws::inbox::Delivery;
-use crate::ws::outbox::{Cork, Fanout, Outbox, ROUND_PAST};
+use crate::ws::outbox::{Cork, Outbox};
 use crate::ws::socket::{MAX_CLOSE_REASON, Socket, check_close, truncate};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -50,10 +50,6 @@ pub struct Conn {
     /// Where the socket's pump goes once upgraded: beside the guest in its
     /// task (the handler world), or a task of its own (`None`).
     side: Option<Arc<Side>>,
-    /// The writers this guest's publishes and broadcasts queued to, woken
-    /// at each one's end (boxed: made at the first; most guests never
-    /// publish).
-    fanout: Option<Box<Fanout>>,
 }
 
 enum Phase {
@@ -113,7 +109,6 @@ impl Conn {
             shutdown,
             waited: false,
             side: None,
-            fanout: None,
         }
     }
 
@@ -390,14 +385,14 @@ pub fn hub_broadcast(hub: &Hub, (data, op): (Vec<u8>, Opcode), max: usize) -> Re
     Ok(hub.broadcast(&hub_message(data, op, max)?))
 }
 
-/// Queue one publish or broadcast with a handler guest's `fanout` (made at
-/// its first) and wake its writers: a large fan-out's in a round that the
-/// publish after next waits for ([`Fanout`]).
-async fn fan_out<R>(fanout: &mut Option<Box<Fanout>>, queue: impl FnOnce(&mut Cork) -> R) -> R {
-    let fanout = fanout.get_or_insert_default();
-    let queued = queue(fanout.cork().await);
-    fanout.uncork(ROUND_PAST);
-    queued
+/// Queue one of a handler guest's publishes or broadcasts: with its task's
+/// `side`, its writers are woken as the guest's turn ends
+/// ([`Side::publish`]); without one, at once.
+async fn fan_out<R>(side: Option<&Side>, queue: impl FnOnce(&mut Cork) -> R) -> R {
+    match side {
+        Some(side) => side.publish(queue).await,
+        None => queue(&mut Cork::default()),
+    }
 }
 
 /// A whole message for the hub, framed: text or binary only.
@@ -492,7 +487,10 @@ impl hub_api::Host for Conn {
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
         let frame = hub_message(data, op, self.limits.max_message_size)?;
         let hub = &self.hub;
-        Ok(fan_out(&mut self.fanout, |cork| hub.broadcast_corked(&frame, cork)).await)
+        Ok(fan_out(self.side.as_deref(), |cork| {
+            hub.broadcast_corked(&frame, cork)
+        })
+        .await)
     }
 }
 
@@ -515,7 +513,7 @@ impl topics::Host for Conn {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let (topics, max) = (&self.topics, self.limits.max_message_size);
-        fan_out(&mut self.fanout, |cork| {
+        fan_out(self.side.as_deref(), |cork| {
             topics.publish_message(&topic, &msg, exclude, max, cork)
         })
         .await
@@ -607,7 +605,10 @@ impl messages::Host for Conn {
     async fn broadcast(&mut self, msg: Resource<HeldMessage>) -> Result<u32, Error> {
         let frame = self.held.get(&msg)?.framed();
         let hub = &self.hub;
-        Ok(fan_out(&mut self.fanout, |cork| hub.broadcast_corked(&frame, cork)).await)
+        Ok(fan_out(self.side.as_deref(), |cork| {
+            hub.broadcast_corked(&frame, cork)
+        })
+        .await)
     }
 
     async fn publish(
@@ -621,6 +622,6 @@ impl messages::Host for Conn {
         let topics = &self.topics;
         let publish =
             |cork: &mut Cork| topics.publish_held(&topic, message, || held.framed(), exclude, cork);
-        Ok(fan_out(&mut self.fanout, publish).await)
+        Ok(fan_out(self.side.as_deref(), publish).await)
     }
 }

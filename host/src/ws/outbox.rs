@@ -112,35 +112,38 @@ pub async fn wait_for_round(round: tokio::task::JoinHandle<()>) {
     }
 }
 
-/// The fan-outs of a publisher whose every publish is a turn of its own (a
-/// handler guest's `publish` or `broadcast`): what one publish queues is
-/// woken at its end, more than `past` writers by a round
-/// ([`Cork::uncork_in_slices`]). The next publish runs while that round
-/// wakes its writers (those not yet woken take both frames in one write);
-/// the one after waits until the round is over, so the publisher never
-/// runs more than one publish ahead of its writers.
+/// The fan-outs of a publisher that is not a batch of events (a handler
+/// guest): what its publishes queue during one of its turns is woken at the
+/// turn's end, more than `past` writers by a round
+/// ([`Cork::uncork_in_slices`]). The next turn runs while that round wakes
+/// its writers (those not yet woken take both turns' frames in one write);
+/// the turn after waits for the round to end before it publishes, so the
+/// publisher never runs more than one turn ahead of its writers.
 #[derive(Debug, Default)]
 pub struct Fanout {
     cork: Cork,
-    /// The round the latest publish started...
+    /// The round the latest turn started...
     latest: Option<tokio::task::JoinHandle<()>>,
     /// ...and the one before it, which the next publish waits for.
     before: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Fanout {
-    /// The cork for the next publish to queue to, once the round before
-    /// the latest is over.
-    pub async fn cork(&mut self) -> &mut Cork {
-        if let Some(round) = self.before.take() {
-            wait_for_round(round).await;
-        }
+    /// The round a publish must wait for before it queues: the one before
+    /// the latest (taken: one publish of a turn waits for it).
+    pub fn round_to_wait_for(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.before.take()
+    }
+
+    /// What a publish queues to, until the turn is over.
+    pub fn cork(&mut self) -> &mut Cork {
         &mut self.cork
     }
 
-    /// Wake what the publish queued, more than `past` writers by a round.
+    /// The turn is over: wake what it queued, more than `past` writers by a
+    /// round. (A round before the latest that no publish waited for is let
+    /// go: the new one before the latest started after it.)
     pub fn uncork(&mut self, past: usize) {
-        debug_assert!(self.before.is_none(), "uncorked without Fanout::cork");
         self.before = self.latest.take();
         self.latest = self.cork.uncork_in_slices(past);
     }
@@ -725,26 +728,30 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), writers);
     }
 
-    /// A handler guest's publishes: the next runs while the latest's round
+    /// A handler guest's turns: the next publishes while the latest's round
     /// wakes its writers, the one after waits for that round to end.
     #[tokio::test]
-    async fn a_publish_waits_for_the_round_before_the_latest() {
+    async fn a_turn_waits_for_the_round_before_the_latest() {
         let mut fanout = Fanout::default();
-        let first = corked_writers(ROUND_PAST + 1, fanout.cork().await);
+        assert!(fanout.round_to_wait_for().is_none());
+        let first = corked_writers(ROUND_PAST + 1, fanout.cork());
         fanout.uncork(ROUND_PAST);
-        // At once: the first round has not yet had a turn.
-        let second = corked_writers(ROUND_PAST + 1, fanout.cork().await);
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        // The second turn need not wait: the first round is the latest.
+        assert!(fanout.round_to_wait_for().is_none());
+        let second = corked_writers(ROUND_PAST + 1, fanout.cork());
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "no turn of the loop yet");
         fanout.uncork(ROUND_PAST);
-        // A third publish waits for the first round, whole.
-        let cork = fanout.cork().await;
+        // The third waits for the first round, whole.
+        let round = fanout.round_to_wait_for().expect("the first round");
+        wait_for_round(round).await;
         assert_eq!(first.0.load(Ordering::SeqCst), ROUND_PAST + 1);
-        // A small one is woken as it ends.
-        let small = corked_writers(2, cork);
+        assert!(fanout.round_to_wait_for().is_none(), "one publish waits");
+        // A small fan-out is woken as its turn ends.
+        let small = corked_writers(2, fanout.cork());
         fanout.uncork(ROUND_PAST);
         assert_eq!(small.0.load(Ordering::SeqCst), 2);
-        // The next waits for the second (the rounds ran side by side).
-        fanout.cork().await;
+        // The next turn waits for the second round.
+        wait_for_round(fanout.round_to_wait_for().expect("the second")).await;
         assert_eq!(second.0.load(Ordering::SeqCst), ROUND_PAST + 1);
     }
 
