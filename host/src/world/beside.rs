@@ -23,7 +23,7 @@ use crate::ws::outbox::{Cork, Fanout, ROUND_PAST, wait_for_round};
 use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -45,11 +45,20 @@ const PASSES: usize = 16;
 pub struct Side {
     pump: Mutex<Option<Start>>,
     fanout: Mutex<Fanout>,
-    /// The guest published this turn: `fanout` has writers to wake.
+    /// The guest published this turn: `fanout` has writers to wake...
     corked: AtomicBool,
-    /// ...and has yielded (its epoch tick) since, computing on.
-    held: AtomicBool,
+    /// ...and since it last yielded (its epoch tick)...
+    fresh: AtomicBool,
+    /// ...through this many yields.
+    ticks: AtomicU8,
 }
+
+/// Epoch ticks ([`crate::wasm::sandbox::TICK`] of a guest's running) a
+/// turn's writers are held corked through while the guest goes on
+/// publishing, at most (a turn of 64 events in the event world holds its
+/// writers as long as that: 64 publishes to 10,000 take ~30 ms). A guest
+/// that computes on after publishing has them woken at its next yield.
+const HOLD_TICKS: u8 = 8;
 
 impl Side {
     /// Run the pump `start` makes beside the guest, from the task's next
@@ -78,26 +87,33 @@ impl Side {
             wait_for_round(round).await;
         }
         let queued = queue(self.fanout().cork());
-        self.corked.store(true, Ordering::SeqCst);
+        self.corked.store(true, Ordering::Relaxed);
+        self.fresh.store(true, Ordering::Relaxed);
         queued
     }
 
     /// The guest's turn is over (it waits or has returned): wake the
     /// writers it published to.
     fn turn_over(&self) {
-        self.held.store(false, Ordering::SeqCst);
-        if self.corked.swap(false, Ordering::SeqCst) {
+        self.ticks.store(0, Ordering::Relaxed);
+        self.fresh.store(false, Ordering::Relaxed);
+        if self.corked.swap(false, Ordering::Relaxed) {
             self.fanout().uncork(ROUND_PAST);
         }
     }
 
-    /// The guest yielded mid-turn (its epoch tick, every
-    /// [`crate::wasm::sandbox::TICK`] of its running): the turn goes on,
-    /// its writers still corked, through one tick; at the second they are
-    /// woken. Publishing to 10,000 takes a tick for a few publishes: woken
-    /// at every tick, a writer took 2.8 frames a write.
+    /// The guest yielded mid-turn (its epoch tick): the turn goes on, its
+    /// writers still corked, while it publishes between yields, for
+    /// [`HOLD_TICKS`] at most; a tick with no publish ends it. Woken at
+    /// every tick, a fan-out to 10,000 (a few publishes a tick) went out at
+    /// 2.8 frames a write; at the second tick, 4.
     fn yielded(&self) {
-        if self.corked.load(Ordering::SeqCst) && self.held.swap(true, Ordering::SeqCst) {
+        if !self.corked.load(Ordering::Relaxed) {
+            return;
+        }
+        let fresh = self.fresh.swap(false, Ordering::Relaxed);
+        let ticks = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if !fresh || ticks >= HOLD_TICKS {
             self.turn_over();
         }
     }
@@ -329,6 +345,17 @@ mod tests {
                 assert_eq!(writer.0.load(Ordering::SeqCst), 1, "held through one tick");
                 YieldOnce(false).await;
                 assert_eq!(writer.0.load(Ordering::SeqCst), 2, "woken at the second");
+                // Publishing on between yields: held for HOLD_TICKS.
+                outbox.take_all();
+                watch(&outbox, &writer);
+                for tick in 1..=HOLD_TICKS {
+                    let frame = bytes::Bytes::from_static(b"more");
+                    side.publish(|cork| outbox.offer_corked(frame, cork).unwrap())
+                        .await;
+                    assert_eq!(writer.0.load(Ordering::SeqCst), 2, "tick {tick}");
+                    YieldOnce(false).await;
+                }
+                assert_eq!(writer.0.load(Ordering::SeqCst), 3, "woken at the last");
             }
         };
         let task = Arc::new(Count::default());
