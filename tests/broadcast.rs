@@ -135,6 +135,12 @@ async fn a_handler_broadcast_to_over_a_thousand_reaches_each_in_order() {
     reaches_over_a_thousand_in_order("broadcast").await;
 }
 
+/// The same for a coro task's hub broadcast, corked as its publishes are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coro_hub_broadcast_to_over_a_thousand_reaches_each_in_order() {
+    reaches_over_a_thousand_in_order("coro_broadcast").await;
+}
+
 /// 30 messages from one client of `guest` (which pushes each, prefixed,
 /// to every client) reach 1,100 others and itself, once and in order.
 async fn reaches_over_a_thousand_in_order(guest: &str) {

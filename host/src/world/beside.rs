@@ -23,7 +23,7 @@ use crate::ws::outbox::{Cork, Fanout, ROUND_PAST, wait_for_round};
 use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -40,25 +40,54 @@ type Start = Box<dyn FnOnce() -> Pump + Send>;
 const PASSES: usize = 16;
 
 /// What the guest's connection leaves for its task: its pump, to run, and
-/// the writers its publishes queued to, to wake as its turn ends.
+/// its publishing turn, to end as the guest's turn does.
 #[derive(Default)]
 pub struct Side {
     pump: Mutex<Option<Start>>,
-    fanout: Mutex<Fanout>,
-    /// The guest published this turn: `fanout` has writers to wake...
-    corked: AtomicBool,
-    /// ...and since it last yielded (its epoch tick)...
-    fresh: AtomicBool,
-    /// ...through this many yields.
-    ticks: AtomicU8,
+    publishing: Mutex<Publishing>,
 }
 
+/// A guest's publishing turn: the writers its publishes and broadcasts
+/// queued to, woken as the turn ends ([`Side::publish`]).
+#[derive(Default)]
+struct Publishing {
+    fanout: Fanout,
+    /// Publishes this turn (past [`TURN_PUBLISHES`] it ends)...
+    publishes: usize,
+    /// ...yields (epoch ticks) it has gone on through...
+    ticks: u8,
+    /// ...and whether the guest published since the last.
+    fresh: bool,
+}
+
+/// Publishes a turn holds corked, at most: as an event batch's 64 events.
+/// So a writer is owed at most this many frames by one publisher's turn
+/// (and as many by the turn before, whose round may still be waking it),
+/// well below `--hub-queue`'s 1,024: a client that floods a room's
+/// publisher does not get the room evicted.
+const TURN_PUBLISHES: usize = 64;
+
 /// Epoch ticks ([`crate::wasm::sandbox::TICK`] of a guest's running) a
-/// turn's writers are held corked through while the guest goes on
-/// publishing, at most (a turn of 64 events in the event world holds its
-/// writers as long as that: 64 publishes to 10,000 take ~30 ms). A guest
-/// that computes on after publishing has them woken at its next yield.
+/// turn goes on through while the guest publishes between them, at most:
+/// 64 publishes to 10,000 take ~30 ms. A tick with no publish ends the
+/// turn, so a guest that computes on after publishing has its writers
+/// woken at its second tick at most. Ending the turn at every tick, a
+/// fan-out to 10,000 (a few publishes a tick) went out at 2.8 frames a
+/// write; at the second, 4.
 const HOLD_TICKS: u8 = 8;
+
+impl Publishing {
+    /// The turn is over: wake what it queued (a fan-out past [`ROUND_PAST`]
+    /// by a round) and start the next.
+    fn end(&mut self) {
+        if self.publishes > 0 {
+            self.fanout.uncork(ROUND_PAST);
+        }
+        self.publishes = 0;
+        self.ticks = 0;
+        self.fresh = false;
+    }
+}
 
 impl Side {
     /// Run the pump `start` makes beside the guest, from the task's next
@@ -76,50 +105,51 @@ impl Side {
     }
 
     /// One of the guest's publishes or broadcasts: `queue` queues it to
-    /// the cork, once the round before the latest is over ([`Fanout`]);
-    /// its writers are woken as the guest's turn ends ([`run`]), with
-    /// those of the turn's other publishes (a guest that finds several
-    /// messages waiting publishes them all in one turn, and a writer takes
-    /// them in one write).
+    /// the cork, once the round before the latest is over ([`Fanout`]).
+    /// A small fan-out's writers (fewer than
+    /// [`crate::ws::outbox::CORK_AT`]) are woken at
+    /// once; a large one's as the guest's turn ends ([`run`]), with those
+    /// of the turn's other publishes: a guest that finds several messages
+    /// waiting publishes them all in one turn, and a writer takes them in
+    /// one write.
     pub async fn publish<R>(&self, queue: impl FnOnce(&mut Cork) -> R) -> R {
-        let round = self.fanout().round_to_wait_for();
+        let round = self.publishing().fanout.take_round_to_wait_for();
         if let Some(round) = round {
             wait_for_round(round).await;
         }
-        let queued = queue(self.fanout().cork());
-        self.corked.store(true, Ordering::Relaxed);
-        self.fresh.store(true, Ordering::Relaxed);
+        let mut turn = self.publishing();
+        // Counted first: should `queue` panic, the turn still wakes what
+        // it queued.
+        turn.publishes += 1;
+        turn.fresh = true;
+        let queued = queue(turn.fanout.cork());
+        turn.fanout.cork().uncork_small();
+        if turn.publishes >= TURN_PUBLISHES {
+            turn.end();
+        }
         queued
     }
 
-    /// The guest's turn is over (it waits or has returned): wake the
-    /// writers it published to.
+    /// The guest's turn is over (it waits or has returned).
     fn turn_over(&self) {
-        self.ticks.store(0, Ordering::Relaxed);
-        self.fresh.store(false, Ordering::Relaxed);
-        if self.corked.swap(false, Ordering::Relaxed) {
-            self.fanout().uncork(ROUND_PAST);
-        }
+        self.publishing().end();
     }
 
-    /// The guest yielded mid-turn (its epoch tick): the turn goes on, its
-    /// writers still corked, while it publishes between yields, for
-    /// [`HOLD_TICKS`] at most; a tick with no publish ends it. Woken at
-    /// every tick, a fan-out to 10,000 (a few publishes a tick) went out at
-    /// 2.8 frames a write; at the second tick, 4.
-    fn yielded(&self) {
-        if !self.corked.load(Ordering::Relaxed) {
+    /// The guest yielded mid-turn (its epoch tick): the turn goes on while
+    /// it publishes between yields, for [`HOLD_TICKS`] at most.
+    fn guest_yielded(&self) {
+        let mut turn = self.publishing();
+        if turn.publishes == 0 {
             return;
         }
-        let fresh = self.fresh.swap(false, Ordering::Relaxed);
-        let ticks = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
-        if !fresh || ticks >= HOLD_TICKS {
-            self.turn_over();
+        turn.ticks += 1;
+        if !std::mem::take(&mut turn.fresh) || turn.ticks >= HOLD_TICKS {
+            turn.end();
         }
     }
 
-    fn fanout(&self) -> std::sync::MutexGuard<'_, Fanout> {
-        self.fanout.lock().unwrap_or_else(|e| e.into_inner())
+    fn publishing(&self) -> std::sync::MutexGuard<'_, Publishing> {
+        self.publishing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -196,7 +226,7 @@ pub async fn run<F: Future>(guest: impl FnOnce() -> F, side: Arc<Side>) -> F::Ou
                     }
                     Poll::Pending if guest_half.is_woken() => {
                         yielded = true;
-                        side.yielded();
+                        side.guest_yielded();
                     }
                     Poll::Pending => side.turn_over(),
                 }
@@ -318,58 +348,103 @@ mod tests {
         assert!(wanted.poll(&mut Context::from_waker(&waker)).is_pending());
     }
 
-    /// What a guest publishes in one turn is woken once, as the turn ends
-    /// (the guest waits); a yield mid-turn holds it through one tick only.
+    /// A room of `CORK_AT` writers (a large fan-out), each waiting as its
+    /// pump does, their wakes counted together.
+    struct Room {
+        outboxes: Vec<Arc<Outbox>>,
+        wakes: Arc<Count>,
+    }
+
+    impl Room {
+        fn new(writers: usize) -> Self {
+            let wakes = Arc::new(Count::default());
+            let outboxes = (0..writers)
+                .map(|_| Arc::new(Outbox::new(1, 1024, 1 << 20)))
+                .collect();
+            let room = Room { outboxes, wakes };
+            room.written();
+            room
+        }
+
+        /// Every writer has written what it was woken for, and waits again.
+        fn written(&self) {
+            for outbox in &self.outboxes {
+                outbox.take_all();
+                watch(outbox, &self.wakes);
+            }
+        }
+
+        fn woken(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst) / self.outboxes.len()
+        }
+
+        async fn publish(&self, side: &Side) {
+            let frame = bytes::Bytes::from_static(b"x");
+            side.publish(|cork: &mut Cork| {
+                for outbox in &self.outboxes {
+                    outbox.offer_corked(frame.clone(), cork).unwrap();
+                }
+            })
+            .await
+        }
+    }
+
+    /// What a guest publishes to many in one turn is woken once, as the
+    /// turn ends: it waits, returns, has published `TURN_PUBLISHES`, or
+    /// yields (its epoch tick) with no publish since its last yield, or
+    /// for the `HOLD_TICKS`th time. A small fan-out is woken at once.
     #[test]
     fn a_turns_publishes_are_woken_as_it_ends() {
-        let writer = Arc::new(Count::default());
-        let outbox = Arc::new(Outbox::new(1, 64, 1 << 20));
-        watch(&outbox, &writer);
+        let room = Arc::new(Room::new(crate::ws::outbox::CORK_AT));
+        let pair = Arc::new(Room::new(2));
         let side = Arc::new(Side::default());
         let (go_on, wait) = tokio::sync::oneshot::channel::<()>();
         let guest = {
-            let (side, outbox, writer) = (side.clone(), outbox.clone(), writer.clone());
+            let (side, room, pair) = (side.clone(), room.clone(), pair.clone());
             async move {
-                for n in 0..3u8 {
-                    let frame = bytes::Bytes::from(vec![n]);
-                    let publish = |cork: &mut Cork| outbox.offer_corked(frame, cork).unwrap();
-                    side.publish(publish).await;
+                for _ in 0..3 {
+                    room.publish(&side).await;
                 }
-                assert_eq!(writer.0.load(Ordering::SeqCst), 0, "corked mid-turn");
+                pair.publish(&side).await;
+                assert_eq!(pair.woken(), 1, "a small fan-out at once");
+                assert_eq!(room.woken(), 0, "a large one corked mid-turn");
                 wait.await.unwrap();
                 // Computing on after a publish: two epoch yields.
-                let frame = bytes::Bytes::from_static(b"late");
-                side.publish(|cork| outbox.offer_corked(frame, cork).unwrap())
-                    .await;
+                room.publish(&side).await;
                 YieldOnce(false).await;
-                assert_eq!(writer.0.load(Ordering::SeqCst), 1, "held through one tick");
+                assert_eq!(room.woken(), 1, "held through one tick");
                 YieldOnce(false).await;
-                assert_eq!(writer.0.load(Ordering::SeqCst), 2, "woken at the second");
+                assert_eq!(room.woken(), 2, "woken at the second");
                 // Publishing on between yields: held for HOLD_TICKS.
-                outbox.take_all();
-                watch(&outbox, &writer);
+                room.written();
                 for tick in 1..=HOLD_TICKS {
-                    let frame = bytes::Bytes::from_static(b"more");
-                    side.publish(|cork| outbox.offer_corked(frame, cork).unwrap())
-                        .await;
-                    assert_eq!(writer.0.load(Ordering::SeqCst), 2, "tick {tick}");
+                    room.publish(&side).await;
+                    assert_eq!(room.woken(), 2, "tick {tick}");
                     YieldOnce(false).await;
                 }
-                assert_eq!(writer.0.load(Ordering::SeqCst), 3, "woken at the last");
+                assert_eq!(room.woken(), 3, "woken at the last tick");
+                // Publishing on without a yield: TURN_PUBLISHES at most.
+                room.written();
+                for publish in 1..TURN_PUBLISHES {
+                    room.publish(&side).await;
+                    assert_eq!(room.woken(), 3, "publish {publish}");
+                }
+                room.publish(&side).await;
+                assert_eq!(room.woken(), 4, "woken at the last publish");
+                // And returning after a publish.
+                room.written();
+                room.publish(&side).await;
             }
         };
         let task = Arc::new(Count::default());
         let mut run = std::pin::pin!(run(|| guest, side));
         assert!(poll_once(run.as_mut(), &task).is_pending());
-        assert_eq!(
-            writer.0.load(Ordering::SeqCst),
-            1,
-            "woken once, as it waits"
-        );
-        assert_eq!(outbox.take_all().len(), 3);
-        watch(&outbox, &writer);
+        assert_eq!(room.woken(), 1, "woken once, as it waits");
+        assert_eq!(room.outboxes[0].take_all().len(), 3);
+        room.written();
         go_on.send(()).unwrap();
         while poll_once(run.as_mut(), &task).is_pending() {}
+        assert_eq!(room.woken(), 5, "woken as it returned");
     }
 
     #[test]

@@ -380,23 +380,25 @@ fn hub_send_framed(
     }
 }
 
-/// `hub.broadcast`: queue a whole message to every member of the route.
-pub fn hub_broadcast(hub: &Hub, (data, op): (Vec<u8>, Opcode), max: usize) -> Result<u32, Error> {
-    Ok(hub.broadcast(&hub_message(data, op, max)?))
-}
-
 /// Queue one of a handler guest's publishes or broadcasts: with its task's
-/// `side`, its writers are woken as the guest's turn ends
-/// ([`Side::publish`]); without one, at once.
-async fn fan_out<R>(side: Option<&Side>, queue: impl FnOnce(&mut Cork) -> R) -> R {
-    match side {
-        Some(side) => side.publish(queue).await,
-        None => queue(&mut Cork::default()),
-    }
+/// `side`, a large fan-out's writers are woken as the guest's turn ends
+/// ([`Side::publish`]); without one, at once. A wait in it (for the round
+/// of the turn before) is the guest's waiting: `waited` is set.
+async fn fan_out<R>(
+    side: Option<&Side>,
+    waited: &mut bool,
+    queue: impl FnOnce(&mut Cork) -> R,
+) -> R {
+    let Some(side) = side else {
+        return queue(&mut Cork::default());
+    };
+    let (queued, suspended) = sandbox::suspends(|| side.publish(queue)).await;
+    *waited |= suspended;
+    queued
 }
 
 /// A whole message for the hub, framed: text or binary only.
-fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
+pub fn hub_message(data: Vec<u8>, op: Opcode, max: usize) -> Result<Bytes, Error> {
     if data.len() > max {
         return Err(Error::TooLarge);
     }
@@ -487,7 +489,7 @@ impl hub_api::Host for Conn {
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
         let frame = hub_message(data, op, self.limits.max_message_size)?;
         let hub = &self.hub;
-        Ok(fan_out(self.side.as_deref(), |cork| {
+        Ok(fan_out(self.side.as_deref(), &mut self.waited, |cork| {
             hub.broadcast_corked(&frame, cork)
         })
         .await)
@@ -513,7 +515,7 @@ impl topics::Host for Conn {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let (topics, max) = (&self.topics, self.limits.max_message_size);
-        fan_out(self.side.as_deref(), |cork| {
+        fan_out(self.side.as_deref(), &mut self.waited, |cork| {
             topics.publish_message(&topic, &msg, exclude, max, cork)
         })
         .await
@@ -605,7 +607,7 @@ impl messages::Host for Conn {
     async fn broadcast(&mut self, msg: Resource<HeldMessage>) -> Result<u32, Error> {
         let frame = self.held.get(&msg)?.framed();
         let hub = &self.hub;
-        Ok(fan_out(self.side.as_deref(), |cork| {
+        Ok(fan_out(self.side.as_deref(), &mut self.waited, |cork| {
             hub.broadcast_corked(&frame, cork)
         })
         .await)
@@ -622,6 +624,6 @@ impl messages::Host for Conn {
         let topics = &self.topics;
         let publish =
             |cork: &mut Cork| topics.publish_held(&topic, message, || held.framed(), exclude, cork);
-        Ok(fan_out(self.side.as_deref(), publish).await)
+        Ok(fan_out(self.side.as_deref(), &mut self.waited, publish).await)
     }
 }

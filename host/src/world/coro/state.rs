@@ -203,6 +203,26 @@ impl CoroHost {
         Poll::Pending
     }
 
+    /// Before a publish or hub broadcast queues to the cork: wait for the
+    /// round owed (the first publish of a turn), and mark the turn as
+    /// publishing.
+    async fn before_publish(&mut self) {
+        if let Some(before) = self.owed.take() {
+            wait_for_round(before).await;
+        }
+        self.published = true;
+    }
+
+    /// After it: a small fan-out's writers are woken now; a large one's
+    /// stay corked and the loop is told, to wake them as the turn ends.
+    fn after_publish(&mut self) {
+        if self.cork.uncork_small()
+            && let Some(loop_) = &self.turn_over
+        {
+            loop_.wake_by_ref();
+        }
+    }
+
     /// A call was done at once (it took a frame waiting, or queued a push
     /// without waiting): one more of the turn's budget spent.
     fn done_at_once(&mut self) {
@@ -462,8 +482,13 @@ impl hub::Host for CoroHost {
         conn::hub_send(&self.hub, &self.topics, target, (data, op), max)
     }
 
+    /// Corked as a publish is: woken as the turn ends.
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
-        conn::hub_broadcast(&self.hub, (data, op), self.limits.max_message_size)
+        let frame = conn::hub_message(data, op, self.limits.max_message_size)?;
+        self.before_publish().await;
+        let delivered = self.hub.broadcast_corked(&frame, &mut self.cork);
+        self.after_publish();
+        Ok(delivered)
     }
 }
 
@@ -500,19 +525,12 @@ impl topics::Host for CoroHost {
         msg: Message,
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
-        if let Some(before) = self.owed.take() {
-            wait_for_round(before).await;
-        }
-        self.published = true;
+        self.before_publish().await;
         let max = self.limits.max_message_size;
         let delivered = self
             .topics
             .publish_message(&topic, &msg, exclude, max, &mut self.cork);
-        if self.cork.uncork_small()
-            && let Some(loop_) = &self.turn_over
-        {
-            loop_.wake_by_ref();
-        }
+        self.after_publish();
         delivered
     }
 
