@@ -64,7 +64,9 @@ struct Publishing {
 /// So a writer is owed at most this many frames by one publisher's turn
 /// (and as many by the turn before, whose round may still be waking it),
 /// well below `--hub-queue`'s 1,024: a client that floods a room's
-/// publisher does not get the room evicted.
+/// publisher does not get the room evicted. (Several flooded publishers
+/// holding turns at once are bounded by the outbox: a writer with a
+/// quarter of its queue waiting is woken whatever holds it.)
 const TURN_PUBLISHES: usize = 64;
 
 /// Epoch ticks ([`crate::wasm::sandbox::TICK`] of a guest's running) a
@@ -437,6 +439,8 @@ mod tests {
             }
         };
         let task = Arc::new(Count::default());
+        // Kept: a dropped `Side` wakes its cork's writers all the same.
+        let kept = side.clone();
         let mut run = std::pin::pin!(run(|| guest, side));
         assert!(poll_once(run.as_mut(), &task).is_pending());
         assert_eq!(room.woken(), 1, "woken once, as it waits");
@@ -445,6 +449,7 @@ mod tests {
         go_on.send(()).unwrap();
         while poll_once(run.as_mut(), &task).is_pending() {}
         assert_eq!(room.woken(), 5, "woken as it returned");
+        drop(kept);
     }
 
     #[test]

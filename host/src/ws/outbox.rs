@@ -15,6 +15,7 @@
 
 use crate::bindings::ConnectionId;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::task::AtomicWaker;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +147,17 @@ impl Fanout {
     /// world's) keeps no room for its largest fan-out, nor a finished
     /// round.
     pub fn uncork(&mut self, past: usize) {
-        self.before = self.latest.take().filter(|round| !round.is_finished());
+        self.before = self.latest.take().and_then(|round| {
+            if !round.is_finished() {
+                return Some(round);
+            }
+            if let Some(Err(e)) = round.now_or_never()
+                && e.is_panic()
+            {
+                tracing::error!("waking a fan-out's writers panicked: {e}");
+            }
+            None
+        });
         self.latest = self.cork.uncork_in_slices(past);
         if self.cork.writers.capacity() > CORK_AT {
             self.cork.writers = Vec::new();
@@ -313,7 +324,7 @@ impl Outbox {
     /// evicted and the frame refused; a closing or evicted connection
     /// refuses everything.
     pub fn offer(&self, frame: Bytes) -> Result<Queued, Refused> {
-        let (queued, wake) = self.queue(frame)?;
+        let (queued, wake, _) = self.queue(frame)?;
         if wake {
             self.wake.wake();
         }
@@ -326,9 +337,14 @@ impl Outbox {
         frame: Bytes,
         cork: &mut Cork,
     ) -> Result<Queued, Refused> {
-        let (queued, wake) = self.queue(frame)?;
+        let (queued, wake, filling) = self.queue(frame)?;
         if wake {
             cork.writers.push(self.clone());
+        } else if filling {
+            // A quarter of the way to eviction: woken now, whatever the
+            // cork (several publishers each holding a turn's frames for
+            // it would otherwise have it evicted before any turn ends).
+            self.wake.wake();
         }
         Ok(queued)
     }
@@ -382,10 +398,12 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queue `frame`; true if the writer needs waking: the queue stopped
+    /// Queue `frame`; true (the second) if the writer needs waking: the queue stopped
     /// being empty (until the writer has taken it, further frames find it
     /// woken already).
-    fn queue(&self, frame: Bytes) -> Result<(Queued, bool), Refused> {
+    /// Also true (the third): other parties' frames have just reached a
+    /// quarter of the frames or bytes that evict.
+    fn queue(&self, frame: Bytes) -> Result<(Queued, bool, bool), Refused> {
         let mut state = self.state();
         if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
@@ -396,12 +414,15 @@ impl Outbox {
             self.evict();
             return Err(Refused::Overflowed);
         }
+        let quarter = self.byte_cap / 4;
+        let filling = state.others + 1 == (self.capacity / 4).max(1)
+            || (state.others_bytes < quarter && state.others_bytes + frame.len() >= quarter);
         state.bytes += frame.len();
         state.others += 1;
         state.others_bytes += frame.len();
         if state.fragmenting {
             state.held.push(frame);
-            return Ok((Queued::Below, false));
+            return Ok((Queued::Below, false, false));
         }
         state.frames.push(frame);
         let queued = if state.bytes > self.backpressure {
@@ -410,7 +431,7 @@ impl Outbox {
         } else {
             Queued::Below
         };
-        Ok((queued, state.frames.len() == 1))
+        Ok((queued, state.frames.len() == 1, filling))
     }
 
     /// Queue a handler guest's own frame, in one or more parts written one
@@ -761,6 +782,23 @@ mod tests {
         // The second round ran beside the first: over, it is not kept.
         assert_eq!(second.0.load(Ordering::SeqCst), ROUND_PAST + 1);
         assert!(fanout.take_round_to_wait_for().is_none());
+    }
+
+    /// A corked writer a quarter of the way to eviction is woken at once:
+    /// several publishers' turns may each hold frames for it.
+    #[test]
+    fn a_corked_writer_filling_up_is_woken_at_once() {
+        let mut cork = Cork::default();
+        let wakes = Arc::new(Wakes(Default::default()));
+        let outbox = Arc::new(Outbox::new(1, 16, 1 << 20));
+        outbox.wake.register(&std::task::Waker::from(wakes.clone()));
+        for n in 1..4 {
+            outbox.offer_corked(frame(n), &mut cork).unwrap();
+        }
+        assert_eq!(cork.writers.len(), 1);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "corked");
+        outbox.offer_corked(frame(4), &mut cork).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a quarter full");
     }
 
     #[test]
