@@ -86,14 +86,9 @@ impl Hub {
         }
     }
 
-    /// Queue the framed message `frame` to every member, waking each now;
-    /// returns how many took it.
-    pub fn broadcast(&self, frame: &Bytes) -> u32 {
-        self.broadcast_corked(frame, &mut Cork::default())
-    }
-
-    /// [`Hub::broadcast`], the members woken when `cork` is uncorked.
-    pub fn broadcast_corked(&self, frame: &Bytes, cork: &mut Cork) -> u32 {
+    /// Queue the framed message `frame` to every member, woken when `cork`
+    /// is uncorked; returns how many took it.
+    pub fn broadcast(&self, frame: &Bytes, cork: &mut Cork) -> u32 {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         for (&id, outbox) in self.read().iter() {
@@ -153,11 +148,11 @@ mod tests {
         let seven = outbox(2);
         let _m = hub.join(7, seven.clone());
         let _n = hub.join(8, outbox(2));
-        assert_eq!(hub.broadcast(&Bytes::from("1")), 2);
+        assert_eq!(hub.broadcast(&Bytes::from("1"), &mut Cork::default()), 2);
         assert_eq!(hub.send_to(7, Bytes::from("2")), Ok(()));
         assert!(!seven.is_evicted());
         // 7's outbox is full: it misses "3" and is evicted; 8 still gets it.
-        assert_eq!(hub.broadcast(&Bytes::from("3")), 1);
+        assert_eq!(hub.broadcast(&Bytes::from("3"), &mut Cork::default()), 1);
         assert!(seven.is_evicted());
         assert_eq!(hub.ids(), vec![8]);
         assert_eq!(

@@ -490,7 +490,7 @@ impl hub_api::Host for Conn {
         let frame = hub_message(data, op, self.limits.max_message_size)?;
         let hub = &self.hub;
         Ok(fan_out(self.side.as_deref(), &mut self.waited, |cork| {
-            hub.broadcast_corked(&frame, cork)
+            hub.broadcast(&frame, cork)
         })
         .await)
     }
@@ -608,7 +608,7 @@ impl messages::Host for Conn {
         let frame = self.held.get(&msg)?.framed();
         let hub = &self.hub;
         Ok(fan_out(self.side.as_deref(), &mut self.waited, |cork| {
-            hub.broadcast_corked(&frame, cork)
+            hub.broadcast(&frame, cork)
         })
         .await)
     }

@@ -31,6 +31,18 @@ pub enum Refused {
     Closed,
 }
 
+/// Whether a queued frame needs its writer woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// The queue stopped being empty (until the writer has taken it,
+    /// further frames find it woken already).
+    First,
+    /// Other parties' frames have just reached a quarter of the frames or
+    /// bytes that evict.
+    Filling,
+    No,
+}
+
 /// Where a frame was queued relative to the backpressure limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
@@ -74,6 +86,14 @@ impl Cork {
         !self.writers.is_empty()
     }
 
+    /// Let go of the room a large fan-out left (a cork of its own per
+    /// connection, the handler world's, should not keep it).
+    pub fn release_room(&mut self) {
+        if self.writers.is_empty() && self.writers.capacity() > CORK_AT {
+            self.writers = Vec::new();
+        }
+    }
+
     /// Wake every writer queued to since the last uncork.
     pub fn uncork(&mut self) {
         self.mark = 0;
@@ -114,8 +134,8 @@ pub async fn wait_for_round(round: tokio::task::JoinHandle<()>) {
 }
 
 /// The fan-outs of a publisher that is not a batch of events (a handler
-/// guest): what its publishes queue during one of its turns is woken at the
-/// turn's end (`world::beside`), more than `past` writers by a round
+/// guest, a coro instance): what its publishes queue during one of its
+/// turns is woken at the turn's end, more than `past` writers by a round
 /// ([`Cork::uncork_in_slices`]). The next turn runs while that round wakes
 /// its writers (those not yet woken take both turns' frames in one write);
 /// the turn after waits for the round to end before it publishes, so the
@@ -143,10 +163,13 @@ impl Fanout {
 
     /// The turn is over: wake what it queued, more than `past` writers by a
     /// round, and make that round the latest (the one before it is now the
-    /// one the next turn waits for). A connection's own cork (the handler
-    /// world's) keeps no room for its largest fan-out, nor a finished
-    /// round.
+    /// one the next turn waits for; a finished one is not kept).
     pub fn uncork(&mut self, past: usize) {
+        // The turn's first publish took what was owed before.
+        debug_assert!(
+            self.before.is_none(),
+            "a publishing turn takes what is owed"
+        );
         self.before = self.latest.take().and_then(|round| {
             if !round.is_finished() {
                 return Some(round);
@@ -159,9 +182,6 @@ impl Fanout {
             None
         });
         self.latest = self.cork.uncork_in_slices(past);
-        if self.cork.writers.capacity() > CORK_AT {
-            self.cork.writers = Vec::new();
-        }
     }
 }
 
@@ -324,8 +344,8 @@ impl Outbox {
     /// evicted and the frame refused; a closing or evicted connection
     /// refuses everything.
     pub fn offer(&self, frame: Bytes) -> Result<Queued, Refused> {
-        let (queued, wake, _) = self.queue(frame)?;
-        if wake {
+        let (queued, wake) = self.queue(frame)?;
+        if wake == Wake::First {
             self.wake.wake();
         }
         Ok(queued)
@@ -337,14 +357,14 @@ impl Outbox {
         frame: Bytes,
         cork: &mut Cork,
     ) -> Result<Queued, Refused> {
-        let (queued, wake, filling) = self.queue(frame)?;
-        if wake {
-            cork.writers.push(self.clone());
-        } else if filling {
-            // A quarter of the way to eviction: woken now, whatever the
-            // cork (several publishers each holding a turn's frames for
-            // it would otherwise have it evicted before any turn ends).
-            self.wake.wake();
+        let (queued, wake) = self.queue(frame)?;
+        match wake {
+            Wake::First => cork.writers.push(self.clone()),
+            // Woken now, whatever the cork: several publishers each
+            // holding a turn's frames for it would otherwise have it
+            // evicted before any turn ends.
+            Wake::Filling => self.wake.wake(),
+            Wake::No => {}
         }
         Ok(queued)
     }
@@ -398,12 +418,8 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queue `frame`; true (the second) if the writer needs waking: the queue stopped
-    /// being empty (until the writer has taken it, further frames find it
-    /// woken already).
-    /// Also true (the third): other parties' frames have just reached a
-    /// quarter of the frames or bytes that evict.
-    fn queue(&self, frame: Bytes) -> Result<(Queued, bool, bool), Refused> {
+    /// Queue `frame`; whether the writer needs waking ([`Wake`]).
+    fn queue(&self, frame: Bytes) -> Result<(Queued, Wake), Refused> {
         let mut state = self.state();
         if self.is_evicted() || state.ending.is_some() || state.finished {
             return Err(Refused::Closed);
@@ -422,7 +438,7 @@ impl Outbox {
         state.others_bytes += frame.len();
         if state.fragmenting {
             state.held.push(frame);
-            return Ok((Queued::Below, false, false));
+            return Ok((Queued::Below, Wake::No));
         }
         state.frames.push(frame);
         let queued = if state.bytes > self.backpressure {
@@ -431,7 +447,14 @@ impl Outbox {
         } else {
             Queued::Below
         };
-        Ok((queued, state.frames.len() == 1, filling))
+        let wake = if state.frames.len() == 1 {
+            Wake::First
+        } else if filling {
+            Wake::Filling
+        } else {
+            Wake::No
+        };
+        Ok((queued, wake))
     }
 
     /// Queue a handler guest's own frame, in one or more parts written one

@@ -24,14 +24,13 @@ use crate::world::conn::{self, Conn};
 use crate::world::recover;
 use crate::world::upgraded;
 use crate::ws::inbox::Inbox;
-use crate::ws::outbox::{Cork, ROUND_PAST, wait_for_round};
+use crate::ws::outbox::{Fanout, ROUND_PAST, wait_for_round};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, HasSelf, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -81,17 +80,12 @@ pub struct CoroHost {
     /// must wait. A task whose `recv`s find its inbox full of a burst takes
     /// the whole burst in one turn, its publishes with it. A very large
     /// fan-out's writers are woken over a few turns of the loop
-    /// ([`Cork::uncork_in_slices`]), as the event world's are.
-    cork: Cork,
-    /// The wakes of the last publishing turn's very large fan-out, under
-    /// way.
-    waking: Option<JoinHandle<()>>,
-    /// The wakes of the publishing turn before, which the next publish
-    /// waits for (holding the instance, as the event world's instance waits
-    /// between batches): the instance's publishes never run more than one
-    /// publishing turn ahead of a round's writers, so none falls a queue
-    /// behind while it waits to be woken.
-    owed: Option<JoinHandle<()>>,
+    /// ([`crate::ws::outbox::Cork::uncork_in_slices`]), as the event world's are, and the
+    /// next publish waits for the round the publishing turn before started
+    /// (holding the instance, as the event world's instance waits between
+    /// batches): the instance's publishes never run more than one
+    /// publishing turn ahead of a round's writers ([`Fanout`]).
+    fanout: Fanout,
     /// A task published in the current turn.
     published: bool,
     /// Wakes the instance's loop, which uncorks when next polled: between
@@ -145,9 +139,7 @@ impl CoroState {
                 topics,
                 limits,
                 waited: false,
-                cork: Cork::default(),
-                waking: None,
-                owed: None,
+                fanout: Fanout::default(),
                 published: false,
                 turn_over: None,
                 handled,
@@ -184,14 +176,9 @@ impl CoroHost {
     /// publish waits for it.
     pub fn poll_turn_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.calls_this_turn = 0;
-        let corked = !self.cork.is_empty();
+        let corked = !self.fanout.cork().is_empty();
         if std::mem::take(&mut self.published) || corked {
-            let woken = self.cork.uncork_in_slices(ROUND_PAST);
-            // The turn's first publish took what was owed before.
-            debug_assert!(self.owed.is_none(), "a publishing turn takes what is owed");
-            if let Some(before) = std::mem::replace(&mut self.waking, woken) {
-                self.owed = Some(before);
-            }
+            self.fanout.uncork(ROUND_PAST);
         }
         if corked {
             return Poll::Ready(());
@@ -207,7 +194,7 @@ impl CoroHost {
     /// round owed (the first publish of a turn), and mark the turn as
     /// publishing.
     async fn before_publish(&mut self) {
-        if let Some(before) = self.owed.take() {
+        if let Some(before) = self.fanout.take_round_to_wait_for() {
             wait_for_round(before).await;
         }
         self.published = true;
@@ -216,7 +203,7 @@ impl CoroHost {
     /// After it: a small fan-out's writers are woken now; a large one's
     /// stay corked and the loop is told, to wake them as the turn ends.
     fn after_publish(&mut self) {
-        if self.cork.uncork_small()
+        if self.fanout.cork().uncork_small()
             && let Some(loop_) = &self.turn_over
         {
             loop_.wake_by_ref();
@@ -486,7 +473,7 @@ impl hub::Host for CoroHost {
     async fn broadcast(&mut self, data: Vec<u8>, op: Opcode) -> Result<u32, Error> {
         let frame = conn::hub_message(data, op, self.limits.max_message_size)?;
         self.before_publish().await;
-        let delivered = self.hub.broadcast_corked(&frame, &mut self.cork);
+        let delivered = self.hub.broadcast(&frame, self.fanout.cork());
         self.after_publish();
         Ok(delivered)
     }
@@ -529,7 +516,7 @@ impl topics::Host for CoroHost {
         let max = self.limits.max_message_size;
         let delivered = self
             .topics
-            .publish_message(&topic, &msg, exclude, max, &mut self.cork);
+            .publish_message(&topic, &msg, exclude, max, self.fanout.cork());
         self.after_publish();
         delivered
     }
