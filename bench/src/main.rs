@@ -6,6 +6,7 @@
 
 mod cluster;
 mod deflate;
+mod floor;
 mod languages;
 mod load;
 mod native;
@@ -125,6 +126,17 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Serve the same routes on wshost's protocol crate without wasm, from
+    /// one epoll loop owning its sockets (`--servers "native loop"`).
+    NativeLoopServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// The same from a tokio task per socket (`--servers "native tasks"`).
+    NativeTasksServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// What permessage-deflate costs: wshost with and without `--deflate`,
     /// per message (echo of JSON text) and per idle socket.
     Deflate(Compare),
@@ -179,6 +191,8 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
+        Some(Command::NativeLoopServer { listen }) => floor::serve_loop(listen),
+        Some(Command::NativeTasksServer { listen }) => floor::serve_tasks(listen),
         Some(Command::Deflate(c)) => {
             raise_fd_limit();
             runtime.block_on(deflate::run(c.rounds, c.idle, c.seconds))
@@ -239,6 +253,7 @@ async fn run(cli: Cli) -> Result<()> {
     .iter()
     .chain(base)
     .chain(peers)
+    .chain(&[Kind::NativeLoop, Kind::NativeTasks])
     {
         match kind.available() {
             Ok(()) => kinds.push(kind),
@@ -246,6 +261,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     if cli.servers.is_empty() {
+        // Named only: the default run's columns stay as they were.
+        kinds.retain(|&k| !matches!(k, Kind::NativeLoop | Kind::NativeTasks));
         anyhow::ensure!(
             kinds.starts_with(&[Kind::Native, Kind::Wshost, Kind::WshostEvents]),
             "native and wshost must run"

@@ -32,6 +32,10 @@ pub enum Kind {
     BaseCoro,
     Bun,
     Node,
+    /// The floor without wasm (`floor.rs`), run only when `--servers` names
+    /// it: one epoll loop owning its sockets, and a tokio task per socket.
+    NativeLoop,
+    NativeTasks,
 }
 
 /// The variable naming the base binary ([`Kind::Base`]).
@@ -49,6 +53,8 @@ impl Kind {
             Kind::BaseCoro => "base coro",
             Kind::Bun => "bun",
             Kind::Node => "node ws",
+            Kind::NativeLoop => "native loop",
+            Kind::NativeTasks => "native tasks",
         }
     }
 
@@ -66,6 +72,15 @@ impl Kind {
             Kind::Native => {
                 let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
                 cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
+                cmd
+            }
+            Kind::NativeLoop | Kind::NativeTasks => {
+                let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+                let serve = match self {
+                    Kind::NativeLoop => "native-loop-server",
+                    _ => "native-tasks-server",
+                };
+                cmd.args([serve, "--listen", "127.0.0.1:0"]);
                 cmd
             }
             Kind::Wshost
