@@ -1,5 +1,13 @@
 //! Figures gathered over rounds, printed as one table of medians with each
 //! column's ratio to the first (the baseline).
+//!
+//! The ratio is paired: each round's figure over the baseline's in the same
+//! round, and the median of those. Servers of one round run within seconds
+//! of each other, while this VM's speed drifts by ±30% from one minute to
+//! the next: a ratio of medians taken from different minutes mixes that
+//! drift into the comparison. With three rounds or more the cell also gives
+//! the range of the rounds' ratios, so a difference that flips from round
+//! to round shows as one.
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Better {
@@ -49,29 +57,32 @@ impl Report {
     }
 
     /// A Markdown table: the median of each figure, and `(x0.93)`, its
-    /// ratio to the baseline (above 1 is better, whichever way the figure goes).
+    /// paired ratio to the baseline (above 1 is better, whichever way the
+    /// figure goes), with the rounds' range: `(x0.93, 0.88-0.97)`.
     pub fn print(&self) {
         println!("| figure | {} |", self.columns.join(" | "));
         println!("|---|{}", "---:|".repeat(self.columns.len()));
         for figure in &self.figures {
-            let medians: Vec<f64> = figure.samples.iter().map(|s| median(s)).collect();
-            let native = medians[0];
-            let cells: Vec<String> = medians
+            let base = &figure.samples[0];
+            let cells: Vec<String> = figure
+                .samples
                 .iter()
                 .enumerate()
-                .map(|(i, &m)| {
-                    if figure.samples[i].is_empty() {
+                .map(|(i, samples)| {
+                    if samples.is_empty() {
                         return "–".to_string();
                     }
-                    let value = format_value(m);
-                    if i == 0 || native == 0.0 || m == 0.0 {
-                        value
-                    } else {
-                        let ratio = match figure.better {
-                            Better::Higher => m / native,
-                            Better::Lower => native / m,
-                        };
-                        format!("{value} (x{})", format_ratio(ratio))
+                    let value = format_value(median(samples));
+                    match ratios(base, samples, figure.better) {
+                        Some(_) if i == 0 => value,
+                        Some(r) if r.len() >= 3 => format!(
+                            "{value} (x{}, {}-{})",
+                            format_ratio(median(&r)),
+                            format_ratio(r[0]),
+                            format_ratio(r[r.len() - 1])
+                        ),
+                        Some(r) => format!("{value} (x{})", format_ratio(median(&r))),
+                        None => value,
                     }
                 })
                 .collect();
@@ -82,6 +93,27 @@ impl Report {
             println!("| {} {arrow} | {} |", figure.name, cells.join(" | "));
         }
     }
+}
+
+/// Each round's ratio of `samples` to `base` (above 1 is better), sorted;
+/// rounds are paired by position, so both must have one sample a round.
+/// `None` when they do not, or a sample is zero.
+fn ratios(base: &[f64], samples: &[f64], better: Better) -> Option<Vec<f64>> {
+    if base.len() != samples.len() || base.is_empty() {
+        return None;
+    }
+    let mut ratios = Vec::with_capacity(base.len());
+    for (&b, &s) in base.iter().zip(samples) {
+        if b == 0.0 || s == 0.0 {
+            return None;
+        }
+        ratios.push(match better {
+            Better::Higher => s / b,
+            Better::Lower => b / s,
+        });
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some(ratios)
 }
 
 fn median(samples: &[f64]) -> f64 {
@@ -112,7 +144,23 @@ fn format_value(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_ratio;
+    use super::{Better, format_ratio, median, ratios};
+
+    #[test]
+    fn a_ratio_pairs_each_round_with_the_baselines() {
+        // The VM speeds up for the second server's turn in round 2 and for
+        // both in round 3: the medians' ratio reads 180/100 = 1.8, the
+        // rounds' own ratios 1.2, 1.8, 1.2.
+        let base = [100.0, 100.0, 150.0];
+        let other = [120.0, 180.0, 180.0];
+        assert_eq!(median(&other) / median(&base), 1.8);
+        let r = ratios(&base, &other, Better::Higher).unwrap();
+        assert!((median(&r) - 1.2).abs() < 1e-9, "{r:?}");
+        let r = ratios(&other, &base, Better::Lower).unwrap();
+        assert!((median(&r) - 1.2).abs() < 1e-9, "lower is better: {r:?}");
+        assert!(ratios(&base, &other[..2], Better::Higher).is_none());
+        assert!(ratios(&base, &[1.0, 0.0, 1.0], Better::Higher).is_none());
+    }
 
     #[test]
     fn small_ratios_keep_two_significant_digits() {
