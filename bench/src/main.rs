@@ -269,6 +269,8 @@ async fn run(cli: Cli) -> Result<()> {
         );
     } else {
         kinds.retain(|k| cli.servers.iter().any(|s| s == k.name()));
+        // In the order named: the first is the baseline.
+        kinds.sort_by_key(|k| cli.servers.iter().position(|s| s == k.name()));
         anyhow::ensure!(!kinds.is_empty(), "no server named in --servers runs here");
     }
     let (rounds, seconds, idle, mut conns, mut fanouts) = if cli.quick {
