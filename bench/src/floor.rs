@@ -34,6 +34,8 @@ const MAX_MESSAGE: usize = 16 << 20;
 const PREFIX: &str = "Сервер：";
 /// Bytes asked of a socket at once.
 const CHUNK: usize = 64 << 10;
+/// The longest request head read.
+const MAX_HEAD: usize = 16 << 10;
 
 /// What one message (or control frame) from a peer asks of the server.
 enum Answer {
@@ -131,11 +133,13 @@ struct Loop {
 
 struct Conn {
     tcp: TcpStream,
-    /// The request head until it is whole; then the decoder.
+    /// The request head, until it is whole.
     head: Vec<u8>,
+    /// Once it is: the decoder, and whether it is on `/broadcast`.
     open: Option<(Decoder, bool)>,
     /// What waits to be written.
     out: Vec<u8>,
+    /// Reads no more, takes no more frames, and is closed once `out` is written.
     closing: bool,
 }
 
@@ -167,19 +171,20 @@ impl Loop {
     /// Read what socket `id` holds and queue the answers.
     fn read(&mut self, id: usize, scratch: &mut [u8]) {
         let mut answers = Vec::new();
+        self.touched.push(id);
         loop {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
             if conn.closing {
-                break;
+                return;
             }
             let n = match conn.tcp.read(scratch) {
-                Ok(0) => break conn.closing = true,
+                Ok(0) => return self.closing(id),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break conn.closing = true,
+                Err(_) => return self.closing(id),
             };
             let bytes = &scratch[..n];
             match &mut conn.open {
@@ -187,23 +192,26 @@ impl Loop {
                 None => {
                     conn.head.extend_from_slice(bytes);
                     match handshake(&conn.head) {
-                        Ok(None) => {}
+                        Ok(None) if conn.head.len() <= MAX_HEAD => {}
+                        Ok(None) | Err(()) => return self.closing(id),
                         Ok(Some((response, decoder, broadcast))) => {
                             conn.out.extend_from_slice(&response);
                             conn.head = Vec::new();
                             conn.open = Some((decoder, broadcast));
-                            self.touched.push(id);
                             if broadcast {
                                 self.members.push(id);
                             }
                         }
-                        Err(()) => conn.closing = true,
                     }
                 }
             }
-            if let Some((decoder, broadcast)) = &mut conn.open {
-                conn.closing = answer(decoder, *broadcast, |a| answers.push(a));
-            }
+            let Some(conn) = self.conns.get_mut(id) else {
+                return;
+            };
+            let last = match &mut conn.open {
+                Some((decoder, broadcast)) => answer(decoder, *broadcast, |a| answers.push(a)),
+                None => false,
+            };
             for answer in answers.drain(..) {
                 match answer {
                     Answer::Reply(bytes) | Answer::Last(bytes) => self.queue(id, &bytes),
@@ -214,17 +222,32 @@ impl Loop {
                     }
                 }
             }
+            if last {
+                return self.closing(id);
+            }
             // A short read drained the socket (as uWebSockets and wshost
             // take it).
             if n < scratch.len() {
-                break;
+                return;
             }
         }
-        self.touched.push(id);
     }
 
+    /// Socket `id` takes nothing more: what it holds is written, then it
+    /// is closed.
+    fn closing(&mut self, id: usize) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.closing = true;
+            self.members.retain(|&m| m != id);
+        }
+    }
+
+    /// `bytes` for socket `to`, unless it is closing (its Close frame, or
+    /// its end, is the last thing it gets).
     fn queue(&mut self, to: usize, bytes: &[u8]) {
-        if let Some(conn) = self.conns.get_mut(to) {
+        if let Some(conn) = self.conns.get_mut(to)
+            && !conn.closing
+        {
             conn.out.extend_from_slice(bytes);
             self.touched.push(to);
         }
@@ -253,9 +276,9 @@ impl Loop {
                 }
             }
             if broken || (conn.closing && conn.out.is_empty()) {
+                self.closing(id);
                 let mut conn = self.conns.remove(id);
                 let _ = poll.registry().deregister(&mut conn.tcp);
-                self.members.retain(|&m| m != id);
             }
         }
     }
@@ -297,22 +320,31 @@ async fn connection(mut tcp: tokio::net::TcpStream, members: Rc<RefCell<Vec<Rc<M
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
         match handshake(&head) {
-            Ok(None) => continue,
+            Ok(None) if head.len() <= MAX_HEAD => continue,
+            Ok(None) | Err(()) => return,
             Ok(Some((response, decoder, broadcast))) => {
                 if tcp.write_all(&response).await.is_err() {
                     return;
                 }
                 break (decoder, broadcast);
             }
-            Err(()) => return,
         }
     };
     let me = Rc::new(Member::default());
     if broadcast {
         members.borrow_mut().push(me.clone());
     }
+    // What the client sent with its request head is answered first.
     let mut out = Vec::new();
+    let mut last = answer_into(&mut decoder, broadcast, &members, &me, &mut out);
     loop {
+        if !out.is_empty() && tcp.write_all(&out).await.is_err() {
+            break;
+        }
+        out.clear();
+        if last {
+            break;
+        }
         tokio::select! {
             read = tcp.read(&mut buf) => {
                 let n = match read {
@@ -320,29 +352,36 @@ async fn connection(mut tcp: tokio::net::TcpStream, members: Rc<RefCell<Vec<Rc<M
                     Ok(n) => n,
                 };
                 decoder.buffer().extend_from_slice(&buf[..n]);
-                let last = answer(&mut decoder, broadcast, |a| match a {
-                    Answer::Reply(bytes) | Answer::Last(bytes) => out.extend_from_slice(&bytes),
-                    Answer::Everyone(bytes) => {
-                        for member in members.borrow().iter() {
-                            member.out.borrow_mut().extend_from_slice(&bytes);
-                            member.filled.notify_one();
-                        }
-                    }
-                });
-                out.append(&mut me.out.borrow_mut());
-                if tcp.write_all(&out).await.is_err() || last {
-                    break;
-                }
-                out.clear();
+                last = answer_into(&mut decoder, broadcast, &members, &me, &mut out);
             }
-            () = me.filled.notified() => {
-                out.append(&mut me.out.borrow_mut());
-                if tcp.write_all(&out).await.is_err() {
-                    break;
-                }
-                out.clear();
-            }
+            () = me.filled.notified() => out.append(&mut me.out.borrow_mut()),
         }
     }
     members.borrow_mut().retain(|m| !Rc::ptr_eq(m, &me));
+}
+
+/// Answer what `decoder` holds into `out`, after what others queued to
+/// `me` (so frames go out in the order they were made, a Close last);
+/// true when the connection is to close.
+fn answer_into(
+    decoder: &mut Decoder,
+    broadcast: bool,
+    members: &RefCell<Vec<Rc<Member>>>,
+    me: &Rc<Member>,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.append(&mut me.out.borrow_mut());
+    answer(decoder, broadcast, |a| match a {
+        Answer::Reply(bytes) | Answer::Last(bytes) => out.extend_from_slice(&bytes),
+        Answer::Everyone(bytes) => {
+            for member in members.borrow().iter() {
+                if Rc::ptr_eq(member, me) {
+                    out.extend_from_slice(&bytes);
+                } else {
+                    member.out.borrow_mut().extend_from_slice(&bytes);
+                    member.filled.notify_one();
+                }
+            }
+        }
+    })
 }

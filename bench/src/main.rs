@@ -2,7 +2,9 @@
 //! (the ceiling), wshost with the `mirror` and `broadcast` guests (handler
 //! world) and with `event_mirror` and `chat` (event world), and the peers
 //! present on this machine (Bun, Node `ws`); one table of medians over
-//! interleaved rounds, with ratios to native.
+//! interleaved rounds, with each round's ratio to the first column (native,
+//! or the first server `--servers` names). `native loop` and `native tasks`
+//! (`floor.rs`, run when named) are the floor without wasm.
 
 mod cluster;
 mod deflate;
@@ -71,7 +73,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
 
-    /// Skip the peers (Bun, Node); native and wshost always run.
+    /// Skip the peers (Bun, Node); without `--servers`, native and wshost
+    /// always run.
     #[arg(long)]
     no_peers: bool,
 
@@ -188,11 +191,18 @@ fn main() -> Result<()> {
         servers::pin::split(cores)?;
         println!("servers pinned to the first {cores} core(s), the load to the others");
     }
+    // The floor's servers run on this one thread, without the bench's runtime.
+    match cli.command {
+        Some(Command::NativeLoopServer { listen }) => return floor::serve_loop(listen),
+        Some(Command::NativeTasksServer { listen }) => return floor::serve_tasks(listen),
+        _ => {}
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::NativeServer { listen }) => runtime.block_on(native::serve(listen)),
-        Some(Command::NativeLoopServer { listen }) => floor::serve_loop(listen),
-        Some(Command::NativeTasksServer { listen }) => floor::serve_tasks(listen),
+        Some(Command::NativeLoopServer { .. } | Command::NativeTasksServer { .. }) => {
+            unreachable!("served above")
+        }
         Some(Command::Deflate(c)) => {
             raise_fd_limit();
             runtime.block_on(deflate::run(c.rounds, c.idle, c.seconds))
@@ -305,9 +315,17 @@ async fn run(cli: Cli) -> Result<()> {
     }
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
+        // Each round starts one server later, so that none always runs
+        // first (after the load's own warm-up) or right after a given other.
+        let turn: Vec<&Server> = servers
+            .iter()
+            .cycle()
+            .skip((round - 1) % servers.len())
+            .take(servers.len())
+            .collect();
         for &size in sizes.iter().filter(|_| cli.runs("echo")) {
             for &n in &conns {
-                for server in &servers {
+                for &server in &turn {
                     let echo = load::echo(server, n, size, duration).await?;
                     server.settle().await?;
                     let figure = format!("echo {size} B, {n} conn");
@@ -352,7 +370,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        for server in servers.iter().filter(|_| cli.runs("setup")) {
+        for &server in turn.iter().filter(|_| cli.runs("setup")) {
             let count = if cli.quick { 100 } else { 2000 };
             let rate = load::setup_rate(server.addr, count, 16).await?;
             server.settle().await?;
@@ -363,7 +381,7 @@ async fn run(cli: Cli) -> Result<()> {
                 rate,
             );
         }
-        if cli.runs("setup") {
+        if cli.runs("setup") && kinds.contains(&Kind::Wshost) {
             let micros = servers::wshost_instantiate_micros().await?;
             report.add(
                 "instantiate alone: µs",
@@ -376,7 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
             // 200,000 deliveries (at least 20 messages) per server and round
             // by default: long enough to measure, short of any queue's limit.
             let messages = (cli.deliveries / fanout).max(20);
-            for server in &servers {
+            for &server in &turn {
                 let rate = load::broadcast(server.addr, fanout, messages).await?;
                 server.settle().await?;
                 let figure = format!("broadcast to {fanout}: deliveries/s");

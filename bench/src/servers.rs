@@ -69,14 +69,10 @@ impl Kind {
         let root = Path::new(ROOT);
         let peers = root.join("bench/peers");
         let cmd = match self {
-            Kind::Native => {
-                let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-                cmd.args(["native-server", "--listen", "127.0.0.1:0"]);
-                cmd
-            }
-            Kind::NativeLoop | Kind::NativeTasks => {
+            Kind::Native | Kind::NativeLoop | Kind::NativeTasks => {
                 let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
                 let serve = match self {
+                    Kind::Native => "native-server",
                     Kind::NativeLoop => "native-loop-server",
                     _ => "native-tasks-server",
                 };
