@@ -133,13 +133,14 @@ pub async fn wait_for_round(round: tokio::task::JoinHandle<()>) {
     }
 }
 
-/// The fan-outs of a publisher that is not a batch of events (a handler
-/// guest, a coro instance): what its publishes queue during one of its
-/// turns is woken at the turn's end, more than `past` writers by a round
-/// ([`Cork::uncork_in_slices`]). The next turn runs while that round wakes
-/// its writers (those not yet woken take both turns' frames in one write);
-/// the turn after waits for the round to end before it publishes, so the
-/// publisher never runs more than one turn ahead of its writers.
+/// The fan-outs of one publisher, in turns (an event instance's batches, a
+/// handler guest's or a coro instance's publishing turns): what its
+/// publishes queue during a turn is woken at the turn's end, more than
+/// `past` writers by a round ([`Cork::uncork_in_slices`]). The next turn
+/// runs while that round wakes its writers (those not yet woken take both
+/// turns' frames in one write); the turn after waits for the round to end
+/// before it publishes (an event instance: before it takes the batch), so
+/// the publisher never runs more than one turn ahead of its writers.
 #[derive(Debug, Default)]
 pub struct Fanout {
     cork: Cork,

@@ -304,21 +304,22 @@ impl Instance {
     /// are woken over a few turns of the loop
     /// ([`crate::ws::outbox::Cork::uncork_in_slices`]): the next batch is
     /// handled meanwhile, and the writers not yet woken take its frames in
-    /// the same write. The batch after that waits until they all are.
+    /// the same write. The batch after that waits until they all are (the
+    /// batches are a [`crate::ws::outbox::Fanout`]'s turns).
     async fn run(mut self) {
-        let mut waking: Option<tokio::task::JoinHandle<()>> = None;
         while let Some(event) = self.queue.recv().await {
             self.handle(event).await;
-            self.store.data_mut().host.cork.uncork_small();
+            self.store.data_mut().host.fanout.cork().uncork_small();
             for _ in 1..BATCH {
                 match self.queue.try_recv() {
                     Ok(event) => self.handle(event).await,
                     Err(_) => break,
                 }
-                self.store.data_mut().host.cork.uncork_small();
+                self.store.data_mut().host.fanout.cork().uncork_small();
             }
-            let woken = self.store.data_mut().host.cork.uncork_in_slices(WAKE_SLICE);
-            if let Some(before) = std::mem::replace(&mut waking, woken) {
+            let fanout = &mut self.store.data_mut().host.fanout;
+            fanout.uncork(WAKE_SLICE);
+            if let Some(before) = fanout.take_round_to_wait_for() {
                 wait_for_round(before).await;
             }
         }

@@ -13,7 +13,7 @@ use crate::wasm::guest_log::{GuestLog, Stream};
 use crate::wasm::sandbox::{self, GuestLimiter, Sandboxed};
 use crate::world::recover;
 use crate::ws::frame;
-use crate::ws::outbox::{Cork, Ending, Outbox, Queued, Refused};
+use crate::ws::outbox::{Ending, Fanout, Outbox, Queued, Refused};
 use crate::ws::socket::check_close;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,9 +84,10 @@ pub struct EventHost {
     limits: Arc<Limits>,
     topics: Arc<Topics>,
     sockets: HashMap<ConnectionId, Entry>,
-    /// The writers what the current batch of events queued for; the route's
-    /// instance uncorks after each batch.
-    pub cork: Cork,
+    /// The writers what the current batch of events queued for, and the
+    /// rounds waking those of the batches before; the route's instance
+    /// uncorks after each batch.
+    pub fanout: Fanout,
 }
 
 struct Entry {
@@ -104,16 +105,17 @@ impl EventHost {
             limits,
             topics,
             sockets: HashMap::new(),
-            cork: Cork::default(),
+            fanout: Fanout::default(),
         }
     }
 
     /// Everything this holds, for the next instance of the route; this one
-    /// is left empty (and what it queued, written).
+    /// is left empty (and what it queued, written, its writers woken at once).
     pub fn take(&mut self) -> EventHost {
-        self.cork.uncork();
+        self.fanout.cork().uncork();
         EventHost {
             sockets: std::mem::take(&mut self.sockets),
+            fanout: std::mem::take(&mut self.fanout),
             ..EventHost::new(self.route.clone(), self.limits.clone(), self.topics.clone())
         }
     }
@@ -178,7 +180,7 @@ impl sockets::Host for EventHost {
             return Ok(SendStatus::Queued);
         }
         let entry = open(&mut self.sockets, conn)?;
-        match entry.outbox.offer_corked(frame, &mut self.cork) {
+        match entry.outbox.offer_corked(frame, self.fanout.cork()) {
             Ok(Queued::Below) => Ok(SendStatus::Queued),
             Ok(Queued::BackedUp) => Ok(SendStatus::BackedUp),
             Err(Refused::Overflowed) => Err(Error::QueueFull),
@@ -252,7 +254,7 @@ impl topics::Host for EventHost {
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
         let max = self.limits.max_message_size;
-        let cork = &mut self.cork;
+        let cork = self.fanout.cork();
         self.topics
             .publish_message(&topic, &msg, exclude, max, cork)
     }
