@@ -101,13 +101,13 @@ impl Cork {
         self.writers.clear();
     }
 
-    /// [`Cork::uncork`] at the end of an event instance's batch (or a coro
-    /// instance's publishing turn): more than `past` writers (the event
-    /// world's: [`WAKE_SLICE`]) are woken by a task of their own in
-    /// [`ROUND_TURNS`] slices at most, one per turn of the loop ([`Round`]),
-    /// which is returned. The instance waits for it ([`wait_for_round`])
-    /// before it takes the batch (publishes) after next, so it never runs
-    /// more than one batch ahead of its writers.
+    /// [`Cork::uncork`] at the end of a publisher's turn (an event
+    /// instance's batch, a handler's or coro instance's publishing turn):
+    /// more than `past` writers (the event world's: [`WAKE_SLICE`]) are
+    /// woken by a task of their own in [`ROUND_TURNS`] slices at most, one
+    /// per turn of the loop ([`Round`]), which is returned. Its [`Fanout`]
+    /// waits for it ([`wait_for_round`]) before the turn after next, so the
+    /// publisher never runs more than one turn ahead of its writers.
     pub fn uncork_in_slices(&mut self, past: usize) -> Option<tokio::task::JoinHandle<()>> {
         if self.writers.len() > past
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -152,7 +152,8 @@ pub struct Fanout {
 
 impl Fanout {
     /// The round a publish must wait for before it queues: the one before
-    /// the latest (taken: the turn's first publish waits for it).
+    /// the latest (taken: the turn's first publish waits for it; an event
+    /// instance, as its batch ends: [`Fanout::end_batch`]).
     pub fn take_round_to_wait_for(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.before.take()
     }
@@ -166,10 +167,11 @@ impl Fanout {
     /// round, and make that round the latest (the one before it is now the
     /// one the next turn waits for; a finished one is not kept).
     pub fn uncork(&mut self, past: usize) {
-        // The turn's first publish took what was owed before.
+        // What was owed before was taken by the turn's first publish (an
+        // event instance's: as its batch before ended).
         debug_assert!(
             self.before.is_none(),
-            "a publishing turn takes what is owed"
+            "a publishing turn takes what is owed before it ends"
         );
         self.before = self.latest.take().and_then(|round| {
             if !round.is_finished() {
@@ -183,6 +185,16 @@ impl Fanout {
             None
         });
         self.latest = self.cork.uncork_in_slices(past);
+    }
+
+    /// An event instance's batch is over: [`Fanout::uncork`], then wait
+    /// for the round before the latest at once (an event instance takes
+    /// what is owed before its next batch, not at its next publish).
+    pub async fn end_batch(&mut self, past: usize) {
+        self.uncork(past);
+        if let Some(before) = self.take_round_to_wait_for() {
+            wait_for_round(before).await;
+        }
     }
 }
 
@@ -806,6 +818,26 @@ mod tests {
         // The second round ran beside the first: over, it is not kept.
         assert_eq!(second.0.load(Ordering::SeqCst), ROUND_PAST + 1);
         assert!(fanout.take_round_to_wait_for().is_none());
+    }
+
+    /// An event instance's batches: the second ends once the first's round
+    /// has woken every writer, not the second's own; the third, once the
+    /// second's has. (A round wakes a slice per turn of the loop; the
+    /// second's needs four.)
+    #[tokio::test]
+    async fn a_batch_ends_once_the_round_before_the_latest_has() {
+        let mut fanout = Fanout::default();
+        let first = corked_writers(WAKE_SLICE + 1, fanout.cork());
+        fanout.end_batch(WAKE_SLICE).await;
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "no turn of the loop yet");
+        let second = corked_writers(WAKE_SLICE * 4, fanout.cork());
+        fanout.end_batch(WAKE_SLICE).await;
+        assert_eq!(first.0.load(Ordering::SeqCst), WAKE_SLICE + 1);
+        let woken = second.0.load(Ordering::SeqCst);
+        assert!(woken < WAKE_SLICE * 4, "one batch ahead: {woken} woken");
+        let _third = corked_writers(1, fanout.cork());
+        fanout.end_batch(WAKE_SLICE).await;
+        assert_eq!(second.0.load(Ordering::SeqCst), WAKE_SLICE * 4);
     }
 
     /// A corked writer a quarter of the way to eviction is woken at once:

@@ -18,7 +18,7 @@ use crate::wasm::sandbox;
 use crate::wasm::self_wake::{self, Handled};
 use crate::world::events::state::{EventHost, EventState};
 use crate::world::limits::LimitsExt;
-use crate::ws::outbox::{Ending, Outbox, WAKE_SLICE, wait_for_round};
+use crate::ws::outbox::{Ending, Outbox, WAKE_SLICE};
 use crate::ws::socket::{MAX_CLOSE_REASON, truncate};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -317,11 +317,12 @@ impl Instance {
                 }
                 self.store.data_mut().host.fanout.cork().uncork_small();
             }
-            let fanout = &mut self.store.data_mut().host.fanout;
-            fanout.uncork(WAKE_SLICE);
-            if let Some(before) = fanout.take_round_to_wait_for() {
-                wait_for_round(before).await;
-            }
+            self.store
+                .data_mut()
+                .host
+                .fanout
+                .end_batch(WAKE_SLICE)
+                .await;
         }
     }
 
