@@ -192,10 +192,12 @@ impl CoroHost {
 
     /// Before a publish or hub broadcast queues to the cork: wait for the
     /// round owed (the first publish of a turn), and mark the turn as
-    /// publishing.
+    /// publishing. A wait for the round is the task's waiting, not its
+    /// computing: its CPU budget starts again (as the handler world's).
     async fn before_publish(&mut self) {
         if let Some(before) = self.fanout.take_round_to_wait_for() {
-            wait_for_round(before).await;
+            let ((), suspended) = sandbox::suspends(|| wait_for_round(before)).await;
+            self.waited |= suspended;
         }
         self.published = true;
     }
