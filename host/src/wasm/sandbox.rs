@@ -12,7 +12,9 @@
 //! one that brought something (a frame, a queued push). One that fails or
 //! says "closed" at once does not, so `loop { push() }` after the peer has
 //! gone is stopped like `loop {}`; other host calls (`id`, hub, topics,
-//! clocks) never restart it, so neither is `loop { id() }`.
+//! clocks) restart it only if they really waited (a publish to a large room
+//! waiting for the round before it, in the handler and coro worlds), so
+//! `loop { id() }` is stopped too.
 
 use std::time::Duration;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};

@@ -822,22 +822,23 @@ mod tests {
 
     /// An event instance's batches: the second ends once the first's round
     /// has woken every writer, not the second's own; the third, once the
-    /// second's has. (A round wakes a slice per turn of the loop; the
-    /// second's needs four.)
+    /// second's has. (A round wakes a slice per turn of the loop: the
+    /// first's takes two, the second's `ROUND_TURNS`.)
     #[tokio::test]
     async fn a_batch_ends_once_the_round_before_the_latest_has() {
+        let most = WAKE_SLICE * ROUND_TURNS;
         let mut fanout = Fanout::default();
         let first = corked_writers(WAKE_SLICE + 1, fanout.cork());
         fanout.end_batch(WAKE_SLICE).await;
         assert_eq!(first.0.load(Ordering::SeqCst), 0, "no turn of the loop yet");
-        let second = corked_writers(WAKE_SLICE * 4, fanout.cork());
+        let second = corked_writers(most, fanout.cork());
         fanout.end_batch(WAKE_SLICE).await;
         assert_eq!(first.0.load(Ordering::SeqCst), WAKE_SLICE + 1);
         let woken = second.0.load(Ordering::SeqCst);
-        assert!(woken < WAKE_SLICE * 4, "one batch ahead: {woken} woken");
+        assert!(woken < most, "one batch ahead: {woken} woken");
         let _third = corked_writers(1, fanout.cork());
         fanout.end_batch(WAKE_SLICE).await;
-        assert_eq!(second.0.load(Ordering::SeqCst), WAKE_SLICE * 4);
+        assert_eq!(second.0.load(Ordering::SeqCst), most);
     }
 
     /// A corked writer a quarter of the way to eviction is woken at once:
