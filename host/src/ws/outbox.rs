@@ -126,7 +126,12 @@ impl Cork {
 /// writers; a panic in it is logged (its writers were woken as it
 /// unwound: [`Round`]'s `Drop`).
 pub async fn wait_for_round(round: tokio::task::JoinHandle<()>) {
-    if let Err(e) = round.await
+    round_ended(round.await);
+}
+
+/// A round has ended: log its panic, if it had one.
+fn round_ended(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
         && e.is_panic()
     {
         tracing::error!("waking a fan-out's writers panicked: {e}");
@@ -177,10 +182,8 @@ impl Fanout {
             if !round.is_finished() {
                 return Some(round);
             }
-            if let Some(Err(e)) = round.now_or_never()
-                && e.is_panic()
-            {
-                tracing::error!("waking a fan-out's writers panicked: {e}");
+            if let Some(ended) = round.now_or_never() {
+                round_ended(ended);
             }
             None
         });
