@@ -94,7 +94,7 @@ async fn subscriber(mut ws: Client, count: usize, epoch: Instant) -> Result<(Cli
 fn sent_at(text: &str) -> &str {
     match text.split_once(r#""text":""#) {
         Some((_, rest)) => rest.trim_end_matches("\"}"),
-        None => text.trim_start_matches("Сервер："),
+        None => text.trim_start_matches(crate::native::PREFIX),
     }
 }
 

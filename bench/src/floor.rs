@@ -29,9 +29,10 @@ use wshost_proto::decode::{Decoder, Read as Frame};
 use wshost_proto::frame::{self, Kind};
 use wshost_proto::http::{self, RequestHead};
 
+use crate::native::PREFIX;
+
 const LISTENER: Token = Token(usize::MAX);
 const MAX_MESSAGE: usize = 16 << 20;
-const PREFIX: &str = "Сервер：";
 /// Bytes asked of a socket at once.
 const CHUNK: usize = 64 << 10;
 /// The longest request head read.

@@ -16,6 +16,10 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 type Members = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
 
+/// What `/broadcast` puts before each message, as the seed's example and
+/// wshost's `broadcast` and `chat` guests do.
+pub const PREFIX: &str = "Сервер：";
+
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -76,7 +80,7 @@ async fn broadcast(
     });
     while let Some(Ok(msg)) = stream.next().await {
         let Message::Text(text) = msg else { continue };
-        let out = Message::text(format!("Сервер：{text}"));
+        let out = Message::text(format!("{PREFIX}{text}"));
         for member in members.lock().unwrap().values() {
             let _ = member.try_send(out.clone());
         }
