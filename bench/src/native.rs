@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
-type Members = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
+type Members = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>;
 
 /// What `/broadcast` puts before each message, as the seed's example and
 /// wshost's `broadcast` and `chat` guests do.
@@ -69,7 +69,10 @@ async fn broadcast(
     members: Members,
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(1024);
+    // Unbounded, as uWebSockets' and wshost's queues hold a burst for a
+    // slow reader: a bounded queue dropped what `--quick`'s small rooms
+    // (4,000 messages in one burst) sent past its 1,024th.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     members.lock().unwrap().insert(id, tx);
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
@@ -82,7 +85,7 @@ async fn broadcast(
         let Message::Text(text) = msg else { continue };
         let out = Message::text(format!("{PREFIX}{text}"));
         for member in members.lock().unwrap().values() {
-            let _ = member.try_send(out.clone());
+            let _ = member.send(out.clone());
         }
     }
     members.lock().unwrap().remove(&id);
