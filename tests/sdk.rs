@@ -3,7 +3,7 @@
 //! each (`guests/js/sdk_events.ts`, `guests/python/sdk_events.py`) by real
 //! clients: what the examples do not reach (an HTTP answer from
 //! `upgrade`, `data` kept in the host, the subprotocol, errors with a
-//! code, a callback that throws).
+//! code, a callback that throws, one that is async).
 
 mod support;
 
@@ -35,6 +35,7 @@ in_both_languages!(
     a_socket_publishes_to_the_others,
     text_the_host_cannot_take_does_not_trap_the_instance,
     each_socket_keeps_its_own_data,
+    an_async_callback_is_refused_and_a_returned_promise_logged,
 );
 
 /// `upgrade` returning a `Response` answers over HTTP, status, header and
@@ -137,6 +138,48 @@ async fn host_errors_have_a_class_and_a_code(lang: Lang) {
     server.wait_for_log("thrown on purpose").await;
     send_text(&mut ws, "whoami").await;
     assert_eq!(next_text(&mut ws).await, "");
+}
+
+/// The event world calls its callbacks synchronously: an `async` one
+/// (`async function`, `async def`) is refused where it is registered, at
+/// build time, with a `TypeError` that names it; a plain one that returns
+/// a promise or a coroutine anyway is logged (a coroutine is closed unrun)
+/// and the socket stays open.
+async fn an_async_callback_is_refused_and_a_returned_promise_logged(lang: Lang) {
+    let server = server(lang);
+    let mut ws = server.connect("/sdk?name=ann").await;
+    next_text(&mut ws).await;
+    send_text(&mut ws, "refused").await;
+    let refused = next_text(&mut ws).await;
+    let async_kind = match lang {
+        Lang::Python => "_later is an async def",
+        _ => "an async function",
+    };
+    assert!(
+        refused.starts_with(&format!("message: {async_kind}"))
+            || refused.starts_with(&format!("on_message: {async_kind}")),
+        "{refused}"
+    );
+    send_text(&mut ws, "promise").await;
+    send_text(&mut ws, "coroutine").await;
+    let returned = match lang {
+        Lang::Python => "on_message: returned a coroutine; callbacks must be synchronous",
+        _ => "message: returned a promise; callbacks must be synchronous",
+    };
+    server.wait_for_log(returned).await;
+    send_text(&mut ws, "whoami").await;
+    // Python's `unknown promise` (a command it lacks) comes first, and no
+    // coroutine ran ("ran").
+    let mut told = Vec::new();
+    loop {
+        let text = next_text(&mut ws).await;
+        if text == "ann" {
+            break;
+        }
+        told.push(text);
+    }
+    assert!(!told.iter().any(|t| t == "ran"), "{told:?}");
+    assert!(!server.log().contains("trapped"), "{}", server.log());
 }
 
 /// `ws.publish` reaches the topic's other subscribers, not the sender

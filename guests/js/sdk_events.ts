@@ -1,8 +1,16 @@
 // Drives @wshost/guest's event world for tests/sdk.rs: the request and
 // its HTTP answer, `data` kept in the host, errors with a code, a callback
-// that throws.
+// that throws, one that returns a promise, an async one refused.
 import { Response, WshostError, describe, subscribers } from "@wshost/guest";
 import { serve } from "@wshost/guest/events";
+
+/** What `serve` said of an async callback when this component was built. */
+let refused = "not refused";
+try {
+  serve({ async message() {} });
+} catch (e) {
+  refused = describe(e);
+}
 
 export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
   upgrade(req) {
@@ -66,6 +74,12 @@ export const { onRequest, onOpen, onMessage, onClose, onDrain } = serve({
         break;
       case "throw":
         throw new Error("thrown on purpose");
+      case "refused":
+        ws.send(refused);
+        break;
+      case "promise":
+        // What a callback that is not `async` may still return.
+        return Promise.resolve() as unknown as undefined;
       default:
         ws.send(`unknown ${command}`);
     }

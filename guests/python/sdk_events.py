@@ -1,6 +1,6 @@
 """Drives the `wshost` package's event world for tests/sdk.rs: the request
 and its HTTP answer, `data` kept in the host, errors with a code, a
-callback that raises."""
+callback that raises, one that returns a coroutine, an ``async def`` refused."""
 
 import json
 from typing import Any, cast
@@ -9,6 +9,18 @@ from wshost import Request, Response, WshostError, subscribers
 from wshost.events import App, Socket, Upgrade
 
 app = App()
+
+
+async def _later(ws: Socket, message: str | bytes) -> None:
+    ws.send("ran")
+
+
+#: What ``on_message`` said of an ``async def`` when this component was built.
+refused = "not refused"
+try:
+    App().on_message(cast(Any, _later))
+except TypeError as e:
+    refused = str(e)
 
 
 @app.on_request
@@ -60,6 +72,11 @@ def said(ws: Socket, message: str | bytes) -> None:
         ws.send("survived")
     elif command == "throw":
         raise RuntimeError("thrown on purpose")
+    elif command == "refused":
+        ws.send(refused)
+    elif command == "coroutine":
+        # What a plain function may still return.
+        return cast(None, _later(ws, message))
     else:
         ws.send(f"unknown {command}")
 

@@ -24,7 +24,7 @@
 import * as sockets from "wshost:websocket/sockets@0.1.0";
 import type { ConnectionId, Decision, Message, Request as HostRequest } from "wshost:websocket/events@0.1.0";
 import { type Data, bytes, encodeInto, text, toMessage } from "./data";
-import { PeerClosedError, TooLargeError, describe, fromHost, hostCall, isThenable } from "./errors";
+import { PeerClosedError, TooLargeError, describe, fromHost, hostCall, isThenable, synchronous } from "./errors";
 import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
 
@@ -190,6 +190,9 @@ function socket<T>(id: bigint): ServerWebSocket<T> {
 /** The event world's exports for `handler`. A callback that throws is
  * logged with its error's message; the socket stays open. */
 export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
+  for (const what of ["upgrade", "open", "message", "close", "drain"] as const) {
+    synchronous(what, handler[what]);
+  }
   return {
     onRequest(conn, req) {
       // Whatever goes wrong in here answers 500 and is logged: a throw

@@ -22,7 +22,7 @@ import * as hostHub from "wshost:websocket/hub@0.1.0";
 import type { Request as HostRequest } from "wshost:websocket/handler@0.1.0";
 import type { Opcode } from "wshost:websocket/types@0.1.0";
 import { type Data, bytes, opcodeOf, text } from "./data";
-import { IoError, PeerClosedError, describe, hostCall, isThenable } from "./errors";
+import { IoError, PeerClosedError, describe, hostCall, isThenable, synchronous } from "./errors";
 import { type Headers, Request, Response, headerList } from "./request";
 import { Subscriber } from "./topics";
 
@@ -148,6 +148,7 @@ export const hub = {
  * 500 before the upgrade, closes with 1011 after it. The peer is told
  * nothing of the error's text. */
 export function handler(serve: (req: Request) => void): (req: HostRequest) => void {
+  synchronous("handler", serve);
   return (req) => {
     try {
       if (isThenable(serve(new Request(req)))) {

@@ -117,6 +117,33 @@ def host_call(call: Callable[[], T]) -> T:
         raise from_host(e.value) from None
 
 
+#: ``co_flags`` of an ``async def`` (``CO_COROUTINE``) and of an async
+#: generator (``CO_ASYNC_GENERATOR``), without importing ``inspect``.
+_ASYNC_FLAGS = 0x80 | 0x200
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def synchronous(what: str, f: F) -> F:
+    """``f``, which the host calls synchronously: an ``async def`` is a
+    ``TypeError`` where it is registered, at build time (called, it would
+    return a coroutine and run none of its body)."""
+    if getattr(getattr(f, "__code__", None), "co_flags", 0) & _ASYNC_FLAGS:
+        name = getattr(f, "__name__", "the function")
+        raise TypeError(f"{what}: {name} is an async def; this world calls plain functions (its body would never run)")
+    return f
+
+
+def not_awaited(what: str, returned: object) -> None:
+    """What a synchronous callback returned: a coroutine (or any awaitable)
+    is closed unrun and logged."""
+    if hasattr(returned, "__await__"):
+        close = getattr(returned, "close", None)
+        if callable(close):
+            close()
+        print(f"{what}: returned a coroutine; callbacks must be synchronous (it never ran)", file=sys.stderr)
+
+
 def log_exception(what: str) -> None:
     """Log the exception being handled, with its traceback, as ``what: …``."""
     print(f"{what}:", file=sys.stderr)

@@ -33,7 +33,7 @@ from componentize_py_types import Err
 from wit_world.imports import event_types, sockets, types
 
 from ._data import Data, Headers, Request, Response, checked, header_list, response_parts, to_message, uint
-from ._errors import PeerClosed, TooLarge, from_host, host_call, log_exception
+from ._errors import PeerClosed, TooLarge, from_host, host_call, log_exception, not_awaited, synchronous
 from ._topics import Subscriber
 
 
@@ -153,11 +153,14 @@ class App:
                     return
                 socket = app._sockets.get(conn) or app._socket(conn)
                 try:
-                    callback(socket, msg.value)
+                    returned = callback(socket, msg.value)
                 except PeerClosed:
-                    pass
+                    return
                 except Exception:
                     log_exception("on_message")
+                    return
+                if returned is not None:
+                    not_awaited("on_message", returned)
 
             def on_close(self, conn: int, code: int, reason: str) -> None:
                 app._call("on_close", app._close, app._socket(conn), code, reason)
@@ -171,28 +174,28 @@ class App:
     def on_request(self, f: RequestHandler) -> RequestHandler:
         """Decide on a request: an :class:`Upgrade` (the default, also for
         ``None``) or a :class:`~wshost.Response` to answer over HTTP."""
-        self._request = f
+        self._request = synchronous("on_request", f)
         return f
 
     def on_open(self, f: OpenHandler) -> OpenHandler:
         """The socket is open."""
-        self._open = f
+        self._open = synchronous("on_open", f)
         return f
 
     def on_message(self, f: MessageHandler) -> MessageHandler:
         """A whole message: text as ``str``, binary as ``bytes``."""
-        self._message = f
+        self._message = synchronous("on_message", f)
         return f
 
     def on_close(self, f: CloseHandler) -> CloseHandler:
         """The socket has closed (once per opened socket): the Close frame's
         code and reason, 1006 when there was none."""
-        self._close = f
+        self._close = synchronous("on_close", f)
         return f
 
     def on_drain(self, f: OpenHandler) -> OpenHandler:
         """A socket whose ``send`` said ``"backed-up"`` has written its queue out."""
-        self._drain = f
+        self._drain = synchronous("on_drain", f)
         return f
 
     def open_sockets(self) -> list[Socket]:
@@ -234,11 +237,14 @@ class App:
         if callback is None:
             return
         try:
-            callback(*args)
+            returned = callback(*args)
         except PeerClosed:
-            pass
+            return
         except Exception:
             log_exception(what)
+            return
+        if returned is not None:
+            not_awaited(what, returned)
 
 
 #: The host's bound on a socket's attachment.

@@ -28,7 +28,7 @@ from componentize_py_types import Err
 from wit_world.imports import connection, handshake, types
 
 from ._data import Data, Headers, Request, Response, checked, frame_message, header_list, opcode_of, response_parts, to_bytes, uint
-from ._errors import IoError, PeerClosed, failed, from_host, host_call
+from ._errors import IoError, PeerClosed, failed, from_host, host_call, not_awaited, synchronous
 from ._hub import hub
 from ._topics import Subscriber
 
@@ -154,17 +154,20 @@ class App:
                 if app._handler is None:
                     raise Err("no @app.handler")
                 try:
-                    app._handler(Request(req))
+                    returned = app._handler(Request(req))
                 except (PeerClosed, IoError):
-                    pass  # the peer has gone: nothing to tell anyone
+                    return  # the peer has gone: nothing to tell anyone
                 except Exception:
                     raise failed("handler") from None
+                if returned is not None:
+                    not_awaited("handler", returned)
 
         self.WitWorld: type[wit_world.WitWorld] = World
 
     def handler(self, f: Handler) -> Handler:
-        """The function that serves each connection."""
-        self._handler = f
+        """The function that serves each connection (a plain ``def``: for
+        ``async def`` handlers, ``wshost.coro``)."""
+        self._handler = synchronous("handler", f)
         return f
 
 
