@@ -1,8 +1,8 @@
 //! The ceiling: a minimal native tokio-tungstenite server with the same
 //! routes the benchmark loads on wshost. `/mirror` sends every message back
 //! unchanged; `/broadcast` sends every message to every connection of the
-//! route, through a bounded queue per connection and a writer task each (the
-//! usual design), prefixed like wshost's `broadcast` guest.
+//! route, through a queue per connection and a writer task each (the usual
+//! design), prefixed like wshost's `broadcast` guest.
 
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -69,9 +69,11 @@ async fn broadcast(
     members: Members,
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
-    // Unbounded, as uWebSockets' and wshost's queues hold a burst for a
-    // slow reader: a bounded queue dropped what `--quick`'s small rooms
-    // (4,000 messages in one burst) sent past its 1,024th.
+    // Unbounded: the baseline neither drops nor evicts (wshost evicts a
+    // member 1,024 messages behind, `--hub-queue`). A bounded queue of 1,024
+    // with `try_send` dropped messages in `--quick`'s bursts of 4,000 to a
+    // room of 50, whose writers (a flushed `send` a message) fell that far
+    // behind, and the load failed.
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     members.lock().unwrap().insert(id, tx);
     let writer = tokio::spawn(async move {

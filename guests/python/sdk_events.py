@@ -12,6 +12,7 @@ app = App()
 
 
 async def _later(ws: Socket, message: str | bytes) -> None:
+    """Never runs: refused as a callback, closed unrun when returned."""
     ws.send("ran")
 
 

@@ -98,14 +98,16 @@ export function isThenable(value: unknown): boolean {
   return typeof (value as { then?: unknown } | null | undefined)?.then === "function";
 }
 
-/** `f`, which the host calls synchronously: an `async function` is refused
- * where it is registered, when the component is built (called, it would
- * return at its first `await`, and its promise's errors would be lost). A
- * plain function that returns a promise is logged when it does. */
+/** `f`, which the host calls synchronously: an `async function` (or an
+ * async generator) is refused with a `TypeError` where it is registered,
+ * when the component is built: the host would take its return at its first
+ * `await` and lose its promise's errors (an async generator would run none
+ * of its body). A plain function that returns a promise is logged when it
+ * does. */
 export function synchronous<F>(what: string, f: F): F {
   const kind = typeof f === "function" ? f.constructor?.name : undefined;
   if (kind === "AsyncFunction" || kind === "AsyncGeneratorFunction") {
-    throw new TypeError(`${what}: an async function; this world calls synchronous functions (its promise would be lost)`);
+    throw new TypeError(`${what}: an async function; this world calls synchronous functions (what it does after an await would be lost)`);
   }
   return f;
 }

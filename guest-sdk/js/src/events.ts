@@ -188,7 +188,9 @@ function socket<T>(id: bigint): ServerWebSocket<T> {
 }
 
 /** The event world's exports for `handler`. A callback that throws is
- * logged with its error's message; the socket stays open. */
+ * logged with its error's message; the socket stays open. Callbacks are
+ * called synchronously: an `async` one is a `TypeError` here, when the
+ * component is built. */
 export function serve<T = undefined>(handler: WebSocketHandler<T>): Exports {
   for (const what of ["upgrade", "open", "message", "close", "drain"] as const) {
     synchronous(what, handler[what]);

@@ -143,7 +143,8 @@ export const hub = {
 };
 
 /** The handler world's export for `serve`: it runs once per connection and
- * must be synchronous (`recv` blocks). A peer that goes away (or a network
+ * must be synchronous (`recv` blocks; an `async` one is a `TypeError` here,
+ * when the component is built). A peer that goes away (or a network
  * error) ends it quietly; any other error is logged and the host answers
  * 500 before the upgrade, closes with 1011 after it. The peer is told
  * nothing of the error's text. */

@@ -117,31 +117,46 @@ def host_call(call: Callable[[], T]) -> T:
         raise from_host(e.value) from None
 
 
-#: ``co_flags`` of an ``async def`` (``CO_COROUTINE``) and of an async
-#: generator (``CO_ASYNC_GENERATOR``), without importing ``inspect``.
-_ASYNC_FLAGS = 0x80 | 0x200
+#: ``co_flags`` of the functions whose call runs none of their body: an
+#: ``async def`` (``CO_COROUTINE``), a generator (``CO_GENERATOR``), a
+#: ``types.coroutine`` generator (``CO_ITERABLE_COROUTINE``) and an async
+#: generator (``CO_ASYNC_GENERATOR``); read without importing ``inspect``.
+_ASYNC_FLAGS = 0x80 | 0x100 | 0x200
+_GENERATOR_FLAGS = 0x20
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def synchronous(what: str, f: F) -> F:
-    """``f``, which the host calls synchronously: an ``async def`` is a
-    ``TypeError`` where it is registered, at build time (called, it would
-    return a coroutine and run none of its body)."""
-    if getattr(getattr(f, "__code__", None), "co_flags", 0) & _ASYNC_FLAGS:
+    """``f``, which the host calls synchronously: an ``async def`` or a
+    generator function is a ``TypeError`` where it is registered, at build
+    time (called, it would return a coroutine or a generator and run none of
+    its body)."""
+    flags = getattr(getattr(f, "__code__", None), "co_flags", 0)
+    if flags & (_ASYNC_FLAGS | _GENERATOR_FLAGS):
         name = getattr(f, "__name__", "the function")
-        raise TypeError(f"{what}: {name} is an async def; this world calls plain functions (its body would never run)")
+        kind = "an async def" if flags & _ASYNC_FLAGS else "a generator function"
+        raise TypeError(f"{what}: {name} is {kind}; this world calls plain functions (its body would never run)")
     return f
 
 
-def not_awaited(what: str, returned: object) -> None:
-    """What a synchronous callback returned: a coroutine (or any awaitable)
-    is closed unrun and logged."""
-    if hasattr(returned, "__await__"):
+def drop_awaitable(what: str, returned: object) -> None:
+    """What a synchronous callback returned, when it is not ``None``: an
+    awaitable (a coroutine, most likely, from a plain function that called
+    an ``async def``) is logged and, if it can be, closed unrun. Never
+    raises: the event world's instance is every socket's."""
+    if not hasattr(type(returned), "__await__"):
+        return
+    try:
         close = getattr(returned, "close", None)
         if callable(close):
             close()
-        print(f"{what}: returned a coroutine; callbacks must be synchronous (it never ran)", file=sys.stderr)
+    except Exception:
+        pass
+    print(
+        f"{what}: returned an awaitable ({type(returned).__name__}) that nothing awaits; callbacks must be synchronous",
+        file=sys.stderr,
+    )
 
 
 def log_exception(what: str) -> None:

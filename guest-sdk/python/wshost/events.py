@@ -33,7 +33,7 @@ from componentize_py_types import Err
 from wit_world.imports import event_types, sockets, types
 
 from ._data import Data, Headers, Request, Response, checked, header_list, response_parts, to_message, uint
-from ._errors import PeerClosed, TooLarge, from_host, host_call, log_exception, not_awaited, synchronous
+from ._errors import PeerClosed, TooLarge, drop_awaitable, from_host, host_call, log_exception, synchronous
 from ._topics import Subscriber
 
 
@@ -159,8 +159,9 @@ class App:
                 except Exception:
                     log_exception("on_message")
                     return
-                if returned is not None:
-                    not_awaited("on_message", returned)
+                # `send` returns a status a lambda passes on: no call for it.
+                if returned is not None and hasattr(type(returned), "__await__"):
+                    drop_awaitable("on_message", returned)
 
             def on_close(self, conn: int, code: int, reason: str) -> None:
                 app._call("on_close", app._close, app._socket(conn), code, reason)
@@ -217,6 +218,7 @@ class App:
                 status, headers, body = response_parts(decided)
                 return event_types.Decision_Respond(event_types.Response(status, headers, body))
             if decided is not None and not isinstance(decided, Upgrade):
+                drop_awaitable("on_request", decided)
                 raise TypeError(f"on_request returned {type(decided).__name__}: return an Upgrade, a Response or None")
             upgrade = decided or Upgrade()
             protocol = None if upgrade.protocol is None else checked(upgrade.protocol, "protocol")
@@ -244,7 +246,7 @@ class App:
             log_exception(what)
             return
         if returned is not None:
-            not_awaited(what, returned)
+            drop_awaitable(what, returned)
 
 
 #: The host's bound on a socket's attachment.

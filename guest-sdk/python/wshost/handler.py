@@ -28,7 +28,7 @@ from componentize_py_types import Err
 from wit_world.imports import connection, handshake, types
 
 from ._data import Data, Headers, Request, Response, checked, frame_message, header_list, opcode_of, response_parts, to_bytes, uint
-from ._errors import IoError, PeerClosed, failed, from_host, host_call, not_awaited, synchronous
+from ._errors import IoError, PeerClosed, drop_awaitable, failed, from_host, host_call, synchronous
 from ._hub import hub
 from ._topics import Subscriber
 
@@ -160,7 +160,7 @@ class App:
                 except Exception:
                     raise failed("handler") from None
                 if returned is not None:
-                    not_awaited("handler", returned)
+                    drop_awaitable("handler", returned)
 
         self.WitWorld: type[wit_world.WitWorld] = World
 
