@@ -171,3 +171,29 @@ async fn hub_lists_this_connection() {
     assert!(id.parse::<u64>().unwrap() >= 1, "{reply}");
     assert_eq!(live, "1", "{reply}");
 }
+
+/// A guest that closes while its inbox is full (it never read what the
+/// client sent) still hears the client's Close reply: a closing socket
+/// reads on, dropping the messages that crossed its Close, and ends
+/// cleanly at once instead of at the close timeout (3 s) with unread bytes.
+#[tokio::test]
+async fn a_close_with_a_full_inbox_still_reads_the_peers_reply() {
+    use support::raw::{RawFrame, RawWs, TEXT};
+    let server = Server::start(&[("/probe", "probe")]);
+    let mut ws = RawWs::connect(&server, "/probe?nap-close=300").await;
+    let napping = ws.recv().await.expect("napping");
+    assert_eq!(napping.payload, b"napping");
+    // Past the inbox's 256 messages while the guest naps.
+    for i in 0..400 {
+        ws.send(&RawFrame::new(TEXT, format!("m{i}"))).await;
+    }
+    assert_eq!(ws.close_code().await, Some(4000));
+    let replied = Instant::now();
+    ws.send(&RawFrame::close(4000, b"")).await;
+    assert_eq!(ws.recv().await.map(|f| f.opcode), None, "then TCP ends");
+    assert!(
+        replied.elapsed() < Duration::from_secs(1),
+        "ended {:?} after the reply",
+        replied.elapsed()
+    );
+}

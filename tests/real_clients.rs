@@ -448,6 +448,25 @@ async fn no_topic_message_lands_between_a_guests_fragments() {
     assert_eq!(next_text(&mut ws).await, "intruder");
 }
 
+/// Other parties' frames held while a guest's fragmented message is under
+/// way do not back up the guest's own next part: counted, past the 64 KiB
+/// backpressure limit, they had the guest wait for room only its last part
+/// could make.
+#[tokio::test]
+async fn frames_held_between_fragments_do_not_stall_the_next_fragment() {
+    let server = Server::start(&[("/probe", "probe")]);
+    let mut ws = server.connect("/probe?slow-fragments=t").await;
+    let mut publisher = server.connect("/probe?topic=t").await;
+    assert_eq!(next_text(&mut ws).await, "ready");
+    let big = "x".repeat(40 << 10);
+    for _ in 0..2 {
+        send_text(&mut publisher, &format!("pub {big}")).await;
+    }
+    assert_eq!(next_text(&mut ws).await, "Hello");
+    assert_eq!(next_text(&mut ws).await.len(), big.len());
+    assert_eq!(next_text(&mut ws).await.len(), big.len());
+}
+
 #[tokio::test]
 async fn host_calls_do_not_restart_the_cpu_budget() {
     let server = Server::start_flagged(&["--guest-cpu-timeout", "0.3"], &[("/probe", "probe")]);

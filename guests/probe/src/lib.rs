@@ -16,7 +16,9 @@
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
 //! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
 //! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
-//!   as a text fragment, sleep 300 ms, push `lo` ending it.
+//!   as a text fragment, sleep 300 ms, push `l`, then `o` ending it.
+//! - `nap-close=MS`: upgrade, push `napping`, sleep MS without reading,
+//!   then push a Close frame 4000 "bye" and return.
 //! - `spin-calls`: upgrade, then call `id` forever.
 //! - `after-close=push` / `after-close=recv`: upgrade, push `ready`, wait
 //!   for the connection to end, then call `push` (or `recv`) forever, each
@@ -122,6 +124,13 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
                 ws.push_text(&frame.data.len().to_string()).map_err(str)?;
             }
         }
+        "nap-close" => {
+            ws.upgrade().map_err(str)?;
+            ws.push_text("napping").map_err(str)?;
+            let ms = arg.parse().map_err(|_| format!("bad nap {arg:?}"))?;
+            std::thread::sleep(Duration::from_millis(ms));
+            ws.push_close(4000, "bye").map_err(str)?;
+        }
         "env" => {
             let value = std::env::var(arg).unwrap_or_else(|_| "unset".into());
             return ws.respond(wshost_guest::Response::text(value)).map_err(str);
@@ -160,7 +169,9 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             ws.push_text("ready").map_err(str)?;
             ws.push(b"Hel", Opcode::Text, false).map_err(str)?;
             std::thread::sleep(Duration::from_millis(300));
-            ws.push(b"lo", Opcode::Continuation, true).map_err(str)?;
+            // A part that is not the last, after others' frames were held.
+            ws.push(b"l", Opcode::Continuation, false).map_err(str)?;
+            ws.push(b"o", Opcode::Continuation, true).map_err(str)?;
             ws.recv(None).map_err(str)?;
         }
         "after-close" => {

@@ -100,6 +100,9 @@ impl Inbox {
     /// The socket task has ended.
     pub fn end(&self) {
         self.state().ended = true;
+        // Every waiter hears it (a coro guest may have two tasks in `recv`
+        // on one connection), and one that comes later finds the permit.
+        self.arrived.notify_waiters();
         self.arrived.notify_one();
     }
 

@@ -361,7 +361,7 @@ impl Outbox {
     /// refuses everything.
     pub fn offer(&self, frame: Bytes) -> Result<Queued, Refused> {
         let (queued, wake) = self.queue(frame)?;
-        if wake == Wake::First {
+        if wake != Wake::No {
             self.wake.wake();
         }
         Ok(queued)
@@ -463,10 +463,12 @@ impl Outbox {
         } else {
             Queued::Below
         };
-        let wake = if state.frames.len() == 1 {
-            Wake::First
-        } else if filling {
+        // Filling first: a first frame that fills a quarter on its own
+        // (a large message, a small `--hub-queue`) must not wait in a cork.
+        let wake = if filling {
             Wake::Filling
+        } else if state.frames.len() == 1 {
+            Wake::First
         } else {
             Wake::No
         };
@@ -501,7 +503,10 @@ impl Outbox {
     /// goes on): a push waits for [`Outbox::room`].
     pub fn is_backed_up(&self) -> bool {
         let state = self.state();
-        state.bytes > self.backpressure && !state.finished
+        // Frames held for a fragmented push wait for the guest's next part:
+        // counted here, they would have it wait for itself.
+        let held: usize = state.held.iter().map(Bytes::len).sum();
+        state.bytes - held > self.backpressure && !state.finished
     }
 
     /// Wait until at most `backpressure` bytes are queued, or the socket
@@ -861,6 +866,24 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a quarter full");
     }
 
+    /// The same when the frame that fills a quarter is the first queued:
+    /// left in the cork, its writer would sleep through the frames that
+    /// evict it.
+    #[test]
+    fn a_first_frame_that_fills_a_quarter_is_not_corked() {
+        let mut cork = Cork::default();
+        let wakes = Arc::new(Wakes(Default::default()));
+        let outbox = Arc::new(Outbox::new(1, 16, 1 << 20).with_byte_cap(1000));
+        outbox.wake.register(&std::task::Waker::from(wakes.clone()));
+        outbox.offer_corked(frame(300), &mut cork).unwrap();
+        assert!(cork.writers.is_empty());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a quarter full at once");
+        let small = Arc::new(Outbox::new(2, 4, 1 << 20));
+        small.wake.register(&std::task::Waker::from(wakes.clone()));
+        small.offer_corked(frame(1), &mut cork).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "a quarter of 4 frames");
+    }
+
     #[test]
     fn a_dropped_round_wakes_the_rest() {
         let mut cork = Cork::default();
@@ -901,6 +924,24 @@ mod tests {
             .unwrap();
         let lens: Vec<usize> = outbox.take_all().iter().map(Bytes::len).collect();
         assert_eq!(lens, [3, 4, 2], "released after the last fragment");
+    }
+
+    #[test]
+    fn frames_held_for_a_fragmented_push_do_not_back_it_up() {
+        let outbox = Outbox::new(1, 10, 100);
+        outbox.push([frame(1)].into_iter().collect(), true).unwrap();
+        for _ in 0..3 {
+            outbox.offer(frame(50)).unwrap();
+        }
+        assert_eq!(outbox.take_all().len(), 1, "the hub frames are held back");
+        assert!(
+            !outbox.is_backed_up(),
+            "only the guest's next part can release them"
+        );
+        outbox
+            .push([frame(200)].into_iter().collect(), true)
+            .unwrap();
+        assert!(outbox.is_backed_up(), "its own parts count");
     }
 
     #[test]

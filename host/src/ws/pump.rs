@@ -229,7 +229,10 @@ fn run<'a, C: Consumer>(
                     return abnormal(sent);
                 }
             }
-            let may_read = consumer.has_room();
+            // A closing socket reads on whatever its consumer holds: the
+            // messages are dropped (they cross our Close) and the peer's
+            // Close reply is what it waits for.
+            let may_read = socket.closing || consumer.has_room();
             let closing = socket.closing;
             match socket.overdraft_due() {
                 Some(due) if overdraft_due.is_none() => {

@@ -171,6 +171,9 @@ fn serve_socket(
             drain_owed: false,
         };
         let (code, reason) = pump::run_guarded(&mut socket, &mut events, id, &shutdown).await;
+        // Nothing more is queued for it (the guest's `send` until `on-close`
+        // runs, a topic's publishes), as in the handler world.
+        socket.outbox.finish();
         // Dropped (TCP closed) before the guest hears of it.
         drop(socket);
         report.route = None;
