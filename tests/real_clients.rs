@@ -442,8 +442,12 @@ async fn no_topic_message_lands_between_a_guests_fragments() {
     let mut ws = server.connect("/probe?slow-fragments=t").await;
     let mut publisher = server.connect("/probe?topic=t").await;
     assert_eq!(next_text(&mut ws).await, "ready");
-    // Published while the guest is between its two fragments.
+    // Published while the guest is between its fragments: its next part
+    // waits for our `go`, sent once the publish has been queued (the
+    // publisher's `id` is answered after it).
     send_text(&mut publisher, "pub intruder").await;
+    published(&mut publisher).await;
+    send_text(&mut ws, "go").await;
     assert_eq!(next_text(&mut ws).await, "Hello");
     assert_eq!(next_text(&mut ws).await, "intruder");
 }
@@ -462,9 +466,19 @@ async fn frames_held_between_fragments_do_not_stall_the_next_fragment() {
     for _ in 0..2 {
         send_text(&mut publisher, &format!("pub {big}")).await;
     }
+    // Both held (80 KiB, past the 64 KiB limit) before the next part.
+    published(&mut publisher).await;
+    send_text(&mut ws, "go").await;
     assert_eq!(next_text(&mut ws).await, "Hello");
     assert_eq!(next_text(&mut ws).await.len(), big.len());
     assert_eq!(next_text(&mut ws).await.len(), big.len());
+}
+
+/// Once a `/probe?topic=` publisher answers `id` (after its own copies of
+/// what it published, `pub` reaching it too), its publishes are queued.
+async fn published(publisher: &mut Client) {
+    send_text(publisher, "id").await;
+    while next_text(publisher).await.parse::<u64>().is_err() {}
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@
 //! - `poll`: upgrade, push `ready`, sleep 300 ms, `recv` with timeout 0.
 //! - `broadcast-return`: upgrade, broadcast `bye all` to the hub, return.
 //! - `slow-fragments=T`: upgrade, subscribe to T, push `ready`, push `Hel`
-//!   as a text fragment, sleep 300 ms, push `l`, then `o` ending it.
+//!   as a text fragment, wait for a message, push `l`, then `o` ending it.
 //! - `nap-close=MS`: upgrade, push `napping`, sleep MS without reading,
 //!   then push a Close frame 4000 "bye" and return.
 //! - `spin-calls`: upgrade, then call `id` forever.
@@ -168,7 +168,7 @@ fn probe(req: Request, ws: Connection) -> Result<(), String> {
             ws.subscribe(arg).map_err(str)?;
             ws.push_text("ready").map_err(str)?;
             ws.push(b"Hel", Opcode::Text, false).map_err(str)?;
-            std::thread::sleep(Duration::from_millis(300));
+            ws.recv(None).map_err(str)?;
             // A part that is not the last, after others' frames were held.
             ws.push(b"l", Opcode::Continuation, false).map_err(str)?;
             ws.push(b"o", Opcode::Continuation, true).map_err(str)?;

@@ -5,7 +5,8 @@
 //!
 //! Bounded: the socket task stops reading while the inbox is full, so a
 //! guest that does not take its messages slows its peer down (TCP
-//! backpressure) instead of growing the host's memory.
+//! backpressure) instead of growing the host's memory. (Once it has sent
+//! its Close it reads on, for the peer's reply, and drops the messages.)
 
 use crate::bindings::{CloseInfo, Error};
 use crate::ws::reader::Held;

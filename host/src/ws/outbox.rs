@@ -10,7 +10,9 @@
 //! backlog or stalling the sender. A handler guest's own pushes are not
 //! evicted but wait ([`Outbox::room`]) while more than `backpressure` bytes
 //! are queued; while its fragmented message is under way, other parties'
-//! frames are held back so none lands between its fragments. An empty
+//! frames are held back so none lands between its fragments (counted
+//! toward eviction, not toward the guest's backpressure: only its last
+//! part releases them). An empty
 //! queue holds no allocation, so an idle connection's outbox costs a few words.
 
 use crate::bindings::ConnectionId;

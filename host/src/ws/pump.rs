@@ -29,7 +29,8 @@ pub const NO_STATUS: u16 = 1005;
 // `Send` is known: no bounds to promise.
 #[allow(async_fn_in_trait)]
 pub trait Consumer {
-    /// Whether another message may be read now.
+    /// Whether another message may be read now (a closing socket reads
+    /// anyway, and drops what it reads).
     fn has_room(&self) -> bool {
         true
     }
@@ -231,8 +232,10 @@ fn run<'a, C: Consumer>(
             }
             // A closing socket reads on whatever its consumer holds: the
             // messages are dropped (they cross our Close) and the peer's
-            // Close reply is what it waits for.
-            let may_read = socket.closing || consumer.has_room();
+            // Close reply is what it waits for. It still waits for room
+            // too: what it read before its Close may be waiting for it.
+            let has_room = consumer.has_room();
+            let may_read = socket.closing || has_room;
             let closing = socket.closing;
             match socket.overdraft_due() {
                 Some(due) if overdraft_due.is_none() => {
@@ -259,7 +262,7 @@ fn run<'a, C: Consumer>(
                     true if keepalive_on => Woke::Alarm,
                     _ => Woke::Queue,
                 },
-                () = consumer.room(), if !may_read => {
+                () = consumer.room(), if !has_room => {
                     // Not listening is not the peer's silence.
                     heard = Instant::now();
                     Woke::Queue

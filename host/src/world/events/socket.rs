@@ -208,8 +208,10 @@ struct Events<'a> {
     route: &'a EventRoute,
     id: ConnectionId,
     /// A message the route's queue had no room for: the socket reads no
-    /// more until it is queued, and meanwhile writes, pings and closes as
-    /// ever (the review's M9: it waited inside its read, deaf to all).
+    /// more until it is queued (unless it has sent its Close: then it reads
+    /// for the reply and drops what else comes), and meanwhile writes,
+    /// pings and closes as ever (the review's M9: it waited inside its
+    /// read, deaf to all).
     /// Boxed: rare, and 72 bytes more in every socket's task in line.
     waiting: Option<Box<Waiting>>,
     /// `on-drain` is owed, after the waiting message (if any).
