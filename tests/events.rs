@@ -409,3 +409,24 @@ async fn a_socket_waiting_for_room_in_its_routes_queue_still_writes() {
     );
     drop(sender);
 }
+
+/// A socket whose connection has ended takes no more sends, though its
+/// `on-close` has not run yet (the instance was busy): `send` says the
+/// peer has closed, where it said queued, for bytes no one would write.
+#[tokio::test]
+async fn a_send_to_a_socket_that_ended_is_refused_before_its_on_close() {
+    let server = Server::start(&[("/probe", "event_probe")]);
+    let mut gone = server.connect("/probe").await;
+    send_text(&mut gone, "id").await;
+    let gone_id = next_text(&mut gone).await;
+    let mut other = server.connect("/probe").await;
+    send_text(&mut other, "nap 600").await;
+    send_text(&mut other, &format!("send {gone_id} hello")).await;
+    // Both queued to the route before the first socket ends.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gone.close(None).await.unwrap();
+    while next(&mut gone).await.is_some() {}
+    assert_eq!(next_text(&mut other).await, "napped");
+    let sent = next_text(&mut other).await;
+    assert!(sent.contains("PeerClosed"), "{sent}");
+}
