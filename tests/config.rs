@@ -270,6 +270,13 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
             ["hub_queue (--hub-queue) must be at least 1", "[limits]"],
         ),
         (
+            "[limits]\nmax_connections = 3000000000000000000\n",
+            [
+                "max_connections (--max-connections) must be at most",
+                "[limits]",
+            ],
+        ),
+        (
             "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nlimits = { max_connections = 5 }\n",
             ["[[route]] /x", "limits.max_connections is the server's"],
         ),

@@ -116,7 +116,12 @@ impl Value for Amount {
     }
 }
 
-/// A size or count of at least 1.
+/// The largest size or count a setting takes (1 TiB): past any machine's
+/// memory, and far enough below `usize::MAX` that the server's sums and
+/// products of settings (instance pools, semaphores) cannot overflow.
+pub const MAX_AMOUNT: usize = 1 << 40;
+
+/// A size or count from 1 to [`MAX_AMOUNT`].
 pub enum AtLeastOne {}
 
 impl Value for AtLeastOne {
@@ -126,6 +131,7 @@ impl Value for AtLeastOne {
     fn resolve(raw: usize, name: Name<'_>) -> Result<usize, String> {
         match raw {
             0 => Err(format!("{name} must be at least 1")),
+            n if n > MAX_AMOUNT => Err(format!("{name} must be at most {MAX_AMOUNT}")),
             n => Ok(n),
         }
     }

@@ -136,6 +136,11 @@ pub enum HandshakeError {
     Version(String),
     #[error("missing or malformed Sec-WebSocket-Key header (16 bytes in base64)")]
     Key,
+    /// A body (`Content-Length` other than 0, or `Transfer-Encoding`): the
+    /// bytes after the head would be taken for WebSocket frames, where
+    /// HTTP switches protocols after the body (RFC 9110 §7.8).
+    #[error("a WebSocket handshake has no body")]
+    Body,
 }
 
 impl HandshakeError {
@@ -164,6 +169,10 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     }
     if head.header("host").is_none() {
         return Err(HandshakeError::NoHost);
+    }
+    let mut lengths = head.headers_named("content-length");
+    if lengths.any(|n| n.trim() != "0") || head.header("transfer-encoding").is_some() {
+        return Err(HandshakeError::Body);
     }
     for name in ["sec-websocket-key", "sec-websocket-version"] {
         if head.count(name) > 1 {
@@ -399,6 +408,12 @@ mod tests {
             accept_key(&twice),
             Err(HandshakeError::Duplicate("sec-websocket-version"))
         );
+        for body in ["Content-Length: 5", "Transfer-Encoding: chunked"] {
+            let with_body = head(&HANDSHAKE.replace("\r\n\r\n", &format!("\r\n{body}\r\n\r\n")));
+            assert_eq!(accept_key(&with_body), Err(HandshakeError::Body), "{body}");
+        }
+        let empty = head(&HANDSHAKE.replace("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n"));
+        assert!(accept_key(&empty).is_ok());
     }
 
     #[test]

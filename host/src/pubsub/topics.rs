@@ -250,6 +250,9 @@ impl Topics {
         max: usize,
         cork: &mut Cork,
     ) -> Result<u32, Error> {
+        // Before a `[[history]]` rule can start a stream for it, or the
+        // cluster queue its name.
+        check_name(topic)?;
         if let Some(stream) = self.history.stream(topic) {
             let (kind, payload) = frame::parts(msg);
             let max = match self.relay.get() {
@@ -862,5 +865,24 @@ mod tests {
             a.subscribe(&i.to_string()).unwrap();
         }
         assert_eq!(a.subscribe("one more"), Err(TopicError::TooMany));
+    }
+
+    /// A publish names a topic as a subscribe does: a name no one could
+    /// subscribe to is refused before a `[[history]]` rule or the cluster's
+    /// queue sees it.
+    #[test]
+    fn a_publish_to_a_name_past_the_bound_is_refused() {
+        let topics = Topics::new();
+        let msg = Message::Text("hi".into());
+        let mut cork = Cork::default();
+        let long = "x".repeat(MAX_TOPIC + 1);
+        assert!(matches!(
+            topics.publish_message(&long, &msg, None, 1 << 20, &mut cork),
+            Err(Error::Protocol(why)) if why.contains("topic names")
+        ));
+        assert!(matches!(
+            topics.publish_message("ok", &msg, None, 1 << 20, &mut cork),
+            Ok(0)
+        ));
     }
 }

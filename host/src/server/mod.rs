@@ -181,6 +181,10 @@ pub struct Server {
     tls: Option<Arc<Tls>>,
     /// What each route was loaded from, and its versions still serving.
     versions: Versions,
+    /// Held through a reload: a SIGHUP during a `--watch` reload waits,
+    /// where two at once would each insert a version of the same route
+    /// (one never retired, holding its room in the pool for good).
+    reloading: std::sync::Mutex<()>,
     /// Event loops to run connections on (`--loops`).
     loops: usize,
 }
@@ -265,6 +269,7 @@ impl Server {
             limits,
             next_id: AtomicU64::new(1),
             versions,
+            reloading: std::sync::Mutex::default(),
             loops: 1,
         })
     }
@@ -316,6 +321,7 @@ impl Server {
     /// component that fails to load, or whose world changed, leaves its
     /// route as it was and the log says why. Returns how many were reloaded.
     pub fn reload(&self) -> usize {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let (mut reloaded, mut unchanged) = (0, 0);
         for spec in &self.specs {

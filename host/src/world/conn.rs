@@ -619,6 +619,7 @@ impl messages::Host for Conn {
         msg: Resource<HeldMessage>,
         exclude: Option<ConnectionId>,
     ) -> Result<u32, Error> {
+        crate::pubsub::topics::check_name(&topic)?;
         let held = self.held.get(&msg)?;
         let message = (held.text, &held.data[..]);
         let topics = &self.topics;

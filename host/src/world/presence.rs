@@ -81,6 +81,10 @@ pub async fn members(
     after: Option<ConnectionId>,
     limit: u32,
 ) -> Vec<wit::Member> {
+    // No member has joined a topic of no valid name: nothing to ask Redis.
+    if crate::pubsub::topics::check_name(topic).is_err() {
+        return Vec::new();
+    }
     let local = |state: &mut _| -> Vec<(ConnectionId, String)> {
         let list = Subscribing::topics(state)
             .presence()
@@ -106,6 +110,9 @@ pub async fn members(
 
 /// `presence.count`: the cluster's with `--cluster`, as `members`.
 pub async fn count(state: &mut impl Subscribing, topic: &str) -> u32 {
+    if crate::pubsub::topics::check_name(topic).is_err() {
+        return 0;
+    }
     let Some(relay) = state.topics().relay() else {
         return state.topics().presence().count(topic);
     };

@@ -97,6 +97,7 @@ pub async fn current_position(
     state: &mut impl Subscribing,
     topic: &str,
 ) -> Result<wit::Position, Error> {
+    topics::check_name(topic)?;
     let stream = state.topics().history().kept(topic)?;
     let Some(relay) = state.topics().relay() else {
         return Ok(to_guest(history::lock(&stream).position()));
@@ -180,6 +181,7 @@ pub async fn read(
     after: u64,
     limit: u32,
 ) -> Result<wit::Page, Error> {
+    topics::check_name(topic)?;
     let stream = state.topics().history().kept(topic)?;
     let limit = limit.min(history::MAX_READ);
     let (publications, epoch) = match state.topics().relay() {

@@ -115,7 +115,7 @@ enum Outbound {
 impl Outbound {
     fn bytes(&self) -> usize {
         match self {
-            Outbound::Publish { payload, .. } => payload.len(),
+            Outbound::Publish { channel, payload } => channel.len() + payload.len(),
             Outbound::Kept(kept) => kept.bytes(),
             Outbound::Leave { topic, .. } => topic.len(),
         }
