@@ -119,7 +119,11 @@ impl Value for Amount {
 /// The largest size or count a setting takes (1 TiB): past any machine's
 /// memory, and far enough below `usize::MAX` that the server's sums and
 /// products of settings (instance pools, semaphores) cannot overflow.
+#[cfg(target_pointer_width = "64")]
 pub const MAX_AMOUNT: usize = 1 << 40;
+/// (Where `usize` is narrower: tokio's semaphore's own bound.)
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_AMOUNT: usize = usize::MAX >> 3;
 
 /// A size or count from 1 to [`MAX_AMOUNT`].
 pub enum AtLeastOne {}
