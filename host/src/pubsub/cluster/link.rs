@@ -60,13 +60,21 @@ impl Link {
     }
 
     async fn conn(&self) -> Result<MultiplexedConnection, String> {
-        let last_failed = *self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        if last_failed.is_some_and(|at| at.elapsed() < QUIET) {
+        let failed_lately = || {
+            let last_failed = *self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            last_failed.is_some_and(|at| at.elapsed() < QUIET)
+        };
+        if failed_lately() {
             return Err("Redis unreachable a moment ago".into());
         }
         let mut cached = self.conn.lock().await;
         if let Some(conn) = &*cached {
             return Ok(conn.clone());
+        }
+        // Again with the lock: callers that queued for it behind a connect
+        // that failed must not each wait out a connect of their own.
+        if failed_lately() {
+            return Err("Redis unreachable a moment ago".into());
         }
         let made = super::within(super::connect(&self.client)).await;
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
