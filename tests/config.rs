@@ -277,6 +277,10 @@ fn a_bad_file_is_refused_naming_the_line_and_key() {
             ],
         ),
         (
+            "[limits]\nguest_memory = 18446744073709551615\n",
+            ["guest_memory (--guest-memory) must be at most", "[limits]"],
+        ),
+        (
             "[[route]]\npath = \"/x\"\ncomponent = \"mirror.wasm\"\nlimits = { max_connections = 5 }\n",
             ["[[route]] /x", "limits.max_connections is the server's"],
         ),

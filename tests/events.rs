@@ -420,7 +420,8 @@ async fn a_send_to_a_socket_that_ended_is_refused_before_its_on_close() {
     send_text(&mut gone, "id").await;
     let gone_id = next_text(&mut gone).await;
     let mut other = server.connect("/probe").await;
-    send_text(&mut other, "nap 600").await;
+    // Long enough for the first socket to end meanwhile on a busy machine.
+    send_text(&mut other, "nap 2000").await;
     send_text(&mut other, &format!("send {gone_id} hello")).await;
     // Both queued to the route before the first socket ends.
     tokio::time::sleep(Duration::from_millis(100)).await;

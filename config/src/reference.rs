@@ -16,7 +16,8 @@ pub fn markdown() -> String {
          `WSHOST_BLESS=1 cargo test -p wshost-config`. -->\n\n\
          Every setting is a `wshost serve` flag and a key of the config file \
          (`serve --config wshost.toml`). A flag given on the command line \
-         overrides the file, for every route. Seconds may be fractions (`0.5`). \
+         overrides the file, for every route. Seconds may be fractions (`0.5`) \
+         and are at most a year; sizes and counts are at most 2^40. \
          A switch is on with its bare flag (`--deflate`), off with `--deflate=false`.\n\n\
          ## The server (top-level keys)\n\n",
     );

@@ -101,15 +101,18 @@ impl Value for SecondsOrNever {
     }
 }
 
-/// A size or count, 0 allowed.
+/// A size or count from 0 to [`MAX_AMOUNT`].
 pub enum Amount {}
 
 impl Value for Amount {
     type Raw = usize;
     type Resolved = usize;
     const UNIT: &'static str = "N";
-    fn resolve(raw: usize, _: Name<'_>) -> Result<usize, String> {
-        Ok(raw)
+    fn resolve(raw: usize, name: Name<'_>) -> Result<usize, String> {
+        match raw {
+            n if n > MAX_AMOUNT => Err(format!("{name} must be at most {MAX_AMOUNT}")),
+            n => Ok(n),
+        }
     }
     fn show(n: &usize) -> String {
         n.to_string()
