@@ -72,7 +72,8 @@ impl Versions {
         if alive >= room {
             return Err(format!(
                 "{alive} versions of it still serve open connections, and the instance pool has \
-                 room for {room}: it reloads once the older ones' connections have closed"
+                 room for {room}: reload again (SIGHUP, or touch the file under --watch) once \
+                 the older ones' connections have closed"
             ));
         }
         Ok(())
