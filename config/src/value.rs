@@ -138,8 +138,7 @@ impl Value for AtLeastOne {
     fn resolve(raw: usize, name: Name<'_>) -> Result<usize, String> {
         match raw {
             0 => Err(format!("{name} must be at least 1")),
-            n if n > MAX_AMOUNT => Err(format!("{name} must be at most {MAX_AMOUNT}")),
-            n => Ok(n),
+            n => Amount::resolve(n, name),
         }
     }
     fn show(n: &usize) -> String {

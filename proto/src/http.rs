@@ -170,8 +170,11 @@ pub fn accept_key(head: &RequestHead) -> Result<String, HandshakeError> {
     if head.header("host").is_none() {
         return Err(HandshakeError::NoHost);
     }
-    let mut lengths = head.headers_named("content-length");
-    if lengths.any(|n| n.trim() != "0") || head.header("transfer-encoding").is_some() {
+    let body = head
+        .headers_named("content-length")
+        .any(|n| n.trim() != "0")
+        || head.header("transfer-encoding").is_some();
+    if body {
         return Err(HandshakeError::Body);
     }
     for name in ["sec-websocket-key", "sec-websocket-version"] {

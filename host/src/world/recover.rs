@@ -92,13 +92,22 @@ pub fn keep(state: &impl Subscribing, topic: &str, retention: wit::Retention) ->
     Ok(state.topics().history().keep(topic, retention)?)
 }
 
+/// The stream of `topic` a guest names: its name checked as a subscribe's
+/// is (a `[[history]]` rule would start a stream for any name it covers).
+fn kept(
+    state: &mut impl Subscribing,
+    topic: &str,
+) -> Result<std::sync::Arc<std::sync::Mutex<history::Stream>>, Error> {
+    topics::check_name(topic)?;
+    Ok(state.topics().history().kept(topic)?)
+}
+
 /// `history.current-position`.
 pub async fn current_position(
     state: &mut impl Subscribing,
     topic: &str,
 ) -> Result<wit::Position, Error> {
-    topics::check_name(topic)?;
-    let stream = state.topics().history().kept(topic)?;
+    let stream = kept(state, topic)?;
     let Some(relay) = state.topics().relay() else {
         return Ok(to_guest(history::lock(&stream).position()));
     };
@@ -181,8 +190,7 @@ pub async fn read(
     after: u64,
     limit: u32,
 ) -> Result<wit::Page, Error> {
-    topics::check_name(topic)?;
-    let stream = state.topics().history().kept(topic)?;
+    let stream = kept(state, topic)?;
     let limit = limit.min(history::MAX_READ);
     let (publications, epoch) = match state.topics().relay() {
         None => {

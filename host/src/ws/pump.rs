@@ -234,9 +234,9 @@ fn run<'a, C: Consumer>(
             // messages are dropped (they cross our Close) and the peer's
             // Close reply is what it waits for. It still waits for room
             // too: what it read before its Close may be waiting for it.
-            let has_room = consumer.has_room();
-            let may_read = socket.closing || has_room;
             let closing = socket.closing;
+            let has_room = consumer.has_room();
+            let may_read = closing || has_room;
             match socket.overdraft_due() {
                 Some(due) if overdraft_due.is_none() => {
                     overdraft_due = Some(Box::pin(tokio::time::sleep_until(due)));
