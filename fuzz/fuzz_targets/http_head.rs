@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
+    // An accepted handshake has no body: what follows its head is frames.
+    assert!(head.header("transfer-encoding").is_none());
+    assert!(head.headers_named("content-length").all(|n| n.trim() == "0"));
     let protocol = http::offered_protocols(&head).next().map(str::to_string);
     if let Some(protocol) = &protocol {
         http::check_upgrade(&head, Some(protocol), &[]).expect("it was offered");
